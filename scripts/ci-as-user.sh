@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs as the unprivileged test user: build, offline images, then the README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NODE_DIR=${PODSHELL_NODE_DIR:-/opt/podshell-node}
+export PATH="$NODE_DIR/bin:$PATH"
+export XDG_RUNTIME_DIR=/run/user/$(id -u)
+export HOME=$(getent passwd "$(id -un)" | cut -d: -f6)
+cd "$PWD"
+echo "[ci] $(id) node $(node --version) podman $(podman --version)"
+# A stale vfs store from an earlier podman call would pin the driver: reset once if so.
+if [ "$(podman info --format '{{.Store.GraphDriverName}}' 2>/dev/null)" != overlay ]; then
+  podman system reset -f >/dev/null 2>&1 || true
+fi
+npm ci --no-audit --no-fund
+npm run build
+node dist/cli/main.js doctor
+node dist/cli/main.js image build all --offline
+npm test

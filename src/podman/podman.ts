@@ -1,0 +1,276 @@
+import { execa, type Options as ExecaOptions } from 'execa'
+import { statSync, readFileSync, mkdirSync, accessSync, constants } from 'node:fs'
+import { join, delimiter } from 'node:path'
+import { PodshellError } from '../errors.js'
+import { cacheDir, type Env } from '../config/paths.js'
+import { writeFileAtomic } from '../util/fs.js'
+
+/**
+ * The only code in podshell that spawns podman.
+ *
+ * Every call is an argument array handed to execa (never a shell string), so nothing a user types
+ * (names, paths, labels, env values) can be parsed by a shell. Callers still validate their input
+ * before calling, because podman itself parses `--flag`-looking arguments.
+ *
+ * A `Podman` is a value: binary path, version and the OCI runtime chosen for this host. The runtime
+ * is passed as `--runtime` on every call, because on hybrid-cgroup hosts the default (crun 1.8)
+ * fails every container while runc works.
+ */
+export interface PodmanResult {
+  stdout: string
+  stderr: string
+  exitCode: number
+}
+
+export interface RunOptions {
+  /** Text fed to stdin (e.g. a secret value: never put one in argv). */
+  input?: string
+  /** Inherit the terminal (interactive sandboxes). */
+  inherit?: boolean
+  /** Do not throw on a non-zero exit. */
+  reject?: boolean
+  timeoutMs?: number
+  /** Extra environment for podman itself (not for containers). */
+  env?: Record<string, string>
+  signal?: AbortSignal
+}
+
+export interface RuntimeChoice {
+  /** The OCI runtime podshell passes with --runtime ("crun", "runc", ...). */
+  runtime: string
+  /** Why: e.g. "crun failed: cgroups in hybrid mode not supported; runc works". */
+  reason: string
+  /** Runtimes that were tried and failed, with their error line. */
+  failed: { runtime: string; error: string }[]
+}
+
+interface RuntimeCache extends RuntimeChoice {
+  key: string
+  version: string
+}
+
+const CANDIDATE_RUNTIMES = ['crun', 'runc']
+export const MIN_PODMAN = [4, 3] as const
+
+export class Podman {
+  readonly bin: string
+  readonly version: string
+  readonly runtime: RuntimeChoice
+
+  private constructor(bin: string, version: string, runtime: RuntimeChoice) {
+    this.bin = bin
+    this.version = version
+    this.runtime = runtime
+  }
+
+  /**
+   * Finds podman, checks its version and picks a working OCI runtime. The runtime probe runs once
+   * per podman binary: the result is cached under podshell's cache dir keyed by the podman version
+   * (and the binary's identity, so an upgrade re-probes without spawning podman on every call).
+   */
+  static async detect(opts: { env?: Env; bin?: string; noCache?: boolean } = {}): Promise<Podman> {
+    const env = opts.env ?? process.env
+    const bin = opts.bin ?? env.PODSHELL_PODMAN ?? findOnPath('podman', env)
+    if (!bin) {
+      throw new PodshellError('podman not found', {
+        hint: 'install podman >= 4.3 (dnf install podman / apt-get install podman)',
+        code: 'PODMAN_NOT_FOUND',
+      })
+    }
+    const cacheFile = join(cacheDir(env), 'runtime.json')
+    const key = binaryKey(bin)
+    if (!opts.noCache && env.PODSHELL_RUNTIME === undefined) {
+      const cached = readCache(cacheFile)
+      if (cached && cached.key === key) return new Podman(bin, cached.version, cached)
+    }
+    const version = await podmanVersion(bin)
+    checkVersion(version)
+    let choice: RuntimeChoice
+    if (env.PODSHELL_RUNTIME) {
+      choice = { runtime: env.PODSHELL_RUNTIME, reason: 'set by PODSHELL_RUNTIME', failed: [] }
+    } else {
+      choice = await probeRuntimes(bin, env)
+      try {
+        writeFileAtomic(cacheFile, JSON.stringify({ ...choice, key, version } satisfies RuntimeCache))
+      } catch {
+        // A cache we cannot write only costs a probe next time.
+      }
+    }
+    return new Podman(bin, version, choice)
+  }
+
+  /** Global arguments that precede every subcommand. */
+  globalArgs(): string[] {
+    return ['--runtime', this.runtime.runtime]
+  }
+
+  /** Runs `podman <args>`; throws a PodshellError naming the subcommand unless `reject: false`. */
+  async run(args: readonly string[], opts: RunOptions = {}): Promise<PodmanResult> {
+    const full = [...this.globalArgs(), ...args]
+    const execOpts: ExecaOptions = {
+      reject: false,
+      timeout: opts.timeoutMs,
+      env: opts.env,
+      extendEnv: true,
+      cancelSignal: opts.signal,
+      stripFinalNewline: true,
+    }
+    if (opts.inherit) execOpts.stdio = 'inherit'
+    else if (opts.input !== undefined) execOpts.input = opts.input
+    else execOpts.stdin = 'ignore'
+    const r = await execa(this.bin, full, execOpts)
+    const result: PodmanResult = {
+      stdout: typeof r.stdout === 'string' ? r.stdout : '',
+      stderr: typeof r.stderr === 'string' ? r.stderr : '',
+      exitCode: r.exitCode ?? (r.signal ? 128 + signalNumber(r.signal) : 1),
+    }
+    if (r.timedOut) {
+      throw new PodshellError(`podman ${args[0]} timed out after ${opts.timeoutMs} ms`, {
+        hint: 'check `podman ps` for a stuck container; `podshell doctor` checks the host',
+        code: 'PODMAN_TIMEOUT',
+      })
+    }
+    if (result.exitCode !== 0 && opts.reject !== false) {
+      throw podmanError(args, result)
+    }
+    return result
+  }
+
+  /** `podman <args>` whose stdout is JSON. */
+  async json<T = unknown>(args: readonly string[], opts: RunOptions = {}): Promise<T> {
+    const r = await this.run(args, opts)
+    try {
+      return JSON.parse(r.stdout || 'null') as T
+    } catch (e) {
+      throw new PodshellError(`podman ${args[0]} printed invalid JSON`, { hint: r.stdout.slice(0, 200), cause: e })
+    }
+  }
+
+  /** Spawns podman with an inherited terminal and explicit stdio control (transparent child). */
+  spawnArgs(args: readonly string[]): { file: string; args: string[] } {
+    return { file: this.bin, args: [...this.globalArgs(), ...args] }
+  }
+}
+
+/** First meaningful line of podman's stderr, prefixed by what we were doing. */
+export function podmanError(args: readonly string[], r: PodmanResult): PodshellError {
+  const line =
+    r.stderr
+      .split('\n')
+      .map(l => l.trim())
+      .filter(l => l && !/level=warning|is not a shared mount/.test(l))
+      .pop() ?? `exit code ${r.exitCode}`
+  const msg = line.replace(/^Error:\s*/, '')
+  let hint = 'run `podshell doctor` to check the host'
+  if (/no such (pod|container)/i.test(msg)) hint = 'the sandbox is gone; `podshell sandbox list` shows what exists'
+  else if (/image not known|manifest unknown|pull access denied|initializing source|short-name/i.test(msg))
+    hint = 'the image is not available locally; build it with `podshell image build` or pass an existing one with --from'
+  else if (/name is in use|already in use/i.test(msg)) hint = 'choose another --name or delete the existing sandbox'
+  else if (/cgroups in hybrid mode/.test(msg)) hint = 'set PODSHELL_RUNTIME=runc (podshell doctor detects this)'
+  return new PodshellError(`podman ${args[0]}${args[1] && !args[1].startsWith('-') ? ' ' + args[1] : ''} failed: ${msg}`, {
+    hint,
+    code: 'PODMAN_FAILED',
+  })
+}
+
+export function findOnPath(name: string, env: Env): string | undefined {
+  for (const dir of (env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
+    if (!dir) continue
+    const p = join(dir, name)
+    try {
+      accessSync(p, constants.X_OK)
+      if (statSync(p).isFile()) return p
+    } catch {
+      // not here
+    }
+  }
+  return undefined
+}
+
+async function podmanVersion(bin: string): Promise<string> {
+  const r = await execa(bin, ['--version'], { reject: false, stdin: 'ignore' })
+  const m = /version\s+(\d+\.\d+(?:\.\d+)?\S*)/.exec(String(r.stdout))
+  if (r.exitCode !== 0 || !m) {
+    throw new PodshellError(`cannot run ${bin} --version`, {
+      hint: 'reinstall podman >= 4.3 (dnf install podman / apt-get install podman)',
+      code: 'PODMAN_BROKEN',
+    })
+  }
+  return m[1]!
+}
+
+export function compareVersion(v: string, min: readonly number[]): number {
+  const parts = v.split(/[.-]/).map(x => parseInt(x, 10) || 0)
+  for (let i = 0; i < min.length; i++) {
+    const a = parts[i] ?? 0
+    const b = min[i] ?? 0
+    if (a !== b) return a - b
+  }
+  return 0
+}
+
+function checkVersion(version: string): void {
+  if (compareVersion(version, MIN_PODMAN) < 0) {
+    throw new PodshellError(`podman ${version} is too old`, {
+      hint: `install podman >= ${MIN_PODMAN.join('.')} (dnf install podman / apt-get install podman)`,
+      code: 'PODMAN_TOO_OLD',
+    })
+  }
+}
+
+/**
+ * Probes each OCI runtime by creating a real container from an empty rootfs and running a command
+ * that does not exist. A runtime that can set up namespaces, cgroups and mounts gets as far as
+ * "executable not found" (podman exit 127); a broken one fails earlier (exit 126 with its own
+ * error, e.g. crun 1.8's "cgroups in hybrid mode not supported"). No image is needed.
+ */
+export async function probeRuntimes(bin: string, env: Env): Promise<RuntimeChoice> {
+  const rootfs = join(cacheDir(env), 'probe-rootfs')
+  mkdirSync(rootfs, { recursive: true, mode: 0o700 })
+  const failed: { runtime: string; error: string }[] = []
+  for (const rt of CANDIDATE_RUNTIMES) {
+    const r = await execa(
+      bin,
+      ['--runtime', rt, 'run', '--rm', '--network', 'none', '--rootfs', rootfs, '/podshell-runtime-probe'],
+      { reject: false, stdin: 'ignore', timeout: 30_000 },
+    )
+    const err = String(r.stderr)
+      .split('\n')
+      .filter(l => l && !/level=warning/.test(l))
+      .pop() ?? ''
+    if (r.exitCode === 127 || r.exitCode === 0) {
+      const reason = failed.length
+        ? `${failed.map(f => `${f.runtime} failed: ${f.error}`).join('; ')}; ${rt} works`
+        : `${rt} works`
+      return { runtime: rt, reason, failed }
+    }
+    failed.push({ runtime: rt, error: err.replace(/^Error:\s*(OCI runtime error:\s*)?/, '') || `exit ${r.exitCode}` })
+  }
+  throw new PodshellError('no working OCI runtime', {
+    hint: `${failed.map(f => `${f.runtime}: ${f.error}`).join('; ')}; install crun or runc`,
+    code: 'NO_RUNTIME',
+  })
+}
+
+function binaryKey(bin: string): string {
+  try {
+    const s = statSync(bin)
+    return `${bin}:${s.ino}:${s.size}:${s.mtimeMs}`
+  } catch {
+    return bin
+  }
+}
+
+function readCache(file: string): RuntimeCache | undefined {
+  try {
+    const c = JSON.parse(readFileSync(file, 'utf8')) as RuntimeCache
+    return typeof c.runtime === 'string' && typeof c.key === 'string' ? c : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 }
+export function signalNumber(sig: string): number {
+  return SIGNALS[sig] ?? 15
+}

@@ -1,0 +1,43 @@
+import { mkdirSync, writeFileSync, renameSync, rmSync, openSync, fsyncSync, closeSync } from 'node:fs'
+import { dirname, basename, join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { PodshellError } from '../errors.js'
+
+/**
+ * Atomic write: temp file in the same directory, fsync, rename. A crash or a full disk leaves
+ * either the old file or the new one, never half of one (podshell killed mid-write, ENOSPC, EROFS).
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+  const dir = dirname(path)
+  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    writeFileSync(tmp, data, { mode })
+    const fd = openSync(tmp, 'r')
+    try { fsyncSync(fd) } finally { closeSync(fd) }
+    renameSync(tmp, path)
+  } catch (e) {
+    rmSync(tmp, { force: true })
+    throw fsError(`cannot write ${path}`, e)
+  }
+}
+
+/** Turns an fs errno into a one-line PodshellError with a fix. */
+export function fsError(what: string, e: unknown): PodshellError {
+  const code = (e as NodeJS.ErrnoException)?.code
+  const hint =
+    code === 'ENOSPC' ? 'the filesystem is full; free space or set PODSHELL_HOME to another directory'
+    : code === 'EROFS' ? 'the filesystem is read-only; set PODSHELL_HOME to a writable directory'
+    : code === 'EACCES' || code === 'EPERM' ? 'permission denied; check the owner of the directory or set PODSHELL_HOME'
+    : code === 'EDQUOT' ? 'disk quota exceeded; free space or set PODSHELL_HOME elsewhere'
+    : `${(e as Error)?.message ?? String(e)}`
+  return new PodshellError(`${what} (${code ?? 'error'})`, { hint, code: 'STATE_DIR' , cause: e })
+}
+
+export function mkdirp(path: string, mode = 0o700): void {
+  try {
+    mkdirSync(path, { recursive: true, mode })
+  } catch (e) {
+    throw fsError(`cannot create ${path}`, e)
+  }
+}
