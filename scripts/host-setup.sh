@@ -47,8 +47,10 @@ if ! id "$TEST_USER" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash "$TEST_USER"
 fi
 uid=$(id -u "$TEST_USER")
-grep -q "^$TEST_USER:" /etc/subuid || echo "$TEST_USER:200000:65536" >> /etc/subuid
-grep -q "^$TEST_USER:" /etc/subgid || echo "$TEST_USER:200000:65536" >> /etc/subgid
+# Distinct ranges per user: overlapping ranges would let two users' containers share host ids.
+start=$(( 200000 + 65536 * (uid - 1000) ))
+grep -q "^$TEST_USER:" /etc/subuid || echo "$TEST_USER:$start:65536" >> /etc/subuid
+grep -q "^$TEST_USER:" /etc/subgid || echo "$TEST_USER:$start:65536" >> /etc/subgid
 home=$(getent passwd "$TEST_USER" | cut -d: -f6)
 
 # Overlay storage: rootless Podman here defaults to vfs, which copies the image per container (~20x slower).

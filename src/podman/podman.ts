@@ -107,7 +107,13 @@ export class Podman {
   /** Runs `podman <args>`; throws a PodshellError naming the subcommand unless `reject: false`. */
   async run(args: readonly string[], opts: RunOptions = {}): Promise<PodmanResult> {
     const full = [...this.globalArgs(), ...args]
+    const stdio: Partial<ExecaOptions> = opts.inherit
+      ? { stdio: 'inherit' }
+      : opts.input !== undefined
+        ? { input: opts.input }
+        : { stdin: 'ignore' }
     const execOpts: ExecaOptions = {
+      ...stdio,
       reject: false,
       timeout: opts.timeoutMs,
       env: opts.env,
@@ -115,9 +121,6 @@ export class Podman {
       cancelSignal: opts.signal,
       stripFinalNewline: true,
     }
-    if (opts.inherit) execOpts.stdio = 'inherit'
-    else if (opts.input !== undefined) execOpts.input = opts.input
-    else execOpts.stdin = 'ignore'
     const r = await execa(this.bin, full, execOpts)
     const result: PodmanResult = {
       stdout: typeof r.stdout === 'string' ? r.stdout : '',
