@@ -1,0 +1,55 @@
+/**
+ * The resolved description of a sandbox to create. Every front end (CLI flags, the `--spec` JSON from
+ * DevAIFlow, the library API) produces one of these; `createSandbox()` consumes it. All strings in
+ * it have been validated (src/util/validate.ts) before podman sees them.
+ */
+export type MountMode = 'ro' | 'rw'
+
+export interface MountSpec {
+  /** Absolute host path. */
+  source: string
+  /** Absolute path inside; podshell's default is the same path as on the host. */
+  target: string
+  mode: MountMode
+}
+
+export type SessionType = 'investigation' | 'ticket_creation' | 'development'
+export const SESSION_TYPES: readonly SessionType[] = ['investigation', 'ticket_creation', 'development']
+
+export interface CreateOptions {
+  /** DNS-1123 label ≤ 19 chars; generated when absent. */
+  name?: string
+  /** Image reference (`--from`); default: the podshell sandbox image. */
+  image?: string
+  /** Host directory mounted at the same path and used as the working directory. */
+  workdir?: string
+  /** Mode of the workdir mount (session types decide: investigation/ticket_creation → ro). */
+  workdirMode?: MountMode
+  mounts: MountSpec[]
+  /** Explicit environment (`--env K=V`). Never the caller's whole environment. */
+  env: Record<string, string>
+  /** User labels (`--label K=V`), stored as io.podshell.label.<k>. */
+  labels: Record<string, string>
+  detach: boolean
+  /** Keep the sandbox after the foreground command exits (default true; `--no-keep` → false). */
+  keep: boolean
+  /** Allocate a TTY; undefined = when stdin is a TTY. */
+  tty?: boolean
+  /** CPU limit, OpenShell style ("500m", "2"). */
+  cpu?: string
+  /** Memory limit, OpenShell style ("4Gi", "512Mi"). */
+  memory?: string
+  /** Foreground command; empty = interactive login shell. */
+  command: string[]
+  /** Policy source: a file path, already loaded by the front end into `policyText`. */
+  policyFile?: string
+  /** Policy YAML text (validated again by createSandbox). Absent = restrictive default (deny all egress). */
+  policyText?: string
+  /** Provider names to attach. */
+  providers: string[]
+  sessionType?: SessionType
+  /** Permit mounting sensitive host paths (~/.ssh …) — only when enterprise config allows it. */
+  allowSensitive?: boolean
+  /** Seccomp profile path (default: seccomp/default.json of this package). */
+  seccompProfile?: string
+}
