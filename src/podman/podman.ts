@@ -1,5 +1,6 @@
 import { execa, type Options as ExecaOptions } from 'execa'
-import { statSync, readFileSync, mkdirSync, accessSync, constants } from 'node:fs'
+import { spawn as spawnChild } from 'node:child_process'
+import { statSync, readFileSync, mkdirSync, accessSync, constants, existsSync } from 'node:fs'
 import { join, delimiter } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { cacheDir, type Env } from '../config/paths.js'
@@ -97,6 +98,15 @@ export class Podman {
       }
     }
     return new Podman(bin, version, choice)
+  }
+
+  /**
+   * Whether resource limits (--pids-limit, --memory, --cpus) take effect for rootless containers:
+   * only on the unified cgroup v2 hierarchy. On v1/hybrid hosts podman ignores them with a warning
+   * printed into the user's terminal, so podshell does not pass them there (doctor reports it).
+   */
+  get rootlessLimits(): boolean {
+    return existsSync('/sys/fs/cgroup/cgroup.controllers')
   }
 
   /** Global arguments that precede every subcommand. */
@@ -276,4 +286,52 @@ function readCache(file: string): RuntimeCache | undefined {
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 }
 export function signalNumber(sig: string): number {
   return SIGNALS[sig] ?? 15
+}
+
+/**
+ * Runs podman as a transparent foreground child: the terminal (or pipes) are inherited, so podman
+ * itself handles the TTY, raw mode and window resizes (SIGWINCH). `onSignal` is called for SIGINT,
+ * SIGTERM and SIGHUP that reach podshell, so the caller can forward them into the sandbox
+ * (`podman exec` does not proxy signals; `podman run` does, with --sig-proxy). Resolves with the
+ * child's exit code (128+n when it died of signal n).
+ */
+export function runInteractive(
+  podman: Podman,
+  args: readonly string[],
+  opts: { onSignal?: (sig: NodeJS.Signals) => void; timeoutMs?: number; onTimeout?: () => void } = {},
+): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const { file, args: full } = podman.spawnArgs(args)
+    const child = spawnChild(file, full, { stdio: 'inherit' })
+    const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+    const handlers = sigs.map(sig => {
+      const h = () => {
+        if (opts.onSignal) opts.onSignal(sig)
+        else child.kill(sig)
+      }
+      process.on(sig, h)
+      return [sig, h] as const
+    })
+    let timer: NodeJS.Timeout | undefined
+    let timedOut = false
+    if (opts.timeoutMs && opts.timeoutMs > 0) {
+      timer = setTimeout(() => {
+        timedOut = true
+        opts.onTimeout?.()
+      }, opts.timeoutMs)
+    }
+    const done = () => {
+      for (const [sig, h] of handlers) process.off(sig, h)
+      if (timer) clearTimeout(timer)
+    }
+    child.on('error', e => {
+      done()
+      reject(new PodshellError(`cannot start podman: ${e.message}`, { hint: 'run `podshell doctor`' }))
+    })
+    child.on('exit', (code, signal) => {
+      done()
+      if (timedOut) resolvePromise(124)
+      else resolvePromise(code ?? (signal ? 128 + signalNumber(signal) : 1))
+    })
+  })
 }

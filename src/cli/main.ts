@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander'
+import { isPodshellError } from '../errors.js'
+import { CliContext } from './context.js'
+import { register as registerSandbox } from './sandbox.js'
+
+/**
+ * podshell's CLI root. Each area registers its commands; this file only wires them and turns every
+ * failure into one line on stderr with a non-zero exit code.
+ */
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('podshell')
+    .description('Podman-native, rootless sandboxes for AI coding agents (OpenShell-compatible CLI and policies)')
+    .version(VERSION, '-V, --version')
+    .showSuggestionAfterError(true)
+    .configureOutput({ writeErr: s => process.stderr.write(s) })
+    .exitOverride()
+  registerSandbox(program, ctx)
+  return program
+}
+
+const VERSION = '0.1.0'
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  const ctx = new CliContext()
+  const program = buildProgram(ctx)
+  try {
+    await program.parseAsync(argv)
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version exit 0; usage errors (unknown flag, missing argument) were printed by commander.
+      process.exitCode = e.exitCode === 0 ? 0 : 2
+      return
+    }
+    if (isPodshellError(e)) {
+      process.stderr.write(`podshell: ${e.oneLine()}\n`)
+      process.exitCode = e.exitCode
+      return
+    }
+    const msg = e instanceof Error ? e.message : String(e)
+    process.stderr.write(`podshell: internal error: ${msg.split('\n')[0]}\n`)
+    process.exitCode = 1
+  }
+}
+
+await main()

@@ -1,0 +1,246 @@
+import { Command, Option } from 'commander'
+import { z } from 'zod'
+import { readFileSync } from 'node:fs'
+import { PodshellError } from '../errors.js'
+import { check, sandboxName, parseKeyValue, envKey, envValue, labelKey, labelValue } from '../util/validate.js'
+import type { CreateOptions, MountSpec } from '../sandbox/types.js'
+import type { SandboxInfo } from '../sandbox/runtime.js'
+import { readLastUsed } from '../sandbox/state.js'
+import { CliContext, collect } from './context.js'
+import { parseOutputFormat, serialize, table } from './output.js'
+import { openRuntime } from './runtime.js'
+
+/**
+ * `podshell sandbox …` (alias `sb`): OpenShell's verbs and flags. Thin: parse, validate, call the
+ * runtime, print. Results go to stdout; notes ("→ Using sandbox 'x' (last used)") to stderr.
+ */
+export function register(program: Command, ctx: CliContext, hooks: SandboxCliHooks = {}): Command {
+  const sb = program.command('sandbox').alias('sb').description('create and manage sandboxes')
+
+  const create = sb
+    .command('create')
+    .description('create a sandbox and run a command in it (no command: an interactive login shell)')
+    .option('--name <name>', 'sandbox name (DNS-1123 label, at most 19 characters); generated when absent')
+    .option('--from <image>', 'image to run (default: the podshell sandbox image)')
+    .option('--workdir <dir>', 'host directory mounted at the same path and used as the working directory')
+    .option('--mount <spec>', 'SRC[:DST][:ro|rw] bind mount (DST defaults to SRC); repeatable', collect, [])
+    .option('--env <K=V>', 'environment variable for the agent; repeatable', collect, [])
+    .option('--label <K=V>', 'label; repeatable', collect, [])
+    .option('--provider <name>', 'attach a credential provider; repeatable', collect, [])
+    .option('--policy <file>', 'OpenShell v1 policy (env OPENSHELL_SANDBOX_POLICY / PODSHELL_SANDBOX_POLICY); default: deny all egress')
+    .option('--detach', 'create and return without attaching', false)
+    .option('--no-keep', 'delete the sandbox after the command exits')
+    .option('--tty', 'allocate a TTY (default: when stdin is a terminal)')
+    .option('--no-tty', 'do not allocate a TTY')
+    .option('--cpu <cpu>', 'CPU limit, e.g. 2 or 500m')
+    .option('--memory <size>', 'memory limit, e.g. 4Gi')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']))
+    .argument('[command...]', 'command to run (after --)')
+  hooks.extendCreate?.(create)
+  create.action(async (command: string[], flags: CreateFlags) => {
+    const format = flags.output ? parseOutputFormat(flags.output) : undefined
+    const opts = hooks.resolveCreate ? await hooks.resolveCreate(flags, command, ctx) : createOptionsFromFlags(flags, command, ctx)
+    const rt = await openRuntime(ctx)
+    await rt.gc()
+    const res = await rt.create(opts)
+    for (const w of res.warnings) ctx.out.note(`warning: ${w}`)
+    if (format) printInfos([res.info], format, ctx, true)
+    else if (opts.detach) ctx.out.note(`Created sandbox '${res.info.name}'`)
+    if (res.exitCode !== undefined) process.exitCode = res.exitCode
+  })
+
+  sb.command('list')
+    .description('list sandboxes')
+    .option('--selector <k=v,..>', 'only sandboxes whose labels match all pairs')
+    .option('--ids', 'print only ids')
+    .option('--names', 'print only names')
+    .option('--limit <n>', 'at most n sandboxes', '100')
+    .option('--offset <n>', 'skip n sandboxes', '0')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']).default('table'))
+    .action(async (flags: { selector?: string; ids?: boolean; names?: boolean; limit: string; offset: string; output: string }) => {
+      const selector = parseSelector(flags.selector)
+      const limit = check(nonNegInt, flags.limit, '--limit')
+      const offset = check(nonNegInt, flags.offset, '--offset')
+      const rt = await openRuntime(ctx)
+      await rt.gc()
+      const all = (await rt.list(selector)).slice(offset, offset + limit)
+      if (flags.ids) return ctx.out.stdout(all.map(s => s.id + '\n').join(''))
+      if (flags.names) return ctx.out.stdout(all.map(s => s.name + '\n').join(''))
+      printInfos(all, parseOutputFormat(flags.output), ctx, false)
+    })
+
+  sb.command('get')
+    .description('show one sandbox')
+    .argument('[name]', 'sandbox name (default: last used)')
+    .option('--policy-only', 'print only the policy in force')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']).default('table'))
+    .action(async (name: string | undefined, flags: { output: string; policyOnly?: boolean }) => {
+      const n = resolveName(name, ctx)
+      const rt = await openRuntime(ctx)
+      if (flags.policyOnly && hooks.policyOnly) return hooks.policyOnly(n, ctx)
+      const info = await rt.get(n)
+      printInfos([info], parseOutputFormat(flags.output), ctx, true)
+    })
+
+  sb.command('delete')
+    .description('delete sandboxes')
+    .argument('[names...]', 'sandbox names')
+    .option('--all', 'delete every sandbox')
+    .action(async (names: string[], flags: { all?: boolean }) => {
+      if (!flags.all && names.length === 0) throw new PodshellError('no sandbox named', { hint: 'give NAME... or --all', exitCode: 2, code: 'INVALID_INPUT' })
+      if (flags.all && names.length) throw new PodshellError('give names or --all, not both', { exitCode: 2, code: 'INVALID_INPUT' })
+      for (const n of names) check(sandboxName, n, 'sandbox name')
+      const rt = await openRuntime(ctx)
+      await rt.gc()
+      const targets = flags.all ? (await rt.list()).map(s => s.name) : names
+      for (const n of await rt.delete(targets)) ctx.out.stdout(`Deleted sandbox '${n}'\n`)
+    })
+
+  for (const verb of ['stop', 'start'] as const) {
+    sb.command(verb)
+      .description(verb === 'stop' ? 'stop a sandbox (waits for Stopped)' : 'start a stopped sandbox (waits for Ready)')
+      .argument('[name]', 'sandbox name (default: last used)')
+      .action(async (name: string | undefined) => {
+        const n = resolveName(name, ctx)
+        const rt = await openRuntime(ctx)
+        const info = verb === 'stop' ? await rt.stop(n) : await rt.start(n)
+        ctx.out.stdout(`${info.name}   ${info.phase}\n`)
+      })
+  }
+  sb.command('restart')
+    .description('stop and start a sandbox (applies provider attach/detach)')
+    .argument('[name]', 'sandbox name (default: last used)')
+    .action(async (name: string | undefined) => {
+      const n = resolveName(name, ctx)
+      const rt = await openRuntime(ctx)
+      await rt.stop(n)
+      const info = hooks.restart ? await hooks.restart(n, ctx) : await rt.start(n)
+      ctx.out.stdout(`${info.name}   ${info.phase}\n`)
+    })
+
+  sb.command('exec')
+    .description('run a command in a sandbox; exits with its exit code')
+    .option('-n, --name <name>', 'sandbox name (default: last used)')
+    .option('--workdir <dir>', 'working directory inside')
+    .option('--timeout <seconds>', 'kill the command after this many seconds (0 = none); exit 124', '0')
+    .option('--tty', 'allocate a TTY (default: when stdin is a terminal)')
+    .option('--no-tty', 'do not allocate a TTY')
+    .option('--env <K=V>', 'environment variable; repeatable', collect, [])
+    .argument('<command...>', 'command (after --)')
+    .action(async (command: string[], flags: { name?: string; workdir?: string; timeout: string; tty?: boolean; env: string[] }) => {
+      const n = resolveName(flags.name, ctx)
+      const env = Object.fromEntries(flags.env.map(e => parseKeyValue(e, '--env', envKey, envValue)))
+      const timeoutSeconds = check(nonNegInt, flags.timeout, '--timeout')
+      const rt = await openRuntime(ctx)
+      process.exitCode = await rt.exec(n, command, { tty: flags.tty, workdir: flags.workdir, env, timeoutSeconds })
+    })
+
+  sb.command('connect')
+    .description('open an interactive login shell in a sandbox')
+    .argument('[name]', 'sandbox name (default: last used)')
+    .action(async (name: string | undefined) => {
+      const n = resolveName(name, ctx)
+      const rt = await openRuntime(ctx)
+      process.exitCode = await rt.exec(n, [], { tty: Boolean(process.stdin.isTTY) })
+    })
+
+  hooks.extendGroup?.(sb)
+  return sb
+}
+
+export interface CreateFlags {
+  name?: string
+  from?: string
+  workdir?: string
+  mount: string[]
+  env: string[]
+  label: string[]
+  provider: string[]
+  policy?: string
+  detach: boolean
+  keep: boolean
+  tty?: boolean
+  cpu?: string
+  memory?: string
+  output?: string
+  [more: string]: unknown
+}
+
+/** Extension points for areas that add flags (DevAIFlow spec, session types, providers). */
+export interface SandboxCliHooks {
+  extendCreate?: (cmd: Command) => void
+  resolveCreate?: (flags: CreateFlags, command: string[], ctx: CliContext) => Promise<CreateOptions>
+  extendGroup?: (sb: Command) => void
+  policyOnly?: (name: string, ctx: CliContext) => Promise<void>
+  restart?: (name: string, ctx: CliContext) => Promise<SandboxInfo>
+}
+
+/** Plain flags → CreateOptions (no session type, no spec). */
+export function createOptionsFromFlags(flags: CreateFlags, command: string[], ctx: CliContext): CreateOptions {
+  const policyFile = flags.policy ?? ctx.env.PODSHELL_SANDBOX_POLICY ?? ctx.env.OPENSHELL_SANDBOX_POLICY
+  let policyText: string | undefined
+  if (policyFile !== undefined) {
+    try {
+      policyText = readFileSync(policyFile, 'utf8')
+    } catch {
+      // Fails closed: a policy that cannot be read never means "no policy".
+      throw new PodshellError(`policy file not found: ${policyFile}`, { hint: 'pass an existing file with --policy', exitCode: 2, code: 'INVALID_INPUT' })
+    }
+  }
+  return {
+    name: flags.name,
+    image: flags.from,
+    workdir: flags.workdir,
+    mounts: flags.mount.map(parseMount),
+    env: Object.fromEntries(flags.env.map(e => parseKeyValue(e, '--env', envKey, envValue))),
+    labels: Object.fromEntries(flags.label.map(l => parseKeyValue(l, '--label', labelKey, labelValue))),
+    detach: flags.detach,
+    keep: flags.keep,
+    tty: flags.tty,
+    cpu: flags.cpu,
+    memory: flags.memory,
+    command,
+    policyFile,
+    policyText,
+    providers: flags.provider,
+  }
+}
+
+/** SRC[:DST][:ro|rw] — paths cannot contain ':' (validated), so the split is unambiguous. */
+export function parseMount(spec: string): MountSpec {
+  const parts = spec.split(':')
+  let mode: 'ro' | 'rw' = 'rw'
+  if (parts.length > 1 && (parts[parts.length - 1] === 'ro' || parts[parts.length - 1] === 'rw')) mode = parts.pop() as 'ro' | 'rw'
+  if (parts.length < 1 || parts.length > 2 || !parts[0]) {
+    throw new PodshellError(`invalid --mount ${JSON.stringify(spec.slice(0, 80))}`, { hint: 'use SRC[:DST][:ro|rw] with absolute paths', exitCode: 2, code: 'INVALID_INPUT' })
+  }
+  return { source: parts[0], target: parts[1] ?? parts[0], mode }
+}
+
+function parseSelector(sel: string | undefined): Record<string, string> {
+  if (!sel) return {}
+  return Object.fromEntries(sel.split(',').filter(Boolean).map(p => parseKeyValue(p, '--selector', labelKey, labelValue)))
+}
+
+/** A name-taking command with no name uses the last-used sandbox and says so on stderr. */
+export function resolveName(name: string | undefined, ctx: CliContext): string {
+  if (name !== undefined) return check(sandboxName, name, 'sandbox name')
+  const last = readLastUsed(ctx.dataDir)
+  if (!last) throw new PodshellError('no sandbox named and none used before', { hint: 'give a sandbox name', exitCode: 2, code: 'INVALID_INPUT' })
+  ctx.out.note(`→ Using sandbox '${last}' (last used)`)
+  return last
+}
+
+function printInfos(infos: SandboxInfo[], format: 'table' | 'yaml' | 'json', ctx: CliContext, single: boolean): void {
+  if (format === 'table') {
+    ctx.out.stdout(table(['NAME', 'CREATED', 'PHASE'], infos.map(i => [i.name, i.created_at, i.phase])))
+    if (single && infos[0]) {
+      const i = infos[0]
+      ctx.out.stdout(`\nImage:    ${i.image}\nEgress:   ${i.egress}\nWorkdir:  ${i.workdir ?? '-'}\n` + (i.mounts.length ? `Mounts:   ${i.mounts.map(m => `${m.source}${m.target !== m.source ? ':' + m.target : ''}:${m.mode}`).join(', ')}\n` : '') + (i.exit_code !== null ? `Exit:     ${i.exit_code}\n` : ''))
+    }
+    return
+  }
+  ctx.out.stdout(serialize(single ? infos[0] : infos, format))
+}
+
+const nonNegInt = z.string().regex(/^\d{1,9}$/, 'must be a non-negative integer').transform(Number)

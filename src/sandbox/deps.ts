@@ -1,0 +1,40 @@
+import { fileURLToPath } from 'node:url'
+import type { Env } from '../config/paths.js'
+import { sandboxPolicyDir } from '../config/paths.js'
+import type { SandboxDeps } from './runtime.js'
+import { ensureImages } from '../images/build.js'
+import { ensureGateway } from '../gateway/lifecycle.js'
+import { GatewayClient } from '../gateway/client.js'
+import { appendLifecycle } from '../gateway/audit.js'
+import { parsePolicyText, restrictiveDefaultPolicy, unenforcedWarnings } from '../policy/schema.js'
+import { PolicyStore } from '../policy/store.js'
+import { prepareInjection, removeSandboxSecrets, gcOrphanedSecrets } from '../credentials/inject.js'
+
+/** The seccomp profile shipped with podshell (package root/seccomp/default.json). */
+export const DEFAULT_SECCOMP = fileURLToPath(new URL('../../seccomp/default.json', import.meta.url))
+
+/** Wires the sandbox lifecycle to the real images, gateway, policy store and credentials. */
+export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
+  const gateway = new GatewayClient(dataDir)
+  return {
+    ensureImages: (podman, which, say) => ensureImages(podman, { env, which, say }),
+    ensureGateway: (podman, say) => ensureGateway(podman, dataDir, { env, say }),
+    registerWithGateway: name => gateway.reload(name),
+    unregisterFromGateway: async name => {
+      await gateway.remove(name)
+    },
+    gatewayAlive: () => gateway.ping().then(() => true, () => false),
+    storeInitialPolicy: (name, text, source) => {
+      const { policy, warnings } = text === undefined ? { policy: restrictiveDefaultPolicy(), warnings: [] as string[] } : parsePolicyText(text, source)
+      new PolicyStore(sandboxPolicyDir(dataDir, name)).add(policy, source)
+      return { warnings: [...warnings, ...unenforcedWarnings(policy)] }
+    },
+    prepareCredentials: (podman, name, providers) => prepareInjection(podman, dataDir, name, providers),
+    removeCredentials: (podman, name) => removeSandboxSecrets(podman, name),
+    gcCredentials: async (podman, live) => {
+      await gcOrphanedSecrets(podman, dataDir, live)
+    },
+    audit: (name, event, detail) => appendLifecycle(dataDir, name, { event, ...detail }),
+    seccompProfile: env.PODSHELL_SECCOMP_PROFILE ?? DEFAULT_SECCOMP,
+  }
+}

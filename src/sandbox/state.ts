@@ -1,0 +1,102 @@
+import { readFileSync, existsSync, rmSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { sandboxDir, sandboxesDir, lastUsedFile } from '../config/paths.js'
+import { writeFileAtomic, mkdirp, fsError } from '../util/fs.js'
+import { SANDBOX_NAME_RE } from '../util/validate.js'
+
+/**
+ * Per-sandbox state on disk that Podman cannot hold: policy revisions, the egress socket dir, audit
+ * logs, the agent's home, and a phase hint while a stop/start/delete is in flight. Podman labels stay
+ * the source of truth for *whether* a sandbox exists; a state dir without a pod is an orphan that gc
+ * removes.
+ */
+export type PhaseHint = 'stopping' | 'stopped' | 'starting' | 'deleting'
+
+const HINT = 'phase-hint'
+
+export function readPhaseHint(data: string, name: string): PhaseHint | undefined {
+  try {
+    const v = readFileSync(join(sandboxDir(data, name), HINT), 'utf8').trim()
+    return (['stopping', 'stopped', 'starting', 'deleting'] as const).find(h => h === v)
+  } catch {
+    return undefined
+  }
+}
+
+export function writePhaseHint(data: string, name: string, hint: PhaseHint | undefined): void {
+  const p = join(sandboxDir(data, name), HINT)
+  if (hint === undefined) rmSync(p, { force: true })
+  else writeFileAtomic(p, hint + '\n')
+}
+
+export function removeStateDir(data: string, name: string): void {
+  if (!SANDBOX_NAME_RE.test(name)) return // never rm -r a path built from an unvalidated name
+  try {
+    rmSync(sandboxDir(data, name), { recursive: true, force: true })
+  } catch (e) {
+    throw fsError(`cannot remove the state of sandbox ${name}`, e)
+  }
+}
+
+export function listStateDirs(data: string): string[] {
+  try {
+    return readdirSync(sandboxesDir(data)).filter(n => SANDBOX_NAME_RE.test(n))
+  } catch {
+    return []
+  }
+}
+
+export function stateDirExists(data: string, name: string): boolean {
+  return existsSync(sandboxDir(data, name))
+}
+
+export function ensureDir(path: string, mode = 0o700): void {
+  mkdirp(path, mode)
+}
+
+/** The last-used sandbox, as OpenShell keeps per gateway: used when a command gets no name. */
+export function readLastUsed(data: string): string | undefined {
+  try {
+    const v = readFileSync(lastUsedFile(data), 'utf8').trim()
+    return SANDBOX_NAME_RE.test(v) ? v : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export function writeLastUsed(data: string, name: string): void {
+  try {
+    writeFileAtomic(lastUsedFile(data), name + '\n')
+  } catch {
+    // Remembering the last-used name is a convenience; failing to is not an error.
+  }
+}
+
+/**
+ * Identity of this process for the creator label: pid plus kernel start time, so a recycled pid is
+ * not mistaken for the creator. A pod whose creator is gone and that has no agent container was
+ * left half-made (podshell killed mid-create): gc removes it.
+ */
+export function selfCreatorId(): string {
+  return `${process.pid}:${processStartTime(process.pid) ?? '0'}`
+}
+
+export function creatorAlive(id: string | undefined): boolean {
+  if (!id) return false
+  const [pidS, start] = id.split(':')
+  const pid = Number(pidS)
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  const actual = processStartTime(pid)
+  return actual !== undefined && actual === start
+}
+
+function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Field 22 (starttime); the comm field (2) may contain spaces, so split after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return rest[19]
+  } catch {
+    return undefined
+  }
+}
