@@ -52,4 +52,17 @@ export interface CreateOptions {
   allowSensitive?: boolean
   /** Seccomp profile path (default: seccomp/default.json of this package). */
   seccompProfile?: string
+  /**
+   * Paths to hide: the runtime mounts an empty, read-only tmpfs on each, AFTER the bind mounts that
+   * contain it (so it lands on top). Used for `.ai-read-deny` trees and for agent-settings dirs that
+   * are absent in a read-write project (the mount point is then created as an empty directory on
+   * the host). Produced by src/sandbox/spec.ts; absent = none.
+   */
+  masks?: string[]
+  /**
+   * Empty writable tmpfs directories owned by the agent's uid, mounted BEFORE the bind mounts nested
+   * in them: a parent the agent must be able to write in that is not under its home (e.g. a
+   * CLAUDE_CONFIG_DIR outside $HOME, whose projects/ and settings.json are bind-mounted inside).
+   */
+  tmpfsDirs?: string[]
 }
