@@ -268,6 +268,8 @@ export class SandboxRuntime {
     if (await this.exists(finalName)) {
       throw new PodshellError(`sandbox ${finalName} already exists`, { hint: `choose another --name or run \`podshell sandbox delete ${finalName}\``, code: 'ALREADY_EXISTS' })
     }
+    const masks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
+    const tmpfsDirs = (o.tmpfsDirs ?? []).map(m => normalizePath(check(hostPath, m, 'tmpfs dir')))
     const needImages: ('sandbox' | 'gateway')[] = image === SANDBOX_IMAGE ? ['sandbox', 'gateway'] : ['gateway']
     return {
       name: finalName,
@@ -279,6 +281,8 @@ export class SandboxRuntime {
       memory,
       seccomp,
       needImages,
+      masks,
+      tmpfsDirs,
       home: homeDir(this.env),
       uid: process.getuid?.() ?? 1000,
       gid: process.getgid?.() ?? 1000,
@@ -409,6 +413,12 @@ export class SandboxRuntime {
         '--mount',
         `type=bind,source=${m.source},destination=${m.target}${m.mode === 'ro' ? ',ro=true' : ''}${selinuxRelabel()}`,
       ]),
+      // Writable scratch parents (e.g. a CLAUDE_CONFIG_DIR outside $HOME), owned by the agent's uid.
+      ...p.tmpfsDirs.flatMap(d => ['--mount', `type=tmpfs,destination=${d},tmpfs-mode=0700,U=true,notmpcopyup`]),
+      // Masks: an empty read-only tmpfs on top of each hidden path (`.ai-read-deny` trees). Podman
+      // orders mounts parent-first, so a mask inside a bind mount lands on top of it. notmpcopyup:
+      // podman would otherwise COPY the hidden content into the tmpfs (measured: it does).
+      ...p.masks.flatMap(d => ['--mount', `type=tmpfs,destination=${d},ro=true,tmpfs-mode=000,notmpcopyup`]),
       ...(p.workdir ? ['--workdir', p.workdir] : ['--workdir', p.home]),
       ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
       ...secretArgs,
@@ -697,6 +707,8 @@ export interface Plan {
   memory: string | undefined
   seccomp: string
   needImages: ('sandbox' | 'gateway')[]
+  masks: string[]
+  tmpfsDirs: string[]
   home: string
   uid: number
   gid: number

@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+// podshell benchmarks: medians of >= 10 runs, each figure compared with bare podman measured in the
+// same run on the same image. Not a test: numbers are printed and written to bench/results/latest.json.
+//
+//   npm run bench                 all benchmarks
+//   node bench/run.mjs --runs 20  more runs
+//
+// Must run as an unprivileged user with rootless podman (like the tests).
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdirSync, writeFileSync, existsSync } from 'node:fs'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { homedir } from 'node:os'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const CLI = join(ROOT, 'dist', 'cli', 'main.js')
+const args = process.argv.slice(2)
+const RUNS = Number(args[args.indexOf('--runs') + 1]) || 10
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
+const env = { ...process.env, PODSHELL_HOME: process.env.PODSHELL_BENCH_HOME ?? join(homedir(), '.local', 'share', 'podshell-bench') }
+const { Podman } = await import(join(ROOT, 'dist', 'podman', 'podman.js'))
+const { SANDBOX_IMAGE } = await import(join(ROOT, 'dist', 'images', 'names.js'))
+const runtime = (await Podman.detect({ env })).runtime.runtime
+const podmanBin = 'podman'
+
+const median = xs => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+const nowNs = () => process.hrtime.bigint()
+
+function podman(...a) {
+  return execFileSync(podmanBin, ['--runtime', runtime, ...a], { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
+}
+function ps(...a) {
+  const r = spawnSync(process.execPath, [CLI, ...a], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  if (r.status !== 0) throw new Error(`podshell ${a.join(' ')} failed: ${r.stderr}`)
+  return r.stdout.toString()
+}
+
+/**
+ * Time from launching a command line until the command inside prints its start time (wall clock
+ * in ns via `date +%s%N` inside; same kernel clock). Teardown is not part of it.
+ */
+function timeToCommand(argv) {
+  const t0 = Date.now() * 1e6
+  const start = process.hrtime.bigint()
+  const r = spawnSync(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const total = process.hrtime.bigint() - start
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`)
+  const inside = Number(r.stdout.toString().trim().split('\n').pop())
+  return { toCommand: (inside - t0) / 1e6, total: Number(total) / 1e6 }
+}
+
+const results = { date: new Date().toISOString(), runs: RUNS, runtime, podman: podman('--version').trim(), node: process.version }
+
+function benchCreate() {
+  // Warm up both paths (image id-mapped copy for keep-id happens once).
+  ps('sandbox', 'create', '--no-keep', '--', 'true')
+  podman('run', '--rm', '--network', 'none', SANDBOX_IMAGE, 'true')
+  const bare = [], shell = [], bareTotal = [], shellTotal = []
+  for (let i = 0; i < RUNS; i++) {
+    const b = timeToCommand([podmanBin, '--runtime', runtime, 'run', '--rm', '--network', 'none', SANDBOX_IMAGE, 'date', '+%s%N'])
+    const s = timeToCommand([process.execPath, CLI, 'sandbox', 'create', '--no-keep', '--', 'date', '+%s%N'])
+    bare.push(b.toCommand); bareTotal.push(b.total)
+    shell.push(s.toCommand); shellTotal.push(s.total)
+  }
+  results.create = {
+    bare_podman_run_to_command_ms: median(bare),
+    podshell_create_to_command_ms: median(shell),
+    overhead_ms: median(shell) - median(bare),
+    bare_total_ms: median(bareTotal),
+    podshell_total_ms_including_delete: median(shellTotal),
+    target_overhead_ms: 300,
+  }
+}
+
+function benchExec() {
+  const name = 'bench-exec'
+  spawnSync(process.execPath, [CLI, 'sandbox', 'delete', name], { env })
+  ps('sandbox', 'create', '--name', name, '--detach')
+  try {
+    const ctr = `podshell.${name}.agent`
+    const time = argv => {
+      const s = nowNs()
+      const r = spawnSync(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
+      if (r.status !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`)
+      return Number(nowNs() - s) / 1e6
+    }
+    time([podmanBin, '--runtime', runtime, 'exec', ctr, 'true'])
+    time([process.execPath, CLI, 'sandbox', 'exec', '-n', name, '--', 'true'])
+    const bare = [], shell = []
+    for (let i = 0; i < RUNS; i++) {
+      bare.push(time([podmanBin, '--runtime', runtime, 'exec', '-i', ctr, 'true']))
+      shell.push(time([process.execPath, CLI, 'sandbox', 'exec', '-n', name, '--', 'true']))
+    }
+    results.exec = { bare_podman_exec_ms: median(bare), podshell_exec_ms: median(shell), overhead_ms: median(shell) - median(bare), target_overhead_ms: 30 }
+  } finally {
+    spawnSync(process.execPath, [CLI, 'sandbox', 'delete', name], { env })
+  }
+}
+
+const benches = { create: benchCreate, exec: benchExec }
+if (existsSync(join(ROOT, 'bench', 'gateway.mjs'))) {
+  const mod = await import(join(ROOT, 'bench', 'gateway.mjs'))
+  if (typeof mod.bench === 'function') benches.gateway = async () => { results.gateway = await mod.bench({ env, runs: RUNS, cli: CLI, runtime }) }
+}
+for (const [k, fn] of Object.entries(benches)) {
+  if (only && only !== k) continue
+  process.stderr.write(`bench ${k} (${RUNS} runs)…\n`)
+  await fn()
+}
+const round = o => JSON.parse(JSON.stringify(o, (_, v) => (typeof v === 'number' ? Math.round(v * 100) / 100 : v)))
+const out = round(results)
+mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
+writeFileSync(join(ROOT, 'bench', 'results', 'latest.json'), JSON.stringify(out, null, 2) + '\n')
+console.log(JSON.stringify(out, null, 2))
