@@ -1,0 +1,590 @@
+/**
+ * The egress policy engine: a sandbox policy's `network_policies` compiled into matchers, and the
+ * decisions the proxy asks for — one per CONNECT (host, port) and one per plain-HTTP request
+ * (method, host, port, path, query).
+ *
+ * Semantics follow OpenShell (crates/openshell-supervisor-network/data/sandbox-policy.rego and the
+ * policy-schema reference), with the differences podshell needs written where they happen:
+ *
+ *  - No match means deny; an empty or missing `network_policies` denies everything.
+ *  - Hosts: exact (case-insensitive, trailing dot ignored), or globs with "." as delimiter: `*.x.com`
+ *    is one label, `**.x.com` any depth, neither matches `x.com`; `*-foo.x.com` works inside a
+ *    label. IP-literal hosts match every spelling of the same address.
+ *  - `ports` (non-empty) wins over `port`; an endpoint with neither matches nothing.
+ *  - An endpoint without `protocol` (or `protocol: tcp`) is L4: everything on that host:port.
+ *    With `protocol` it is L7: requests must match an allow rule (`access` presets expand to rules:
+ *    read-only = GET/HEAD/OPTIONS, read-write adds POST/PUT/PATCH, full = `*`), and any matching
+ *    deny rule wins. `enforcement` defaults to `audit`, as in OpenShell: violations are logged and
+ *    let through. When L4 and L7 endpoints both cover a host:port, the L7 rules apply (the broader
+ *    L4 entry does not silently lift them).
+ *  - CONNECT carries TLS podshell does not inspect yet, so a CONNECT to an endpoint whose L7 rules
+ *    are narrower than `full` cannot be enforced: it is DENIED (fail closed) with a reason saying so,
+ *    unless every such endpoint is `enforcement: audit` (then allowed and logged as audit).
+ *  - Protocols whose bodies podshell cannot parse yet (graphql, mcp, json-rpc, sql) are treated as
+ *    "nothing matches" for plain HTTP and "narrower than full" for CONNECT: enforce → deny.
+ */
+import { canonicalizeHost, parseCidr, checkAddress, classifyAddress, type CanonicalHost, type Cidr, type IpAddress } from './address.js'
+import { compileGlob, type Glob } from './glob.js'
+import { providerHosts } from '../credentials/types.js'
+
+// ---------------------------------------------------------------------------------------------
+// Input shapes (structurally compatible with src/policy/schema.ts `Policy`; only what the engine
+// reads is listed, everything readonly so parsed zod output is accepted as is).
+// ---------------------------------------------------------------------------------------------
+
+export type QueryMatcherInput = string | { readonly any?: readonly string[]; readonly glob?: string }
+
+export interface L7RuleFieldsInput {
+  readonly method?: string
+  readonly path?: string
+  readonly query?: Readonly<Record<string, QueryMatcherInput>>
+}
+
+export interface EndpointInput {
+  readonly host?: string
+  readonly port?: number
+  readonly ports?: readonly number[]
+  readonly path?: string
+  readonly protocol?: string
+  readonly tls?: string
+  readonly enforcement?: string
+  readonly access?: string
+  readonly rules?: readonly { readonly allow?: L7RuleFieldsInput }[]
+  readonly deny_rules?: readonly L7RuleFieldsInput[]
+  readonly allowed_ips?: readonly string[]
+  readonly allow_encoded_slash?: boolean
+}
+
+export interface NetworkPolicyInput {
+  readonly name?: string
+  readonly endpoints?: readonly EndpointInput[]
+}
+
+export interface PolicyInput {
+  readonly network_policies?: Readonly<Record<string, NetworkPolicyInput>> | null
+}
+
+/** An attached provider as listed in `sandboxes/<name>/providers.json`. */
+export interface ProviderAttachment {
+  readonly name: string
+  readonly type: string
+  readonly config?: Readonly<Record<string, string>>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiled form
+// ---------------------------------------------------------------------------------------------
+
+type HostMatcher =
+  | { readonly kind: 'any' } // hostless endpoint with allowed_ips
+  | { readonly kind: 'exact'; readonly host: string }
+  | { readonly kind: 'glob'; readonly glob: Glob }
+  | { readonly kind: 'none'; readonly why: string } // host that can never match (invalid)
+
+interface CompiledQuery {
+  readonly key: string
+  readonly patterns: readonly Glob[]
+}
+
+interface CompiledRule {
+  /** Where it came from, for decisions: `rules[1]`, `deny_rules[0]`, `access: read-only (GET)`. */
+  readonly ref: string
+  /** undefined = the rule can never match (allow rule without method or path). */
+  readonly method: Glob | undefined
+  readonly path: Glob | undefined
+  readonly query: readonly CompiledQuery[]
+  /** `*` method, `**` path, no query: allows everything. */
+  readonly matchesAll: boolean
+}
+
+export type Enforcement = 'enforce' | 'audit'
+
+/** L7 protocols podshell evaluates; the others are known but not inspectable yet. */
+const INSPECTABLE = new Set(['rest', 'websocket'])
+const L4_PROTOCOLS = new Set(['', 'tcp'])
+
+export interface CompiledEndpoint {
+  readonly policy: string
+  readonly policyName: string
+  readonly index: number
+  readonly host: HostMatcher
+  readonly ports: ReadonlySet<number>
+  readonly pathGlob: Glob | undefined
+  /** undefined = L4 endpoint. */
+  readonly l7: CompiledL7 | undefined
+  /** allowed_ips, plus the host itself when the host is an IP literal (OpenShell's implicit rule). */
+  readonly allowedIps: readonly Cidr[] | undefined
+  readonly allowEncodedSlash: boolean
+}
+
+interface CompiledL7 {
+  readonly protocol: string
+  readonly enforcement: Enforcement
+  readonly inspectable: boolean
+  readonly access: string | undefined
+  readonly rules: readonly CompiledRule[]
+  readonly denyRules: readonly CompiledRule[]
+  /** Why a CONNECT (uninspected TLS) would bypass this endpoint's L7 rules; undefined = it would not. */
+  readonly narrower: string | undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decisions
+// ---------------------------------------------------------------------------------------------
+
+export type DecisionMode = 'allow' | 'audit' | 'deny'
+
+export interface Decision {
+  readonly allowed: boolean
+  /** `audit` = allowed only because the endpoint's enforcement is audit (a would-be denial). */
+  readonly mode: DecisionMode
+  readonly layer: 'l4' | 'l7'
+  /** The network_policies key that allowed (or, for L7 denials, matched) the request; null if none. */
+  readonly policy: string | null
+  /** That policy's display name (`name`, default the key). */
+  readonly policyName: string | null
+  /**
+   * The rule, OpenShell style: for L7 the request line `GET /path`; for L4 the endpoint reference
+   * `endpoints[0]`; `-` when nothing matched.
+   */
+  readonly rule: string
+  /** Which part of the policy decided: `endpoints[0]`, `endpoints[0].rules[1]`, `endpoints[2].deny_rules[0]`. */
+  readonly matched: string
+  /** Why: the deny reason, or what allowed it. Never contains query strings or header values. */
+  readonly reason: string
+  /** Attached providers whose credential hosts include this host. */
+  readonly providers: readonly string[]
+  /** Endpoints whose address rules the resolved addresses are checked against (allowed decisions). */
+  readonly addressRules: readonly AddressRule[]
+}
+
+export interface AddressRule {
+  readonly endpoint: string
+  readonly allowedIps: readonly Cidr[] | undefined
+}
+
+export interface HttpRequestInfo {
+  readonly method: string
+  readonly host: CanonicalHost
+  readonly port: number
+  /** Raw path from the request target (starts with "/"), without the query. */
+  readonly path: string
+  /** Raw query without "?", or null. Only ever matched, never logged. */
+  readonly query: string | null
+}
+
+/** Ports of cluster control planes: refused for private (allowed_ips) destinations, as OpenShell. */
+export const CONTROL_PLANE_PORTS: ReadonlySet<number> = new Set([2379, 2380, 6443, 10250, 10255])
+
+// ---------------------------------------------------------------------------------------------
+// Compilation
+// ---------------------------------------------------------------------------------------------
+
+const PRESET_METHODS: Record<string, readonly string[]> = {
+  'read-only': ['GET', 'HEAD', 'OPTIONS'],
+  'read-write': ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH'],
+  full: ['*'],
+}
+const WEBSOCKET_PRESET_METHODS: Record<string, readonly string[]> = {
+  'read-only': ['GET'],
+  'read-write': ['GET', 'WEBSOCKET_TEXT'],
+  full: ['*'],
+}
+
+function compileHost(ep: EndpointInput): HostMatcher {
+  const raw = ep.host
+  if (raw === undefined || raw === '') {
+    // OpenShell: a hostless endpoint with allowed_ips matches any host on its ports; the resolved
+    // addresses must then be inside allowed_ips. Without allowed_ips it matches nothing.
+    return ep.allowed_ips && ep.allowed_ips.length > 0 ? { kind: 'any' } : { kind: 'none', why: 'endpoint has no host' }
+  }
+  const lower = raw.toLowerCase().replace(/\.$/, '')
+  if (lower.includes('*')) return { kind: 'glob', glob: compileGlob(lower, '.') }
+  try {
+    return { kind: 'exact', host: canonicalizeHost(lower).host }
+  } catch {
+    return { kind: 'none', why: `invalid host ${JSON.stringify(raw)}` }
+  }
+}
+
+function compileQuery(q: L7RuleFieldsInput['query']): CompiledQuery[] {
+  if (!q) return []
+  return Object.entries(q).map(([key, m]) => {
+    const pats = typeof m === 'string' ? [m] : [...(m.any ?? []), ...(m.glob !== undefined ? [m.glob] : [])]
+    return { key, patterns: pats.map(p => compileGlob(p, null)) }
+  })
+}
+
+function compileRule(r: L7RuleFieldsInput, ref: string, side: 'allow' | 'deny'): CompiledRule {
+  // Allow rules need both method and path (OpenShell's schema requires them; a rule missing one
+  // matches nothing, so a half-written allow rule cannot widen access). Deny rules missing one
+  // match every value of it: a half-written deny rule errs towards denying.
+  const method = r.method !== undefined && r.method !== '' ? compileGlob(r.method.toUpperCase(), null) : side === 'deny' ? compileGlob('*', null) : undefined
+  const path = r.path !== undefined && r.path !== '' ? compileGlob(r.path, null) : side === 'deny' ? compileGlob('**', null) : undefined
+  const query = compileQuery(r.query)
+  return { ref, method, path, query, matchesAll: r.method === '*' && (r.path === '**' || r.path === '/**') && query.length === 0 }
+}
+
+function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, index: number): CompiledEndpoint {
+  const host = compileHost(ep)
+  const ports = new Set<number>(ep.ports && ep.ports.length > 0 ? ep.ports : ep.port !== undefined ? [ep.port] : [])
+  const pathGlob = ep.path !== undefined && ep.path !== '' && ep.path !== '**' ? compileGlob(ep.path, null) : undefined
+  const allowed: Cidr[] = []
+  let allowedInvalid = false
+  for (const s of ep.allowed_ips ?? []) {
+    const c = parseCidr(s)
+    if (c) allowed.push(c)
+    else allowedInvalid = true
+  }
+  if (host.kind === 'exact') {
+    // OpenShell's implicit allowed_ips: a host written as an IP literal is the user's explicit
+    // choice of that one address (it cannot be rebound by DNS), so it may be private.
+    try {
+      const h = canonicalizeHost(host.host)
+      if (h.kind === 'ip') allowed.push(parseCidr(h.ip.family === 4 ? `${h.ip.text}/32` : `${h.ip.text}/128`)!)
+    } catch {
+      // unreachable: compileHost already canonicalised it
+    }
+  }
+  const protocol = (ep.protocol ?? '').toLowerCase()
+  let l7: CompiledL7 | undefined
+  if (!L4_PROTOCOLS.has(protocol)) {
+    const enforcement: Enforcement = ep.enforcement === 'enforce' ? 'enforce' : 'audit'
+    const rules: CompiledRule[] = []
+    if (ep.rules && ep.rules.length > 0) {
+      ep.rules.forEach((r, i) => rules.push(compileRule(r.allow ?? {}, `endpoints[${index}].rules[${i}]`, 'allow')))
+    } else if (ep.access) {
+      const table = protocol === 'websocket' ? WEBSOCKET_PRESET_METHODS : PRESET_METHODS
+      for (const m of table[ep.access] ?? []) rules.push(compileRule({ method: m, path: '**' }, `endpoints[${index}].access:${ep.access}`, 'allow'))
+    }
+    const denyRules = (ep.deny_rules ?? []).map((r, i) => compileRule(r, `endpoints[${index}].deny_rules[${i}]`, 'deny'))
+    const inspectable = INSPECTABLE.has(protocol)
+    let narrower: string | undefined
+    if (!inspectable) narrower = `protocol ${protocol} needs request inspection`
+    else if (pathGlob) narrower = `endpoint path ${ep.path}`
+    else if (denyRules.length > 0) narrower = 'deny_rules'
+    else if (!rules.some(r => r.matchesAll)) narrower = ep.access ? `access: ${ep.access}` : rules.length > 0 ? 'method/path rules' : 'no allow rules'
+    l7 = { protocol, enforcement, inspectable, access: ep.access, rules, denyRules, narrower }
+  }
+  return {
+    policy,
+    policyName,
+    index,
+    host: allowedInvalid ? { kind: 'none', why: 'allowed_ips contains an invalid entry' } : host,
+    ports,
+    pathGlob,
+    l7,
+    allowedIps: allowed.length > 0 ? allowed : undefined,
+    allowEncodedSlash: ep.allow_encoded_slash === true,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+// ---------------------------------------------------------------------------------------------
+
+interface ProviderMatcher {
+  readonly name: string
+  readonly hosts: readonly HostMatcher[]
+}
+
+export class PolicyEngine {
+  readonly endpoints: readonly CompiledEndpoint[]
+  private readonly providers: readonly ProviderMatcher[]
+  private readonly policyCount: number
+
+  private constructor(endpoints: CompiledEndpoint[], providers: ProviderMatcher[], policyCount: number) {
+    this.endpoints = endpoints
+    this.providers = providers
+    this.policyCount = policyCount
+  }
+
+  /** Compiles a policy (and the sandbox's attached providers, for attribution). Never throws. */
+  static compile(policy: PolicyInput | null | undefined, providers: readonly ProviderAttachment[] = []): PolicyEngine {
+    const eps: CompiledEndpoint[] = []
+    const np = policy?.network_policies ?? {}
+    // Sorted by key: when several policies match, the lexicographically smallest key is reported,
+    // as OpenShell's `min(_matching_policy_names)`.
+    const keys = Object.keys(np).sort()
+    for (const key of keys) {
+      const p = np[key]!
+      const name = p.name ?? key
+      ;(p.endpoints ?? []).forEach((ep, i) => eps.push(compileEndpoint(key, name, ep, i)))
+    }
+    const provs = providers.map(pr => ({
+      name: pr.name,
+      hosts: providerHosts(pr.type, pr.config ?? {}).map(h => compileHost({ host: h })),
+    }))
+    return new PolicyEngine(eps, provs, keys.length)
+  }
+
+  /** The engine used when no policy was ever loaded: denies everything. */
+  static denyAll(): PolicyEngine {
+    return new PolicyEngine([], [], 0)
+  }
+
+  private providersFor(host: CanonicalHost): string[] {
+    return this.providers.filter(p => p.hosts.some(m => hostMatches(m, host))).map(p => p.name)
+  }
+
+  private noMatch(host: CanonicalHost, port: number, layer: 'l4' | 'l7', rule = '-'): Decision {
+    const reason = this.policyCount === 0 || this.endpoints.length === 0
+      ? 'network connections not allowed by policy'
+      : `endpoint ${host.host}:${port} is not allowed by any policy`
+    return { allowed: false, mode: 'deny', layer, policy: null, policyName: null, rule, matched: '-', reason, providers: this.providersFor(host), addressRules: [] }
+  }
+
+  private matching(host: CanonicalHost, port: number): CompiledEndpoint[] {
+    return this.endpoints.filter(e => e.ports.has(port) && hostMatches(e.host, host))
+  }
+
+  /** Decision for `CONNECT host:port` (an opaque, usually TLS, tunnel). */
+  decideConnect(host: CanonicalHost, port: number): Decision {
+    const eps = this.matching(host, port)
+    if (eps.length === 0) return this.noMatch(host, port, 'l4')
+    const providers = this.providersFor(host)
+    const l7 = eps.filter(e => e.l7)
+    const narrow = l7.filter(e => e.l7!.narrower !== undefined)
+    const first = eps[0]!
+    if (narrow.length === 0) {
+      // Every matching endpoint is L4 or L7 `full` without restrictions: nothing to inspect.
+      return {
+        allowed: true, mode: 'allow', layer: 'l4', policy: first.policy, policyName: first.policyName,
+        rule: `endpoints[${first.index}]`, matched: `${first.policy}.endpoints[${first.index}]`,
+        reason: `allowed by policy ${first.policy}`, providers, addressRules: eps.map(addressRule),
+      }
+    }
+    const n = narrow[0]!
+    const why = `CONNECT ${host.host}:${port} would bypass the L7 rules of policy ${n.policy} (${n.l7!.narrower}); podshell does not inspect TLS yet`
+    if (narrow.every(e => e.l7!.enforcement === 'audit')) {
+      return {
+        allowed: true, mode: 'audit', layer: 'l7', policy: n.policy, policyName: n.policyName,
+        rule: `endpoints[${n.index}]`, matched: `${n.policy}.endpoints[${n.index}]`,
+        reason: `${why}; allowed because enforcement is audit`, providers, addressRules: eps.map(addressRule),
+      }
+    }
+    const e = narrow.find(x => x.l7!.enforcement === 'enforce')!
+    return {
+      allowed: false, mode: 'deny', layer: 'l7', policy: e.policy, policyName: e.policyName,
+      rule: `CONNECT ${host.host}:${port}`, matched: `${e.policy}.endpoints[${e.index}]`,
+      reason: `${why}: use enforcement: audit, access: full, or plain http:// for this endpoint`, providers, addressRules: [],
+    }
+  }
+
+  /** Decision for one plain-HTTP (absolute-form) request. */
+  decideHttp(req: HttpRequestInfo): Decision {
+    const method = req.method.toUpperCase()
+    const byHost = this.matching(req.host, req.port)
+    if (byHost.length === 0) return this.noMatch(req.host, req.port, 'l4', `${method} ${req.path}`)
+    const providers = this.providersFor(req.host)
+    const l7eps = byHost.filter(e => e.l7)
+    if (l7eps.length === 0) {
+      const first = byHost[0]!
+      return {
+        allowed: true, mode: 'allow', layer: 'l4', policy: first.policy, policyName: first.policyName,
+        rule: `endpoints[${first.index}]`, matched: `${first.policy}.endpoints[${first.index}]`,
+        reason: `allowed by policy ${first.policy}`, providers, addressRules: byHost.map(addressRule),
+      }
+    }
+    // L7: canonical path per endpoint (allow_encoded_slash may differ between endpoints).
+    const denyOut = (e: CompiledEndpoint, reason: string, matched: string): Decision => ({
+      allowed: false, mode: 'deny', layer: 'l7', policy: e.policy, policyName: e.policyName,
+      rule: `${method} ${req.path}`, matched, reason, providers, addressRules: [],
+    })
+    const query = parseQuery(req.query)
+    const considered: { e: CompiledEndpoint; path: string }[] = []
+    for (const e of l7eps) {
+      const cp = canonicalizePath(req.path, e.allowEncodedSlash)
+      if (!cp.ok) {
+        // A path that cannot be canonicalised is refused outright, whatever the enforcement mode:
+        // audit would otherwise pass on exactly the ambiguity a deny rule is meant to catch.
+        return denyOut(e, `${method} ${req.path} rejected: ${cp.reason}`, `${e.policy}.endpoints[${e.index}]`)
+      }
+      if (e.pathGlob && !e.pathGlob.test(cp.path)) continue
+      considered.push({ e, path: cp.path })
+    }
+    if (considered.length === 0) return this.noMatch(req.host, req.port, 'l7', `${method} ${req.path}`)
+    if (query === undefined) {
+      const e = considered[0]!.e
+      return denyOut(e, `${method} ${req.path} rejected: malformed query string`, `${e.policy}.endpoints[${e.index}]`)
+    }
+    let denied: { e: CompiledEndpoint; rule: CompiledRule } | undefined
+    let allowed: { e: CompiledEndpoint; rule: CompiledRule } | undefined
+    for (const { e, path } of considered) {
+      const l7 = e.l7!
+      for (const r of l7.denyRules) {
+        if (!denied && ruleMatches(r, method, path, query, 'deny')) denied = { e, rule: r }
+      }
+      if (!allowed && l7.inspectable) {
+        for (const r of l7.rules) {
+          if (ruleMatches(r, method, path, query, 'allow')) {
+            allowed = { e, rule: r }
+            break
+          }
+        }
+      }
+    }
+    if (allowed && !denied) {
+      return {
+        allowed: true, mode: 'allow', layer: 'l7', policy: allowed.e.policy, policyName: allowed.e.policyName,
+        rule: `${method} ${req.path}`, matched: `${allowed.e.policy}.${allowed.rule.ref}`,
+        reason: `allowed by ${allowed.e.policy}.${allowed.rule.ref}`, providers, addressRules: considered.map(c => addressRule(c.e)),
+      }
+    }
+    const blame = denied?.e ?? considered[0]!.e
+    const uninspectable = considered.find(c => !c.e.l7!.inspectable)
+    const reason = denied
+      ? `${method} ${req.path} blocked by deny rule`
+      : uninspectable && !allowed
+        ? `${method} ${req.path} not permitted by policy (podshell cannot inspect protocol ${uninspectable.e.l7!.protocol} yet)`
+        : `${method} ${req.path} not permitted by policy`
+    const matched = denied ? `${denied.e.policy}.${denied.rule.ref}` : `${blame.policy}.endpoints[${blame.index}]`
+    // Enforce wins: the request passes in audit mode only if every endpoint involved is audit.
+    if (considered.every(c => c.e.l7!.enforcement === 'audit')) {
+      return {
+        allowed: true, mode: 'audit', layer: 'l7', policy: blame.policy, policyName: blame.policyName,
+        rule: `${method} ${req.path}`, matched, reason: `${reason}; allowed because enforcement is audit`, providers,
+        addressRules: considered.map(c => addressRule(c.e)),
+      }
+    }
+    return denyOut(blame, reason, matched)
+  }
+}
+
+function addressRule(e: CompiledEndpoint): AddressRule {
+  return { endpoint: `${e.policy}.endpoints[${e.index}]`, allowedIps: e.allowedIps }
+}
+
+export function hostMatches(m: HostMatcher, host: CanonicalHost): boolean {
+  switch (m.kind) {
+    case 'any':
+      return true
+    case 'none':
+      return false
+    case 'exact':
+      return m.host === host.host
+    case 'glob':
+      // Globs describe DNS names; an IP literal only matches an explicit IP host.
+      return host.kind === 'name' && m.glob.test(host.host)
+  }
+}
+
+function ruleMatches(r: CompiledRule, method: string, path: string, query: Map<string, string[]>, side: 'allow' | 'deny'): boolean {
+  if (!r.method || !r.path) return false
+  const methodOk = r.method.test(method) || (method === 'HEAD' && r.method.literal && r.method.pattern === 'GET')
+  if (!methodOk) return false
+  if (!r.path.test(path)) return false
+  if (r.query.length === 0) return true
+  if (side === 'allow') {
+    // Every configured key must be present and ALL its values must match.
+    return r.query.every(q => {
+      const vals = query.get(q.key)
+      return vals !== undefined && vals.length > 0 && vals.every(v => q.patterns.some(p => p.test(v)))
+    })
+  }
+  // Deny: every configured key present and ANY of its values matching fires the rule.
+  return r.query.every(q => {
+    const vals = query.get(q.key)
+    return vals !== undefined && vals.some(v => q.patterns.some(p => p.test(v)))
+  })
+}
+
+/**
+ * Decodes a query string the way form-decoding servers do ("+" is a space, %XX decoded), so a rule
+ * sees the value the upstream will see. Returns undefined for malformed percent-encoding (the
+ * caller denies: an undecodable value cannot be judged).
+ */
+export function parseQuery(q: string | null): Map<string, string[]> | undefined {
+  const out = new Map<string, string[]>()
+  if (q === null || q === '') return out
+  for (const pair of q.split('&')) {
+    if (pair === '') continue
+    const eq = pair.indexOf('=')
+    const rawK = eq === -1 ? pair : pair.slice(0, eq)
+    const rawV = eq === -1 ? '' : pair.slice(eq + 1)
+    let k: string
+    let v: string
+    try {
+      k = decodeURIComponent(rawK.replace(/\+/g, ' '))
+      v = decodeURIComponent(rawV.replace(/\+/g, ' '))
+    } catch {
+      return undefined
+    }
+    const list = out.get(k)
+    if (list) list.push(v)
+    else out.set(k, [v])
+  }
+  return out
+}
+
+export type CanonicalPath = { ok: true; path: string } | { ok: false; reason: string }
+
+/**
+ * The path the L7 rules see: percent-decoded, `;params` stripped from segments, dot-segments
+ * resolved, repeated slashes collapsed (OpenShell's invariant for `input.request.path`). Encoded
+ * slashes (`%2F`) are rejected unless the endpoint sets allow_encoded_slash; encoded backslashes,
+ * NUL and malformed escapes are always rejected, because servers disagree on what they mean and a
+ * rule can only be judged against one meaning.
+ */
+export function canonicalizePath(raw: string, allowEncodedSlash = false): CanonicalPath {
+  if (!raw.startsWith('/')) return { ok: false, reason: 'path must start with "/"' }
+  if (/%(?![0-9a-fA-F]{2})/.test(raw)) return { ok: false, reason: 'malformed percent-encoding in path' }
+  if (/%00/.test(raw)) return { ok: false, reason: 'encoded NUL in path' }
+  if (/%5c/i.test(raw) || raw.includes('\\')) return { ok: false, reason: 'backslash in path' }
+  if (!allowEncodedSlash && /%2f/i.test(raw)) return { ok: false, reason: 'encoded slash (%2F) in path (set allow_encoded_slash on the endpoint to permit it)' }
+  const out: string[] = []
+  const segs = raw.split('/')
+  const trailing = raw.length > 1 && raw.endsWith('/')
+  for (let i = 1; i < segs.length; i++) {
+    let seg: string
+    try {
+      seg = decodeURIComponent(segs[i]!)
+    } catch {
+      return { ok: false, reason: 'malformed percent-encoding in path' }
+    }
+    const semi = seg.indexOf(';')
+    if (semi !== -1) seg = seg.slice(0, semi)
+    if (seg === '' || seg === '.') continue
+    if (seg === '..') {
+      out.pop()
+      continue
+    }
+    out.push(seg)
+  }
+  let path = '/' + out.join('/')
+  if (trailing && out.length > 0) path += '/'
+  return { ok: true, path }
+}
+
+/**
+ * Checks the addresses a name resolved to against the allowed decision's address rules. Every
+ * candidate must pass (all-or-nothing, as OpenShell does for CONNECT): a mixed answer where one
+ * address is private or loopback is a rebinding attempt or a misconfiguration, never "use the
+ * good one". Returns the addresses in the order to try.
+ */
+export function checkResolved(
+  decision: Decision,
+  label: string,
+  port: number,
+  addresses: readonly IpAddress[],
+): { ok: true; addresses: IpAddress[] } | { ok: false; reason: string } {
+  if (addresses.length === 0) return { ok: false, reason: `DNS resolution returned no addresses for ${label}` }
+  let firstReason: string | undefined
+  for (const rule of decision.addressRules) {
+    let failed: string | undefined
+    for (const a of addresses) {
+      const c = checkAddress(a, rule.allowedIps, label)
+      if (!c.ok) {
+        failed = c.reason
+        break
+      }
+      if (classifyAddress(a).verdict === 'private' && CONTROL_PLANE_PORTS.has(port)) {
+        failed = `port ${port} is a blocked control-plane port for private address ${a.text}`
+        break
+      }
+    }
+    if (!failed) return { ok: true, addresses: [...addresses] }
+    firstReason ??= failed
+  }
+  return { ok: false, reason: firstReason ?? `no endpoint permits the addresses of ${label}` }
+}
