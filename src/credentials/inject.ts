@@ -1,0 +1,174 @@
+import { join } from 'node:path'
+import { PodshellError } from '../errors.js'
+import type { Podman } from '../podman/podman.js'
+import { sandboxDir } from '../config/paths.js'
+import { writeFileAtomic } from '../util/fs.js'
+import { check, sandboxName, objectName } from '../util/validate.js'
+import { requireProvider, gcProviderSecrets, type ProviderRecord } from './store.js'
+import { providerSecretName, inspectSecrets } from './secrets.js'
+import { L } from '../sandbox/naming.js'
+
+/**
+ * Injection of provider credentials into one sandbox's agent container.
+ *
+ * DESIGN: the agent container references each provider's own Podman secret directly,
+ *   --secret podshell.provider.<p>.<VAR>,type=env,target=VAR
+ * and no per-sandbox copy of any secret exists. Reasons:
+ *   - A copy needs the value back. Podman 4.3 cannot print a secret (`secret inspect
+ *     --showsecret` arrived later); reading it would take a helper container or podman's private
+ *     storage files. Asking the caller for the value at every `sandbox create` would put it back
+ *     into the launcher's environment, which is what providers exist to avoid.
+ *   - Every copy is one more place the value rests on disk (Podman's secret store). Referencing
+ *     keeps exactly one stored copy per provider variable.
+ *   - Cleanup is exact because there is nothing per sandbox to clean: a failed or killed
+ *     `sandbox create` leaves no secret behind (its half-made containers, which hold the value in
+ *     their OCI config while they exist, are removed by the sandbox gc). The only secrets that can
+ *     be orphaned belong to a killed `provider create/update/delete`; gcOrphanedSecrets removes
+ *     those.
+ * Consequences, measured on Podman 4.3.1: `type=env` secrets are resolved BY NAME at every
+ * container start, so a running sandbox keeps the value it started with; after `provider update`
+ * a restarted sandbox gets the new value (rotation works by restart); after `provider delete
+ * --force` a sandbox that used it cannot start again ("no such secret") until a provider of that
+ * name exists again, which is why delete refuses without --force while a sandbox uses it.
+ */
+
+export interface Injection {
+  /**
+   * Arguments for the agent container's `podman run/create`: `--secret <secret>,type=env,target=VAR`
+   * per credential, `--env K=V` per (non-secret) config entry. No value of a credential is in here.
+   */
+  secretArgs: string[]
+  /** Credential variables injected, by provider (the audit log records exactly these). */
+  variables: { provider: string; name: string }[]
+  /**
+   * The Podman secrets the agent container references. They are the providers' own and must NOT
+   * be removed with the sandbox.
+   */
+  secretNames: string[]
+}
+
+/** What `sandboxes/<name>/providers.json` holds; the gateway attributes hosts with it. No values. */
+export interface AttachedProvider {
+  name: string
+  type: string
+  config: Record<string, string>
+}
+
+export const providersJsonPath = (dataDir: string, sandbox: string) => join(sandboxDir(dataDir, sandbox), 'providers.json')
+
+/**
+ * Resolves the providers attached to `sandbox` into podman arguments and writes providers.json.
+ * Fails closed, naming the problem, when a provider does not exist, two providers set the same
+ * variable, or a provider's secret is missing or is not podshell's (a same-named secret without
+ * podshell's labels would inject a value nobody gave podshell).
+ */
+export async function prepareInjection(podman: Podman, dataDir: string, sandbox: string, providers: string[]): Promise<Injection> {
+  check(sandboxName, sandbox, 'sandbox name')
+  const names = [...new Set(providers)]
+  for (const p of names) check(objectName, p, 'provider name')
+  const records = names.map(n => requireProvider(dataDir, n))
+
+  const setBy = new Map<string, string>()
+  const claim = (variable: string, provider: string) => {
+    const other = setBy.get(variable)
+    if (other !== undefined) {
+      throw new PodshellError(`providers ${other} and ${provider} both set ${variable}`, {
+        hint: 'attach only one of them',
+        code: 'PROVIDER_CONFLICT',
+        exitCode: 2,
+      })
+    }
+    setBy.set(variable, provider)
+  }
+  const secretArgs: string[] = []
+  const variables: { provider: string; name: string }[] = []
+  const secretNames: string[] = []
+  for (const r of records) {
+    for (const v of r.credentials) {
+      claim(v, r.name)
+      const secret = providerSecretName(r.name, v)
+      secretArgs.push('--secret', `${secret},type=env,target=${v}`)
+      variables.push({ provider: r.name, name: v })
+      secretNames.push(secret)
+    }
+    for (const [k, v] of Object.entries(r.config)) {
+      claim(k, r.name)
+      secretArgs.push('--env', `${k}=${v}`)
+    }
+  }
+  await verifySecrets(podman, variables)
+  writeFileAtomic(providersJsonPath(dataDir, sandbox), JSON.stringify(attached(records), null, 2) + '\n')
+  return { secretArgs, variables, secretNames }
+}
+
+async function verifySecrets(podman: Podman, variables: readonly { provider: string; name: string }[]): Promise<void> {
+  if (variables.length === 0) return
+  const found = new Map((await inspectSecrets(podman, variables.map(v => providerSecretName(v.provider, v.name)))).map(s => [s.name, s]))
+  for (const v of variables) {
+    const s = found.get(providerSecretName(v.provider, v.name))
+    if (!s) {
+      throw new PodshellError(`provider ${v.provider} is incomplete: the secret for ${v.name} is missing`, {
+        hint: `run \`podshell provider update ${v.provider} --credential ${v.name}\` (value from the environment)`,
+        code: 'PROVIDER_INCOMPLETE',
+      })
+    }
+    if (s.provider !== v.provider || s.variable !== v.name) {
+      throw new PodshellError(`podman secret ${s.name} is not podshell's secret for ${v.provider}/${v.name}`, {
+        hint: `remove it with \`podman secret rm ${s.name}\`, then \`podshell provider update ${v.provider} --credential ${v.name}\``,
+        code: 'PROVIDER_INCOMPLETE',
+      })
+    }
+  }
+}
+
+function attached(records: readonly ProviderRecord[]): AttachedProvider[] {
+  return records.map(r => ({ name: r.name, type: r.type, config: { ...r.config } }))
+}
+
+/**
+ * Removes the secrets made for one sandbox. Under the design above there are none: the sandbox's
+ * agent container references its providers' secrets, which outlive the sandbox. This performs no
+ * podman call and exists so the sandbox lifecycle's create-failure and delete paths have a single,
+ * documented answer to "which secrets go with this sandbox".
+ */
+export async function removeSandboxSecrets(_podman: Podman, sandbox: string): Promise<void> {
+  check(sandboxName, sandbox, 'sandbox name')
+}
+
+/**
+ * Removes orphaned podshell secrets: those of a provider create/update/delete that was killed
+ * (secrets no provider's metadata lists). Returns the removed secret names. A killed sandbox
+ * create orphans no secret (nothing is created per sandbox), so `liveSandboxes` does not change
+ * the answer; in particular a secret whose provider was deleted is removed even while a live
+ * sandbox references it (the delete was asked for; the sandbox fails at its next start).
+ */
+export async function gcOrphanedSecrets(podman: Podman, dataDir: string, _liveSandboxes: Set<string>): Promise<string[]> {
+  return gcProviderSecrets(podman, dataDir)
+}
+
+/** The audit events for an injection: one per variable, by provider and name, never the value. */
+export function injectionAuditEvents(variables: readonly { provider: string; name: string }[]): { event: 'credential_injected'; detail: { provider: string; variable: string } }[] {
+  return variables.map(v => ({ event: 'credential_injected', detail: { provider: v.provider, variable: v.name } }))
+}
+
+interface PodLabelsJson {
+  Labels?: Record<string, string> | null
+}
+
+/**
+ * Which sandboxes use each provider, from the pods' labels (io.podshell.sandbox and the
+ * comma-separated io.podshell.providers the sandbox lifecycle sets): Podman's labels, not
+ * podshell's files, are the source of truth for what exists.
+ */
+export async function providerUsers(podman: Podman): Promise<Map<string, string[]>> {
+  const pods = await podman.json<PodLabelsJson[] | null>(['pod', 'ps', '--filter', `label=${L.sandbox}`, '--format', 'json'])
+  const users = new Map<string, string[]>()
+  for (const pod of pods ?? []) {
+    const sandbox = pod.Labels?.[L.sandbox]
+    if (!sandbox) continue
+    for (const p of (pod.Labels?.[L.providers] ?? '').split(',').map(s => s.trim()).filter(Boolean)) {
+      users.set(p, [...(users.get(p) ?? []), sandbox].sort())
+    }
+  }
+  return users
+}
