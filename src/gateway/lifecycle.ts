@@ -1,0 +1,235 @@
+/**
+ * Starting, inspecting and stopping the per-user gateway container.
+ *
+ * `ensureGateway` is on the path of most podshell commands, so its fast path is one connect to the
+ * control socket (~1 ms) and no podman call. Only when the gateway does not answer does it look at
+ * the container and (re)create it.
+ *
+ * Failure model: the gateway down means every sandbox simply has no egress (the bridges connect to
+ * a socket nobody serves; fail closed). The next podshell command brings it back. The proxy sockets
+ * live in each sandbox's egress dir and the bridge mounts the DIRECTORY, not the socket file, so a
+ * re-created socket is seen by running sandboxes without recreating them.
+ *
+ * Restart policy: `--restart=always`. Rootless Podman implements it in conmon for a container that
+ * exits on its own (crash, OOM kill), which needs no systemd; after a reboot nothing starts the
+ * container until the next podshell command calls ensureGateway (podman-restart.service would, but
+ * podshell does not install units).
+ */
+import { createHash } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
+import { GATEWAY_IMAGE } from '../images/names.js'
+import { dataDir as defaultDataDir, gatewayDir, sandboxesDir, GATEWAY_DATA_MOUNT, type Env } from '../config/paths.js'
+import { PodshellError } from '../errors.js'
+import { mkdirp } from '../util/fs.js'
+import { hostPath, check } from '../util/validate.js'
+import type { Podman } from '../podman/podman.js'
+import { GatewayClient, type PingResult, type StatsResult } from './client.js'
+
+export const GATEWAY_CONTAINER = 'podshell-gateway'
+export const GATEWAY_ROLE_LABEL = 'io.podshell.role'
+export const GATEWAY_DATA_LABEL = 'io.podshell.data'
+
+/** The command the gateway container runs (also the image's CMD). */
+export const GATEWAY_COMMAND = ['node', '/opt/podshell/dist/cli/main.js', 'gateway', 'serve', '--data', GATEWAY_DATA_MOUNT] as const
+
+export interface EnsureOptions {
+  env?: Env
+  /** Progress notes for the user (stderr). */
+  say?: (msg: string) => void
+  image?: string
+  /** How long to wait for a (re)started gateway to answer, ms (default 20000). */
+  startTimeoutMs?: number
+}
+
+/**
+ * The gateway container's name: `podshell-gateway` for the user's default data dir, and
+ * `podshell-gateway-<hash>` for any other (PODSHELL_HOME, tests), so two data dirs never share or
+ * fight over one gateway.
+ */
+export function gatewayContainerName(data: string, env: Env = process.env): string {
+  const natural = defaultDataDir({ ...env, PODSHELL_HOME: undefined })
+  if (data === natural) return GATEWAY_CONTAINER
+  return `${GATEWAY_CONTAINER}-${createHash('sha256').update(data).digest('hex').slice(0, 10)}`
+}
+
+function productVersion(): string {
+  try {
+    return String((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0')
+  } catch {
+    return '0.0.0'
+  }
+}
+
+let selinux: boolean | undefined
+/**
+ * SELinux label for the data-dir mount: the SHARED label (`relabel=shared`, i.e. `:z`).
+ *
+ * Why not `:Z` (private to this container)? The data dir is not the gateway's alone: each sandbox's
+ * bridge bind-mounts its `sandboxes/<name>/egress` dir and the agent its `sandboxes/<name>/home`,
+ * both with the shared label (src/sandbox/runtime.ts). A private MCS label applied recursively by
+ * the gateway would lock every bridge and agent out of those dirs, and their relabel would in turn
+ * lock the gateway out. With the shared label everything below the data dir is `container_file_t`
+ * without categories: readable by these containers and by the user, still not by host daemons
+ * confined to other types. Sandboxes stay separated from each other by what they mount (only their
+ * own subdirectories), not by MCS categories.
+ *
+ * Rule for every podshell mount below the data dir: shared (`:z`), never private (`:Z`).
+ * Off SELinux (Debian, Ubuntu) no relabel option is passed.
+ */
+function relabel(): string {
+  selinux ??= existsSync('/sys/fs/selinux/enforce')
+  return selinux ? ',relabel=shared' : ''
+}
+
+/** `podman run` arguments for the gateway container. */
+export function gatewayRunArgs(data: string, env: Env = process.env, image = GATEWAY_IMAGE): string[] {
+  check(hostPath, data, 'data dir', 'set PODSHELL_HOME to an absolute path without ":" or ","')
+  return [
+    'run', '-d',
+    '--name', gatewayContainerName(data, env),
+    '--label', `${GATEWAY_ROLE_LABEL}=gateway`,
+    '--label', `${GATEWAY_DATA_LABEL}=${data}`,
+    '--restart', 'always',
+    // Hardening: the gateway needs no capability (it listens on unix sockets and dials out), no
+    // privilege gain, and writes only below the data dir.
+    '--cap-drop', 'ALL',
+    '--security-opt', 'no-new-privileges',
+    '--read-only',
+    '--stop-timeout', '5',
+    '--mount', `type=bind,source=${data},destination=${GATEWAY_DATA_MOUNT}${relabel()}`,
+    image,
+    ...GATEWAY_COMMAND,
+  ]
+}
+
+interface ContainerInfo {
+  Id: string
+  State: { Status: string; Running: boolean; ExitCode?: number; StartedAt?: string }
+  Image: string
+  ImageName?: string
+  Config?: { Labels?: Record<string, string> }
+}
+
+async function inspect(podman: Podman, name: string): Promise<ContainerInfo | undefined> {
+  const r = await podman.run(['container', 'inspect', name], { reject: false, timeoutMs: 30_000 })
+  if (r.exitCode !== 0) return undefined
+  try {
+    const arr = JSON.parse(r.stdout) as ContainerInfo[]
+    return arr[0]
+  } catch {
+    return undefined
+  }
+}
+
+async function waitForPing(client: GatewayClient, podman: Podman, name: string, timeoutMs: number): Promise<PingResult> {
+  const deadline = Date.now() + timeoutMs
+  let checks = 0
+  for (;;) {
+    try {
+      return await client.ping(1000)
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) break
+    // Every ~1 s, see whether the container died instead of waiting for the full timeout.
+    if (++checks % 20 === 0) {
+      const info = await inspect(podman, name)
+      if (!info || !info.State.Running) break
+    }
+    await new Promise(r => setTimeout(r, 50))
+  }
+  const logs = await podman.run(['logs', '--tail', '5', name], { reject: false, timeoutMs: 10_000 })
+  const last = (logs.stderr || logs.stdout).split('\n').map(l => l.trim()).filter(Boolean).pop()
+  throw new PodshellError(`the podshell gateway did not start${last ? `: ${last}` : ''}`, {
+    hint: `see \`podman logs ${name}\`; \`podshell image build\` rebuilds the gateway image`,
+    code: 'GATEWAY_START',
+  })
+}
+
+/**
+ * Makes sure the gateway for `data` answers on its control socket, starting or re-creating the
+ * container when it does not. A gateway of another podshell version is replaced.
+ */
+export async function ensureGateway(podman: Podman, data: string, opts: EnsureOptions = {}): Promise<void> {
+  const client = new GatewayClient(data, { timeoutMs: 1000 })
+  const want = productVersion()
+  let stale = false
+  try {
+    const p = await client.ping(500)
+    if (p.version === want) return
+    stale = true
+  } catch {
+    // not answering: slow path
+  }
+  const env = opts.env ?? process.env
+  const say = opts.say ?? (() => undefined)
+  const name = gatewayContainerName(data, env)
+  mkdirp(data)
+  mkdirp(gatewayDir(data))
+  mkdirp(sandboxesDir(data))
+  const info = await inspect(podman, name)
+  if (info && !stale) {
+    if (info.State.Running) {
+      // Running but silent: it may be starting up. Give it a moment before replacing it.
+      try {
+        await waitForPing(client, podman, name, 3000)
+        return
+      } catch {
+        say('podshell gateway is not answering; re-creating it')
+      }
+    } else {
+      const started = await podman.run(['start', name], { reject: false, timeoutMs: 30_000 })
+      if (started.exitCode === 0) {
+        try {
+          await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000)
+          return
+        } catch {
+          say('podshell gateway did not come back; re-creating it')
+        }
+      }
+    }
+  }
+  if (stale) say('podshell gateway is from another podshell version; replacing it')
+  else if (!info) say('starting the podshell gateway')
+  await podman.run(['rm', '-f', '-t', '5', name], { reject: false, timeoutMs: 60_000 })
+  await podman.run(gatewayRunArgs(data, env, opts.image), { timeoutMs: 120_000 })
+  await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000)
+}
+
+export interface GatewayStatus {
+  name: string
+  /** Container state ("running", "exited", …) or "absent". */
+  state: string
+  containerId?: string
+  image?: string
+  /** The control socket answered. */
+  answering: boolean
+  ping?: PingResult
+  stats?: StatsResult
+  socket: string
+}
+
+export async function gatewayStatus(podman: Podman, data: string, env: Env = process.env): Promise<GatewayStatus> {
+  const name = gatewayContainerName(data, env)
+  const client = new GatewayClient(data, { timeoutMs: 1000 })
+  const [info, stats] = await Promise.all([inspect(podman, name), client.stats().catch(() => undefined)])
+  const ping = stats ? await client.ping().catch(() => undefined) : undefined
+  return {
+    name,
+    state: info ? info.State.Status : 'absent',
+    ...(info ? { containerId: info.Id.slice(0, 12), image: info.ImageName ?? info.Image } : {}),
+    answering: stats !== undefined,
+    ...(ping ? { ping } : {}),
+    ...(stats ? { stats } : {}),
+    socket: client.socket,
+  }
+}
+
+/** Stops and removes the gateway container (its state lives in the data dir). */
+export async function stopGateway(podman: Podman, data: string, env: Env = process.env): Promise<boolean> {
+  const name = gatewayContainerName(data, env)
+  const info = await inspect(podman, name)
+  if (!info) return false
+  await podman.run(['rm', '-f', '-t', '5', name], { timeoutMs: 60_000 })
+  return true
+}
