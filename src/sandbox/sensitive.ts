@@ -1,0 +1,446 @@
+import { existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs'
+import { opendir } from 'node:fs/promises'
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path'
+import { normalizePath } from '../util/validate.js'
+
+/**
+ * Host paths a sandbox must never see, `.ai-read-deny` discovery, and the paths inside a
+ * read-write project that must stay read-only (git hooks, agent settings).
+ *
+ * Two classes of sensitive path:
+ *   - `secret`: credentials and private data (~/.ssh, ~/.aws, shell history …). Refused unless the
+ *     caller explicitly allows sensitive mounts (spec `allow_sensitive`, itself subject to the
+ *     enterprise config's `allow_sensitive`).
+ *   - `escape`: paths that hand the agent control over the host or over podshell itself (container
+ *     engine sockets and storage, $XDG_RUNTIME_DIR with the podman/ssh-agent/D-Bus sockets,
+ *     podshell's own data and config, shell start-up files, /proc, /sys, /dev). Refused always:
+ *     no flag turns a sandbox into a way out of it.
+ *
+ * A mount is refused when its real path IS, is INSIDE, or CONTAINS a sensitive path. "Contains"
+ * is what stops `--mount $HOME` (it would expose ~/.ssh) and `--mount /`. Paths are compared after
+ * resolving symlinks on both sides, so a symlink to ~/.ssh, or a ~/.ssh that is itself a symlink
+ * into another disk, is caught either way.
+ */
+export type SensitiveClass = 'secret' | 'escape'
+
+export interface SensitivePath {
+  /** Absolute path (lexical, as named; its realpath is compared too). */
+  readonly path: string
+  /** What it holds, for the refusal message. */
+  readonly why: string
+  readonly class: SensitiveClass
+}
+
+export interface SensitiveOptions {
+  /** podshell's data dir (policies, gateway sockets): never mountable. */
+  podshellDataDir?: string
+  /** podshell's user config dir: never mountable (a sandbox must not edit its own next config). */
+  podshellConfigDir?: string
+  /** $XDG_RUNTIME_DIR of the caller (podman socket, ssh-agent, gpg-agent, D-Bus session bus). */
+  runtimeDir?: string
+  /** Caller uid, for /run/user/<uid> when XDG_RUNTIME_DIR is unset. */
+  uid?: number
+  /** More secret paths (absolute, or relative to home), e.g. from the enterprise config. */
+  extra?: readonly string[]
+  /** Permit `secret` paths; `escape` paths stay refused. */
+  allowSensitive?: boolean
+}
+
+/** Relative to $HOME. Ordered roughly by how often they hold live credentials. */
+const HOME_SECRETS: readonly (readonly [string, string])[] = [
+  ['.ssh', 'SSH keys'],
+  ['.gnupg', 'GnuPG keys'],
+  ['.aws', 'AWS credentials'],
+  ['.config/gcloud', 'Google Cloud credentials'],
+  ['.azure', 'Azure credentials'],
+  ['.kube', 'Kubernetes credentials'],
+  ['.docker', 'Docker registry credentials'],
+  ['.netrc', 'machine passwords (netrc)'],
+  ['.git-credentials', 'git credentials'],
+  ['.config/git/credentials', 'git credentials'],
+  ['.config/gh', 'GitHub CLI tokens'],
+  ['.config/hub', 'GitHub hub tokens'],
+  ['.config/glab-cli', 'GitLab CLI tokens'],
+  ['.npmrc', 'npm registry tokens'],
+  ['.yarnrc.yml', 'Yarn registry tokens'],
+  ['.pypirc', 'PyPI upload tokens'],
+  ['.cargo/credentials', 'crates.io tokens'],
+  ['.cargo/credentials.toml', 'crates.io tokens'],
+  ['.gem/credentials', 'RubyGems tokens'],
+  ['.m2/settings.xml', 'Maven server passwords'],
+  ['.m2/settings-security.xml', 'Maven master password'],
+  ['.gradle/gradle.properties', 'Gradle credentials'],
+  ['.pgpass', 'PostgreSQL passwords'],
+  ['.my.cnf', 'MySQL passwords'],
+  ['.password-store', 'pass password store'],
+  ['.local/share/keyrings', 'GNOME keyring'],
+  ['.local/share/kwalletd', 'KDE wallet'],
+  ['.config/op', '1Password CLI session'],
+  ['.vault-token', 'Vault token'],
+  ['.terraform.d', 'Terraform Cloud tokens'],
+  ['.config/rclone', 'rclone remotes and tokens'],
+  ['.s3cfg', 's3cmd credentials'],
+  ['.boto', 'boto credentials'],
+  ['.oci', 'Oracle Cloud credentials'],
+  ['.config/doctl', 'DigitalOcean token'],
+  ['.config/hcloud', 'Hetzner Cloud token'],
+  ['.claude.json', 'Claude Code account state and MCP server secrets'],
+  ['.claude/.credentials.json', 'Claude Code OAuth tokens'],
+  ['.codex/auth.json', 'Codex credentials'],
+  ['.config/ai-guardian', 'ai-guardian configuration (its self-protection)'],
+  ['.bash_history', 'shell history'],
+  ['.zsh_history', 'shell history'],
+  ['.local/share/fish', 'shell history'],
+  ['.python_history', 'Python history'],
+  ['.psql_history', 'psql history'],
+  ['.mysql_history', 'mysql history'],
+  ['.node_repl_history', 'Node history'],
+  ['.mozilla', 'browser profiles (cookies, sessions)'],
+  ['.config/google-chrome', 'browser profiles (cookies, sessions)'],
+  ['.config/chromium', 'browser profiles (cookies, sessions)'],
+  ['.config/BraveSoftware', 'browser profiles (cookies, sessions)'],
+  ['.thunderbird', 'mail profiles'],
+]
+
+/** Relative to $HOME: mounting these hands over the host, whatever the mode. */
+const HOME_ESCAPES: readonly (readonly [string, string])[] = [
+  ['.local/share/containers', 'Podman storage (containers and images of this user)'],
+  ['.config/containers', 'Podman configuration and registry auth'],
+  ['.config/systemd', 'systemd user units (run on the host)'],
+  ['.config/autostart', 'desktop autostart entries (run on the host)'],
+  ['.bashrc', 'shell start-up file (runs on the host)'],
+  ['.bash_profile', 'shell start-up file (runs on the host)'],
+  ['.profile', 'shell start-up file (runs on the host)'],
+  ['.bash_login', 'shell start-up file (runs on the host)'],
+  ['.zshrc', 'shell start-up file (runs on the host)'],
+  ['.zprofile', 'shell start-up file (runs on the host)'],
+  ['.zshenv', 'shell start-up file (runs on the host)'],
+  ['.config/fish', 'shell start-up files (run on the host)'],
+]
+
+const SYSTEM_SECRETS: readonly (readonly [string, string])[] = [
+  ['/root', "root's home"],
+  ['/etc/shadow', 'password hashes'],
+  ['/etc/gshadow', 'group password hashes'],
+  ['/etc/sudoers', 'sudo configuration'],
+  ['/etc/sudoers.d', 'sudo configuration'],
+  ['/etc/ssh', 'SSH host keys'],
+]
+
+const SYSTEM_ESCAPES: readonly (readonly [string, string])[] = [
+  ['/run/docker.sock', 'the Docker socket'],
+  ['/var/run/docker.sock', 'the Docker socket'],
+  ['/run/podman', 'the system Podman socket'],
+  ['/run/containerd', 'the containerd socket'],
+  ['/run/dbus', 'the system D-Bus'],
+  ['/run/user', 'per-user runtime dirs (podman, ssh-agent, D-Bus sockets)'],
+  ['/var/lib/containers', 'system container storage'],
+  ['/var/lib/docker', 'Docker storage'],
+  ['/proc', 'host processes'],
+  ['/sys', 'kernel interfaces'],
+  ['/dev', 'host devices'],
+  ['/boot', 'the boot partition'],
+]
+
+/** Every sensitive path for this home and options (lexical; checkMount also compares realpaths). */
+export function sensitivePaths(home: string, opts: SensitiveOptions = {}): SensitivePath[] {
+  const out: SensitivePath[] = []
+  const h = normalizePath(home)
+  for (const [rel, why] of HOME_SECRETS) out.push({ path: join(h, rel), why, class: 'secret' })
+  for (const [rel, why] of HOME_ESCAPES) out.push({ path: join(h, rel), why, class: 'escape' })
+  for (const [p, why] of SYSTEM_SECRETS) out.push({ path: p, why, class: 'secret' })
+  for (const [p, why] of SYSTEM_ESCAPES) out.push({ path: p, why, class: 'escape' })
+  const runtime = opts.runtimeDir && isAbsolute(opts.runtimeDir) ? opts.runtimeDir : opts.uid !== undefined ? `/run/user/${opts.uid}` : undefined
+  if (runtime) out.push({ path: normalizePath(runtime), why: '$XDG_RUNTIME_DIR (podman, ssh-agent and D-Bus sockets)', class: 'escape' })
+  out.push({ path: join(h, '.local/share/podshell'), why: "podshell's data (policies, gateway sockets)", class: 'escape' })
+  out.push({ path: join(h, '.config/podshell'), why: "podshell's configuration", class: 'escape' })
+  if (opts.podshellDataDir) out.push({ path: normalizePath(opts.podshellDataDir), why: "podshell's data (policies, gateway sockets)", class: 'escape' })
+  if (opts.podshellConfigDir) out.push({ path: normalizePath(opts.podshellConfigDir), why: "podshell's configuration", class: 'escape' })
+  for (const e of opts.extra ?? []) {
+    out.push({ path: normalizePath(isAbsolute(e) ? e : join(h, e)), why: 'listed as sensitive by the enterprise configuration', class: 'secret' })
+  }
+  return out
+}
+
+/**
+ * Why `path` must not be mounted, or undefined when it may be. `home` is the caller's $HOME.
+ * Fails closed: a path whose realpath cannot be determined for a reason other than not existing
+ * (a symlink loop, EACCES on a parent) is refused, since what it would expose is unknown.
+ */
+export function checkMount(path: string, home: string, opts: SensitiveOptions = {}): string | undefined {
+  if (!isAbsolute(path)) return `${path} is not an absolute path`
+  const lexical = normalizePath(path)
+  let real: string
+  try {
+    real = realpathOrNearest(lexical)
+  } catch (e) {
+    return `${lexical} cannot be resolved (${(e as NodeJS.ErrnoException).code ?? 'error'}), so what it exposes is unknown`
+  }
+  const h = normalizePath(home)
+  const show = (p: string) => (p === h ? '~' : p.startsWith(h + '/') ? '~/' + p.slice(h.length + 1) : p)
+  const via = real !== lexical ? ` (${lexical} resolves to ${real})` : ''
+  // Escapes first: they are refused even with allowSensitive, so report them when both apply.
+  const list = sensitivePaths(h, opts).sort((a, b) => (a.class === b.class ? 0 : a.class === 'escape' ? -1 : 1))
+  for (const s of list) {
+    if (s.class === 'secret' && opts.allowSensitive) continue
+    const forms = new Set([s.path])
+    try {
+      if (existsSync(s.path)) forms.add(realpathSync(s.path))
+    } catch {
+      // an unresolvable sensitive path is still compared by its name
+    }
+    for (const sp of forms) {
+      const named = show(s.path)
+      if (real === sp || lexical === s.path) return `${show(lexical)}${via} is ${named} (${s.why})`
+      if (isWithin(real, sp) || isWithin(lexical, s.path)) return `${show(lexical)}${via} is inside ${named} (${s.why})`
+      if (isWithin(sp, real) || isWithin(s.path, lexical)) {
+        const what = real === h || lexical === h ? 'your home directory' : show(lexical)
+        return `mounting ${what}${via} would expose ${named} (${s.why})`
+      }
+    }
+  }
+  return undefined
+}
+
+/** True when `child` is `parent` or lies under it. */
+export function isWithin(child: string, parent: string): boolean {
+  if (parent === '/') return child.startsWith('/')
+  return child === parent || child.startsWith(parent + '/')
+}
+
+/** realpath of the path, or of its nearest existing ancestor joined with the rest. */
+function realpathOrNearest(p: string): string {
+  let cur = p
+  const rest: string[] = []
+  for (;;) {
+    try {
+      const r = realpathSync(cur)
+      return rest.length ? join(r, ...rest.reverse()) : r
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+      const parent = dirname(cur)
+      if (parent === cur) throw e
+      rest.push(basename(cur))
+      cur = parent
+    }
+  }
+}
+
+// ───────────────────────────── .ai-read-deny and tree scans ─────────────────────────────
+
+/** ai-guardian's marker: a directory holding this file is unreadable for agents, with its subtree. */
+export const READ_DENY_MARKER = '.ai-read-deny'
+
+/** Directories the scan does not descend into (dependency trees and git internals). */
+const SKIP_DIRS = new Set(['node_modules', '.git'])
+
+/** Agent settings files and dirs: executable configuration for agents that run on the host. */
+export const AGENT_SETTINGS = ['.claude', '.mcp.json', '.vscode', '.cursor', '.gemini', '.opencode', 'opencode.json', 'opencode.jsonc', '.codex', '.continue', '.windsurf'] as const
+
+/** Hook-runner configs in a repo's worktree: `git commit` on the host executes what they name. */
+export const HOOK_CONFIGS = ['.pre-commit-config.yaml', '.husky', 'lefthook.yml', 'lefthook.yaml', '.lefthook.yml', '.lefthook.yaml'] as const
+
+export interface ScanOptions {
+  /** Directory levels below the root to visit (root = 0). */
+  maxDepth?: number
+  /** Wall-clock budget for the whole scan. */
+  timeoutMs?: number
+}
+
+export const DEFAULT_SCAN: Required<ScanOptions> = { maxDepth: 32, timeoutMs: 5000 }
+
+export interface TreeScan {
+  root: string
+  /** Directories (absolute) holding a `.ai-read-deny` marker; their subtrees were not visited. */
+  readDeny: string[]
+  /** `.git` entries found (directories, or files of worktrees and submodules). */
+  gitEntries: string[]
+  /** Existing agent-settings paths (AGENT_SETTINGS) anywhere in the tree. */
+  agentSettings: string[]
+  /** Existing hook-runner configs (HOOK_CONFIGS) next to a `.git` entry. */
+  hookConfigs: string[]
+  /** False when the depth or time budget ran out: a marker below that point may have been missed. */
+  complete: boolean
+  stoppedBy?: 'depth' | 'timeout'
+  scannedDirs: number
+}
+
+/**
+ * Walks a tree once (breadth first, never following symlinks: a symlink inside a mount resolves
+ * inside the sandbox, where its target is not mounted) and records markers, git entries and agent
+ * settings. Bounded by depth and time; callers that need every marker must treat
+ * `complete: false` as a failure (fail closed), because a missed marker is an exposed directory.
+ * Unreadable directories are skipped: the agent runs as the same uid and cannot read them either.
+ */
+export async function scanTree(root: string, opts: ScanOptions = {}): Promise<TreeScan> {
+  const maxDepth = opts.maxDepth ?? DEFAULT_SCAN.maxDepth
+  const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_SCAN.timeoutMs)
+  const scan: TreeScan = { root, readDeny: [], gitEntries: [], agentSettings: [], hookConfigs: [], complete: true, scannedDirs: 0 }
+  const agentNames = new Set<string>(AGENT_SETTINGS)
+  const hookNames = new Set<string>(HOOK_CONFIGS)
+  let queue: string[] = [normalizePath(root)]
+  for (let depth = 0; queue.length; depth++) {
+    const next: string[] = []
+    for (const dir of queue) {
+      if (Date.now() > deadline) {
+        scan.complete = false
+        scan.stoppedBy = 'timeout'
+        return finish(scan)
+      }
+      const names: { name: string; isDir: boolean }[] = []
+      try {
+        const d = await opendir(dir)
+        for await (const ent of d) names.push({ name: ent.name, isDir: ent.isDirectory() })
+      } catch {
+        continue
+      }
+      scan.scannedDirs++
+      if (names.some(n => n.name === READ_DENY_MARKER)) {
+        scan.readDeny.push(dir)
+        continue
+      }
+      const hasGit = names.some(n => n.name === '.git')
+      for (const n of names) {
+        const p = join(dir, n.name)
+        if (n.name === '.git') scan.gitEntries.push(p)
+        if (agentNames.has(n.name)) scan.agentSettings.push(p)
+        if (hasGit && hookNames.has(n.name)) scan.hookConfigs.push(p)
+        if (n.isDir && !SKIP_DIRS.has(n.name)) {
+          if (depth + 1 > maxDepth) {
+            scan.complete = false
+            scan.stoppedBy = 'depth'
+          } else next.push(p)
+        }
+      }
+    }
+    queue = next
+  }
+  return finish(scan)
+}
+
+function finish(s: TreeScan): TreeScan {
+  s.readDeny.sort()
+  s.gitEntries.sort()
+  s.agentSettings.sort()
+  s.hookConfigs.sort()
+  return s
+}
+
+/** Directories inside `root` that hold a `.ai-read-deny` marker (see scanTree for the bounds). */
+export async function findReadDenyDirs(root: string, opts: ScanOptions = {}): Promise<{ dirs: string[]; complete: boolean; scannedDirs: number }> {
+  const s = await scanTree(root, opts)
+  return { dirs: s.readDeny, complete: s.complete, scannedDirs: s.scannedDirs }
+}
+
+/**
+ * The nearest directory at or above `path` that holds a `.ai-read-deny` marker. ai-guardian denies
+ * the marker's whole subtree, so a mount below a marked directory is as denied as the directory.
+ */
+export function readDenyAncestor(path: string): string | undefined {
+  let cur = normalizePath(path)
+  for (;;) {
+    if (existsSync(join(cur, READ_DENY_MARKER))) return cur
+    const parent = dirname(cur)
+    if (parent === cur) return undefined
+    cur = parent
+  }
+}
+
+// ───────────────────────────── development-session protections ─────────────────────────────
+
+export interface Protections {
+  /** Existing paths inside a read-write mount that must be bind-mounted onto themselves read-only. */
+  readOnly: string[]
+  /** Absent directories to cover with an empty read-only tmpfs (the agent must not create them). */
+  masks: string[]
+}
+
+/**
+ * What must stay read-only inside a read-write project tree. Everything here is code that the
+ * HOST runs later without asking, so an agent that writes it escapes the sandbox at the next
+ * `git commit` (daf complete commits on the host) or the next unsandboxed agent session:
+ *   - `<gitdir>/hooks` (masked when absent), `<gitdir>/config` (core.hooksPath, core.fsmonitor,
+ *     aliases and filter drivers are all commands), `config.worktree`, and the directory
+ *     core.hooksPath names when it lies in the tree (husky's `.husky/_`);
+ *   - hook-runner configs next to a repo (`.pre-commit-config.yaml`, `.husky`, lefthook);
+ *   - agent settings (`.claude/`, `.mcp.json`, `.vscode/`, …) anywhere in the tree: hooks and MCP
+ *     servers in them run on the host. A `.claude` missing at a repo or mount root is masked, so the
+ *     agent cannot plant one (this creates an empty `.claude` directory on the host).
+ * Residual risk (documented in docs/devaiflow.md): hooks that run project code (`npm test` in a
+ * pre-commit hook) run agent-written code; daf should commit with hooks disabled or in the sandbox.
+ */
+export function devProtections(scan: TreeScan): Protections {
+  const readOnly = new Set<string>()
+  const masks = new Set<string>()
+  const roots = new Set<string>([normalizePath(scan.root)])
+  for (const entry of scan.gitEntries) {
+    const worktree = dirname(entry)
+    roots.add(worktree)
+    const git = resolveGitDirs(entry)
+    if (!git) continue
+    const hooks = join(git.common, 'hooks')
+    if (existsSync(hooks)) readOnly.add(hooks)
+    else if (isWithin(git.common, scan.root)) masks.add(hooks)
+    for (const f of [join(git.common, 'config'), join(git.dir, 'config.worktree'), join(git.common, 'config.worktree')]) {
+      if (existsSync(f)) readOnly.add(f)
+    }
+    const hooksPath = readHooksPath(join(git.common, 'config'))
+    if (hooksPath) {
+      const p = isAbsolute(hooksPath) ? normalizePath(hooksPath) : normalizePath(resolve(worktree, hooksPath))
+      if (existsSync(p)) readOnly.add(p)
+      else if (isWithin(p, scan.root)) masks.add(p)
+    }
+  }
+  for (const p of scan.hookConfigs) readOnly.add(p)
+  for (const p of scan.agentSettings) readOnly.add(p)
+  for (const r of roots) {
+    const claude = join(r, '.claude')
+    if (!existsSync(claude) && !scan.readDeny.some(d => isWithin(r, d))) masks.add(claude)
+  }
+  const inTree = (p: string) => isWithin(p, scan.root) && !scan.readDeny.some(d => isWithin(p, d))
+  return { readOnly: [...readOnly].filter(inTree).sort(), masks: [...masks].filter(inTree).sort() }
+}
+
+/** The git dir and common dir for a `.git` entry (a dir, or a `gitdir:` file). */
+function resolveGitDirs(entry: string): { dir: string; common: string } | undefined {
+  try {
+    let dir = entry
+    const st = lstatSync(entry)
+    if (st.isFile()) {
+      const m = /^gitdir:\s*(.+?)\s*$/m.exec(readFileSync(entry, 'utf8').slice(0, 4096))
+      if (!m) return undefined
+      dir = normalizePath(resolve(dirname(entry), m[1]!))
+    } else if (!st.isDirectory()) return undefined
+    let common = dir
+    const commondir = join(dir, 'commondir')
+    if (existsSync(commondir) && statSync(commondir).isFile()) {
+      common = normalizePath(resolve(dir, readFileSync(commondir, 'utf8').slice(0, 4096).trim()))
+    }
+    return { dir, common }
+  } catch {
+    return undefined
+  }
+}
+
+/** `core.hooksPath` from a git config file (last value wins, as in git). */
+function readHooksPath(configFile: string): string | undefined {
+  let text: string
+  try {
+    text = readFileSync(configFile, 'utf8').slice(0, 256 * 1024)
+  } catch {
+    return undefined
+  }
+  let section = ''
+  let value: string | undefined
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/[#;].*$/, '').trim()
+    const sec = /^\[\s*([A-Za-z0-9.-]+)(?:\s+"[^"]*")?\s*\]$/.exec(line)
+    if (sec) {
+      section = sec[1]!.toLowerCase()
+      continue
+    }
+    const kv = /^([A-Za-z][A-Za-z0-9-]*)\s*=\s*(.*)$/.exec(line)
+    if (section === 'core' && kv && kv[1]!.toLowerCase() === 'hookspath') value = kv[2]!.replace(/^"(.*)"$/, '$1')
+  }
+  return value || undefined
+}
