@@ -1159,11 +1159,18 @@ function issueLines(issue: AnyIssue, out: string[]): void {
       return
     case 'invalid_type': {
       const exp = expectedName[issue.expected] ?? issue.expected
-      const got = 'input' in issue ? typeName(issue.input) : undefined
-      out.push(`${formatKeyPath(path)}: expected ${exp}${got ? `, got ${got}` : ''}`)
+      if (!('input' in issue) || issue.input === undefined) {
+        out.push(`${formatKeyPath(path)}: required (${exp})`)
+        return
+      }
+      out.push(`${formatKeyPath(path)}: expected ${exp}, got ${typeName(issue.input)}`)
       return
     }
     case 'invalid_value': {
+      if (!('input' in issue) || issue.input === undefined) {
+        out.push(`${formatKeyPath(path)}: required; ${issue.values.length === 1 ? issue.message : `one of ${issue.values.map(v => String(v)).join(', ')}`}`)
+        return
+      }
       const got = 'input' in issue ? ` got ${JSON.stringify(issue.input)?.slice(0, 60)}` : ''
       if (issue.values.length === 1) out.push(`${formatKeyPath(path)}: ${issue.message}${got ? `,${got}` : ''}`)
       else out.push(`${formatKeyPath(path)}: must be one of ${issue.values.map(v => String(v)).join(', ')};${got}`)
