@@ -3,6 +3,10 @@ import { Command, CommanderError } from 'commander'
 import { isPodshellError } from '../errors.js'
 import { CliContext } from './context.js'
 import { register as registerSandbox } from './sandbox.js'
+import { register as registerImage } from './image.js'
+import { register as registerProvider } from './provider.js'
+import { registerPolicyValidate, registerSchemaPolicy } from './policy.js'
+import { registerLivePolicy } from './policy-live.js'
 
 /**
  * podshell's CLI root. Each area registers its commands; this file only wires them and turns every
@@ -16,6 +20,13 @@ export function buildProgram(ctx: CliContext): Command {
     .configureOutput({ writeErr: s => process.stderr.write(s) })
     .exitOverride()
   registerSandbox(program, ctx)
+  const policy = program.command('policy').alias('pol').description('validate, inspect and change sandbox policies')
+  registerPolicyValidate(policy, ctx)
+  registerLivePolicy(policy, ctx)
+  const schema = program.command('schema').description('JSON Schemas for editors and tools')
+  registerSchemaPolicy(schema, ctx)
+  registerProvider(program, ctx)
+  registerImage(program, ctx)
   return program
 }
 
