@@ -130,14 +130,14 @@ export function register(program: Command, ctx: CliContext): Command {
         await gcProviderSecrets(podman, ctx.dataDir)
         const rec = await updateProvider(podman, ctx.dataDir, name, { credentials, config })
         ctx.out.stdout(`Updated provider '${rec.name}'\n`)
-        if (credentials.size > 0) ctx.out.note('Sandboxes using it get the new values when they next start.')
+        if (credentials.size > 0) ctx.out.note('Running sandboxes that use it get the new values in new exec sessions and when they next start.')
       })
     })
 
   pv.command('delete')
     .description('delete providers (refused while a sandbox uses one, unless --force)')
     .argument('<names...>', 'provider names')
-    .option('--force', 'delete even if sandboxes use it (they cannot start again until it exists again)')
+    .option('--force', 'delete even if sandboxes use it (exec into them and starting them fail until it exists again)')
     .action(async (names: string[], flags: { force?: boolean }) => {
       for (const n of names) check(objectName, n, 'provider name')
       const podman = await ctx.podman()
@@ -156,7 +156,7 @@ export function register(program: Command, ctx: CliContext): Command {
         const by = users.get(n) ?? []
         if (by.length > 0 && !flags.force) {
           throw new PodshellError(`provider ${n} is used by sandbox${by.length > 1 ? 'es' : ''} ${by.join(', ')}`, {
-            hint: `delete ${by.length > 1 ? 'them' : 'it'} first, or pass --force (${by.length > 1 ? 'they' : 'it'} cannot start again until provider ${n} exists again)`,
+            hint: `delete ${by.length > 1 ? 'them' : 'it'} first, or pass --force (exec into ${by.length > 1 ? 'them' : 'it'} and starting ${by.length > 1 ? 'them' : 'it'} then fail until provider ${n} exists again)`,
             code: 'PROVIDER_IN_USE',
           })
         }

@@ -5,7 +5,7 @@ import { sandboxDir } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { check, sandboxName, objectName } from '../util/validate.js'
 import { requireProvider, gcProviderSecrets, type ProviderRecord } from './store.js'
-import { providerSecretName, inspectSecrets } from './secrets.js'
+import { providerSecretName, inspectSecrets, SECRET_PREFIX } from './secrets.js'
 import { L } from '../sandbox/naming.js'
 
 /**
@@ -25,11 +25,14 @@ import { L } from '../sandbox/naming.js'
  *     their OCI config while they exist, are removed by the sandbox gc). The only secrets that can
  *     be orphaned belong to a killed `provider create/update/delete`; gcOrphanedSecrets removes
  *     those.
- * Consequences, measured on Podman 4.3.1: `type=env` secrets are resolved BY NAME at every
- * container start, so a running sandbox keeps the value it started with; after `provider update`
- * a restarted sandbox gets the new value (rotation works by restart); after `provider delete
- * --force` a sandbox that used it cannot start again ("no such secret") until a provider of that
- * name exists again, which is why delete refuses without --force while a sandbox uses it.
+ * Consequences, measured on Podman 4.3.1: `type=env` secrets are resolved BY NAME whenever a
+ * process is started in the container — at every container start AND at every `podman exec`.
+ * So after `provider update` the running main process keeps the value it started with, while new
+ * exec sessions (`sandbox exec`) and restarts get the new value (rotation without recreating).
+ * After `provider delete --force`, both `podman exec` into a sandbox that used it and its next
+ * start fail with `no secret with name or id "podshell.provider.…": no such secret` until a
+ * provider of that name exists again; this is why delete refuses without --force while a sandbox
+ * uses the provider (missingSecretHint turns that podman error into a fix).
  */
 
 export interface Injection {
@@ -140,10 +143,22 @@ export async function removeSandboxSecrets(_podman: Podman, sandbox: string): Pr
  * (secrets no provider's metadata lists). Returns the removed secret names. A killed sandbox
  * create orphans no secret (nothing is created per sandbox), so `liveSandboxes` does not change
  * the answer; in particular a secret whose provider was deleted is removed even while a live
- * sandbox references it (the delete was asked for; the sandbox fails at its next start).
+ * sandbox references it (the delete was asked for, with --force).
  */
 export async function gcOrphanedSecrets(podman: Podman, dataDir: string, _liveSandboxes: Set<string>): Promise<string[]> {
   return gcProviderSecrets(podman, dataDir)
+}
+
+/**
+ * A fix for podman's error when a sandbox references a provider secret that no longer exists
+ * (`provider delete --force` while the sandbox used it), or undefined for any other error.
+ */
+export function missingSecretHint(podmanMessage: string): string | undefined {
+  const m = /no secret with name or id "([^"]+)"/.exec(podmanMessage)
+  if (!m || !m[1]!.startsWith(SECRET_PREFIX)) return undefined
+  const readable = /^podshell\.provider\.([a-z0-9][a-z0-9._-]*)\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(m[1]!)
+  const which = readable ? `provider ${readable[1]} (${readable[2]})` : 'a provider this sandbox uses'
+  return `${which} was deleted; create it again with \`podshell provider create\`, or delete the sandbox`
 }
 
 /** The audit events for an injection: one per variable, by provider and name, never the value. */

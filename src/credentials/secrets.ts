@@ -4,8 +4,12 @@ import type { Podman } from '../podman/podman.js'
 
 /**
  * Podman secrets that hold provider credential values. Values never touch podshell's own files:
- * they go from the caller (environment or flag) to `podman secret create` on STDIN, never in argv
- * (argv is readable in /proc/<pid>/cmdline by every process, of every user, on the host).
+ * they go from the caller (environment or flag) to `podman secret create` through podman's
+ * ENVIRONMENT (`--env NAME VAR`), never its argv: /proc/<pid>/cmdline is readable by every user
+ * on the host, /proc/<pid>/environ only by the same user and root (mode 0400 plus the ptrace
+ * check). Stdin would be equivalent, but measured on Podman 4.3.1, `secret create NAME -` refuses
+ * any stdin that is not a FIFO ("if `-` is used, data must be passed into stdin"), and Node gives
+ * a child a socketpair, not a FIFO.
  *
  * Naming: `podshell.provider.<provider>.<VAR>` when that fits Podman's secret-name rule (measured on
  * Podman 4.3.1: at most 64 characters of [a-zA-Z0-9_.-], first and last alphanumeric); otherwise
@@ -47,14 +51,17 @@ interface SecretInspectJson {
   Spec: { Name: string; Labels?: Record<string, string> | null }
 }
 
+/** The variable of podman's own environment that carries the value into `secret create --env`. */
+const VALUE_VAR = 'PODSHELL_SECRET_VALUE'
+
 /**
- * Creates one secret. The value is podman's stdin; podman's error text never contains stdin, and
- * the argv holds only the name and labels.
+ * Creates one secret. The argv holds only the name and labels; podman's error texts name the
+ * variable, never its content.
  */
 export async function createSecret(podman: Podman, name: string, provider: string, variable: string, value: string): Promise<void> {
   await podman.run(
-    ['secret', 'create', '--label', `${LABEL_PROVIDER}=${provider}`, '--label', `${LABEL_VAR}=${variable}`, name, '-'],
-    { input: value },
+    ['secret', 'create', '--env', '--label', `${LABEL_PROVIDER}=${provider}`, '--label', `${LABEL_VAR}=${variable}`, name, VALUE_VAR],
+    { env: { [VALUE_VAR]: value } },
   )
 }
 

@@ -3,7 +3,7 @@ import { PROVIDER_TYPES, PROVIDER_TYPE_NAMES, providerHosts } from '../../src/cr
 import { providerSecretName, SECRET_PREFIX } from '../../src/credentials/secrets.js'
 import { reservedReason } from '../../src/credentials/input.js'
 import { ProviderRecordSchema } from '../../src/credentials/store.js'
-import { injectionAuditEvents } from '../../src/credentials/inject.js'
+import { injectionAuditEvents, missingSecretHint } from '../../src/credentials/inject.js'
 import { envKey } from '../../src/util/validate.js'
 
 describe('provider type table', () => {
@@ -94,5 +94,19 @@ describe('audit events', () => {
     expect(injectionAuditEvents([{ provider: 'gh', name: 'GITHUB_TOKEN' }])).toEqual([
       { event: 'credential_injected', detail: { provider: 'gh', variable: 'GITHUB_TOKEN' } },
     ])
+  })
+})
+
+describe('missing provider secret hint', () => {
+  it("names provider and variable from podman's error", () => {
+    expect(missingSecretHint('Error: no secret with name or id "podshell.provider.my.gh.GITHUB_TOKEN": no such secret')).toBe(
+      'provider my.gh (GITHUB_TOKEN) was deleted; create it again with `podshell provider create`, or delete the sandbox',
+    )
+  })
+
+  it('falls back for hashed names and ignores other secrets and errors', () => {
+    expect(missingSecretHint(`no secret with name or id "${providerSecretName('p', 'TOKEN_')}": no such secret`)).toMatch(/^a provider this sandbox uses was deleted/)
+    expect(missingSecretHint('no secret with name or id "mine": no such secret')).toBeUndefined()
+    expect(missingSecretHint('no such container')).toBeUndefined()
   })
 })
