@@ -2,7 +2,7 @@
 import { Command, CommanderError } from 'commander'
 import { isPodshellError } from '../errors.js'
 import { CliContext } from './context.js'
-import { register as registerSandbox } from './sandbox.js'
+import { register as registerSandbox, registerGc } from './sandbox.js'
 import { register as registerImage } from './image.js'
 import { register as registerProvider } from './provider.js'
 import { registerPolicyValidate, registerSchemaPolicy } from './policy.js'
@@ -27,6 +27,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerSchemaPolicy(schema, ctx)
   registerProvider(program, ctx)
   registerImage(program, ctx)
+  registerGc(program, ctx)
   return program
 }
 

@@ -6,6 +6,8 @@ import { check, sandboxName, parseKeyValue, envKey, envValue, labelKey, labelVal
 import type { CreateOptions, MountSpec } from '../sandbox/types.js'
 import type { SandboxInfo } from '../sandbox/runtime.js'
 import { readLastUsed } from '../sandbox/state.js'
+import { PolicyStore } from '../policy/store.js'
+import { sandboxPolicyDir } from '../config/paths.js'
 import { CliContext, collect } from './context.js'
 import { parseOutputFormat, serialize, table } from './output.js'
 import { openRuntime } from './runtime.js'
@@ -77,8 +79,14 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     .action(async (name: string | undefined, flags: { output: string; policyOnly?: boolean }) => {
       const n = resolveName(name, ctx)
       const rt = await openRuntime(ctx)
-      if (flags.policyOnly && hooks.policyOnly) return hooks.policyOnly(n, ctx)
       const info = await rt.get(n)
+      if (flags.policyOnly) {
+        const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, n))
+        const rev = store.current() ?? store.latest()
+        const got = rev && store.get(rev.version)
+        if (!got) throw new PodshellError(`sandbox ${n} has no policy revision`, { hint: `set one with \`podshell policy set ${n} --policy FILE\``, code: 'NOT_FOUND' })
+        return ctx.out.stdout(got.yaml.endsWith('\n') ? got.yaml : got.yaml + '\n')
+      }
       printInfos([info], parseOutputFormat(flags.output), ctx, true)
     })
 
@@ -113,8 +121,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     .action(async (name: string | undefined) => {
       const n = resolveName(name, ctx)
       const rt = await openRuntime(ctx)
-      await rt.stop(n)
-      const info = hooks.restart ? await hooks.restart(n, ctx) : await rt.start(n)
+      const info = await rt.restart(n)
       ctx.out.stdout(`${info.name}   ${info.phase}\n`)
     })
 
@@ -144,6 +151,46 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       process.exitCode = await rt.exec(n, [], { tty: Boolean(process.stdin.isTTY) })
     })
 
+  const prov = sb.command('provider').description("a sandbox's credential providers")
+  prov
+    .command('list')
+    .argument('[name]', 'sandbox name (default: last used)')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']).default('table'))
+    .action(async (name: string | undefined, flags: { output: string }) => {
+      const n = resolveName(name, ctx)
+      const rt = await openRuntime(ctx)
+      await rt.get(n)
+      const { current, desired } = rt.desiredProviders(n)
+      const all = [...new Set([...current, ...desired])]
+      const rows = all.map(p => ({
+        name: p,
+        state: current.includes(p) && desired.includes(p) ? 'attached' : current.includes(p) ? 'detached at restart' : 'attached at restart',
+      }))
+      const format = parseOutputFormat(flags.output)
+      if (format !== 'table') return ctx.out.stdout(serialize(rows, format))
+      ctx.out.stdout(table(['PROVIDER', 'STATE'], rows.map(r => [r.name, r.state])))
+    })
+  for (const verb of ['attach', 'detach'] as const) {
+    prov
+      .command(verb)
+      .argument('<name>', 'sandbox name')
+      .argument('<provider>', 'provider name')
+      .action(async (name: string, provider: string) => {
+        const n = check(sandboxName, name, 'sandbox name')
+        const rt = await openRuntime(ctx)
+        const { desired } = rt.desiredProviders(n)
+        if (verb === 'attach') {
+          const { requireProvider } = await import('../credentials/store.js')
+          requireProvider(ctx.dataDir, provider)
+          await rt.setDesiredProviders(n, [...desired, provider])
+        } else {
+          if (!desired.includes(provider)) throw new PodshellError(`provider ${provider} is not attached to ${n}`, { hint: `\`podshell sandbox provider list ${n}\` shows them`, code: 'NOT_FOUND' })
+          await rt.setDesiredProviders(n, desired.filter(p => p !== provider))
+        }
+        ctx.out.stdout(`Provider '${provider}' ${verb}ed; takes effect when the sandbox restarts (\`podshell sandbox restart ${n}\`)\n`)
+      })
+  }
+
   hooks.extendGroup?.(sb)
   return sb
 }
@@ -171,8 +218,18 @@ export interface SandboxCliHooks {
   extendCreate?: (cmd: Command) => void
   resolveCreate?: (flags: CreateFlags, command: string[], ctx: CliContext) => Promise<CreateOptions>
   extendGroup?: (sb: Command) => void
-  policyOnly?: (name: string, ctx: CliContext) => Promise<void>
-  restart?: (name: string, ctx: CliContext) => Promise<SandboxInfo>
+}
+
+/** `podshell gc`: removes what interrupted commands left behind. */
+export function registerGc(program: Command, ctx: CliContext): void {
+  program
+    .command('gc')
+    .description('remove half-made sandboxes, orphaned state and secrets left by interrupted commands')
+    .action(async () => {
+      const rt = await openRuntime(ctx)
+      const removed = await rt.gc()
+      ctx.out.stdout(removed.length ? removed.map(r => `removed ${r}\n`).join('') : 'nothing to remove\n')
+    })
 }
 
 /** Plain flags → CreateOptions (no session type, no spec). */

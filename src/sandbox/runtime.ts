@@ -195,8 +195,12 @@ export class SandboxRuntime {
       writeLastUsed(this.dataDir, name)
 
       const agentArgs = this.agentArgs(plan, o, creds.secretArgs)
+      const main = o.detach && o.command.length ? o.command : ['sleep', 'infinity']
+      // What re-creating the agent container needs (restart after provider attach/detach). No
+      // credential value is in here: secrets are referenced by name and added at re-creation.
+      writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, []).flags, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
       if (o.detach) {
-        await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...(o.command.length ? o.command : ['sleep', 'infinity'])])
+        await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...main])
         process.off('SIGINT', onInterrupt)
         process.off('SIGTERM', onInterrupt)
         return { info: await this.get(name), warnings }
@@ -536,7 +540,7 @@ export class SandboxRuntime {
       image: labels[L.image] ?? '',
       workdir: labels[L.workdir] || null,
       mounts,
-      providers: (labels[L.providers] ?? '').split(',').filter(Boolean),
+      providers: readAgentSpec(this.dataDir, name)?.providers ?? (labels[L.providers] ?? '').split(',').filter(Boolean),
       session_type: labels[L.sessionType] || null,
       egress,
       exit_code: exitCode,
@@ -566,6 +570,47 @@ export class SandboxRuntime {
       deleted.push(name)
     }
     return deleted
+  }
+
+  /** Providers to inject at the next restart (attach/detach change this, not the running agent). */
+  desiredProviders(name: string): { current: string[]; desired: string[] } {
+    const spec = readAgentSpec(this.dataDir, name)
+    const current = spec?.providers ?? []
+    let desired = current
+    try {
+      desired = JSON.parse(readFileSync(join(sandboxDir(this.dataDir, name), 'providers.desired.json'), 'utf8')) as string[]
+    } catch {
+      desired = current
+    }
+    return { current, desired }
+  }
+
+  async setDesiredProviders(name: string, desired: string[]): Promise<void> {
+    await this.get(name)
+    for (const p of desired) check(objectName, p, 'provider name')
+    writeFileAtomic(join(sandboxDir(this.dataDir, name), 'providers.desired.json'), JSON.stringify([...new Set(desired)]) + '\n')
+  }
+
+  /**
+   * Stop + start, re-creating the agent container when the attached providers changed: Podman
+   * binds secrets to a container at creation, so new credentials need a new container. The pod,
+   * bridge, home dir, state and policy stay.
+   */
+  async restart(name: string): Promise<SandboxInfo> {
+    const { current, desired } = this.desiredProviders(name)
+    await this.stop(name)
+    const same = current.length === desired.length && current.every(p => desired.includes(p))
+    if (!same) {
+      const spec = readAgentSpec(this.dataDir, name)
+      if (!spec) throw new PodshellError(`sandbox ${name} has no agent spec`, { hint: 'it was created by an older podshell; recreate it', code: 'STATE' })
+      const creds = await this.deps.prepareCredentials(this.podman, name, desired)
+      await this.podman.run(['rm', '-f', '--ignore', agentContainer(name)])
+      await this.podman.run(['create', ...spec.flags, ...creds.secretArgs, spec.image, ...spec.main])
+      writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ ...spec, providers: desired } satisfies AgentSpec) + '\n')
+      for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
+      this.deps.audit(name, 'providers_changed', { providers: desired })
+    }
+    return this.start(name)
   }
 
   async stop(name: string): Promise<SandboxInfo> {
@@ -692,6 +737,21 @@ function isBeingCreated(data: string, name: string): boolean {
     return creatorAlive(readFileSync(join(sandboxDir(data, name), 'creator'), 'utf8').trim())
   } catch {
     return false
+  }
+}
+
+interface AgentSpec {
+  flags: string[]
+  image: string
+  main: string[]
+  providers: string[]
+}
+const agentSpecPath = (data: string, name: string) => join(sandboxDir(data, name), 'agent.json')
+function readAgentSpec(data: string, name: string): AgentSpec | undefined {
+  try {
+    return JSON.parse(readFileSync(agentSpecPath(data, name), 'utf8')) as AgentSpec
+  } catch {
+    return undefined
   }
 }
 
