@@ -155,8 +155,9 @@ export function register(program: Command, ctx: CliContext): Command {
         }
         const by = users.get(n) ?? []
         if (by.length > 0 && !flags.force) {
+          const it = by.length > 1 ? 'them' : 'it'
           throw new PodshellError(`provider ${n} is used by sandbox${by.length > 1 ? 'es' : ''} ${by.join(', ')}`, {
-            hint: `delete ${by.length > 1 ? 'them' : 'it'} first, or pass --force (exec into ${by.length > 1 ? 'them' : 'it'} and starting ${by.length > 1 ? 'them' : 'it'} then fail until provider ${n} exists again)`,
+            hint: `delete ${it} first, or pass --force (exec into ${it} and starting ${it} then fail until provider ${n} exists again)`,
             code: 'PROVIDER_IN_USE',
           })
         }

@@ -188,9 +188,10 @@ export async function createProvider(podman: Podman, dataDir: string, spec: Prov
 /**
  * Updates a provider: replaces the given credentials' values (adding new variables) and merges the
  * given config keys. Podman 4.3 has no `secret create --replace`, so each value is rm + create: a
- * sandbox STARTING in those milliseconds fails with "no such secret" and can be started again;
- * running sandboxes keep the value they were started with and get the new one on their next start
- * (Podman resolves `--secret …,type=env` by name at every container start; measured on 4.3.1).
+ * sandbox start or exec landing in those ~30 ms fails with "no such secret" and can be retried.
+ * Podman resolves `--secret …,type=env` by name whenever a process starts in the container
+ * (measured on 4.3.1): a running main process keeps its value, new exec sessions and restarts get
+ * the new one. Config changes reach sandboxes created afterwards.
  */
 export async function updateProvider(podman: Podman, dataDir: string, name: string, change: ProviderChange): Promise<ProviderRecord> {
   const creds = change.credentials ?? new Map<string, string>()
