@@ -34,6 +34,7 @@ import {
 import { parseCpu, parseMemory } from './resources.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { killMarkedProcesses } from './signals.js'
+import { missingSecretHint } from '../credentials/inject.js'
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
 export type Phase = 'Provisioning' | 'Ready' | 'Error' | 'Deleting' | 'Stopping' | 'Stopped' | 'Starting' | 'Unknown'
@@ -181,6 +182,10 @@ export class SandboxRuntime {
 
       made.secrets = o.providers.length > 0
       const creds = await this.deps.prepareCredentials(this.podman, name, o.providers)
+      // A secret would silently win over --env of the same name; say so instead.
+      for (const v of creds.variables) {
+        if (v.name in o.env) throw new PodshellError(`--env ${v.name} is also set by provider ${v.provider}`, { hint: 'drop one of them', exitCode: 2, code: 'INVALID_INPUT' })
+      }
 
       made.pod = true
       await this.podman.run(this.podCreateArgs(plan, o))
@@ -628,7 +633,13 @@ export class SandboxRuntime {
     writePhaseHint(this.dataDir, name, 'starting')
     await this.deps.ensureGateway(this.podman, this.say)
     await this.deps.registerWithGateway(name)
-    await this.podman.run(['pod', 'start', podName(name)])
+    try {
+      await this.podman.run(['pod', 'start', podName(name)])
+    } catch (e) {
+      const hint = e instanceof PodshellError ? missingSecretHint(e.message) : undefined
+      if (hint) throw new PodshellError(`sandbox ${name} cannot start: a credential it uses is gone`, { hint, code: 'PROVIDER_MISSING' })
+      throw e
+    }
     writePhaseHint(this.dataDir, name, undefined)
     this.deps.audit(name, 'started')
     return this.get(name)
