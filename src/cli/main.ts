@@ -5,7 +5,9 @@ import { CliContext } from './context.js'
 import { register as registerSandbox, registerGc } from './sandbox.js'
 import { register as registerImage } from './image.js'
 import { register as registerProvider } from './provider.js'
-import { registerPolicyValidate, registerSchemaPolicy } from './policy.js'
+import { registerPolicyValidate } from './policy.js'
+import { register as registerSchema } from './schema.js'
+import { registerPolicyTemplate } from './template.js'
 import { registerLivePolicy } from './policy-live.js'
 
 /**
@@ -23,8 +25,8 @@ export function buildProgram(ctx: CliContext): Command {
   const policy = program.command('policy').alias('pol').description('validate, inspect and change sandbox policies')
   registerPolicyValidate(policy, ctx)
   registerLivePolicy(policy, ctx)
-  const schema = program.command('schema').description('JSON Schemas for editors and tools')
-  registerSchemaPolicy(schema, ctx)
+  registerPolicyTemplate(policy, ctx)
+  registerSchema(program, ctx)
   registerProvider(program, ctx)
   registerImage(program, ctx)
   registerGc(program, ctx)
