@@ -394,22 +394,28 @@ function showEndpoint(ep: EndpointLike): string {
 function coverageProblem(ep: EndpointLike, bins: string[], ceiling: { ep: EndpointLike; binaries: string[] }[]): string | undefined {
   const hostMatches = ceiling.filter(c => hostCovered(ep.host ?? '', c.ep.host ?? ''))
   if (hostMatches.length === 0) return `no ceiling endpoint allows host ${ep.host || '<any host>'}`
-  let first: string | undefined
+  // Report the reason from the candidate that got furthest (the most specific near-miss).
+  let best: { stage: number; why: string } | undefined
   for (const c of hostMatches) {
-    const why = endpointProblem(ep, bins, c.ep, c.binaries)
-    if (!why) return undefined
-    first ??= why
+    const p = endpointProblem(ep, bins, c.ep, c.binaries)
+    if (!p) return undefined
+    if (!best || p.stage > best.stage) best = p
   }
-  return first
+  return best?.why
 }
 
-function endpointProblem(u: EndpointLike, bins: string[], c: EndpointLike, cbins: string[]): string | undefined {
+function endpointProblem(u: EndpointLike, bins: string[], c: EndpointLike, cbins: string[]): { stage: number; why: string } | undefined {
   const cports = new Set(endpointPorts(c))
   const badPort = endpointPorts(u).find(p => !cports.has(p))
-  if (badPort !== undefined) return `port ${badPort} is not allowed for ${u.host || '<any host>'}`
-  if (c.path && c.path !== '**' && c.path !== '/**' && u.path !== c.path) return `the ceiling allows only path ${c.path} there`
+  if (badPort !== undefined) return { stage: 1, why: `port ${badPort} is not allowed for ${u.host || '<any host>'}` }
+  if (c.path && c.path !== '**' && c.path !== '/**' && u.path !== c.path) return { stage: 2, why: `the ceiling allows only path ${c.path} there` }
   const access = accessProblem(u, c)
-  if (access) return access
+  if (access) return { stage: 3, why: access }
+  const rest = ipAndBinaryProblem(u, bins, c, cbins)
+  return rest ? { stage: 4, why: rest } : undefined
+}
+
+function ipAndBinaryProblem(u: EndpointLike, bins: string[], c: EndpointLike, cbins: string[]): string | undefined {
   for (const ip of u.allowed_ips ?? []) {
     const un = parseIpNet(ip)
     const inside = un && (c.allowed_ips ?? []).some(cip => {
