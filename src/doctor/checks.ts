@@ -57,7 +57,7 @@ export function evaluate(f: DoctorFacts): DoctorReport {
   }
 
   // rootless
-  if (f.uid === 0) {
+  if (f.uid === 0 && f.platform === 'linux') {
     add({ id: 'rootless', name: 'rootless', status: 'fail', detail: 'running as root: podshell supports rootless Podman only (root in a sandbox would be root on the host)', fix: 'run podshell as your normal user' })
   } else if (f.info && !f.info.rootless) {
     add({ id: 'rootless', name: 'rootless', status: 'fail', detail: `podman reports a rootful setup for uid ${f.uid}`, fix: 'use the rootless podman of your user (unset CONTAINER_HOST / remote connections)' })
@@ -65,8 +65,12 @@ export function evaluate(f: DoctorFacts): DoctorReport {
     add({ id: 'rootless', name: 'rootless', status: 'ok', detail: `uid ${f.uid} (${f.user})` })
   }
 
+  const vm = f.platform !== 'linux'
+  const inVm = (id: string, name: string): Check => ({ id, name, status: 'ok', detail: `inside the podman machine (not checked from ${f.platform})` })
+
   // subordinate ids
-  if (f.uid !== 0) add(subIdCheck(f))
+  if (vm) add(inVm('subids', 'subuid/subgid'))
+  else if (f.uid !== 0) add(subIdCheck(f))
 
   // OCI runtime, as the Podman class probe found it
   if (f.podman.ok) {
@@ -117,7 +121,7 @@ export function evaluate(f: DoctorFacts): DoctorReport {
   add(cgroupCheck(f))
 
   // XDG_RUNTIME_DIR
-  add(xdgCheck(f))
+  add(vm ? inVm('xdg', 'XDG_RUNTIME_DIR') : xdgCheck(f))
 
   // images
   if (f.images) {
@@ -168,6 +172,7 @@ function networkCheck(f: DoctorFacts): Check {
   if (helpers.length === 0) {
     return { id: 'network', name, status: 'fail', detail: 'neither pasta nor slirp4netns found: the gateway container has no network for egress', fix: 'install passt (pasta) or slirp4netns' }
   }
+  if (f.platform !== 'linux') return { id: 'network', name, status: 'ok', detail: `${helpers.join(', ')} (in the podman machine)` }
   if (!f.tun.exists) {
     return { id: 'network', name, status: 'fail', detail: `${helpers.join(', ')} found but /dev/net/tun does not exist`, fix: 'as root: modprobe tun (or mknod -m 666 /dev/net/tun c 10 200)' }
   }

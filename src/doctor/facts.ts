@@ -19,6 +19,8 @@ export interface SubIdRange {
 }
 
 export interface DoctorFacts {
+  /** process.platform: on macOS/Windows podman runs in a VM and host-side checks do not apply. */
+  platform: NodeJS.Platform
   uid: number
   user: string
   binaries: { podman?: string; docker?: string; openshell?: string; pasta?: string; slirp4netns?: string; getsubids?: string }
@@ -89,7 +91,12 @@ export async function gatherFacts(env: Env, opts: { podmanBin?: string } = {}): 
     podman ? imageStatus(podman, env).then(s => ({ s }), (e: unknown) => ({ error: e instanceof Error ? e.message : String(e) })) : Promise.resolve(undefined),
   ])
 
+  const platform = process.platform
+  const infoValue = 'value' in info ? info.value : undefined
+  // Off Linux the cgroups are the podman machine's: podman info knows them, the local fs does not.
+  const layout = platform === 'linux' ? cgroupLayout() : infoValue?.cgroupVersion === 'v2' ? 'v2' : 'v1'
   const facts: DoctorFacts = {
+    platform,
     uid,
     user,
     binaries,
@@ -100,7 +107,7 @@ export async function gatherFacts(env: Env, opts: { podmanBin?: string } = {}): 
     subidSource: subids.source,
     tun: tunFact(),
     xdgRuntimeDir: xdgFact(env, uid),
-    cgroup: { layout: cgroupLayout(), ...delegated(uid), ...(limits ? { limits } : {}) },
+    cgroup: { layout, ...(platform === 'linux' ? delegated(uid) : {}), ...(limits ? { limits } : {}) },
     seccompProfile: seccompFact(env),
   }
   if (images && 's' in images) facts.images = images.s

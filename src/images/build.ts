@@ -420,7 +420,7 @@ async function buildOne(
 
 function buildError(ref: string, output: string, log: string, plan: ContextPlan): PodshellError {
   // Patterns of the failures themselves, not of the RUN line podman echoes.
-  const nodeFailure = /error while loading shared libraries|not found \(required by|^node \d+\.\S* is too old/m
+  const nodeFailure = /error while loading shared libraries|not found \(required by|exec format error|^node \d+\.\S* is too old/m
   if (plan.kind === 'gateway' && nodeFailure.test(output)) {
     const node = plan.files.find(f => f.dest === 'node')?.src
     const line = output.split('\n').find(l => nodeFailure.test(l)) ?? ''

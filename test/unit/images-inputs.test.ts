@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { computeInputHash, contextMode, DigestCache, filesDigest, walkDir, type HashInputs } from '../../src/images/hash.js'
 import { debianSources, parseDeb822, parseOneLine } from '../../src/images/mirror.js'
-import { productionDependencies } from '../../src/images/context.js'
+import { gatewayNode, productionDependencies } from '../../src/images/context.js'
 import { BASE_PACKAGES, mmdebstrapArgs, offlineBaseHash, validateBuildArgs, lastLine } from '../../src/images/build.js'
 import { parseWhich } from '../../src/cli/image.js'
 
@@ -142,6 +142,22 @@ describe('production dependencies for the gateway image', () => {
     const root = join(dir, 'broken')
     pkg(root, 'podshell', { missing: '1' })
     expect(() => productionDependencies(root)).toThrow(/dependency missing .*not installed/)
+  })
+})
+
+describe('node binary for the gateway image', () => {
+  it('is the node running podshell on Linux, or PODSHELL_GATEWAY_NODE', () => {
+    expect(gatewayNode({}, 'linux')).toMatch(/node/)
+    expect(gatewayNode({ PODSHELL_GATEWAY_NODE: process.execPath }, 'linux')).toBe(gatewayNode({}, 'linux'))
+  })
+
+  it('off Linux (podman machine) demands a Linux node binary instead of copying a Mach-O one', () => {
+    expect(() => gatewayNode({}, 'darwin')).toThrow(/needs a Linux node binary/)
+    expect(gatewayNode({ PODSHELL_GATEWAY_NODE: process.execPath }, 'darwin')).toMatch(/node/)
+  })
+
+  it('fails with the fix when PODSHELL_GATEWAY_NODE does not exist', () => {
+    expect(() => gatewayNode({ PODSHELL_GATEWAY_NODE: '/nonexistent/node' }, 'linux')).toThrow(/node binary not found/)
   })
 })
 
