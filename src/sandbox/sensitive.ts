@@ -281,41 +281,58 @@ export async function scanTree(root: string, opts: ScanOptions = {}): Promise<Tr
   let queue: string[] = [normalizePath(root)]
   for (let depth = 0; queue.length; depth++) {
     const next: string[] = []
-    for (const dir of queue) {
+    // Directories of one level are read CONCURRENCY at a time (the kernel overlaps the I/O).
+    for (let at = 0; at < queue.length; at += CONCURRENCY) {
       if (Date.now() > deadline) {
         scan.complete = false
         scan.stoppedBy = 'timeout'
         return finish(scan)
       }
-      const names: { name: string; isDir: boolean }[] = []
-      try {
-        const d = await opendir(dir)
-        for await (const ent of d) names.push({ name: ent.name, isDir: ent.isDirectory() })
-      } catch {
-        continue
-      }
-      scan.scannedDirs++
-      if (names.some(n => n.name === READ_DENY_MARKER)) {
-        scan.readDeny.push(dir)
-        continue
-      }
-      const hasGit = names.some(n => n.name === '.git')
-      for (const n of names) {
-        const p = join(dir, n.name)
-        if (n.name === '.git') scan.gitEntries.push(p)
-        if (agentNames.has(n.name)) scan.agentSettings.push(p)
-        if (hasGit && hookNames.has(n.name)) scan.hookConfigs.push(p)
-        if (n.isDir && !SKIP_DIRS.has(n.name)) {
-          if (depth + 1 > maxDepth) {
-            scan.complete = false
-            scan.stoppedBy = 'depth'
-          } else next.push(p)
-        }
-      }
+      const batch = queue.slice(at, at + CONCURRENCY)
+      const listings = await Promise.all(batch.map(listDir))
+      batch.forEach((dir, k) => {
+        const names = listings[k]
+        if (names) visit(dir, names, depth, next)
+      })
     }
     queue = next
   }
   return finish(scan)
+
+  function visit(dir: string, names: { name: string; isDir: boolean }[], depth: number, next: string[]): void {
+    scan.scannedDirs++
+    if (names.some(n => n.name === READ_DENY_MARKER)) {
+      scan.readDeny.push(dir)
+      return
+    }
+    const hasGit = names.some(n => n.name === '.git')
+    for (const n of names) {
+      const p = join(dir, n.name)
+      if (n.name === '.git') scan.gitEntries.push(p)
+      if (agentNames.has(n.name)) scan.agentSettings.push(p)
+      if (hasGit && hookNames.has(n.name)) scan.hookConfigs.push(p)
+      if (n.isDir && !SKIP_DIRS.has(n.name)) {
+        if (depth + 1 > maxDepth) {
+          scan.complete = false
+          scan.stoppedBy = 'depth'
+        } else next.push(p)
+      }
+    }
+  }
+}
+
+const CONCURRENCY = 32
+
+/** Entries of a directory, or undefined when it cannot be read (the agent, same uid, cannot either). */
+async function listDir(dir: string): Promise<{ name: string; isDir: boolean }[] | undefined> {
+  try {
+    const names: { name: string; isDir: boolean }[] = []
+    const d = await opendir(dir, { bufferSize: 256 })
+    for await (const ent of d) names.push({ name: ent.name, isDir: ent.isDirectory() })
+    return names
+  } catch {
+    return undefined
+  }
 }
 
 function finish(s: TreeScan): TreeScan {
