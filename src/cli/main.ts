@@ -4,6 +4,7 @@ import { isPodshellError } from '../errors.js'
 import { CliContext } from './context.js'
 import { register as registerSandbox, registerGc } from './sandbox.js'
 import { register as registerImage } from './image.js'
+import { register as registerDoctor } from './doctor.js'
 import { register as registerProvider } from './provider.js'
 import { registerPolicyValidate } from './policy.js'
 import { register as registerSchema } from './schema.js'
@@ -30,6 +31,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerProvider(program, ctx)
   registerImage(program, ctx)
   registerGc(program, ctx)
+  registerDoctor(program, ctx)
   return program
 }
 
