@@ -1,0 +1,34 @@
+/**
+ * podshell as a library: the same runtime the CLI uses, as values (no process-global state).
+ *
+ *   import { Podman, SandboxRuntime, defaultDeps, dataDir } from 'podshell'
+ *   const podman = await Podman.detect()
+ *   const rt = new SandboxRuntime({ podman, dataDir: dataDir(), env: process.env, deps: defaultDeps(dataDir(), process.env), say: console.error })
+ *   const { exitCode } = await rt.create({ command: ['make', 'test'], workdir: process.cwd(), mounts: [], env: {}, labels: {}, providers: [], detach: false, keep: false })
+ */
+export { PodshellError, isPodshellError } from './errors.js'
+export { Podman, type RuntimeChoice, type PodmanResult } from './podman/podman.js'
+export { SandboxRuntime, type SandboxInfo, type Phase, type SandboxDeps } from './sandbox/runtime.js'
+export { defaultDeps, DEFAULT_SECCOMP } from './sandbox/deps.js'
+export type { CreateOptions, MountSpec, MountMode, SessionType } from './sandbox/types.js'
+export { dataDir, configDir, cacheDir, type Env } from './config/paths.js'
+export {
+  PolicySchema,
+  parsePolicyText,
+  validatePolicy,
+  loadPolicyFile,
+  restrictiveDefaultPolicy,
+  policyToYaml,
+  policyHash,
+  unenforcedWarnings,
+  policyJsonSchema,
+  PolicyError,
+  type Policy,
+} from './policy/schema.js'
+export { PolicyStore, type PolicyRevision } from './policy/store.js'
+export { checkLiveChange } from './policy/live.js'
+export { applyPolicyUpdate } from './policy/update.js'
+export { renderTemplate } from './policy/templates.js'
+export { SpecSchema, parseSpec, specToCreateOptions, type Spec } from './sandbox/spec.js'
+export { GatewayClient } from './gateway/client.js'
+export { PROVIDER_TYPES, providerHosts } from './credentials/types.js'
