@@ -341,12 +341,18 @@ export async function ensureOfflineBase(podman: Podman, ctx: ImageContext, opts:
 }
 
 function noMmdebstrap(): PodshellError {
-  let debianLike = false
+  let osRelease = ''
   try {
-    debianLike = /^(ID|ID_LIKE)=.*\b(debian|ubuntu)\b/m.test(readFileSync('/etc/os-release', 'utf8'))
+    osRelease = readFileSync('/etc/os-release', 'utf8')
   } catch {
-    debianLike = false
+    osRelease = ''
   }
+  return mmdebstrapMissing(osRelease)
+}
+
+/** The one-line error for a host without mmdebstrap, with the fix for its distribution. Pure. */
+export function mmdebstrapMissing(osRelease: string): PodshellError {
+  const debianLike = /^(ID|ID_LIKE)=.*\b(debian|ubuntu)\b/m.test(osRelease)
   return new PodshellError('offline image builds need mmdebstrap, which is not installed', {
     hint: debianLike
       ? 'apt-get install mmdebstrap, or make a registry reachable and build without --offline'

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { computeInputHash, contextMode, DigestCache, filesDigest, walkDir, type HashInputs } from '../../src/images/hash.js'
 import { debianSources, parseDeb822, parseOneLine } from '../../src/images/mirror.js'
 import { gatewayNode, productionDependencies } from '../../src/images/context.js'
-import { BASE_PACKAGES, mmdebstrapArgs, offlineBaseHash, validateBuildArgs, lastLine } from '../../src/images/build.js'
+import { BASE_PACKAGES, mmdebstrapArgs, mmdebstrapMissing, offlineBaseHash, validateBuildArgs, lastLine } from '../../src/images/build.js'
 import { parseWhich } from '../../src/cli/image.js'
 
 const inputs = (over: Partial<HashInputs> = {}): HashInputs => ({
@@ -254,6 +254,15 @@ describe('offline base bootstrap', () => {
       for (const p of m![1]!.split(/\s+/)) want.add(p)
     }
     expect([...BASE_PACKAGES].sort()).toEqual([...want].sort())
+  })
+
+  it('without mmdebstrap: one line with the fix for the distribution', () => {
+    const fedora = mmdebstrapMissing('NAME="Fedora Linux"\nID=fedora\nVERSION_ID=41\n')
+    expect(fedora.oneLine()).toMatch(/^offline image builds need mmdebstrap, which is not installed: .*dnf install mmdebstrap debian-keyring.*--base/)
+    expect(fedora.oneLine()).not.toContain('\n')
+    const ubuntu = mmdebstrapMissing('ID=ubuntu\nID_LIKE=debian\n')
+    expect(ubuntu.hint).toMatch(/^apt-get install mmdebstrap/)
+    expect(mmdebstrapMissing('ID=debian\n').code).toBe('NO_MMDEBSTRAP')
   })
 
   it('base hash depends on the package set only (not on the mirror)', () => {
