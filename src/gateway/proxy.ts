@@ -1,0 +1,628 @@
+/**
+ * The egress proxy of ONE sandbox, served on that sandbox's unix socket. The socket a connection
+ * arrives on is the sandbox's identity: no header, token or address a process inside the sandbox
+ * sends can select another sandbox's policy.
+ *
+ * Handles:
+ *  - CONNECT host:port (HTTPS and anything else tunnelled): decided on host and port, then the two
+ *    sockets are piped directly (no per-chunk JavaScript work beyond stream backpressure).
+ *  - absolute-form plain HTTP (`GET http://host/path HTTP/1.1`): decided on method, host, port,
+ *    path and query (L7 REST rules), then forwarded with streaming bodies, HTTP/1.1 keep-alive
+ *    towards the client, and framing regenerated towards the upstream.
+ *  - Upgrade (WebSocket over ws://): decided as the GET it is, then piped raw.
+ *
+ * Refused before any policy decision (400): origin-form requests (`GET /x`, i.e. not a proxy
+ * request), `https://` absolute-form (use CONNECT), userinfo or fragments in the target, a Host
+ * header that names another host than the target, Transfer-Encoding other than plain `chunked`,
+ * Transfer-Encoding together with Content-Length. Node's llhttp parser (strict mode) already refuses
+ * CR/LF/NUL in the target, obsolete line folding, duplicate Content-Length and bare-LF framing;
+ * those surface as `clientError` and are answered 400 and logged here too.
+ *
+ * Resolution: the gateway resolves names itself (all addresses), checks EVERY candidate against
+ * the SSRF rules of the endpoint that allowed the request (src/gateway/address.ts), and connects
+ * to an address it checked — there is no second lookup a rebinding resolver could answer
+ * differently.
+ */
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect as netConnect, type Socket } from 'node:net'
+import { lookup } from 'node:dns/promises'
+import { lstatSync, unlinkSync, chmodSync } from 'node:fs'
+import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
+import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
+import type { AuditLog } from './audit.js'
+
+/** Resolves a DNS name to all its addresses. */
+export type Resolver = (host: string) => Promise<IpAddress[]>
+
+/** The production resolver: getaddrinfo (the gateway container's /etc/hosts and resolv.conf), all families. */
+export const systemResolver: Resolver = async host => {
+  const res = await lookup(host, { all: true, verbatim: true })
+  const out: IpAddress[] = []
+  for (const r of res) {
+    const ip = parseIp(r.address)
+    if (ip) out.push(ip)
+  }
+  return out
+}
+
+export interface ProxyLimits {
+  /** Concurrent client connections per sandbox (keep-alive HTTP + tunnels). */
+  maxConnections: number
+  /** Max bytes of a CONNECT request head (OpenShell: 8 KiB). */
+  maxConnectHeaderBytes: number
+  /** Max bytes of a plain-HTTP request head (OpenShell's L7 parser: 16 KiB). */
+  maxHttpHeaderBytes: number
+  /** Time to receive a request head, ms. */
+  headersTimeoutMs: number
+  /** Time to establish the upstream TCP connection, per address, ms. */
+  connectTimeoutMs: number
+  /** DNS resolution deadline, ms. */
+  resolveTimeoutMs: number
+  /** Idle keep-alive between requests on a client connection, ms. */
+  keepAliveTimeoutMs: number
+  /** Idle time after which an upstream connection or tunnel is closed, ms (0 = never). */
+  idleTimeoutMs: number
+}
+
+export const DEFAULT_LIMITS: ProxyLimits = {
+  maxConnections: 1024,
+  maxConnectHeaderBytes: 8 * 1024,
+  maxHttpHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 30_000,
+  connectTimeoutMs: 10_000,
+  resolveTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 30_000,
+  idleTimeoutMs: 15 * 60_000,
+}
+
+export interface ProxyOptions {
+  sandbox: string
+  /** The policy in force for NEW requests; read on every decision, so a reload applies at once. */
+  engine: () => PolicyEngine
+  /** Version of the policy in force, for the revocation reason in logs. */
+  policyVersion: () => number | null
+  audit: AuditLog
+  resolve: Resolver
+  /**
+   * Test hook (in-process tests only; see Gateway's constructor): returns true to let an address
+   * through that the SSRF rules would refuse (loopback test servers). Undefined in production.
+   */
+  permitAddress?: ((ip: IpAddress) => boolean) | undefined
+  limits?: Partial<ProxyLimits>
+}
+
+interface Tunnel {
+  readonly host: CanonicalHost
+  readonly port: number
+  readonly ip: string
+  readonly client: Socket
+  readonly upstream: Socket
+  /** Re-decides the tunnel under the current policy (CONNECT: host/port; upgrade: the GET). */
+  readonly recheck: (engine: PolicyEngine) => Decision
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
+
+export class SandboxProxy {
+  readonly sandbox: string
+  readonly limits: ProxyLimits
+  private readonly opts: ProxyOptions
+  private readonly server: Server
+  private readonly tunnels = new Set<Tunnel>()
+  private readonly sockets = new Set<Socket>()
+  private socketPath: string | undefined
+  allowed = 0
+  denied = 0
+
+  constructor(opts: ProxyOptions) {
+    this.opts = opts
+    this.sandbox = opts.sandbox
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    this.server = createServer({
+      maxHeaderSize: this.limits.maxHttpHeaderBytes,
+      // Bodies stream for as long as they need (large uploads); only the head has a deadline.
+      requestTimeout: 0,
+      headersTimeout: this.limits.headersTimeoutMs,
+      keepAliveTimeout: this.limits.keepAliveTimeoutMs,
+      insecureHTTPParser: false,
+      // Checked (and logged) in target(): a missing Host is refused there, with an audit line.
+      requireHostHeader: false,
+      joinDuplicateHeaders: false,
+    })
+    this.server.maxConnections = this.limits.maxConnections
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s)
+      s.on('close', () => this.sockets.delete(s))
+    })
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.onRequest(req, res))
+    this.server.on('connect', (req: IncomingMessage, sock: Socket, head: Buffer) => void this.onConnect(req, sock, head))
+    this.server.on('upgrade', (req: IncomingMessage, sock: Socket, head: Buffer) => void this.onUpgrade(req, sock, head))
+    this.server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => this.onClientError(err, sock))
+    this.server.on('drop', () => {
+      this.denied++
+      this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `connection limit of ${this.limits.maxConnections} reached; connection dropped` })
+    })
+  }
+
+  /**
+   * Listens on `path`. A stale socket (or symlink) left by a dead gateway is removed first; any other
+   * kind of file there is an error (never unlink what we did not create). The socket is created
+   * with mode 0600 (umask) and chmod'ed again: only the user (and so the sandbox's bridge, which
+   * runs as the user's uid) may connect.
+   */
+  listen(path: string): Promise<void> {
+    try {
+      const st = lstatSync(path)
+      if (st.isSocket() || st.isSymbolicLink()) unlinkSync(path)
+      else throw new Error(`${path} exists and is not a socket`)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+    }
+    return new Promise((resolve, reject) => {
+      const onErr = (e: Error) => reject(e)
+      this.server.once('error', onErr)
+      const old = process.umask(0o177)
+      try {
+        this.server.listen(path, () => {
+          this.server.off('error', onErr)
+          try {
+            chmodSync(path, 0o600)
+          } catch {
+            // the umask already made it 0600
+          }
+          this.socketPath = path
+          resolve()
+        })
+      } finally {
+        process.umask(old)
+      }
+    })
+  }
+
+  get path(): string | undefined {
+    return this.socketPath
+  }
+
+  get connections(): number {
+    return this.sockets.size
+  }
+
+  /** Stops listening, closes every client connection and tunnel, removes the socket file. */
+  async close(): Promise<void> {
+    for (const t of this.tunnels) {
+      t.client.destroy()
+      t.upstream.destroy()
+    }
+    for (const s of this.sockets) s.destroy()
+    await new Promise<void>(resolve => this.server.close(() => resolve()))
+    // server.close() unlinks the socket file itself; make sure, without following symlinks.
+    if (this.socketPath) {
+      try {
+        if (lstatSync(this.socketPath).isSocket()) unlinkSync(this.socketPath)
+      } catch {
+        // gone
+      }
+    }
+  }
+
+  /**
+   * Re-decides every open tunnel under the policy now in force and closes the ones it no longer
+   * allows (revoking an endpoint cuts live connections, not only new ones). Returns how many.
+   */
+  revalidate(): number {
+    const engine = this.opts.engine()
+    let closed = 0
+    for (const t of [...this.tunnels]) {
+      const d = t.recheck(engine)
+      const ip = parseIp(t.ip)
+      const addrOk = d.allowed && ip ? this.addressCheck(d, t.host.host, t.port, [ip]).ok : false
+      if (d.allowed && addrOk) continue
+      closed++
+      this.tunnels.delete(t)
+      t.client.destroy()
+      t.upstream.destroy()
+      const v = this.opts.policyVersion()
+      this.opts.audit.network({
+        activity: 'close', action: 'denied', host: t.host.host, port: t.port, ip: t.ip, policy: d.policy,
+        reason: `open connection closed: policy${v !== null ? ` revision ${v}` : ''} no longer allows it (${d.allowed ? 'address rules' : d.reason})`,
+        bytesIn: t.upstream.bytesRead, bytesOut: t.upstream.bytesWritten,
+      })
+    }
+    return closed
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Shared pieces
+  // -------------------------------------------------------------------------------------------
+
+  private addressCheck(d: Decision, label: string, port: number, addrs: IpAddress[]): { ok: true; addresses: IpAddress[] } | { ok: false; reason: string } {
+    const permit = this.opts.permitAddress
+    if (!permit) return checkResolved(d, label, port, addrs)
+    // Test hook: permitted addresses skip the SSRF rules; every other address still meets them.
+    const rest = addrs.filter(a => !permit(a))
+    if (rest.length === 0) return { ok: true, addresses: addrs }
+    const r = checkResolved(d, label, port, rest)
+    return r.ok ? { ok: true, addresses: addrs } : r
+  }
+
+  private async resolveChecked(d: Decision, host: CanonicalHost, port: number): Promise<{ ok: true; addresses: IpAddress[] } | { ok: false; reason: string; resolution?: boolean }> {
+    let addrs: IpAddress[]
+    if (host.kind === 'ip') {
+      addrs = [host.ip]
+    } else {
+      try {
+        addrs = await withTimeout(this.opts.resolve(host.host), this.limits.resolveTimeoutMs, `DNS resolution of ${host.host} timed out`)
+      } catch (e) {
+        return { ok: false, reason: `cannot resolve ${host.host}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, resolution: true }
+      }
+    }
+    return this.addressCheck(d, host.host, port, addrs)
+  }
+
+  /** Connects to the first reachable address of a checked list. Never resolves again. */
+  private async dial(addrs: IpAddress[], port: number): Promise<{ socket: Socket; ip: string }> {
+    let lastErr: Error | undefined
+    for (const a of addrs.slice(0, 4)) {
+      try {
+        const socket = await new Promise<Socket>((resolve, reject) => {
+          const s = netConnect({ host: a.text, port, family: a.family, noDelay: true })
+          const t = setTimeout(() => {
+            s.destroy()
+            reject(new Error(`connect to ${a.text}:${port} timed out`))
+          }, this.limits.connectTimeoutMs)
+          s.once('connect', () => {
+            clearTimeout(t)
+            s.removeAllListeners('error')
+            resolve(s)
+          })
+          s.once('error', e => {
+            clearTimeout(t)
+            reject(e)
+          })
+        })
+        return { socket, ip: a.text }
+      } catch (e) {
+        lastErr = e as Error
+      }
+    }
+    throw lastErr ?? new Error('no address to connect to')
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // CONNECT
+  // -------------------------------------------------------------------------------------------
+
+  private async onConnect(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+    client.on('error', () => client.destroy())
+    const refuse = (status: number, text: string, body: Record<string, unknown>) => {
+      const json = JSON.stringify(body)
+      client.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
+    }
+    const headBytes = req.rawHeaders.reduce((n, h) => n + h.length + 2, (req.url ?? '').length + 20)
+    if (headBytes > this.limits.maxConnectHeaderBytes) {
+      this.denied++
+      this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `CONNECT request head larger than ${this.limits.maxConnectHeaderBytes} bytes` })
+      return refuse(431, 'Request Header Fields Too Large', { error: 'bad_request', detail: 'request head too large' })
+    }
+    let host: CanonicalHost
+    let port: number
+    try {
+      ;({ host, port } = parseAuthority(req.url ?? ''))
+      const h = req.headers.host
+      if (h !== undefined) {
+        const hh = parseAuthority(h, port)
+        if (hh.host.host !== host.host || hh.port !== port) throw new HostError('Host header does not match the CONNECT target')
+      }
+    } catch (e) {
+      this.denied++
+      const reason = `malformed CONNECT target: ${(e as Error).message}`
+      this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason })
+      return refuse(400, 'Bad Request', { error: 'bad_request', detail: reason })
+    }
+    const d = this.opts.engine().decideConnect(host, port)
+    const denyConnect = (reason: string, policy: string | null) => {
+      this.denied++
+      this.opts.audit.network({ activity: 'open', action: 'denied', mode: 'deny', host: host.host, port, policy, rule: d.matched, reason, providers: d.providers })
+      refuse(403, 'Forbidden', { error: 'policy_denied', detail: `CONNECT ${host.host}:${port} not permitted by policy`, reason, policy: policy ?? '-', host: host.host, port })
+    }
+    if (!d.allowed) return denyConnect(d.reason, d.policy)
+    const checked = await this.resolveChecked(d, host, port)
+    if (!checked.ok) return denyConnect(checked.reason, d.policy)
+    if (client.destroyed) return
+    let up: { socket: Socket; ip: string }
+    try {
+      up = await this.dial(checked.addresses, port)
+    } catch (e) {
+      this.allowed++
+      this.opts.audit.network({ activity: 'fail', action: 'allowed', mode: d.mode, host: host.host, port, policy: d.policy, rule: d.matched, reason: `upstream unreachable: ${(e as Error).message}`, providers: d.providers })
+      return refuse(502, 'Bad Gateway', { error: 'upstream_unreachable', detail: `cannot connect to ${host.host}:${port}` })
+    }
+    const upstream = up.socket
+    if (client.destroyed) {
+      upstream.destroy()
+      return
+    }
+    this.allowed++
+    this.opts.audit.network({ activity: 'open', action: 'allowed', mode: d.mode, host: host.host, port, ip: up.ip, policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers })
+    const tunnel: Tunnel = { host, port, ip: up.ip, client, upstream, recheck: e => e.decideConnect(host, port) }
+    this.tunnels.add(tunnel)
+    this.pipeTunnel(tunnel, head, 'HTTP/1.1 200 Connection Established\r\n\r\n')
+  }
+
+  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined): void {
+    const { client, upstream } = t
+    const done = () => {
+      this.tunnels.delete(t)
+      client.destroy()
+      upstream.destroy()
+    }
+    upstream.on('error', done)
+    client.on('error', done)
+    upstream.on('close', done)
+    client.on('close', done)
+    if (this.limits.idleTimeoutMs > 0) {
+      upstream.setTimeout(this.limits.idleTimeoutMs, done)
+      client.setTimeout(this.limits.idleTimeoutMs, done)
+    }
+    client.setNoDelay(true)
+    if (greeting !== undefined) client.write(greeting)
+    if (head.length > 0) upstream.write(head)
+    client.pipe(upstream)
+    upstream.pipe(client)
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Plain HTTP
+  // -------------------------------------------------------------------------------------------
+
+  /** Parses and validates an absolute-form request; returns the pieces or a 400 reason. */
+  private target(req: IncomingMessage): { host: CanonicalHost; port: number; path: string; query: string | null } | { error: string } {
+    const url = req.url ?? ''
+    if (url.startsWith('/') || url === '*') return { error: 'not a proxy request: origin-form request target (send absolute-form http:// URLs through the proxy)' }
+    const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(#.*)?$/.exec(url)
+    if (!m) return { error: 'malformed request target' }
+    const scheme = m[1]!.toLowerCase()
+    if (scheme !== 'http') return { error: `${scheme}:// request targets are not proxied; use CONNECT (HTTPS_PROXY) for TLS` }
+    if (m[5] !== undefined) return { error: 'fragment in request target' }
+    const authority = m[2]!
+    if (authority.includes('@')) return { error: 'userinfo in request target' }
+    let host: CanonicalHost
+    let port: number
+    try {
+      ;({ host, port } = parseAuthority(authority, 80))
+    } catch (e) {
+      return { error: `bad host in request target: ${(e as Error).message}` }
+    }
+    const hh = req.headers.host
+    if (hh === undefined) return { error: 'missing Host header' }
+    try {
+      const h = parseAuthority(hh, 80)
+      if (h.host.host !== host.host || h.port !== port) return { error: 'Host header does not match the request target' }
+    } catch {
+      return { error: 'Host header does not match the request target' }
+    }
+    const te = req.headers['transfer-encoding']
+    if (te !== undefined) {
+      if (req.headers['content-length'] !== undefined) return { error: 'both Transfer-Encoding and Content-Length' }
+      if (te.trim().toLowerCase() !== 'chunked') return { error: 'unsupported Transfer-Encoding' }
+    }
+    return { host, port, path: m[3] === '' ? '/' : m[3]!, query: m[4] ?? null }
+  }
+
+  private badRequest(res: ServerResponse, detail: string): void {
+    this.denied++
+    this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `malformed proxy request: ${detail}` })
+    sendJson(res, 400, 'Bad Request', { error: 'bad_request', detail })
+  }
+
+  private denyBody(d: Decision, method: string, host: string, port: number, path: string, detail: string): Record<string, unknown> {
+    const l7 = d.layer === 'l7'
+    return {
+      error: 'policy_denied',
+      policy: d.policy ?? '-',
+      rule: `${method} ${path}`,
+      detail,
+      layer: d.layer,
+      protocol: l7 ? 'rest' : 'http',
+      method,
+      path,
+      host,
+      port,
+      rule_missing: { type: l7 ? 'rest_allow' : 'network_endpoint', layer: d.layer, method, path, host, port },
+      next_steps: [
+        {
+          action: 'request_policy_change',
+          detail: `The egress policy of sandbox ${this.sandbox} does not allow this request. Only the user can change it, from outside the sandbox.`,
+          command: l7
+            ? `podshell policy update ${this.sandbox} --add-allow ${host}:${port}:${method}:${path}`
+            : `podshell policy update ${this.sandbox} --add-endpoint ${host}:${port}`,
+        },
+      ],
+    }
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t = this.target(req)
+    if ('error' in t) return this.badRequest(res, t.error)
+    const method = req.method ?? 'GET'
+    const d = this.opts.engine().decideHttp({ method, host: t.host, port: t.port, path: t.path, query: t.query })
+    const logHttp = (action: 'allowed' | 'denied', status: number, reason: string, ip?: string) =>
+      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action, mode: d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
+    const deny = (reason: string) => {
+      this.denied++
+      logHttp('denied', 403, reason)
+      sendJson(res, 403, 'Forbidden', this.denyBody(d, method, t.host.host, t.port, t.path, reason))
+    }
+    if (!d.allowed) return deny(d.reason)
+    const checked = await this.resolveChecked(d, t.host, t.port)
+    if (!checked.ok) return deny(checked.reason)
+    let up: { socket: Socket; ip: string }
+    try {
+      up = await this.dial(checked.addresses, t.port)
+    } catch (e) {
+      this.allowed++
+      logHttp('allowed', 502, `upstream unreachable: ${(e as Error).message}`)
+      return sendJson(res, 502, 'Bad Gateway', { error: 'upstream_unreachable', detail: `cannot connect to ${t.host.host}:${t.port}` })
+    }
+    if (res.destroyed || req.destroyed) {
+      up.socket.destroy()
+      return
+    }
+    this.allowed++
+    const headers = forwardHeaders(req.rawHeaders)
+    // A chunked request body keeps chunked framing upstream (Node re-chunks it); without this a
+    // GET/DELETE with a chunked body would be sent unframed.
+    if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked')
+    const upstreamSocket = up.socket
+    const ureq = httpRequest({
+      method,
+      path: t.path + (t.query !== null ? `?${t.query}` : ''),
+      headers,
+      setHost: false,
+      // No agent: with createConnection and no agent, Node uses exactly this (already checked and
+      // connected) socket; an agent would dial by name itself.
+      createConnection: () => upstreamSocket,
+    })
+    if (this.limits.idleTimeoutMs > 0) ureq.setTimeout(this.limits.idleTimeoutMs, () => ureq.destroy(new Error('upstream idle timeout')))
+    let logged = false
+    ureq.on('response', ures => {
+      logged = true
+      logHttp('allowed', ures.statusCode ?? 0, d.reason, up.ip)
+      if (res.destroyed) {
+        ures.destroy()
+        return
+      }
+      res.writeHead(ures.statusCode ?? 502, ures.statusMessage, forwardHeaders(ures.rawHeaders, true))
+      ures.pipe(res)
+      ures.on('error', () => res.destroy())
+    })
+    ureq.on('error', e => {
+      if (!logged) {
+        logged = true
+        logHttp('allowed', 502, `upstream error: ${e.message}`, up.ip)
+      }
+      if (!res.headersSent) sendJson(res, 502, 'Bad Gateway', { error: 'upstream_error', detail: `request to ${t.host.host}:${t.port} failed` })
+      else res.destroy()
+    })
+    res.on('close', () => {
+      if (!res.writableFinished) ureq.destroy()
+    })
+    req.pipe(ureq)
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Upgrade (ws://)
+  // -------------------------------------------------------------------------------------------
+
+  private async onUpgrade(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+    client.on('error', () => client.destroy())
+    const refuse = (status: number, text: string, body: Record<string, unknown>) => {
+      const json = JSON.stringify(body)
+      client.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
+    }
+    const t = this.target(req)
+    if ('error' in t) {
+      this.denied++
+      this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `malformed proxy request: ${t.error}` })
+      return refuse(400, 'Bad Request', { error: 'bad_request', detail: t.error })
+    }
+    const method = req.method ?? 'GET'
+    const info = { method, host: t.host, port: t.port, path: t.path, query: t.query }
+    const d = this.opts.engine().decideHttp(info)
+    const deny = (reason: string) => {
+      this.denied++
+      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'denied', mode: 'deny', policy: d.policy, rule: d.matched, reason, providers: d.providers, status: 403 })
+      refuse(403, 'Forbidden', this.denyBody(d, method, t.host.host, t.port, t.path, reason))
+    }
+    if (!d.allowed) return deny(d.reason)
+    const checked = await this.resolveChecked(d, t.host, t.port)
+    if (!checked.ok) return deny(checked.reason)
+    let up: { socket: Socket; ip: string }
+    try {
+      up = await this.dial(checked.addresses, t.port)
+    } catch (e) {
+      this.allowed++
+      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'allowed', mode: d.mode, policy: d.policy, rule: d.matched, reason: `upstream unreachable: ${(e as Error).message}`, status: 502 })
+      return refuse(502, 'Bad Gateway', { error: 'upstream_unreachable', detail: `cannot connect to ${t.host.host}:${t.port}` })
+    }
+    this.allowed++
+    this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'allowed', mode: d.mode, ip: up.ip, policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: 101 })
+    // Re-serialise the head from the parsed (validated) request; keep Connection/Upgrade, which
+    // are what this request is about.
+    const lines = [`${method} ${t.path}${t.query !== null ? `?${t.query}` : ''} HTTP/1.1`]
+    const raw = req.rawHeaders
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!.toLowerCase()
+      if (k === 'proxy-authorization' || k === 'proxy-connection' || k === 'keep-alive') continue
+      lines.push(`${raw[i]}: ${raw[i + 1]}`)
+    }
+    const tunnel: Tunnel = { host: t.host, port: t.port, ip: up.ip, client, upstream: up.socket, recheck: e => e.decideHttp(info) }
+    this.tunnels.add(tunnel)
+    up.socket.write(lines.join('\r\n') + '\r\n\r\n')
+    this.pipeTunnel(tunnel, head, undefined)
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Parse errors (smuggling attempts, oversized heads)
+  // -------------------------------------------------------------------------------------------
+
+  private onClientError(err: NodeJS.ErrnoException, sock: Socket): void {
+    const code = err.code ?? 'ERR'
+    if (code === 'ECONNRESET' || !sock.writable) {
+      sock.destroy()
+      return
+    }
+    this.denied++
+    const tooLarge = code === 'HPE_HEADER_OVERFLOW'
+    const timeout = code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `malformed proxy request rejected (${code}: ${err.message.replace(/^Parse Error: /, '')})` })
+    const [status, text] = tooLarge ? [431, 'Request Header Fields Too Large'] : timeout ? [408, 'Request Timeout'] : [400, 'Bad Request']
+    const body = JSON.stringify({ error: 'bad_request', detail: tooLarge ? 'request head too large' : 'malformed request' })
+    sock.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+}
+
+/** Drops hop-by-hop headers (and those named in Connection) from a raw header list. */
+function forwardHeaders(raw: readonly string[], response = false): string[] {
+  const named = new Set<string>()
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === 'connection') for (const n of raw[i + 1]!.split(',')) named.add(n.trim().toLowerCase())
+  }
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase()
+    if (HOP_BY_HOP.has(k) || named.has(k)) continue
+    // Responses: Node frames the body towards the client itself.
+    if (response && k === 'content-length' && raw.some((h, j) => j % 2 === 0 && h.toLowerCase() === 'transfer-encoding')) continue
+    out.push(raw[i]!, raw[i + 1]!)
+  }
+  return out
+}
+
+function sendJson(res: ServerResponse, status: number, text: string, body: Record<string, unknown>): void {
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  const json = JSON.stringify(body)
+  // Denials close the connection: the request body (if any) is never read, so keeping the
+  // connection would leave the client's body bytes to be parsed as the next request.
+  res.writeHead(status, text, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(json)), Connection: 'close' })
+  res.end(json)
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, msg: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(msg)), ms)
+    p.then(
+      v => {
+        clearTimeout(t)
+        resolve(v)
+      },
+      e => {
+        clearTimeout(t)
+        reject(e as Error)
+      },
+    )
+  })
+}
