@@ -6,7 +6,7 @@ import type { Command } from 'commander'
 import { PodshellError } from '../errors.js'
 import { configDir, dataDir, homeDir, type Env } from '../config/paths.js'
 import { imageRef } from '../config/config.js'
-import { enforceEnterprise, loadEffectiveConfig, type EffectiveConfig, type LoadOptions } from '../config/enterprise.js'
+import { applyEffectiveDefaults, enforceEnterprise, loadEffectiveConfig, type EffectiveConfig, type LoadOptions } from '../config/enterprise.js'
 import { formatKeyPath, MAX_POLICY_BYTES, parsePolicyText, type Policy } from '../policy/schema.js'
 import { renderTemplate, resolveTemplateParams, type TemplateParams } from '../policy/templates.js'
 import { envKey, envValue, hostPath, labelKey, labelValue, normalizePath, objectName, sandboxName } from '../util/validate.js'
@@ -625,4 +625,65 @@ export async function createOptionsFromSpecFlag(
   const launch = await prepareSpecLaunch(text, source, env, { keep: flags.keep, detach: flags.detach })
   for (const w of launch.warnings) note(`warning: ${w}`)
   return launch.options
+}
+
+// ───────────────────────────── the same rules for plain `sandbox create` flags ─────────────────────────────
+
+/**
+ * Applies podshell's mount rules and the enterprise configuration to CreateOptions built from
+ * command-line flags (`--workdir`, `--mount`, `--policy`), so `podshell sandbox create` without a
+ * spec is held to the same rules as a DevAIFlow launch:
+ *   - config defaults (image, cpu, memory, mandatory seccomp profile, default session type);
+ *   - sensitive paths refused for the workdir and every mount (symlinks resolved);
+ *   - `.ai-read-deny`: mounts below a marker refused, marked dirs inside masked (fails closed);
+ *   - read-write trees: git hooks/config and agent settings read-only (see devProtections);
+ *   - the enterprise rules (enforceEnterprise) against the parsed policy.
+ */
+export async function secureCreateOptions(opts: CreateOptions, env: Env, load?: LoadOptions): Promise<{ options: CreateOptions; warnings: string[] }> {
+  const loaded = loadEffectiveConfig(env, load)
+  const eff = loaded.effective
+  const o = applyEffectiveDefaults(opts, eff)
+  const home = homeDir(env)
+  const sens: SensitiveOptions = {
+    podshellDataDir: dataDir(env),
+    podshellConfigDir: configDir(env),
+    runtimeDir: env.XDG_RUNTIME_DIR,
+    uid: process.getuid?.(),
+    extra: eff.sensitivePaths,
+    allowSensitive: o.allowSensitive === true,
+  }
+  const trees: { path: string; mode: MountMode; what: string }[] = []
+  if (o.workdir !== undefined) trees.push({ path: o.workdir, mode: o.workdirMode ?? 'rw', what: '--workdir' })
+  for (const m of o.mounts) trees.push({ path: m.source, mode: m.mode, what: '--mount' })
+  const masks = new Set(o.masks ?? [])
+  const extra: MountSpec[] = []
+  for (const t of trees) {
+    const why = checkMount(t.path, home, sens)
+    if (why) throw fail(`refusing to mount ${t.what} ${t.path}: ${why}`, 'mount only project directories', 'SENSITIVE_PATH')
+    const marked = existsSync(t.path) ? readDenyAncestor(t.path) : undefined
+    if (marked) throw fail(`refusing to mount ${t.what} ${t.path}: ${marked} is marked .ai-read-deny`, 'remove the marker or do not mount this tree', 'READ_DENY')
+    if (!isDir(t.path)) continue
+    const scan = await scanTree(t.path, eff.readDenyScan)
+    if (!scan.complete) {
+      throw fail(`cannot finish the .ai-read-deny scan of ${t.what} ${t.path} (${scan.scannedDirs} directories)`, 'raise read_deny_scan.timeout_ms / max_depth in ~/.config/podshell/config.yaml, or mount a smaller tree', 'READ_DENY_SCAN')
+    }
+    for (const d of scan.readDeny) masks.add(d)
+    if (t.mode === 'rw') {
+      const prot = devProtections(scan)
+      for (const p of prot.readOnly) extra.push({ source: p, target: p, mode: 'ro' })
+      for (const m of prot.masks) masks.add(m)
+    }
+  }
+  const mounts = [...o.mounts]
+  for (const m of extra) if (!mounts.some(x => x.target === m.target)) mounts.push(m)
+  const options: CreateOptions = { ...o, mounts, masks: [...masks].sort() }
+  let policy: Policy | undefined
+  const warnings = [...loaded.warnings]
+  if (options.policyText !== undefined) {
+    const r = parsePolicyText(options.policyText, options.policyFile ?? 'policy')
+    policy = r.policy
+    warnings.push(...r.warnings)
+  }
+  enforceEnterprise(options, policy, eff)
+  return { options, warnings }
 }

@@ -7,7 +7,7 @@ import { PodshellError } from '../../src/errors.js'
 import { mergeConfigs, type EffectiveConfig } from '../../src/config/index.js'
 import { parsePolicyText } from '../../src/policy/schema.js'
 import { renderTemplate } from '../../src/policy/templates.js'
-import { parseSpec, prepareSpecLaunch, specJsonSchema, specToCreateOptions, SpecSchema, type Spec, type SpecContext } from '../../src/sandbox/spec.js'
+import { parseSpec, prepareSpecLaunch, secureCreateOptions, specJsonSchema, specToCreateOptions, SpecSchema, type Spec, type SpecContext } from '../../src/sandbox/spec.js'
 import type { CreateOptions } from '../../src/sandbox/types.js'
 
 let root: string
@@ -424,5 +424,34 @@ describe('policy resolution and the whole launch', () => {
     expect(ok.options.keep).toBe(false)
     expect(ok.options.workdirMode).toBe('ro')
     expect(Object.keys(ok.policy.network_policies!)).toEqual(['model_api'])
+  })
+})
+
+describe('secureCreateOptions: plain `sandbox create` flags get the same rules', () => {
+  const flags = (o: Partial<CreateOptions> = {}): CreateOptions => ({ mounts: [], env: {}, labels: {}, detach: false, keep: true, command: [], providers: [], ...o })
+  const noEnterprise = { enterpriseDefaultPath: '/nonexistent/podshell-enterprise.yaml' }
+
+  it('refuses --workdir $HOME and a --mount of a symlink to ~/.ssh', async () => {
+    expect((await refusal(secureCreateOptions(flags({ workdir: home }), env, noEnterprise))).oneLine()).toMatch(/refusing to mount --workdir .*would expose/)
+    symlinkSync(join(home, '.ssh'), join(root, 'k'))
+    expect((await refusal(secureCreateOptions(flags({ mounts: [{ source: join(root, 'k'), target: '/k', mode: 'ro' }] }), env, noEnterprise))).oneLine()).toMatch(/SSH keys/)
+  })
+
+  it('adds the read-only protections and .ai-read-deny masks to a read-write workdir', async () => {
+    mkdirSync(join(proj, 'private'))
+    writeFileSync(join(proj, 'private', '.ai-read-deny'), '')
+    const { options } = await secureCreateOptions(flags({ workdir: proj }), env, noEnterprise)
+    expect(mountOf(options, join(proj, '.git', 'hooks'))?.mode).toBe('ro')
+    expect(options.masks).toEqual([join(proj, '.claude'), join(proj, 'private')])
+  })
+
+  it('applies the enterprise file: a policy outside the locked dir is refused', async () => {
+    const ent = join(root, 'enterprise.yaml')
+    mkdirSync(join(root, 'locked'))
+    writeFileSync(ent, stringify({ policy_dir: join(root, 'locked') }))
+    const own = join(root, 'own.yaml')
+    writeFileSync(own, renderTemplate('development'))
+    const e = await refusal(secureCreateOptions(flags({ workdir: proj, policyFile: own, policyText: renderTemplate('development') }), env, { enterpriseDefaultPath: ent }))
+    expect(e.oneLine()).toMatch(/outside the locked policy_dir/)
   })
 })
