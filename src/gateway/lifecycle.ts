@@ -52,7 +52,8 @@ export function gatewayContainerName(data: string, env: Env = process.env): stri
   return `${GATEWAY_CONTAINER}-${createHash('sha256').update(data).digest('hex').slice(0, 10)}`
 }
 
-function productVersion(): string {
+/** podshell's version (package.json): a gateway answering with another version is replaced. */
+export function podshellVersion(): string {
   try {
     return String((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0')
   } catch {
@@ -152,7 +153,7 @@ async function waitForPing(client: GatewayClient, podman: Podman, name: string, 
  */
 export async function ensureGateway(podman: Podman, data: string, opts: EnsureOptions = {}): Promise<void> {
   const client = new GatewayClient(data, { timeoutMs: 1000 })
-  const want = productVersion()
+  const want = podshellVersion()
   let stale = false
   try {
     const p = await client.ping(500)

@@ -134,9 +134,10 @@ export class SandboxProxy {
       this.sockets.add(s)
       s.on('close', () => this.sockets.delete(s))
     })
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.onRequest(req, res))
-    this.server.on('connect', (req: IncomingMessage, sock: Socket, head: Buffer) => void this.onConnect(req, sock, head))
-    this.server.on('upgrade', (req: IncomingMessage, sock: Socket, head: Buffer) => void this.onUpgrade(req, sock, head))
+    // A handler that throws closes its own connection; it never takes the gateway down.
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res).catch(() => res.destroy()))
+    this.server.on('connect', (req: IncomingMessage, sock: Socket, head: Buffer) => this.onConnect(req, sock, head).catch(() => sock.destroy()))
+    this.server.on('upgrade', (req: IncomingMessage, sock: Socket, head: Buffer) => this.onUpgrade(req, sock, head).catch(() => sock.destroy()))
     this.server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => this.onClientError(err, sock))
     this.server.on('drop', () => {
       this.denied++
