@@ -51,6 +51,15 @@ const MAX_SANDBOX_ID = 4294967294 // u32::MAX - 1: u32::MAX is the "invalid id" 
 // ---------------------------------------------------------------------------------------------
 
 /**
+ * Messages quote values from the document; a value may hold newlines or terminal escape sequences.
+ * Control characters are shown escaped so every issue stays one line and cannot drive the terminal.
+ */
+export function printable(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+/**
  * A policy document that cannot be used. `issues` lists every problem as `key.path: message`;
  * the one-line message names the source, the first problem and how many there are.
  */
@@ -59,7 +68,7 @@ export class PolicyError extends PodshellError {
   readonly source: string
 
   constructor(source: string, issues: string[], opts: { hint?: string; code?: string; cause?: unknown } = {}) {
-    const list = issues.length > 0 ? issues : ['(document): invalid policy']
+    const list = issues.length > 0 ? issues.map(printable) : ['(document): invalid policy']
     const more = list.length > 1 ? ` (and ${list.length - 1} more problem${list.length > 2 ? 's' : ''})` : ''
     super(`invalid policy ${source}: ${list[0]}${more}`, {
       hint: opts.hint ?? `fix the policy; \`podshell policy validate ${source}\` lists every problem`,
@@ -903,55 +912,117 @@ const contributesRequestMetadata = (e: Endpoint) =>
  * paths certainly overlap (OpenShell also compares partially overlapping path globs).
  */
 function endpointAmbiguities(p: { network_policies?: Record<string, { endpoints?: Endpoint[] }> }, add: AddIssue) {
-  const eps: { key: string; i: number; ep: Endpoint; pat: HostPattern | undefined; ports: Set<number> }[] = []
+  interface Ref {
+    idx: number
+    key: string
+    i: number
+    ep: Endpoint
+    host: string
+    literal: string | undefined
+    pat: HostPattern | undefined
+    path: string
+  }
+  const byPort = new Map<number, Ref[]>()
+  let idx = 0
   for (const [key, rule] of Object.entries(p.network_policies ?? {})) {
     ;(rule.endpoints ?? []).forEach((ep, i) => {
-      eps.push({ key, i, ep, pat: ep.host ? HostPattern.parse(ep.host) : undefined, ports: new Set(endpointPorts(ep).filter(x => x > 0)) })
+      const host = (ep.host ?? '').toLowerCase()
+      const ref: Ref = { idx: idx++, key, i, ep, host, literal: /[*?[]/.test(host) ? undefined : host, pat: undefined, path: ep.path ?? '' }
+      if (ref.literal === undefined) ref.pat = HostPattern.parse(host)
+      for (const port of new Set(endpointPorts(ep).filter(x => x > 0))) {
+        const list = byPort.get(port) ?? []
+        list.push(ref)
+        byPort.set(port, list)
+      }
     })
   }
-  // Quadratic in endpoints; the 256 KiB document cap bounds it (a few thousand endpoints at most).
-  if (eps.length > 4000) return
-  for (let a = 0; a < eps.length; a++) {
-    for (let b = a + 1; b < eps.length; b++) {
-      const l = eps[a]!
-      const r = eps[b]!
-      const shared = [...l.ports].filter(x => r.ports.has(x))
-      if (shared.length === 0) continue
-      const hostsOverlap = !l.ep.host || !r.ep.host || (l.pat && r.pat ? l.pat.overlaps(r.pat) : l.ep.host.toLowerCase() === r.ep.host.toLowerCase())
-      if (!hostsOverlap) continue
-      const conflicts: string[] = []
-      const cmp = (field: string, x: unknown, y: unknown) => {
-        if (x !== y) conflicts.push(`${field}=${JSON.stringify(x)} vs ${JSON.stringify(y)}`)
-      }
-      cmp('transparent_tcp', l.ep.protocol === 'tcp', r.ep.protocol === 'tcp')
-      cmp('tls', normTls(l.ep.tls), normTls(r.ep.tls))
-      cmp('allowed_ips', normIps(l.ep.allowed_ips), normIps(r.ep.allowed_ips))
-      const lp = l.ep.path ?? ''
-      const rp = r.ep.path ?? ''
-      if (
-        contributesRequestMetadata(l.ep) &&
-        contributesRequestMetadata(r.ep) &&
-        pathsCertainlyOverlap(lp, rp) &&
-        pathSpecificity(lp) === pathSpecificity(rp)
-      ) {
-        const proto = (e: Endpoint) => (e.protocol === 'tcp' ? '' : e.protocol ?? '')
-        cmp('protocol', proto(l.ep), proto(r.ep))
-        cmp('enforcement', normEnforcement(l.ep.enforcement), normEnforcement(r.ep.enforcement))
-        cmp('allow_encoded_slash', !!l.ep.allow_encoded_slash, !!r.ep.allow_encoded_slash)
-        cmp('websocket_credential_rewrite', !!l.ep.websocket_credential_rewrite, !!r.ep.websocket_credential_rewrite)
-        cmp('request_body_credential_rewrite', !!l.ep.request_body_credential_rewrite, !!r.ep.request_body_credential_rewrite)
-        cmp('credential_signing', l.ep.credential_signing ?? '', r.ep.credential_signing ?? '')
-        cmp('signing_service', l.ep.signing_service ?? '', r.ep.signing_service ?? '')
-        cmp('signing_region', l.ep.signing_region ?? '', r.ep.signing_region ?? '')
-        cmp('credential_binding.provider', l.ep.credential_binding?.provider ?? '', r.ep.credential_binding?.provider ?? '')
-      }
-      if (conflicts.length === 0) continue
-      const sel = (x: typeof l) => `${x.ep.host || '<any-host>'}:${endpointPorts(x.ep).join(',')}${x.ep.path ?? ''}`
-      add(
-        ['network_policies', r.key, 'endpoints', r.i],
-        `overlaps ${formatKeyPath(['network_policies', l.key, 'endpoints', l.i])} (${sel(l)} vs ${sel(r)}) on port(s) ${shared.join(',')} with conflicting metadata: ${conflicts.join('; ')}`,
-      )
+  const connSig = (e: Endpoint) => `${e.protocol === 'tcp'}|${normTls(e.tls)}|${normIps(e.allowed_ips)}`
+  const proto = (e: Endpoint) => (e.protocol === 'tcp' ? '' : e.protocol ?? '')
+  const reqSig = (e: Endpoint) =>
+    contributesRequestMetadata(e)
+      ? JSON.stringify([proto(e), normEnforcement(e.enforcement), !!e.allow_encoded_slash, !!e.websocket_credential_rewrite, !!e.request_body_credential_rewrite, e.credential_signing ?? '', e.signing_service ?? '', e.signing_region ?? '', e.credential_binding?.provider ?? ''])
+      : '-'
+  const hostsOverlap = (l: Ref, r: Ref): boolean => {
+    if (l.host === '' || r.host === '') return true
+    if (l.literal !== undefined && r.literal !== undefined) return l.literal === r.literal
+    if (l.literal !== undefined && r.pat) return r.pat.matches(l.literal)
+    if (r.literal !== undefined && l.pat) return l.pat.matches(r.literal)
+    if (l.pat && r.pat) {
+      wildcardChecks++
+      return l.pat.overlaps(r.pat)
     }
+    return l.host === r.host
+  }
+  // Only endpoints whose handling differs can conflict, so pairs are compared across classes of
+  // identical handling. A 256 KiB document holds a few thousand endpoints at most; the budget
+  // keeps a hostile one (thousands of wildcards with alternating settings) from taking seconds.
+  let wildcardChecks = 0
+  let pairs = 0
+  const reported = new Map<string, { l: Ref; r: Ref; ports: number[]; conflicts: string[] }>()
+  outer: for (const [port, refs] of byPort) {
+    const classes = new Map<string, Ref[]>()
+    for (const r of refs) {
+      const sig = `${connSig(r.ep)}#${reqSig(r.ep)}`
+      const c = classes.get(sig) ?? []
+      c.push(r)
+      classes.set(sig, c)
+    }
+    if (classes.size <= 1) continue
+    const list = [...classes.values()]
+    for (let a = 0; a < list.length; a++) {
+      for (let b = a + 1; b < list.length; b++) {
+        for (const x of list[a]!) {
+          for (const y of list[b]!) {
+            if (++pairs > 5_000_000 || wildcardChecks > 200_000) {
+              add([], 'too many overlapping endpoints with differing settings to check for ambiguity; split the network policies')
+              return
+            }
+            const [l, r] = x.idx < y.idx ? [x, y] : [y, x]
+            const id = `${l.idx}:${r.idx}`
+            const prev = reported.get(id)
+            if (prev) {
+              prev.ports.push(port)
+              continue
+            }
+            if (!hostsOverlap(l, r)) continue
+            const conflicts: string[] = []
+            const cmp = (field: string, u: unknown, v: unknown) => {
+              if (u !== v) conflicts.push(`${field}=${JSON.stringify(u)} vs ${JSON.stringify(v)}`)
+            }
+            cmp('transparent_tcp', l.ep.protocol === 'tcp', r.ep.protocol === 'tcp')
+            cmp('tls', normTls(l.ep.tls), normTls(r.ep.tls))
+            cmp('allowed_ips', normIps(l.ep.allowed_ips), normIps(r.ep.allowed_ips))
+            if (
+              contributesRequestMetadata(l.ep) &&
+              contributesRequestMetadata(r.ep) &&
+              pathsCertainlyOverlap(l.path, r.path) &&
+              pathSpecificity(l.path) === pathSpecificity(r.path)
+            ) {
+              cmp('protocol', proto(l.ep), proto(r.ep))
+              cmp('enforcement', normEnforcement(l.ep.enforcement), normEnforcement(r.ep.enforcement))
+              cmp('allow_encoded_slash', !!l.ep.allow_encoded_slash, !!r.ep.allow_encoded_slash)
+              cmp('websocket_credential_rewrite', !!l.ep.websocket_credential_rewrite, !!r.ep.websocket_credential_rewrite)
+              cmp('request_body_credential_rewrite', !!l.ep.request_body_credential_rewrite, !!r.ep.request_body_credential_rewrite)
+              cmp('credential_signing', l.ep.credential_signing ?? '', r.ep.credential_signing ?? '')
+              cmp('signing_service', l.ep.signing_service ?? '', r.ep.signing_service ?? '')
+              cmp('signing_region', l.ep.signing_region ?? '', r.ep.signing_region ?? '')
+              cmp('credential_binding.provider', l.ep.credential_binding?.provider ?? '', r.ep.credential_binding?.provider ?? '')
+            }
+            if (conflicts.length > 0) {
+              reported.set(id, { l, r, ports: [port], conflicts })
+              if (reported.size >= 50) break outer
+            }
+          }
+        }
+      }
+    }
+  }
+  for (const { l, r, ports, conflicts } of reported.values()) {
+    const sel = (x: Ref) => `${x.ep.host || '<any-host>'}:${endpointPorts(x.ep).join(',')}${x.path}`
+    add(
+      ['network_policies', r.key, 'endpoints', r.i],
+      `overlaps ${formatKeyPath(['network_policies', l.key, 'endpoints', l.i])} (${sel(l)} vs ${sel(r)}) on port(s) ${ports.sort((a, b) => a - b).join(',')} with conflicting metadata: ${conflicts.join('; ')}`,
+    )
   }
 }
 
@@ -1313,7 +1384,7 @@ function validateParsed(obj: unknown, source: string, extraWarnings: string[]): 
   }
   const r = PolicySchema.safeParse(obj, { reportInput: true })
   if (!r.success) throw new PolicyError(source, formatPolicyIssues(r.error))
-  return { policy: r.data, warnings: [...extraWarnings, ...validationWarnings(r.data)] }
+  return { policy: r.data, warnings: [...extraWarnings, ...validationWarnings(r.data)].map(printable) }
 }
 
 /** Key path of the YAML node that contains `offset` (for duplicate-key and similar errors). */
@@ -1591,7 +1662,7 @@ export function unenforcedWarnings(p: Policy): string[] {
       }
     })
   }
-  return w
+  return w.map(printable)
 }
 
 /** JSON Schema (draft 2020-12) of the policy document, for editors. */
