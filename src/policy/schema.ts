@@ -1607,13 +1607,21 @@ export function policyHash(p: Policy): string {
 /**
  * One line per field podshell accepts (for OpenShell compatibility) but does not enforce, so that
  * nothing is silently weaker than the document says. The gateway enforces: hosts and ports
- * (CONNECT and plain-HTTP proxy requests), and REST method/path/query rules on plain HTTP. It does
- * not terminate TLS, so inside an HTTPS tunnel method and path cannot be seen.
+ * (CONNECT and plain-HTTP proxy requests), allowed_ips, and REST/WebSocket-upgrade method/path/query
+ * rules on plain HTTP (src/gateway/policy-engine.ts). It does not terminate TLS, so inside an HTTPS
+ * tunnel method and path cannot be seen. The sandbox's filesystem comes from podshell's own mount
+ * plan (src/sandbox/runtime.ts), not from filesystem_policy. Keep these lines in step with both.
  */
 export function unenforcedWarnings(p: Policy): string[] {
   const w: string[] = []
+  if (p.filesystem_policy !== undefined) {
+    w.push(
+      'filesystem_policy: not enforced as written — podshell does not apply the read_only/read_write lists: the agent sees its image read-only everywhere ' +
+        '(unlisted paths stay readable) and can write only to its home, tmpfs dirs (/tmp, /var/tmp, /run) and the directories podshell mounts (the working directory)',
+    )
+  }
   if (p.landlock !== undefined) {
-    w.push('landlock: not enforced — podshell enforces filesystem_policy with container mounts (read_only/read_write binds), not Landlock; compatibility has no effect')
+    w.push('landlock: not enforced — podshell uses container mounts, not Landlock, for filesystem access; compatibility has no effect')
   }
   if (p.process?.run_as_user || p.process?.run_as_group) {
     w.push('process: not enforced — the agent runs as your own uid/gid (rootless Podman, --userns=keep-id), whatever run_as_user/run_as_group say')
@@ -1639,11 +1647,16 @@ export function unenforcedWarnings(p: Policy): string[] {
       for (const f of ['credential_signing', 'signing_service', 'signing_region', 'credential_binding'] as const) {
         if (ep[f] !== undefined) w.push(`${at(f)}: not enforced — the podshell gateway does not sign or bind credentials`)
       }
-      if (ep.allow_encoded_slash) w.push(`${at('allow_encoded_slash')}: not enforced — podshell matches REST paths as sent`)
       const proto = ep.protocol
       const enforce = ep.enforcement === 'enforce'
       const narrowed = (ep.rules?.length ?? 0) > 0 || (ep.deny_rules?.length ?? 0) > 0 || (ep.access !== undefined && ep.access !== 'full')
-      if (proto === 'graphql' || proto === 'mcp' || proto === 'json-rpc' || proto === 'sql' || proto === 'websocket') {
+      if (proto === 'websocket') {
+        w.push(
+          `${at('protocol')}: websocket — podshell checks the upgrade request (GET method/path/query) on plain HTTP only and does not inspect messages: ` +
+            'after an allowed upgrade every client message passes (WEBSOCKET_TEXT rules and read-only are not enforced); ' +
+            (enforce ? 'wss:// (CONNECT) upgrades narrower than full are denied' : 'with enforcement: audit (the default), wss:// upgrades are allowed and logged unchecked'),
+        )
+      } else if (proto === 'graphql' || proto === 'mcp' || proto === 'json-rpc' || proto === 'sql') {
         w.push(
           `${at('protocol')}: ${proto} L7 rules are not enforced — podshell's gateway checks REST method/path/query on plain HTTP only; ` +
             (enforce

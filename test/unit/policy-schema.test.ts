@@ -409,7 +409,11 @@ network_middlewares:
 
   it('binaries', () => has('network_policies.claude_code.binaries: ', 'not enforced — any process in the sandbox may use these endpoints'))
   it('missing binaries', () => has('network_policies.nobins.binaries: ', 'lets any process use them'))
-  it('landlock', () => has('landlock: ', 'container mounts'))
+  it('landlock', () => has('landlock: ', 'not Landlock'))
+  it('filesystem_policy lists', () => {
+    const d = unenforcedWarnings(restrictiveDefaultPolicy())
+    expect(d.some(l => l.startsWith('filesystem_policy: ') && l.includes('unlisted paths stay readable'))).toBe(true)
+  })
   it('process', () => has('process: ', 'your own uid'))
   it('middlewares', () => has('network_middlewares.guard: ', 'not enforced'))
   it('tls terminate', () => has('network_policies.claude_code.endpoints[0].tls: ', 'never terminates TLS'))
@@ -418,9 +422,13 @@ network_middlewares:
   it('HTTPS with rules narrower than full under enforce is denied', () => has('network_policies.claude_code.endpoints[1]: ', 'HTTPS (CONNECT) requests to this endpoint are denied'))
   it('HTTPS with rules narrower than full under audit is allowed unchecked', () => has('network_policies.claude_code.endpoints[2]: ', 'allowed and logged without a method/path check'))
   it('graphql', () => has('network_policies.claude_code.endpoints[3].protocol: ', 'graphql L7 rules are not enforced'))
+  it('websocket messages', () => {
+    const ws = accept(withEndpoint('{ host: realtime.example.com, port: 443, protocol: websocket, access: read-only }')).policy
+    expect(unenforcedWarnings(ws).some(l => l.startsWith(`${EP}.protocol: websocket`) && l.includes('does not inspect messages'))).toBe(true)
+  })
   it('a policy with nothing unenforced has no warnings', () => {
-    expect(unenforcedWarnings(restrictiveDefaultPolicy()).filter(l => !l.startsWith('landlock'))).toEqual([])
     expect(unenforcedWarnings({ version: 1 })).toEqual([])
+    expect(unenforcedWarnings({ version: 1, network_policies: {} })).toEqual([])
   })
 })
 
