@@ -368,27 +368,32 @@ export function readDenyAncestor(path: string): string | undefined {
 export interface Protections {
   /** Existing paths inside a read-write mount that must be bind-mounted onto themselves read-only. */
   readOnly: string[]
-  /** Absent directories to cover with an empty read-only tmpfs (the agent must not create them). */
-  masks: string[]
+  /**
+   * Absent directories the agent must not be able to create: the caller creates each on the host
+   * (as the user, empty) and then binds it read-only like `readOnly`. Not masked with a tmpfs:
+   * measured on rootless Podman, the mount point the runtime creates inside a bind mount is owned
+   * by a subordinate uid on the host (e.g. 462144), which the user can then not write or remove.
+   */
+  create: string[]
 }
 
 /**
  * What must stay read-only inside a read-write project tree. Everything here is code that the
  * HOST runs later without asking, so an agent that writes it escapes the sandbox at the next
  * `git commit` (daf complete commits on the host) or the next unsandboxed agent session:
- *   - `<gitdir>/hooks` (masked when absent), `<gitdir>/config` (core.hooksPath, core.fsmonitor,
+ *   - `<gitdir>/hooks` (created empty when absent), `<gitdir>/config` (core.hooksPath, core.fsmonitor,
  *     aliases and filter drivers are all commands), `config.worktree`, and the directory
  *     core.hooksPath names when it lies in the tree (husky's `.husky/_`);
  *   - hook-runner configs next to a repo (`.pre-commit-config.yaml`, `.husky`, lefthook);
  *   - agent settings (`.claude/`, `.mcp.json`, `.vscode/`, …) anywhere in the tree: hooks and MCP
- *     servers in them run on the host. A `.claude` missing at a repo or mount root is masked, so the
- *     agent cannot plant one (this creates an empty `.claude` directory on the host).
+ *     servers in them run on the host. A `.claude` missing at a repo or mount root is returned in
+ *     `create`, so the agent cannot plant one (the caller leaves an empty `.claude` on the host).
  * Residual risk (documented in docs/devaiflow.md): hooks that run project code (`npm test` in a
  * pre-commit hook) run agent-written code; daf should commit with hooks disabled or in the sandbox.
  */
 export function devProtections(scan: TreeScan): Protections {
   const readOnly = new Set<string>()
-  const masks = new Set<string>()
+  const create = new Set<string>()
   const roots = new Set<string>([normalizePath(scan.root)])
   for (const entry of scan.gitEntries) {
     const worktree = dirname(entry)
@@ -397,7 +402,7 @@ export function devProtections(scan: TreeScan): Protections {
     if (!git) continue
     const hooks = join(git.common, 'hooks')
     if (existsSync(hooks)) readOnly.add(hooks)
-    else if (isWithin(git.common, scan.root)) masks.add(hooks)
+    else if (isWithin(git.common, scan.root)) create.add(hooks)
     for (const f of [join(git.common, 'config'), join(git.dir, 'config.worktree'), join(git.common, 'config.worktree')]) {
       if (existsSync(f)) readOnly.add(f)
     }
@@ -405,17 +410,17 @@ export function devProtections(scan: TreeScan): Protections {
     if (hooksPath) {
       const p = isAbsolute(hooksPath) ? normalizePath(hooksPath) : normalizePath(resolve(worktree, hooksPath))
       if (existsSync(p)) readOnly.add(p)
-      else if (isWithin(p, scan.root)) masks.add(p)
+      else if (isWithin(p, scan.root)) create.add(p)
     }
   }
   for (const p of scan.hookConfigs) readOnly.add(p)
   for (const p of scan.agentSettings) readOnly.add(p)
   for (const r of roots) {
     const claude = join(r, '.claude')
-    if (!existsSync(claude) && !scan.readDeny.some(d => isWithin(r, d))) masks.add(claude)
+    if (!existsSync(claude) && !scan.readDeny.some(d => isWithin(r, d))) create.add(claude)
   }
   const inTree = (p: string) => isWithin(p, scan.root) && !scan.readDeny.some(d => isWithin(p, d))
-  return { readOnly: [...readOnly].filter(inTree).sort(), masks: [...masks].filter(inTree).sort() }
+  return { readOnly: [...readOnly].filter(inTree).sort(), create: [...create].filter(inTree).sort() }
 }
 
 /** The git dir and common dir for a `.git` entry (a dir, or a `gitdir:` file). */

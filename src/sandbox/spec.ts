@@ -414,7 +414,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     if (b.mode === 'rw' && (b.kind === 'project' || b.kind === 'clone' || b.kind === 'extra')) {
       const prot = devProtections(scan)
       for (const p of prot.readOnly) readOnly.add(p)
-      for (const m of prot.masks) masks.add(m)
+      for (const p of createProtected(prot.create)) readOnly.add(p)
     }
   }
 
@@ -484,6 +484,21 @@ function sensitiveOptions(spec: Spec, callerEnv: Env, ctx: SpecContext): Sensiti
     extra: ctx.config.sensitivePaths,
     allowSensitive: spec.allow_sensitive === true,
   }
+}
+
+/**
+ * Creates absent protected directories (empty, owned by the user) so they can be bound read-only.
+ * Fails closed: if one cannot be created, the agent could create it, so the launch is refused.
+ */
+function createProtected(paths: readonly string[]): string[] {
+  for (const p of paths) {
+    try {
+      mkdirSync(p, { recursive: true, mode: 0o755 })
+    } catch (e) {
+      throw fail(`cannot create ${p} to protect it (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check the permissions of the project directory')
+    }
+  }
+  return [...paths]
 }
 
 function isDir(p: string): boolean {
@@ -670,8 +685,7 @@ export async function secureCreateOptions(opts: CreateOptions, env: Env, load?: 
     for (const d of scan.readDeny) masks.add(d)
     if (t.mode === 'rw') {
       const prot = devProtections(scan)
-      for (const p of prot.readOnly) extra.push({ source: p, target: p, mode: 'ro' })
-      for (const m of prot.masks) masks.add(m)
+      for (const p of [...prot.readOnly, ...createProtected(prot.create)]) extra.push({ source: p, target: p, mode: 'ro' })
     }
   }
   const mounts = [...o.mounts]
@@ -686,4 +700,36 @@ export async function secureCreateOptions(opts: CreateOptions, env: Env, load?: 
   }
   enforceEnterprise(options, policy, eff)
   return { options, warnings }
+}
+
+// ───────────────────────────── mount points inside the sandbox home ─────────────────────────────
+
+/**
+ * Mount points the runtime must create, AS THE USER, inside the sandbox's home directory before
+ * `podman run`. The agent's $HOME is the host's home path backed by `<data>/sandboxes/<name>/home`;
+ * every bind target below $HOME (~/.claude/projects, ~/src/proj, ~/.local/share/devaiflow …) needs
+ * its parents there. Left to the OCI runtime, they are created owned by a subordinate uid
+ * (measured: 462144 on this host), so the agent cannot write in ~/.claude (Claude Code's todos,
+ * statsig, .claude.json) and the user cannot delete the sandbox home without `podman unshare`.
+ * Returns paths relative to `home`: directories to `mkdir -p`, and files to create empty (targets
+ * whose source is a file, e.g. ~/.claude/settings.json).
+ */
+export function homeMountpoints(home: string, o: Pick<CreateOptions, 'workdir' | 'mounts' | 'masks' | 'tmpfsDirs'>): { dirs: string[]; files: string[] } {
+  const h = normalizePath(home)
+  const dirs = new Set<string>()
+  const files = new Set<string>()
+  const add = (target: string, isFile: boolean) => {
+    const t = normalizePath(target)
+    if (!isWithin(t, h) || t === h) return
+    const rel = t.slice(h.length + 1)
+    const parts = rel.split('/')
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'))
+    if (isFile) files.add(rel)
+    else dirs.add(rel)
+  }
+  if (o.workdir) add(o.workdir, false)
+  for (const m of o.mounts) add(m.target, existsSync(m.source) && !isDir(m.source))
+  for (const m of o.masks ?? []) add(m, false)
+  for (const d of o.tmpfsDirs ?? []) add(d, false)
+  return { dirs: [...dirs].sort(), files: [...files].sort() }
 }

@@ -140,7 +140,7 @@ describe('development-session protections inside a read-write project', () => {
     writeFileSync(join(dir, '.git', 'config'), config)
   }
 
-  it('keeps .git/hooks, .git/config and agent settings read-only, and masks an absent .claude', async () => {
+  it('keeps .git/hooks, .git/config and agent settings read-only, and asks for an absent .claude to be created (then bound read-only)', async () => {
     const p = join(home, 'src', 'proj')
     repo(p)
     mkdirSync(join(p, '.vscode'))
@@ -148,7 +148,7 @@ describe('development-session protections inside a read-write project', () => {
     writeFileSync(join(p, '.pre-commit-config.yaml'), 'repos: []\n')
     const prot = devProtections(await scanTree(p))
     expect(prot.readOnly).toEqual([join(p, '.git', 'config'), join(p, '.git', 'hooks'), join(p, '.mcp.json'), join(p, '.pre-commit-config.yaml'), join(p, '.vscode')].sort())
-    expect(prot.masks).toEqual([join(p, '.claude')])
+    expect(prot.create).toEqual([join(p, '.claude')])
   })
 
   it('protects an existing .claude directory (settings.json and settings.local.json hooks run on the host)', async () => {
@@ -158,10 +158,10 @@ describe('development-session protections inside a read-write project', () => {
     writeFileSync(join(p, '.claude', 'settings.json'), '{}')
     const prot = devProtections(await scanTree(p))
     expect(prot.readOnly).toContain(join(p, '.claude'))
-    expect(prot.masks).toEqual([])
+    expect(prot.create).toEqual([])
   })
 
-  it('protects the directory core.hooksPath names (husky) and masks a missing hooks dir', async () => {
+  it('protects the directory core.hooksPath names (husky) and asks for a missing hooks dir to be created', async () => {
     const p = join(home, 'src', 'proj')
     mkdirSync(join(p, '.git'), { recursive: true })
     writeFileSync(join(p, '.git', 'config'), '[core]\n\thooksPath = .husky/_\n')
@@ -169,7 +169,7 @@ describe('development-session protections inside a read-write project', () => {
     const prot = devProtections(await scanTree(p))
     expect(prot.readOnly).toContain(join(p, '.husky', '_'))
     expect(prot.readOnly).toContain(join(p, '.husky'))
-    expect(prot.masks).toContain(join(p, '.git', 'hooks'))
+    expect(prot.create).toContain(join(p, '.git', 'hooks'))
   })
 
   it('finds nested repositories of a workspace and resolves worktree .git files', async () => {
@@ -183,7 +183,7 @@ describe('development-session protections inside a read-write project', () => {
     writeFileSync(join(ws, 'b-wt', '.git'), `gitdir: ${join(ws, 'b', '.git', 'worktrees', 'b-wt')}\n`)
     const prot = devProtections(await scanTree(ws))
     expect(prot.readOnly).toEqual(expect.arrayContaining([join(ws, 'a', '.git', 'hooks'), join(ws, 'a', '.git', 'config'), join(ws, 'b', '.git', 'hooks'), join(ws, 'b', '.git', 'config')]))
-    expect(prot.masks).toEqual(expect.arrayContaining([join(ws, '.claude'), join(ws, 'a', '.claude'), join(ws, 'b', '.claude'), join(ws, 'b-wt', '.claude')]))
+    expect(prot.create).toEqual(expect.arrayContaining([join(ws, '.claude'), join(ws, 'a', '.claude'), join(ws, 'b', '.claude'), join(ws, 'b-wt', '.claude')]))
   })
 
   it('leaves paths inside .ai-read-deny trees to the mask (never binds them)', async () => {
@@ -196,6 +196,6 @@ describe('development-session protections inside a read-write project', () => {
     const prot = devProtections(scan)
     expect(scan.readDeny).toEqual([join(p, 'hidden')])
     expect(prot.readOnly.some(x => x.startsWith(join(p, 'hidden')))).toBe(false)
-    expect(prot.masks.some(x => x.startsWith(join(p, 'hidden')))).toBe(false)
+    expect(prot.create.some(x => x.startsWith(join(p, 'hidden')))).toBe(false)
   })
 })

@@ -7,7 +7,7 @@ import { PodshellError } from '../../src/errors.js'
 import { mergeConfigs, type EffectiveConfig } from '../../src/config/index.js'
 import { parsePolicyText } from '../../src/policy/schema.js'
 import { renderTemplate } from '../../src/policy/templates.js'
-import { parseSpec, prepareSpecLaunch, secureCreateOptions, specJsonSchema, specToCreateOptions, SpecSchema, type Spec, type SpecContext } from '../../src/sandbox/spec.js'
+import { homeMountpoints, parseSpec, prepareSpecLaunch, secureCreateOptions, specJsonSchema, specToCreateOptions, SpecSchema, type Spec, type SpecContext } from '../../src/sandbox/spec.js'
 import type { CreateOptions } from '../../src/sandbox/types.js'
 
 let root: string
@@ -200,10 +200,13 @@ describe('specToCreateOptions: DevAIFlow launch shapes', () => {
     expect(o.env).toMatchObject({ DEVAIFLOW_IN_SESSION: '1', DAF_SESSION_NAME: 'PROJ-123', CS_SESSION_NAME: 'PROJ-123', DAF_COMMAND: 'new', AI_AGENT_SESSION_ID: UUID, ANTHROPIC_API_KEY: 'sk-ant-test' })
     expect('GH_TOKEN' in o.env).toBe(false)
     expect(o.labels).toEqual({ 'devaiflow.session': 'PROJ-123', 'devaiflow.session-type': 'development' })
-    // Development protections: git hooks/config stay read-only, an absent .claude cannot be planted.
+    // Development protections: git hooks/config stay read-only, an absent .claude cannot be planted:
+    // it is created empty on the host (owned by the user, not by a subordinate uid) and bound read-only.
     expect(mountOf(o, join(proj, '.git', 'hooks'))?.mode).toBe('ro')
     expect(mountOf(o, join(proj, '.git', 'config'))?.mode).toBe('ro')
-    expect(o.masks).toEqual([join(proj, '.claude')])
+    expect(mountOf(o, join(proj, '.claude'))?.mode).toBe('ro')
+    expect(existsSync(join(proj, '.claude'))).toBe(true)
+    expect(o.masks).toEqual([])
     // The built-in development policy.
     expect(o.policyFile).toMatch(/policies\/development\.yaml$/)
     expect(parsePolicyText(o.policyText!, 'p').policy.filesystem_policy?.include_workdir).toBe(true)
@@ -260,7 +263,7 @@ describe('specToCreateOptions: DevAIFlow launch shapes', () => {
     expect(mountOf(o, elsewhere)).toEqual({ source: elsewhere, target: elsewhere, mode: 'rw' })
     for (const r of [join(ws, 'api'), join(ws, 'web'), elsewhere]) {
       expect(mountOf(o, join(r, '.git', 'hooks'))?.mode, r).toBe('ro')
-      expect(o.masks, r).toContain(join(r, '.claude'))
+      expect(mountOf(o, join(r, '.claude'))?.mode, r).toBe('ro')
     }
     // Multi-project new sets only DEVAIFLOW_IN_SESSION and AI_AGENT_SESSION_ID (as daf does today).
     expect(o.env.DEVAIFLOW_IN_SESSION).toBe('1')
@@ -442,7 +445,8 @@ describe('secureCreateOptions: plain `sandbox create` flags get the same rules',
     writeFileSync(join(proj, 'private', '.ai-read-deny'), '')
     const { options } = await secureCreateOptions(flags({ workdir: proj }), env, noEnterprise)
     expect(mountOf(options, join(proj, '.git', 'hooks'))?.mode).toBe('ro')
-    expect(options.masks).toEqual([join(proj, '.claude'), join(proj, 'private')])
+    expect(mountOf(options, join(proj, '.claude'))?.mode).toBe('ro')
+    expect(options.masks).toEqual([join(proj, 'private')])
   })
 
   it('applies the enterprise file: a policy outside the locked dir is refused', async () => {
@@ -453,5 +457,21 @@ describe('secureCreateOptions: plain `sandbox create` flags get the same rules',
     writeFileSync(own, renderTemplate('development'))
     const e = await refusal(secureCreateOptions(flags({ workdir: proj, policyFile: own, policyText: renderTemplate('development') }), env, { enterpriseDefaultPath: ent }))
     expect(e.oneLine()).toMatch(/outside the locked policy_dir/)
+  })
+})
+
+describe('homeMountpoints: what the runtime pre-creates in the sandbox home', () => {
+  it('lists every parent of a target under $HOME as a directory, and file targets as files', async () => {
+    const o = await specToCreateOptions(spec(), env, ctx())
+    const mp = homeMountpoints(home, o)
+    expect(mp.dirs).toEqual(expect.arrayContaining(['.claude', '.claude/projects', '.claude/skills', 'src', 'src/my_proj', '.local', '.local/share', '.local/share/devaiflow', '.config', '.config/devaiflow']))
+    expect(mp.files).toEqual(['.claude/settings.json', 'src/my_proj/.git/config'])
+    expect(mp.dirs).not.toContain('.claude/settings.json')
+    // Nothing outside $HOME, nothing absolute.
+    expect([...mp.dirs, ...mp.files].every(p => !p.startsWith('/') && !p.includes('..'))).toBe(true)
+  })
+
+  it('ignores targets outside $HOME', () => {
+    expect(homeMountpoints(home, { workdir: '/srv/p', mounts: [{ source: '/srv/q', target: '/srv/q', mode: 'ro' }], masks: ['/srv/p/x'], tmpfsDirs: ['/opt/claude'] })).toEqual({ dirs: [], files: [] })
   })
 })
