@@ -67,10 +67,11 @@ export class PolicyError extends PodshellError {
   readonly issues: string[]
   readonly source: string
 
-  constructor(source: string, issues: string[], opts: { hint?: string; code?: string; cause?: unknown } = {}) {
+  /** `opts.summary` replaces the "invalid policy SOURCE: …" line (file-level errors such as "not found"). */
+  constructor(source: string, issues: string[], opts: { hint?: string; code?: string; cause?: unknown; summary?: string } = {}) {
     const list = issues.length > 0 ? issues.map(printable) : ['(document): invalid policy']
     const more = list.length > 1 ? ` (and ${list.length - 1} more problem${list.length > 2 ? 's' : ''})` : ''
-    super(`invalid policy ${source}: ${list[0]}${more}`, {
+    super(opts.summary !== undefined ? printable(opts.summary) : `invalid policy ${source}: ${list[0]}${more}`, {
       hint: opts.hint ?? `fix the policy; \`podshell policy validate ${source}\` lists every problem`,
       code: opts.code ?? 'POLICY_INVALID',
       exitCode: 1,
@@ -1376,13 +1377,30 @@ function structuralSizeProblem(obj: unknown): string | undefined {
   return undefined
 }
 
+/**
+ * A key with an empty value (`read_only:` with everything under it commented out) is YAML null.
+ * OpenShell's YAML reader (serde_yml) reads an empty value as the empty list/map/default, i.e. as
+ * if the key were omitted, so null map values are dropped here (a copy; the input is untouched).
+ * Middleware `config` is opaque JSON and keeps its nulls; nulls inside lists stay (and are errors).
+ */
+function withoutNullFields(v: unknown, inConfig = false): unknown {
+  if (Array.isArray(v)) return v.map(x => withoutNullFields(x, inConfig))
+  if (v === null || typeof v !== 'object') return v
+  const out: Record<string, unknown> = {}
+  for (const [k, x] of Object.entries(v)) {
+    if (x === null && !inConfig) continue
+    Object.defineProperty(out, k, { value: withoutNullFields(x, inConfig || k === 'config'), enumerable: true, writable: true, configurable: true })
+  }
+  return out
+}
+
 function validateParsed(obj: unknown, source: string, extraWarnings: string[]): { policy: Policy; warnings: string[] } {
   const depth = structuralSizeProblem(obj)
   if (depth) throw new PolicyError(source, [depth])
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
     throw new PolicyError(source, [`(document): expected a map with "version: 1" at the top, got ${obj === undefined || obj === null ? 'an empty document' : typeName(obj)}`])
   }
-  const r = PolicySchema.safeParse(obj, { reportInput: true })
+  const r = PolicySchema.safeParse(withoutNullFields(obj), { reportInput: true })
   if (!r.success) throw new PolicyError(source, formatPolicyIssues(r.error))
   return { policy: r.data, warnings: [...extraWarnings, ...validationWarnings(r.data)].map(printable) }
 }
@@ -1509,9 +1527,11 @@ export function loadPolicyFile(path: string): { policy: Policy; warnings: string
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     if (code === 'ENOENT') {
-      throw new PolicyError(path, [`policy file not found: ${path}`], { code: 'POLICY_NOT_FOUND', hint: 'check the path; podshell never runs without the policy you asked for', cause: e })
+      const m = `policy file not found: ${path}`
+      throw new PolicyError(path, [`(document): ${m}`], { summary: m, code: 'POLICY_NOT_FOUND', hint: 'check the path; podshell never falls back to another policy', cause: e })
     }
-    throw new PolicyError(path, [`cannot open policy file ${path} (${code ?? 'error'})`], { code: 'POLICY_UNREADABLE', hint: 'check the file permissions', cause: e })
+    const m = `cannot open policy file ${path} (${code ?? 'error'})`
+    throw new PolicyError(path, [`(document): ${m}`], { summary: m, code: 'POLICY_UNREADABLE', hint: 'check the file permissions', cause: e })
   }
   const chunks: Buffer[] = []
   let total = 0
@@ -1525,7 +1545,7 @@ export function loadPolicyFile(path: string): { policy: Policy; warnings: string
         const code = (e as NodeJS.ErrnoException).code
         if (code === 'EAGAIN') continue
         const what = code === 'EISDIR' ? `${path} is a directory, not a policy file` : `cannot read policy file ${path} (${code ?? 'error'})`
-        throw new PolicyError(path, [what], { code: 'POLICY_UNREADABLE', cause: e })
+        throw new PolicyError(path, [`(document): ${what}`], { summary: what, code: 'POLICY_UNREADABLE', hint: 'give the path of a policy YAML file', cause: e })
       }
       if (n === 0) break
       total += n

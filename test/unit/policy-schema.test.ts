@@ -282,6 +282,14 @@ describe('parity with OpenShell: what OpenShell accepts is accepted', () => {
     accept('version: 1\nnetwork_policies:\n  a: { endpoints: [{ host: github.com, port: 443 }] }\n  b: { endpoints: [{ host: github.com, port: 443, protocol: rest, tls: terminate, access: read-only }] }\n')
   })
 
+  it('reads an empty value as omitted, as serde_yml does (e.g. every list entry commented out)', () => {
+    const { policy } = accept('version: 1\nfilesystem_policy:\n  read_only:\n    # - /usr\n  read_write: [/tmp]\nnetwork_policies:\n')
+    expect(policy).toEqual({ version: 1, filesystem_policy: { read_write: ['/tmp'] } })
+    // ...but an empty value is still no value: a missing port is an error.
+    expectRejected(withEndpoint('{ host: a.example.com, port: }'), `${EP}.port`, 'must declare at least one port')
+    expectRejected('version: 1\nfilesystem_policy: { read_only: [/usr, ~] }\n', 'filesystem_policy.read_only[1]', 'expected a string, got null')
+  })
+
   it('accepts YAML anchors and aliases within the budget', () => {
     const { policy } = accept('version: 1\nx-bins: &bins [{ path: /usr/bin/curl }]\n'.replace('x-bins: &bins [{ path: /usr/bin/curl }]\n', '') +
       'network_policies:\n  a: { endpoints: [{ host: a.example.com, port: 443 }], binaries: &bins [{ path: /usr/bin/curl }] }\n  b: { endpoints: [{ host: b.example.com, port: 443 }], binaries: *bins }\n')
@@ -298,7 +306,9 @@ describe('loadPolicyFile', () => {
     try {
       loadPolicyFile(missing)
     } catch (e) {
-      expect((e as PolicyError).message).toContain(`policy file not found: ${missing}`)
+      expect((e as PolicyError).message).toBe(`policy file not found: ${missing}`)
+      expect((e as PolicyError).oneLine()).toMatch(/^policy file not found: .*nope\.yaml: check the path/)
+      expect((e as PolicyError).issues).toEqual([`(document): policy file not found: ${missing}`])
       expect((e as PolicyError).code).toBe('POLICY_NOT_FOUND')
     }
   })
