@@ -54,8 +54,8 @@ export interface CreateOptions {
   seccompProfile?: string
   /**
    * Paths to hide: the runtime mounts an empty, read-only tmpfs on each, AFTER the bind mounts that
-   * contain it (so it lands on top). Used for `.ai-read-deny` trees and for agent-settings dirs that
-   * are absent in a read-write project (the mount point is then created as an empty directory on
+   * contain it (so it lands on top). Used for `.ai-read-deny` trees (directories that exist: a
+   * mount point the runtime has to create inside a bind mount ends up owned by a subordinate uid on
    * the host). Produced by src/sandbox/spec.ts; absent = none.
    */
   masks?: string[]
