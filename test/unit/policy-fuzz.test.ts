@@ -133,7 +133,7 @@ const objectMutations: Record<string, (doc: Record<string, unknown>) => void> = 
   },
   deepNesting(doc) {
     const all = slots(doc)
-    const depth = pick([10, 40, 70, 150, 300])
+    const depth = pick([10, 40, 70, 150])
     if (!all.length) doc.x = nest(depth)
     else {
       const s = pick(all)
@@ -141,7 +141,7 @@ const objectMutations: Record<string, (doc: Record<string, unknown>) => void> = 
     }
   },
   hugeArray(doc) {
-    const n = pick([100, 300, 1000, 3000, 12000])
+    const n = pick([100, 300, 1000, 2500, 12000])
     const gen = pick([() => `/p${int(1e6)}`, () => int(70000), () => ({ host: `h${int(1e6)}.example.com`, port: 443 }), () => ({ path: `/usr/bin/b${int(1e4)}` }), () => pick(IPS)])
     const arr = Array.from({ length: n }, gen)
     const targets: [string[], unknown][] = [

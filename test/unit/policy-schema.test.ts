@@ -290,6 +290,15 @@ describe('parity with OpenShell: what OpenShell accepts is accepted', () => {
     expectRejected('version: 1\nfilesystem_policy: { read_only: [/usr, ~] }\n', 'filesystem_policy.read_only[1]', 'expected a string, got null')
   })
 
+  it('accepts a UTF-8 BOM, CRLF line endings and JSON (a subset of YAML)', () => {
+    expect(accept('\ufeffversion: 1\r\nlandlock:\r\n  compatibility: best_effort\r\n').policy).toEqual({ version: 1, landlock: { compatibility: 'best_effort' } })
+    expect(accept('{"version": 1, "network_policies": {}}').policy).toEqual({ version: 1, network_policies: {} })
+  })
+
+  it('rejects YAML merge keys like OpenShell (serde_yml reads "<<" as a field name)', () => {
+    expectRejected('version: 1\nnetwork_policies:\n  a: &a { endpoints: [{ host: a.example.com, port: 443 }] }\n  b:\n    <<: *a\n    name: b\n', 'network_policies.b["<<"]', 'unrecognized key')
+  })
+
   it('accepts YAML anchors and aliases within the budget', () => {
     const { policy } = accept('version: 1\nx-bins: &bins [{ path: /usr/bin/curl }]\n'.replace('x-bins: &bins [{ path: /usr/bin/curl }]\n', '') +
       'network_policies:\n  a: { endpoints: [{ host: a.example.com, port: 443 }], binaries: &bins [{ path: /usr/bin/curl }] }\n  b: { endpoints: [{ host: b.example.com, port: 443 }], binaries: *bins }\n')
