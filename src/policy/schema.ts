@@ -1703,7 +1703,7 @@ export function policyJsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(PolicySchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>
   return {
     ...schema,
-    $id: 'https://podshell.dev/schemas/openshell-policy-v1.json',
+    $id: 'urn:podshell:schema:openshell-policy:v1',
     title: 'OpenShell sandbox policy (v1), as accepted by podshell',
   }
 }
