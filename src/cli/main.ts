@@ -5,6 +5,8 @@ import { CliContext } from './context.js'
 import { register as registerSandbox, registerGc } from './sandbox.js'
 import { register as registerImage } from './image.js'
 import { register as registerDoctor } from './doctor.js'
+import { register as registerGateway } from './gateway.js'
+import { register as registerLogs } from './logs.js'
 import { register as registerProvider } from './provider.js'
 import { registerPolicyValidate } from './policy.js'
 import { register as registerSchema } from './schema.js'
@@ -32,6 +34,8 @@ export function buildProgram(ctx: CliContext): Command {
   registerImage(program, ctx)
   registerGc(program, ctx)
   registerDoctor(program, ctx)
+  registerGateway(program, ctx)
+  registerLogs(program, ctx)
   return program
 }
 
