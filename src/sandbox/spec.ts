@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, closeSync, openSync, readSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { isatty } from 'node:tty'
 import type { Command } from 'commander'
 import { PodshellError } from '../errors.js'
 import { configDir, dataDir, homeDir, type Env } from '../config/paths.js'
@@ -215,6 +216,9 @@ export function parseSpec(text: string, source: string): Spec {
 /** Reads the spec from a file, or from stdin for "-" (bounded). */
 export function readSpecSource(file: string): { text: string; source: string } {
   const source = file === '-' ? 'stdin' : file
+  if (file === '-' && isatty(0)) {
+    throw new PodshellError('--spec - reads the spec from stdin, which is a terminal', { hint: 'pipe the JSON in, or pass it on another descriptor (--spec /dev/fd/3) so the agent keeps the terminal', code: 'INVALID_SPEC', exitCode: 2 })
+  }
   let fd: number
   try {
     fd = file === '-' ? 0 : openSync(file, 'r')
