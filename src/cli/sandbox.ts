@@ -43,7 +43,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     const format = flags.output ? parseOutputFormat(flags.output) : undefined
     const opts = hooks.resolveCreate ? await hooks.resolveCreate(flags, command, ctx) : createOptionsFromFlags(flags, command, ctx)
     const rt = await openRuntime(ctx)
-    await rt.gc()
+    await gcQuietly(rt, ctx)
     const res = await rt.create(opts)
     for (const w of res.warnings) ctx.out.note(`warning: ${w}`)
     if (format) printInfos([res.info], format, ctx, true)
@@ -64,7 +64,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       const limit = check(nonNegInt, flags.limit, '--limit')
       const offset = check(nonNegInt, flags.offset, '--offset')
       const rt = await openRuntime(ctx)
-      await rt.gc()
+      await gcQuietly(rt, ctx)
       const all = (await rt.list(selector)).slice(offset, offset + limit)
       if (flags.ids) return ctx.out.stdout(all.map(s => s.id + '\n').join(''))
       if (flags.names) return ctx.out.stdout(all.map(s => s.name + '\n').join(''))
@@ -99,7 +99,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       if (flags.all && names.length) throw new PodshellError('give names or --all, not both', { exitCode: 2, code: 'INVALID_INPUT' })
       for (const n of names) check(sandboxName, n, 'sandbox name')
       const rt = await openRuntime(ctx)
-      await rt.gc()
+      await gcQuietly(rt, ctx)
       const targets = flags.all ? (await rt.list()).map(s => s.name) : names
       for (const n of await rt.delete(targets)) ctx.out.stdout(`Deleted sandbox '${n}'\n`)
     })
@@ -301,3 +301,15 @@ function printInfos(infos: SandboxInfo[], format: 'table' | 'yaml' | 'json', ctx
 }
 
 const nonNegInt = z.string().regex(/^\d{1,9}$/, 'must be a non-negative integer').transform(Number)
+
+/**
+ * gc before state-changing commands; its failure must not block the command the user asked for
+ * (it says what it could not clean, once, on stderr).
+ */
+async function gcQuietly(rt: { gc(): Promise<string[]> }, ctx: CliContext): Promise<void> {
+  try {
+    await rt.gc()
+  } catch (e) {
+    ctx.out.note(`warning: cleanup of interrupted sandboxes failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`)
+  }
+}

@@ -25,7 +25,13 @@ export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
     },
     gatewayAlive: () => gateway.ping().then(() => true, () => false),
     storeInitialPolicy: (name, text, source) => {
-      const { policy, warnings } = text === undefined ? { policy: restrictiveDefaultPolicy(), warnings: [] as string[] } : parsePolicyText(text, source)
+      // No policy: OpenShell's restrictive default (deny all egress), stored like any other so
+      // `policy get` shows what is in force. Its sections need no warning: nothing in it is loosened.
+      if (text === undefined) {
+        new PolicyStore(sandboxPolicyDir(dataDir, name)).add(restrictiveDefaultPolicy(), 'default')
+        return { warnings: [] }
+      }
+      const { policy, warnings } = parsePolicyText(text, source)
       new PolicyStore(sandboxPolicyDir(dataDir, name)).add(policy, source)
       return { warnings: [...warnings, ...unenforcedWarnings(policy)] }
     },

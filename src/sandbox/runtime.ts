@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { existsSync, realpathSync, statSync } from 'node:fs'
+import { existsSync, realpathSync, statSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import { nanoid } from 'nanoid'
@@ -32,7 +32,8 @@ import {
   creatorAlive,
 } from './state.js'
 import { parseCpu, parseMemory } from './resources.js'
-import { writeFileAtomic } from '../util/fs.js'
+import { writeFileAtomic, fsError } from '../util/fs.js'
+import { homeMountpoints } from './spec.js'
 import { killMarkedProcesses } from './signals.js'
 import { missingSecretHint } from '../credentials/inject.js'
 
@@ -153,7 +154,7 @@ export class SandboxRuntime {
       if (made.secrets) await this.deps.removeCredentials(this.podman, name).catch(() => undefined)
       if (made.state) {
         await this.deps.unregisterFromGateway(name).catch(() => undefined)
-        removeStateDir(this.dataDir, name)
+        await this.removeState(name)
       }
     }
     // Ctrl-C during provisioning removes the half-made sandbox instead of leaving it to gc.
@@ -175,6 +176,7 @@ export class SandboxRuntime {
       made.state = true
       for (const d of [sandboxDir(this.dataDir, name), sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
       writeFileAtomic(join(sandboxDir(this.dataDir, name), 'creator'), selfCreatorId() + '\n')
+      this.prepareHomeMountpoints(plan)
       warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
       await this.deps.ensureGateway(this.podman, this.say)
       const reg = await this.deps.registerWithGateway(name)
@@ -336,6 +338,38 @@ export class SandboxRuntime {
     return out
   }
 
+  /**
+   * Mount points below the agent's home must exist, owned by the user, before podman runs: a mount
+   * point that the OCI runtime creates inside a bind mount is owned by a subordinate uid on the host
+   * (measured), which the agent cannot write beside and the user cannot delete without
+   * `podman unshare`.
+   */
+  private prepareHomeMountpoints(p: Plan): void {
+    const home = sandboxHomeDir(this.dataDir, p.name)
+    const mp = homeMountpoints(p.home, { workdir: p.workdir ?? undefined, mounts: p.mounts, masks: p.masks, tmpfsDirs: p.tmpfsDirs })
+    try {
+      for (const d of mp.dirs) mkdirSync(join(home, d), { recursive: true, mode: 0o755 })
+      for (const f of mp.files) if (!existsSync(join(home, f))) writeFileSync(join(home, f), '', { mode: 0o644 })
+    } catch (e) {
+      throw fsError(`cannot prepare the home of sandbox ${p.name}`, e)
+    }
+  }
+
+  /**
+   * Removes a sandbox's state dir. Files the sandbox's containers created under subordinate uids
+   * (possible for anything an image's root process writes into the home) are not the user's to
+   * delete directly; `podman unshare` enters the user namespace where they are.
+   */
+  private async removeState(name: string): Promise<void> {
+    try {
+      removeStateDir(this.dataDir, name)
+    } catch (e) {
+      const dir = sandboxDir(this.dataDir, name)
+      const r = await this.podman.run(['unshare', 'rm', '-rf', '--', dir], { reject: false })
+      if (r.exitCode !== 0) throw e
+    }
+  }
+
   private podCreateArgs(p: Plan, o: CreateOptions): string[] {
     const labels: Record<string, string> = {
       [L.sandbox]: p.name,
@@ -405,6 +439,8 @@ export class SandboxRuntime {
       '--name', agentContainer(p.name),
       '--label', `${L.sandbox}=${p.name}`,
       '--label', `${L.role}=agent`,
+      // The user's own uid:gid, whatever USER the image names (keep-id alone keeps the image's USER).
+      '--user', `${p.uid}:${p.gid}`,
       '--init',
       '--cap-drop', 'ALL',
       '--security-opt', 'no-new-privileges',
@@ -571,7 +607,7 @@ export class SandboxRuntime {
       }
       await this.deps.removeCredentials(this.podman, name)
       await this.deps.unregisterFromGateway(name).catch(() => undefined)
-      removeStateDir(this.dataDir, name)
+      await this.removeState(name)
       deleted.push(name)
     }
     return deleted
@@ -682,7 +718,7 @@ export class SandboxRuntime {
         setTimeout(() => killMarkedProcesses(marker, 'SIGKILL'), 2000).unref()
       },
     })
-    if (code === 125 || code === 126 || code === 127) {
+    if (code === 125 || code === 126 || code === 127 || code === 255) {
       // podman's own failures (container not running, command not found) also land here; say which.
       const info = await this.get(name).catch(() => undefined)
       if (info && info.phase !== 'Ready') {
@@ -731,7 +767,7 @@ export class SandboxRuntime {
       if (live.has(name)) continue
       if (isBeingCreated(this.dataDir, name)) continue
       await this.deps.unregisterFromGateway(name).catch(() => undefined)
-      removeStateDir(this.dataDir, name)
+      await this.removeState(name).catch(() => undefined)
       removed.push(`state ${name}`)
     }
     await this.deps.gcCredentials(this.podman, live)

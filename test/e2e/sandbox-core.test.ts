@@ -60,19 +60,19 @@ describe('a sandbox as seen from inside', () => {
   })
 
   it('a read-only mount refuses writes with EROFS', async () => {
-    const r = await sh(`echo x > ${ro}/new 2>&1; echo rc=$?`)
+    const r = await sh(`(echo x > ${ro}/new) 2>&1; echo rc=$?`)
     expect(r.stdout).toMatch(/Read-only file system/)
     expect(existsSync(join(ro, 'new'))).toBe(false)
   })
 
   it('a symlink made inside a writable dir cannot be used to write into a read-only mount', async () => {
-    const r = await sh(`ln -s ${ro} ${work}/link-to-ro && echo x > ${work}/link-to-ro/via-link 2>&1; echo rc=$?`)
+    const r = await sh(`ln -s ${ro} ${work}/link-to-ro && (echo x > ${work}/link-to-ro/via-link) 2>&1; echo rc=$?`)
     expect(r.stdout).toMatch(/Read-only file system/)
     expect(existsSync(join(ro, 'via-link'))).toBe(false)
   })
 
   it('the root filesystem is read-only', async () => {
-    const r = await sh('touch /usr/bin/evil 2>&1; touch /etc/evil 2>&1; echo done')
+    const r = await sh('(touch /usr/bin/evil; touch /etc/evil) 2>&1; echo done')
     expect(r.stdout.match(/Read-only file system/g)?.length).toBe(2)
   })
 
@@ -231,7 +231,7 @@ describe('bad input and failures leave nothing behind', () => {
     [['sandbox', 'create', '--mount', '/etc/../root:ro', '--', 'true'], /must not contain "\.\."/],
     [['sandbox', 'create', '--env', 'BAD-KEY=1', '--', 'true'], /invalid --env key "BAD-KEY"/],
     [['sandbox', 'create', '--env', 'HTTPS_PROXY=http://evil', '--', 'true'], /set by podshell/],
-    [['sandbox', 'create', '--label', 'k=\nv', '--', 'true'], /invalid label k/],
+    [['sandbox', 'create', '--label', 'k=\nv', '--', 'true'], /invalid --label value for k/],
     [['sandbox', 'create', '--from', '--privileged', '--', 'true'], /invalid image reference/],
     [['sandbox', 'create', '--memory', 'lots', '--', 'true'], /invalid --memory/],
     [['sandbox', 'create', '--no-such-flag'], /unknown option/],

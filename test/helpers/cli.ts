@@ -39,6 +39,7 @@ export async function cli(args: string[], opts: { input?: string; env?: Record<s
     input: opts.input,
     stdin: opts.input === undefined ? 'ignore' : undefined,
     timeout: opts.timeoutMs ?? 170_000,
+    stripFinalNewline: false,
   })
   return { stdout: String(r.stdout), stderr: String(r.stderr), code: r.exitCode ?? (r.signal ? 128 : 1) }
 }
