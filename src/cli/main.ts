@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander'
 import { isPodshellError } from '../errors.js'
 import { CliContext } from './context.js'
 import { register as registerSandbox, registerGc } from './sandbox.js'
+import { createHooks } from './create-hooks.js'
 import { register as registerImage } from './image.js'
 import { register as registerDoctor } from './doctor.js'
 import { register as registerGateway } from './gateway.js'
@@ -24,7 +25,7 @@ export function buildProgram(ctx: CliContext): Command {
     .showSuggestionAfterError(true)
     .configureOutput({ writeErr: s => process.stderr.write(s) })
     .exitOverride()
-  registerSandbox(program, ctx)
+  registerSandbox(program, ctx, createHooks)
   const policy = program.command('policy').alias('pol').description('validate, inspect and change sandbox policies')
   registerPolicyValidate(policy, ctx)
   registerLivePolicy(policy, ctx)

@@ -235,15 +235,7 @@ export function registerGc(program: Command, ctx: CliContext): void {
 /** Plain flags → CreateOptions (no session type, no spec). */
 export function createOptionsFromFlags(flags: CreateFlags, command: string[], ctx: CliContext): CreateOptions {
   const policyFile = flags.policy ?? ctx.env.PODSHELL_SANDBOX_POLICY ?? ctx.env.OPENSHELL_SANDBOX_POLICY
-  let policyText: string | undefined
-  if (policyFile !== undefined) {
-    try {
-      policyText = readFileSync(policyFile, 'utf8')
-    } catch {
-      // Fails closed: a policy that cannot be read never means "no policy".
-      throw new PodshellError(`policy file not found: ${policyFile}`, { hint: 'pass an existing file with --policy', exitCode: 2, code: 'INVALID_INPUT' })
-    }
-  }
+  const policyText = policyFile !== undefined ? readPolicyFile(policyFile) : undefined
   return {
     name: flags.name,
     image: flags.from,
@@ -260,6 +252,15 @@ export function createOptionsFromFlags(flags: CreateFlags, command: string[], ct
     policyFile,
     policyText,
     providers: flags.provider,
+  }
+}
+
+/** Reads a policy file for create. Fails closed: a policy that cannot be read never means "no policy". */
+export function readPolicyFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    throw new PodshellError(`policy file not found: ${file}`, { hint: 'pass an existing file with --policy', exitCode: 2, code: 'INVALID_INPUT' })
   }
 }
 

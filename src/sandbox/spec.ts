@@ -12,7 +12,7 @@ import { formatKeyPath, MAX_POLICY_BYTES, parsePolicyText, type Policy } from '.
 import { renderTemplate, resolveTemplateParams, type TemplateParams } from '../policy/templates.js'
 import { envKey, envValue, hostPath, labelKey, labelValue, normalizePath, objectName, sandboxName } from '../util/validate.js'
 import { checkMount, devProtections, isWithin, readDenyAncestor, scanTree, type SensitiveOptions } from './sensitive.js'
-import { SESSION_TYPES, type CreateOptions, type MountMode, type MountSpec } from './types.js'
+import { SESSION_TYPES, type CreateOptions, type MountMode, type MountSpec, type SessionType } from './types.js'
 
 /**
  * The launch spec: the fully resolved description of one DevAIFlow agent session that `daf` hands
@@ -555,14 +555,23 @@ function dedupeBinds(binds: Bind[]): Bind[] {
 export function resolveSpecPolicy(spec: Spec, ctx: SpecContext): { policyFile?: string; policyText?: string } {
   if (spec.policy) return { policyFile: spec.policy, policyText: readPolicyText(spec.policy, 'spec policy') }
   if (spec.template) return { policyText: renderTemplate(spec.session_type, templateParams(spec.template)) }
-  const name = `${spec.session_type}.yaml`
+  return sessionTypePolicy(spec.session_type, ctx.config, ctx.builtinPolicyDir)
+}
+
+/**
+ * The policy a session type starts with when none is named: `<policy_dir>/<type>.yaml`, else the
+ * built-in one (not consulted when the enterprise locks policy_dir). Used by `--spec` and by
+ * `sandbox create --session-type`. Fails closed when there is none.
+ */
+export function sessionTypePolicy(type: SessionType, config: Pick<EffectiveConfig, 'policyDir' | 'policyDirLocked'>, builtinDir?: string): { policyFile: string; policyText: string } {
+  const name = `${type}.yaml`
   const candidates: string[] = []
-  if (ctx.config.policyDir) candidates.push(join(ctx.config.policyDir, name))
-  if (!ctx.config.policyDirLocked) candidates.push(join(ctx.builtinPolicyDir ?? builtinPolicyDir(), name))
+  if (config.policyDir) candidates.push(join(config.policyDir, name))
+  if (!config.policyDirLocked) candidates.push(join(builtinDir ?? builtinPolicyDir(), name))
   for (const c of candidates) {
     if (existsSync(c)) return { policyFile: c, policyText: readPolicyText(c, 'policy') }
   }
-  throw fail(`no policy for session type ${spec.session_type}: looked for ${candidates.join(', ')}`, ctx.config.policyDirLocked ? 'ask your administrator to add it to the locked policy_dir' : 'pass "policy" or "template" in the spec, or reinstall podshell')
+  throw fail(`no policy for session type ${type}: looked for ${candidates.join(', ')}`, config.policyDirLocked ? 'ask your administrator to add it to the locked policy_dir' : 'pass a policy, or reinstall podshell')
 }
 
 function readPolicyText(p: string, what: string): string {
