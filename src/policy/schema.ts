@@ -1629,15 +1629,16 @@ export function policyHash(p: Policy): string {
  * nothing is silently weaker than the document says. The gateway enforces: hosts and ports
  * (CONNECT and plain-HTTP proxy requests), allowed_ips, and REST/WebSocket-upgrade method/path/query
  * rules on plain HTTP (src/gateway/policy-engine.ts). It does not terminate TLS, so inside an HTTPS
- * tunnel method and path cannot be seen. The sandbox's filesystem comes from podshell's own mount
- * plan (src/sandbox/runtime.ts), not from filesystem_policy. Keep these lines in step with both.
+ * tunnel method and path cannot be seen. filesystem_policy is mapped onto mounts
+ * (src/sandbox/fs-policy.ts); what the mapping cannot express is warned here. Keep in step.
  */
 export function unenforcedWarnings(p: Policy): string[] {
   const w: string[] = []
   if (p.filesystem_policy !== undefined) {
     w.push(
-      'filesystem_policy: not enforced as written — podshell does not apply the read_only/read_write lists: the agent sees its image read-only everywhere ' +
-        '(unlisted paths stay readable) and can write only to its home, tmpfs dirs (/tmp, /var/tmp, /run) and the directories podshell mounts (the working directory)',
+      'filesystem_policy: enforced with mounts, not Landlock — include_workdir sets the workdir mount read-write or read-only, read_write/read_only paths ' +
+        'inside mounted directories are bound writable/read-only, other read_write paths get a writable tmpfs; paths the policy does not list stay ' +
+        'readable (the image is read-only, not hidden), and the agent can always write its home and /tmp',
     )
   }
   if (p.landlock !== undefined) {

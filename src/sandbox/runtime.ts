@@ -34,6 +34,8 @@ import {
 import { parseCpu, parseMemory } from './resources.js'
 import { writeFileAtomic, fsError } from '../util/fs.js'
 import { homeMountpoints } from './spec.js'
+import { mapFilesystemPolicy } from './fs-policy.js'
+import { parsePolicyText } from '../policy/schema.js'
 import { killMarkedProcesses } from './signals.js'
 import { missingSecretHint } from '../credentials/inject.js'
 
@@ -264,8 +266,13 @@ export class SandboxRuntime {
         code: 'LIMITS_UNSUPPORTED',
       })
     }
-    const mounts = this.resolveMounts(o)
     const workdir = o.workdir !== undefined ? normalizePath(check(hostPath, o.workdir, '--workdir')) : null
+    // filesystem_policy → mounts (see fs-policy.ts). The policy is validated again when stored.
+    const fsPolicy = o.policyText !== undefined ? parsePolicyText(o.policyText, o.policyFile ?? 'policy').policy.filesystem_policy : undefined
+    const pre = mapFilesystemPolicy(fsPolicy, { workdir, workdirMode: o.workdirMode, mounts: [], home: homeDir(this.env), writable: WRITABLE_IN_IMAGE })
+    const mounts = this.resolveMounts({ ...o, workdirMode: pre.workdirMode })
+    const fsMap = mapFilesystemPolicy(fsPolicy, { workdir, workdirMode: pre.workdirMode, mounts, home: homeDir(this.env), writable: WRITABLE_IN_IMAGE })
+    for (const m of fsMap.mounts) mounts.push(m)
     const tty = o.tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
     for (const a of o.command) {
       if (a.includes('\0')) throw new PodshellError('command arguments must not contain NUL', { exitCode: 2, code: 'INVALID_INPUT' })
@@ -280,7 +287,7 @@ export class SandboxRuntime {
       throw new PodshellError(`sandbox ${finalName} already exists`, { hint: `choose another --name or run \`podshell sandbox delete ${finalName}\``, code: 'ALREADY_EXISTS' })
     }
     const masks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
-    const tmpfsDirs = (o.tmpfsDirs ?? []).map(m => normalizePath(check(hostPath, m, 'tmpfs dir')))
+    const tmpfsDirs = [...(o.tmpfsDirs ?? []), ...fsMap.tmpfsDirs].map(m => normalizePath(check(hostPath, m, 'tmpfs dir')))
     const needImages: ('sandbox' | 'gateway')[] = image === SANDBOX_IMAGE ? ['sandbox', 'gateway'] : ['gateway']
     return {
       name: finalName,
@@ -826,6 +833,8 @@ const LOGIN_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then 
 
 /** Variables podshell sets; a user cannot point the agent at another proxy or fake its identity. */
 const RESERVED_ENV = new Set(['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY', 'NODE_USE_ENV_PROXY', 'PODSHELL_SANDBOX', 'PODSHELL_EXEC_ID', 'HOME'])
+/** Writable without a mount: podman's --read-only-tmpfs dirs and the /tmp tmpfs. */
+const WRITABLE_IN_IMAGE = ['/tmp', '/var/tmp', '/run']
 const RESERVED_TARGETS = ['/proc', '/sys', '/dev', '/run/podshell', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname']
 
 

@@ -431,7 +431,7 @@ network_middlewares:
   it('landlock', () => has('landlock: ', 'not Landlock'))
   it('filesystem_policy lists', () => {
     const d = unenforcedWarnings(restrictiveDefaultPolicy())
-    expect(d.some(l => l.startsWith('filesystem_policy: ') && l.includes('unlisted paths stay readable'))).toBe(true)
+    expect(d.some(l => l.startsWith('filesystem_policy: ') && l.includes('paths the policy does not list stay readable'))).toBe(true)
   })
   it('process', () => has('process: ', 'your own uid'))
   it('middlewares', () => has('network_middlewares.guard: ', 'not enforced'))
