@@ -716,6 +716,12 @@ export class SandboxRuntime {
       ...(command.length ? command : LOGIN_SHELL),
     ]
     writeLastUsed(this.dataDir, name)
+    // A gateway that was stopped or killed comes back with the next command that may need egress
+    // (fast path: one control-socket ping). Not fatal: without a gateway the command still runs,
+    // with no egress at all (the bridge has nothing to relay to: fail closed).
+    await this.deps.ensureGateway(this.podman, this.say).catch((e: unknown) => {
+      this.say(`warning: the egress gateway is not running, so this command has no network: ${e instanceof Error ? e.message : String(e)}`)
+    })
     const forward = (sig: NodeJS.Signals) => killMarkedProcesses(marker, sig)
     const code = await runInteractive(this.podman, args, {
       onSignal: forward,
