@@ -306,6 +306,10 @@ export class Upstream {
   readonly requests: RecordedRequest[] = []
   raw = ''
   connections = 0
+  /** Body bytes of /big responses written so far (all requests). */
+  bigBytes = 0
+  /** /big responses that ended before their full length was sent (the client or a hop went away). */
+  bigAborted = 0
   private constructor(
     private readonly server: Server,
     readonly host: string,
@@ -349,11 +353,15 @@ export class Upstream {
         const pump = () => {
           while (sent < total) {
             sent++
+            this.bigBytes += chunk.length
             if (!res.write(chunk)) return res.once('drain', pump)
           }
           res.end()
         }
-        res.on('close', () => (sent = total))
+        res.on('close', () => {
+          if (!res.writableFinished) this.bigAborted++
+          sent = total
+        })
         pump()
         return
       }
