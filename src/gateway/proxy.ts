@@ -547,7 +547,8 @@ export class SandboxProxy {
       return refuse(502, 'Bad Gateway', { error: 'upstream_unreachable', detail: `cannot connect to ${t.host.host}:${t.port}` })
     }
     this.allowed++
-    this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'allowed', mode: d.mode, ip: up.ip, policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: 101 })
+    const logUpgrade = (status: number, reason: string) =>
+      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'allowed', mode: d.mode, ip: up.ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
     // Re-serialise the head from the parsed (validated) request; keep Connection/Upgrade, which
     // are what this request is about.
     const lines = [`${method} ${t.path}${t.query !== null ? `?${t.query}` : ''} HTTP/1.1`]
@@ -558,9 +559,85 @@ export class SandboxProxy {
       lines.push(`${raw[i]}: ${raw[i + 1]}`)
     }
     const tunnel: Tunnel = { host: t.host, port: t.port, ip: up.ip, client, upstream: up.socket, recheck: e => e.decideHttp(info) }
-    this.tunnels.add(tunnel)
     up.socket.write(lines.join('\r\n') + '\r\n\r\n')
-    this.pipeTunnel(tunnel, head, undefined)
+    this.awaitUpgrade(tunnel, head, status => logUpgrade(status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`))
+  }
+
+  /**
+   * After an Upgrade request went upstream, only a 101 from the upstream turns the connection
+   * into a tunnel. An upstream that declines answers the request as an ordinary one and then reads
+   * whatever the client sends next as a NEW request on its keep-alive connection — a request no
+   * policy decision covered (h2c-style smuggling past L7 rules, found by
+   * test/e2e/attack-network.test.ts #24). So nothing from the client goes upstream until the
+   * response head is in (the bytes it sent after its request are held), and a declined upgrade
+   * gets that one response relayed and the connection closed.
+   */
+  private awaitUpgrade(t: Tunnel, held: Buffer, logged: (status: number) => void): void {
+    const { client, upstream } = t
+    let buf: Buffer = Buffer.alloc(0)
+    let settled = false
+    const abort = () => {
+      settled = true
+      clearTimeout(timer)
+      client.destroy()
+      upstream.destroy()
+    }
+    const timer = setTimeout(abort, this.limits.headersTimeoutMs)
+    client.pause()
+    client.once('close', () => {
+      if (!settled) abort()
+    })
+    upstream.on('error', () => {
+      if (!settled) abort()
+    })
+    const onData = (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk
+      const end = buf.indexOf('\r\n\r\n')
+      if (end === -1) {
+        if (buf.length > this.limits.maxHttpHeaderBytes) {
+          upstream.off('data', onData)
+          abort()
+        }
+        return
+      }
+      settled = true
+      clearTimeout(timer)
+      upstream.off('data', onData)
+      const headText = buf.subarray(0, end).toString('latin1')
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(headText)?.[1] ?? 0)
+      logged(status)
+      if (status === 101) {
+        this.tunnels.add(t)
+        client.write(buf)
+        this.pipeTunnel(t, held, undefined)
+        client.resume()
+        return
+      }
+      // Declined: relay this one response (its Content-Length, or until the upstream goes quiet),
+      // never anything more from the client, then close both sides.
+      upstream.pause()
+      const length = /\r\ncontent-length:\s*(\d+)/i.exec(headText)?.[1]
+      let remaining = length !== undefined ? Number(length) - (buf.length - end - 4) : Infinity
+      const finish = () => {
+        clearTimeout(quiet)
+        client.end()
+        upstream.destroy()
+      }
+      let quiet = setTimeout(finish, 2000)
+      client.on('error', finish)
+      client.write(buf)
+      if (remaining <= 0) return finish()
+      upstream.on('data', (d: Buffer) => {
+        client.write(d)
+        remaining -= d.length
+        clearTimeout(quiet)
+        if (remaining <= 0) return finish()
+        quiet = setTimeout(finish, 2000)
+      })
+      upstream.on('end', finish)
+      upstream.resume()
+    }
+    upstream.on('data', onData)
   }
 
   // -------------------------------------------------------------------------------------------
