@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync, renameSync, rmSync, openSync, fsyncSync, closeSync } from 'node:fs'
+import { mkdirSync, writeFileSync, renameSync, rmSync, openSync, fsyncSync, closeSync, accessSync, existsSync, constants } from 'node:fs'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { PodshellError } from '../errors.js'
@@ -18,8 +18,29 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     renameSync(tmp, path)
   } catch (e) {
     rmSync(tmp, { force: true })
-    throw fsError(`cannot write ${path}`, e)
+    throw fsError(`cannot write ${path}`, realCause(dir, e))
   }
+}
+
+/**
+ * Node's recursive mkdir reports ENOENT when it cannot create a missing parent, whatever the
+ * reason (measured on a read-only bind mount: ENOENT, not EROFS). The user needs the real one, so
+ * for ENOENT the nearest existing ancestor is checked for writability and its error is used.
+ */
+function realCause(path: string, e: unknown): unknown {
+  if ((e as NodeJS.ErrnoException)?.code !== 'ENOENT') return e
+  let cur = path
+  while (!existsSync(cur)) {
+    const up = dirname(cur)
+    if (up === cur) return e
+    cur = up
+  }
+  try {
+    accessSync(cur, constants.W_OK)
+  } catch (why) {
+    return why
+  }
+  return e
 }
 
 /** Turns an fs errno into a one-line PodshellError with a fix. */
@@ -38,6 +59,6 @@ export function mkdirp(path: string, mode = 0o700): void {
   try {
     mkdirSync(path, { recursive: true, mode })
   } catch (e) {
-    throw fsError(`cannot create ${path}`, e)
+    throw fsError(`cannot create ${path}`, realCause(path, e))
   }
 }
