@@ -1,6 +1,6 @@
-#!/usr/bin/env node
 import { Command, CommanderError } from 'commander'
 import { isPodshellError } from '../errors.js'
+import { trace } from '../util/trace.js'
 import { CliContext } from './context.js'
 import { register as registerSandbox, registerGc } from './sandbox.js'
 import { createHooks } from './create-hooks.js'
@@ -43,6 +43,7 @@ export function buildProgram(ctx: CliContext): Command {
 const VERSION = '0.1.0'
 
 export async function main(argv: string[] = process.argv): Promise<void> {
+  trace('cli loaded')
   const ctx = new CliContext()
   const program = buildProgram(ctx)
   try {
@@ -64,4 +65,3 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   }
 }
 
-await main()

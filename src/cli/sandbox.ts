@@ -6,6 +6,7 @@ import { check, sandboxName, parseKeyValue, envKey, envValue, labelKey, labelVal
 import type { CreateOptions, MountSpec } from '../sandbox/types.js'
 import type { SandboxInfo } from '../sandbox/runtime.js'
 import { readLastUsed } from '../sandbox/state.js'
+import { trace } from '../util/trace.js'
 import { PolicyStore } from '../policy/store.js'
 import { sandboxPolicyDir } from '../config/paths.js'
 import { CliContext, collect } from './context.js'
@@ -42,8 +43,10 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
   create.action(async (command: string[], flags: CreateFlags) => {
     const format = flags.output ? parseOutputFormat(flags.output) : undefined
     const opts = hooks.resolveCreate ? await hooks.resolveCreate(flags, command, ctx) : createOptionsFromFlags(flags, command, ctx)
+    trace('options resolved')
     const rt = await openRuntime(ctx)
     await gcQuietly(rt, ctx)
+    trace('gc done')
     const res = await rt.create(opts)
     for (const w of res.warnings) ctx.out.note(`warning: ${w}`)
     if (format) printInfos([res.info], format, ctx, true)
@@ -227,7 +230,7 @@ export function registerGc(program: Command, ctx: CliContext): void {
     .description('remove half-made sandboxes, orphaned state and secrets left by interrupted commands')
     .action(async () => {
       const rt = await openRuntime(ctx)
-      const removed = await rt.gc()
+      const removed = await rt.gc({ full: true })
       ctx.out.stdout(removed.length ? removed.map(r => `removed ${r}\n`).join('') : 'nothing to remove\n')
     })
 }

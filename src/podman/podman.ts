@@ -5,6 +5,7 @@ import { join, delimiter } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { cacheDir, type Env } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
+import { trace, tracing } from '../util/trace.js'
 
 /**
  * The only code in podshell that spawns podman.
@@ -131,7 +132,9 @@ export class Podman {
       cancelSignal: opts.signal,
       stripFinalNewline: true,
     }
+    const t0 = tracing ? performance.now() : 0
     const r = await execa(this.bin, full, execOpts)
+    if (tracing) trace(`podman ${args.slice(0, 2).join(' ')} ${Math.round(performance.now() - t0)}ms`)
     const result: PodmanResult = {
       stdout: typeof r.stdout === 'string' ? r.stdout : '',
       stderr: typeof r.stderr === 'string' ? r.stderr : '',

@@ -1,4 +1,7 @@
 import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
+import { ProviderLock } from '../credentials/lock.js'
+import { creatorAlive } from './state.js'
 import type { Env } from '../config/paths.js'
 import { sandboxPolicyDir } from '../config/paths.js'
 import type { SandboxDeps } from './runtime.js'
@@ -39,6 +42,13 @@ export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
     removeCredentials: (podman, name) => removeSandboxSecrets(podman, name),
     gcCredentials: async (podman, live) => {
       await gcOrphanedSecrets(podman, dataDir, live)
+    },
+    credentialsNeedGc: () => {
+      try {
+        return !creatorAlive(readFileSync(ProviderLock.lockPath(dataDir), 'utf8').trim())
+      } catch {
+        return false
+      }
     },
     audit: (name, event, detail) => appendLifecycle(dataDir, name, { event, ...detail }),
     seccompProfile: env.PODSHELL_SECCOMP_PROFILE ?? DEFAULT_SECCOMP,

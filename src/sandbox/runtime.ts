@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { existsSync, realpathSync, statSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, realpathSync, statSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import { nanoid } from 'nanoid'
@@ -7,6 +7,7 @@ import { PodshellError } from '../errors.js'
 import { Podman, runInteractive } from '../podman/podman.js'
 import {
   sandboxDir,
+  sandboxesDir,
   sandboxEgressDir,
   sandboxAuditDir,
   sandboxHomeDir,
@@ -24,6 +25,7 @@ import { generateName, podName, agentContainer, bridgeContainer, infraContainer,
 import {
   ensureDir,
   removeStateDir,
+  stateDirExists,
   listStateDirs,
   readPhaseHint,
   writePhaseHint,
@@ -33,6 +35,7 @@ import {
 } from './state.js'
 import { parseCpu, parseMemory } from './resources.js'
 import { writeFileAtomic, fsError } from '../util/fs.js'
+import { trace } from '../util/trace.js'
 import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
 import { parsePolicyText } from '../policy/schema.js'
@@ -82,6 +85,8 @@ export interface SandboxDeps {
   prepareCredentials(podman: Podman, name: string, providers: string[]): Promise<{ secretArgs: string[]; variables: { provider: string; name: string }[] }>
   removeCredentials(podman: Podman, name: string): Promise<void>
   gcCredentials(podman: Podman, live: Set<string>): Promise<void>
+  /** Whether an interrupted provider change left something for gcCredentials (no podman call). */
+  credentialsNeedGc(): boolean
   /** Appends a lifecycle event to the sandbox's audit log. */
   audit(name: string, event: string, detail?: Record<string, unknown>): void
   /** Path of the default seccomp profile. */
@@ -167,23 +172,40 @@ export class SandboxRuntime {
     process.once('SIGTERM', onInterrupt)
     let warnings: string[] = []
     try {
-      await this.deps.ensureImages(this.podman, plan.needImages, this.say)
-      if (plan.image !== SANDBOX_IMAGE && !(await this.imageExists(plan.image))) {
-        throw new PodshellError(`image ${plan.image} not found`, {
-          hint: 'build or pull it first (podman images lists what exists), or omit --from to use the podshell sandbox image',
-          code: 'IMAGE_NOT_FOUND',
-        })
-      }
-      // State dir first: the gateway needs it to create the socket before the bridge starts.
+      trace('planned')
+      // Images are checked while the state is written and the pod is created (podman calls are
+      // mostly waiting); the bridge and agent need them, so those wait for the check.
+      const images = this.deps.ensureImages(this.podman, plan.needImages, this.say).then(async () => {
+        if (plan.image !== SANDBOX_IMAGE && !(await this.imageExists(plan.image))) {
+          throw new PodshellError(`image ${plan.image} not found`, {
+            hint: 'build or pull it first (podman images lists what exists), or omit --from to use the podshell sandbox image',
+            code: 'IMAGE_NOT_FOUND',
+          })
+        }
+        trace('images ok')
+      })
+      images.catch(() => undefined) // awaited below; never an unhandled rejection meanwhile
+      // State dir first: the gateway needs it to create the socket before the bridge starts. Its
+      // creation is the name lock: mkdir fails if another create took the name meanwhile.
+      ensureDir(sandboxesDir(this.dataDir))
+      claimStateDir(this.dataDir, name)
       made.state = true
-      for (const d of [sandboxDir(this.dataDir, name), sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
+      // The creator file marks an operation in flight: if this process dies before removing it,
+      // the next podshell command's gc removes whatever of this sandbox exists.
       writeFileAtomic(join(sandboxDir(this.dataDir, name), 'creator'), selfCreatorId() + '\n')
+      for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
       this.prepareHomeMountpoints(plan)
       warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
-      await this.deps.ensureGateway(this.podman, this.say)
+      trace('state written')
+      if (!(await this.deps.gatewayAlive())) {
+        await images // starting the gateway needs its image
+        await this.deps.ensureGateway(this.podman, this.say)
+      }
+      trace('gateway ok')
       const reg = await this.deps.registerWithGateway(name)
       if (reg.status === 'FAILED') throw new PodshellError(`policy failed to load: ${reg.error ?? 'unknown error'}`, { hint: 'fix the policy and retry', code: 'POLICY_FAILED' })
 
+      trace('registered')
       made.secrets = o.providers.length > 0
       const creds = await this.deps.prepareCredentials(this.podman, name, o.providers)
       // A secret would silently win over --env of the same name; say so instead.
@@ -193,7 +215,9 @@ export class SandboxRuntime {
 
       made.pod = true
       await this.podman.run(this.podCreateArgs(plan, o))
+      await images
       await this.podman.run(this.bridgeArgs(plan))
+      trace('bridge running')
       this.deps.audit(name, 'created', {
         image: plan.image,
         mounts: plan.mounts.map(m => `${m.source}:${m.mode}`),
@@ -210,6 +234,7 @@ export class SandboxRuntime {
       writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, []).flags, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
       if (o.detach) {
         await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...main])
+        this.finishOperation(name)
         process.off('SIGINT', onInterrupt)
         process.off('SIGTERM', onInterrupt)
         return { info: await this.get(name), warnings }
@@ -219,6 +244,7 @@ export class SandboxRuntime {
         // `podman run` proxies signals and the TTY natively; the sandbox goes afterwards.
         process.off('SIGINT', onInterrupt)
         process.off('SIGTERM', onInterrupt)
+        this.finishOperation(name)
         const code = await runInteractive(this.podman, [
           'run', '--rm', '-i', ...(plan.tty ? ['-t'] : []), '--sig-proxy=true', ...agentArgs.flags, plan.image, ...plan.command,
         ])
@@ -228,6 +254,7 @@ export class SandboxRuntime {
       // Kept sandbox: an idle main process keeps it Ready for later exec/connect; the foreground
       // command runs as an exec session whose signals podshell forwards.
       await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, 'sleep', 'infinity'])
+      this.finishOperation(name)
       process.off('SIGINT', onInterrupt)
       process.off('SIGTERM', onInterrupt)
       const code = await this.exec(name, plan.command, { tty: plan.tty, workdir: plan.workdir ?? undefined, env: {} })
@@ -283,9 +310,9 @@ export class SandboxRuntime {
       throw new PodshellError(`seccomp profile not found: ${seccomp}`, { hint: 'reinstall podshell or pass an existing profile', code: 'SECCOMP_MISSING' })
     }
     const finalName = name ?? generateName(new Set(listStateDirs(this.dataDir)))
-    if (await this.exists(finalName)) {
-      throw new PodshellError(`sandbox ${finalName} already exists`, { hint: `choose another --name or run \`podshell sandbox delete ${finalName}\``, code: 'ALREADY_EXISTS' })
-    }
+    // Every sandbox has its state dir from the first step of create to the last of delete, so
+    // the dir answers "is the name taken" without a podman call (claimStateDir makes it atomic).
+    if (stateDirExists(this.dataDir, finalName)) throw alreadyExists(finalName)
     const masks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
     const tmpfsDirs = [...(o.tmpfsDirs ?? []), ...fsMap.tmpfsDirs].map(m => normalizePath(check(hostPath, m, 'tmpfs dir')))
     const needImages: ('sandbox' | 'gateway')[] = image === SANDBOX_IMAGE ? ['sandbox', 'gateway'] : ['gateway']
@@ -609,6 +636,7 @@ export class SandboxRuntime {
       }
       if (exists) {
         writePhaseHintSafe(this.dataDir, name, 'deleting')
+        this.startOperation(name)
         this.deps.audit(name, 'deleting')
         await this.podman.run(['pod', 'rm', '-f', '-t', '2', '--ignore', podName(name)])
       }
@@ -748,20 +776,23 @@ export class SandboxRuntime {
    * their agent container, state dirs without a pod, secrets of sandboxes that no longer exist.
    * Runs at the start of state-changing commands; cheap when there is nothing to do.
    */
-  async gc(): Promise<string[]> {
+  async gc(opts: { full?: boolean } = {}): Promise<string[]> {
+    // Cheap check first (no podman call): only an operation that died leaves a creator file with
+    // a dead owner, or a stale provider lock. `podshell gc` always does the full pass.
+    if (!opts.full && !this.interruptedOperations().length && !this.deps.credentialsNeedGc()) return []
     const removed: string[] = []
     const [pods, ctrs] = await Promise.all([
       this.podman.json<PodJson[]>(['pod', 'ps', '--format', 'json', '--filter', `label=${L.sandbox}`]),
       this.podman.json<CtrJson[]>(['ps', '-a', '--format', 'json', '--filter', `label=${L.sandbox}`]),
     ])
+    const interrupted = new Set(this.interruptedOperations())
     const live = new Set<string>()
     for (const pod of pods ?? []) {
       const name = pod.Labels?.[L.sandbox]
       if (!name) continue
       const hasAgent = (ctrs ?? []).some(c => c.Labels?.[L.sandbox] === name && c.Labels?.[L.role] === 'agent')
       const halfMade = !hasAgent && !creatorAlive(pod.Labels?.[L.creator])
-      const deleting = readPhaseHint(this.dataDir, name) === 'deleting'
-      if (halfMade || (deleting && !creatorAlive(pod.Labels?.[L.creator]) && !hasAgent)) {
+      if (halfMade || interrupted.has(name)) {
         await this.podman.run(['pod', 'rm', '-f', '--ignore', pod.Name], { reject: false })
         removed.push(`pod ${pod.Name}`)
         continue
@@ -771,7 +802,7 @@ export class SandboxRuntime {
     // Containers labelled for a sandbox whose pod is gone (killed between pod rm steps).
     for (const c of ctrs ?? []) {
       const name = c.Labels?.[L.sandbox]
-      if (name && !live.has(name) && !(pods ?? []).some(p => p.Labels?.[L.sandbox] === name)) {
+      if (name && !live.has(name) && !(pods ?? []).some(p => p.Labels?.[L.sandbox] === name && !interrupted.has(name))) {
         await this.podman.run(['rm', '-f', '--ignore', c.Id], { reject: false })
         removed.push(`container ${c.Names[0] ?? c.Id}`)
       }
@@ -785,6 +816,29 @@ export class SandboxRuntime {
     }
     await this.deps.gcCredentials(this.podman, live)
     return removed
+  }
+
+  /** Sandboxes whose create or delete was interrupted (creator file of a dead process). */
+  private interruptedOperations(): string[] {
+    return listStateDirs(this.dataDir).filter(name => {
+      try {
+        return !creatorAlive(readFileSync(join(sandboxDir(this.dataDir, name), 'creator'), 'utf8').trim())
+      } catch {
+        return false
+      }
+    })
+  }
+
+  private startOperation(name: string): void {
+    try {
+      writeFileAtomic(join(sandboxDir(this.dataDir, name), 'creator'), selfCreatorId() + '\n')
+    } catch {
+      // Deleting must work on an unwritable state dir; gc then relies on Podman's labels.
+    }
+  }
+
+  private finishOperation(name: string): void {
+    rmSync(join(sandboxDir(this.dataDir, name), 'creator'), { force: true })
   }
 }
 
@@ -846,6 +900,20 @@ const RESERVED_TARGETS = ['/proc', '/sys', '/dev', '/run/podshell', '/etc/hosts'
 
 function labelArgs(labels: Record<string, string>): string[] {
   return Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])
+}
+
+function alreadyExists(name: string): PodshellError {
+  return new PodshellError(`sandbox ${name} already exists`, { hint: `choose another --name or run \`podshell sandbox delete ${name}\``, code: 'ALREADY_EXISTS' })
+}
+
+/** Creates the sandbox's state dir, failing if it exists: the atomic claim on the name. */
+function claimStateDir(data: string, name: string): void {
+  try {
+    mkdirSync(sandboxDir(data, name), { mode: 0o700 })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw alreadyExists(name)
+    throw fsError(`cannot create the state of sandbox ${name}`, e)
+  }
 }
 
 function notFound(name: string): PodshellError {
