@@ -11,5 +11,11 @@ try {
 } catch {
   // no cache: slower start, same behaviour
 }
-const { main } = await import('./program.js')
-await main()
+// `sandbox exec` in its plain form skips the CLI framework (see fast-exec.ts).
+const { fastExec } = await import('./fast-exec.js')
+const code = await fastExec(process.argv)
+if (code !== undefined) process.exitCode = code
+else {
+  const { main } = await import('./program.js')
+  await main()
+}

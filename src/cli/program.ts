@@ -65,3 +65,18 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   }
 }
 
+
+/** For the fast exec path: explain a podman-side exec failure in one line; returns the exit code. */
+export async function explainExecFailure(name: string, code: number): Promise<number> {
+  try {
+    const { openRuntime } = await import('./runtime.js')
+    await (await openRuntime(new CliContext())).explainExecFailure(name)
+    return code
+  } catch (e) {
+    if (isPodshellError(e)) {
+      process.stderr.write(`podshell: ${e.oneLine()}\n`)
+      return e.exitCode
+    }
+    return code
+  }
+}

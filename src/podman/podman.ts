@@ -1,7 +1,8 @@
 import { execa, type Options as ExecaOptions } from 'execa'
-import { spawn as spawnChild } from 'node:child_process'
-import { statSync, readFileSync, mkdirSync, accessSync, constants, existsSync } from 'node:fs'
-import { join, delimiter } from 'node:path'
+import { findOnPath, binaryKey, readCache, runtimeCacheFile, type RuntimeChoice, type RuntimeCache } from './runtime-cache.js'
+import { spawnInteractive, signalNumber, type InteractiveOptions } from './interactive.js'
+import { mkdirSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { cacheDir, type Env } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
@@ -18,6 +19,8 @@ import { trace, tracing } from '../util/trace.js'
  * is passed as `--runtime` on every call, because on hybrid-cgroup hosts the default (crun 1.8)
  * fails every container while runc works.
  */
+export { signalNumber, findOnPath, type RuntimeChoice }
+
 export interface PodmanResult {
   stdout: string
   stderr: string
@@ -37,19 +40,7 @@ export interface RunOptions {
   signal?: AbortSignal
 }
 
-export interface RuntimeChoice {
-  /** The OCI runtime podshell passes with --runtime ("crun", "runc", ...). */
-  runtime: string
-  /** Why: e.g. "crun failed: cgroups in hybrid mode not supported; runc works". */
-  reason: string
-  /** Runtimes that were tried and failed, with their error line. */
-  failed: { runtime: string; error: string }[]
-}
 
-interface RuntimeCache extends RuntimeChoice {
-  key: string
-  version: string
-}
 
 const CANDIDATE_RUNTIMES = ['crun', 'runc']
 export const MIN_PODMAN = [4, 3] as const
@@ -79,7 +70,7 @@ export class Podman {
         code: 'PODMAN_NOT_FOUND',
       })
     }
-    const cacheFile = join(cacheDir(env), 'runtime.json')
+    const cacheFile = runtimeCacheFile(env)
     const key = binaryKey(bin)
     if (!opts.noCache && env.PODSHELL_RUNTIME === undefined) {
       const cached = readCache(cacheFile)
@@ -189,19 +180,6 @@ export function podmanError(args: readonly string[], r: PodmanResult): PodshellE
   })
 }
 
-export function findOnPath(name: string, env: Env): string | undefined {
-  for (const dir of (env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
-    if (!dir) continue
-    const p = join(dir, name)
-    try {
-      accessSync(p, constants.X_OK)
-      if (statSync(p).isFile()) return p
-    } catch {
-      // not here
-    }
-  }
-  return undefined
-}
 
 async function podmanVersion(bin: string): Promise<string> {
   const r = await execa(bin, ['--version'], { reject: false, stdin: 'ignore' })
@@ -268,73 +246,15 @@ export async function probeRuntimes(bin: string, env: Env): Promise<RuntimeChoic
   })
 }
 
-function binaryKey(bin: string): string {
-  try {
-    const s = statSync(bin)
-    return `${bin}:${s.ino}:${s.size}:${s.mtimeMs}`
-  } catch {
-    return bin
-  }
-}
 
-function readCache(file: string): RuntimeCache | undefined {
-  try {
-    const c = JSON.parse(readFileSync(file, 'utf8')) as RuntimeCache
-    return typeof c.runtime === 'string' && typeof c.key === 'string' ? c : undefined
-  } catch {
-    return undefined
-  }
-}
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 }
-export function signalNumber(sig: string): number {
-  return SIGNALS[sig] ?? 15
-}
 
-/**
- * Runs podman as a transparent foreground child: the terminal (or pipes) are inherited, so podman
- * itself handles the TTY, raw mode and window resizes (SIGWINCH). `onSignal` is called for SIGINT,
- * SIGTERM and SIGHUP that reach podshell, so the caller can forward them into the sandbox
- * (`podman exec` does not proxy signals; `podman run` does, with --sig-proxy). Resolves with the
- * child's exit code (128+n when it died of signal n).
- */
+/** Runs podman as a transparent foreground child (see spawnInteractive). */
 export function runInteractive(
   podman: Podman,
   args: readonly string[],
-  opts: { onSignal?: (sig: NodeJS.Signals) => void; timeoutMs?: number; onTimeout?: () => void } = {},
+  opts: InteractiveOptions = {},
 ): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const { file, args: full } = podman.spawnArgs(args)
-    const child = spawnChild(file, full, { stdio: 'inherit' })
-    const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-    const handlers = sigs.map(sig => {
-      const h = () => {
-        if (opts.onSignal) opts.onSignal(sig)
-        else child.kill(sig)
-      }
-      process.on(sig, h)
-      return [sig, h] as const
-    })
-    let timer: NodeJS.Timeout | undefined
-    let timedOut = false
-    if (opts.timeoutMs && opts.timeoutMs > 0) {
-      timer = setTimeout(() => {
-        timedOut = true
-        opts.onTimeout?.()
-      }, opts.timeoutMs)
-    }
-    const done = () => {
-      for (const [sig, h] of handlers) process.off(sig, h)
-      if (timer) clearTimeout(timer)
-    }
-    child.on('error', e => {
-      done()
-      reject(new PodshellError(`cannot start podman: ${e.message}`, { hint: 'run `podshell doctor`' }))
-    })
-    child.on('exit', (code, signal) => {
-      done()
-      if (timedOut) resolvePromise(124)
-      else resolvePromise(code ?? (signal ? 128 + signalNumber(signal) : 1))
-    })
-  })
+  const { file, args: full } = podman.spawnArgs(args)
+  return spawnInteractive(file, full, opts)
 }

@@ -1,5 +1,5 @@
 import { customAlphabet } from 'nanoid'
-import { SANDBOX_NAME_RE } from '../util/validate.js'
+import { SANDBOX_NAME_RE } from '../util/patterns.js'
 
 /**
  * Names. A sandbox name is a DNS-1123 label of at most 19 characters (OpenShell's routable-name

@@ -759,14 +759,20 @@ export class SandboxRuntime {
         setTimeout(() => killMarkedProcesses(marker, 'SIGKILL'), 2000).unref()
       },
     })
-    if (code === 125 || code === 126 || code === 127 || code === 255) {
-      // podman's own failures (container not running, command not found) also land here; say which.
-      const info = await this.get(name).catch(() => undefined)
-      if (info && info.phase !== 'Ready') {
-        throw new PodshellError(`sandbox ${name} is ${info.phase}`, { hint: `start it with \`podshell sandbox start ${name}\``, code: 'NOT_READY' })
-      }
-    }
+    if (code === 125 || code === 126 || code === 127 || code === 255) await this.explainExecFailure(name)
     return code
+  }
+
+  /**
+   * After `podman exec` exited 125/126/127/255: podman's own failures (sandbox gone, stopped) land
+   * there as well as a command's. Throws the one-line reason when it was the sandbox; returns when
+   * the sandbox is Ready (the code was the command's).
+   */
+  async explainExecFailure(name: string): Promise<void> {
+    const info = await this.get(name)
+    if (info.phase !== 'Ready') {
+      throw new PodshellError(`sandbox ${name} is ${info.phase}`, { hint: `start it with \`podshell sandbox start ${name}\``, code: 'NOT_READY' })
+    }
   }
 
   // ───────────────────────────── gc ─────────────────────────────

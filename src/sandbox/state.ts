@@ -2,7 +2,7 @@ import { readFileSync, existsSync, rmSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { sandboxDir, sandboxesDir, lastUsedFile } from '../config/paths.js'
 import { writeFileAtomic, mkdirp, fsError } from '../util/fs.js'
-import { SANDBOX_NAME_RE } from '../util/validate.js'
+import { SANDBOX_NAME_RE } from '../util/patterns.js'
 
 /**
  * Per-sandbox state on disk that Podman cannot hold: policy revisions, the egress socket dir, audit

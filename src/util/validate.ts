@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { isAbsolute, normalize } from 'node:path'
 import { PodshellError } from '../errors.js'
+import { SANDBOX_NAME_RE, ENV_KEY_RE } from './patterns.js'
 
 /**
  * Validation of every string that comes from outside (flags, spec files, config) before it reaches
@@ -8,8 +9,7 @@ import { PodshellError } from '../errors.js'
  * the rules below keep every value unambiguous for it.
  */
 
-/** DNS-1123 label, at most 19 characters (OpenShell's routable-name limit). */
-export const SANDBOX_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,17}[a-z0-9])?$/
+export { SANDBOX_NAME_RE }
 export const sandboxName = z
   .string()
   .regex(SANDBOX_NAME_RE, 'must be a DNS-1123 label of 1-19 characters: lowercase letters, digits and "-", starting and ending with a letter or digit')
@@ -34,7 +34,7 @@ export const labelValue = z
 /** POSIX environment variable names. Values: no NUL, <= 128 KiB (MAX_ARG_STRLEN). */
 export const envKey = z
   .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,254}$/, 'must be a POSIX name: letters, digits and "_", not starting with a digit')
+  .regex(ENV_KEY_RE, 'must be a POSIX name: letters, digits and "_", not starting with a digit')
 export const envValue = z
   .string()
   .max(128 * 1024, 'must be at most 128 KiB')

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto'
+import { isAbsolute } from 'node:path'
+import { dataDir } from '../config/paths.js'
+import { cachedRuntime } from '../podman/runtime-cache.js'
+import { spawnInteractive } from '../podman/interactive.js'
+import { killMarkedProcesses } from '../sandbox/signals.js'
+import { agentContainer } from '../sandbox/naming.js'
+import { readLastUsed, writeLastUsed } from '../sandbox/state.js'
+import { SANDBOX_NAME_RE, ENV_KEY_RE } from '../util/patterns.js'
+
+/**
+ * `podshell sandbox exec` without loading the CLI framework, zod or execa: DevAIFlow runs the
+ * agent's commands through it, and each one should cost little more than `podman exec`.
+ *
+ * It handles only the plain form — `sandbox|sb exec [-n NAME] [--workdir DIR] [--timeout S]
+ * [--tty|--no-tty] [--env K=V]... -- CMD...` — with the same validation rules as the full command
+ * (src/util/patterns.ts). Anything else (an unknown flag, an invalid value, help, no `--`, no cached
+ * OCI-runtime probe) returns undefined and the full CLI handles it, with its one-line errors.
+ * Failures that podman reports are explained by the full runtime, loaded only then.
+ */
+export async function fastExec(argv: readonly string[]): Promise<number | undefined> {
+  const a = argv.slice(2)
+  if (!(a[0] === 'sandbox' || a[0] === 'sb') || a[1] !== 'exec') return undefined
+  let name: string | undefined
+  let workdir: string | undefined
+  let timeout = 0
+  let tty: boolean | undefined
+  const env: [string, string][] = []
+  let i = 2
+  for (; i < a.length; i++) {
+    const f = a[i]!
+    if (f === '--') break
+    const v = a[i + 1]
+    if ((f === '-n' || f === '--name') && v !== undefined) {
+      name = v
+      i++
+    } else if (f === '--workdir' && v !== undefined) {
+      workdir = v
+      i++
+    } else if (f === '--timeout' && v !== undefined && /^\d{1,9}$/.test(v)) {
+      timeout = Number(v)
+      i++
+    } else if (f === '--env' && v !== undefined) {
+      const eq = v.indexOf('=')
+      if (eq <= 0) return undefined
+      env.push([v.slice(0, eq), v.slice(eq + 1)])
+      i++
+    } else if (f === '--tty') tty = true
+    else if (f === '--no-tty') tty = false
+    else return undefined
+  }
+  const command = a.slice(i + 1)
+  if (a[i] !== '--' || command.length === 0) return undefined
+  if (name !== undefined && !SANDBOX_NAME_RE.test(name)) return undefined
+  if (workdir !== undefined && (!isAbsolute(workdir) || /[\0\n\r:,]/.test(workdir) || workdir.split('/').includes('..') || workdir.length > 4096)) return undefined
+  for (const [k, v] of env) if (!ENV_KEY_RE.test(k) || v.includes('\0') || Buffer.byteLength(v) > 128 * 1024) return undefined
+  if (command.some(c => c.includes('\0'))) return undefined
+  const rt = cachedRuntime(process.env)
+  if (!rt) return undefined
+
+  const data = dataDir(process.env)
+  if (name === undefined) {
+    name = readLastUsed(data)
+    if (!name) return undefined
+    process.stderr.write(`→ Using sandbox '${name}' (last used)\n`)
+  }
+  const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
+  const marker = randomBytes(12).toString('hex')
+  const args = [
+    '--runtime', rt.runtime,
+    'exec', '-i', ...(useTty ? ['-t'] : []),
+    ...(workdir ? ['--workdir', workdir] : []),
+    ...env.flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+    '--env', `PODSHELL_EXEC_ID=${marker}`,
+    agentContainer(name),
+    ...command,
+  ]
+  writeLastUsed(data, name)
+  const code = await spawnInteractive(rt.bin, args, {
+    // `podman exec` does not proxy signals; see killMarkedProcesses.
+    onSignal: sig => killMarkedProcesses(marker, sig),
+    timeoutMs: timeout ? timeout * 1000 : undefined,
+    onTimeout: () => {
+      killMarkedProcesses(marker, 'SIGTERM')
+      setTimeout(() => killMarkedProcesses(marker, 'SIGKILL'), 2000).unref()
+    },
+  })
+  if (code === 125 || code === 126 || code === 127 || code === 255) {
+    // Podman's own failure (sandbox gone or stopped)? The full runtime says which, in one line.
+    const { explainExecFailure } = await import('./program.js')
+    return explainExecFailure(name, code)
+  }
+  return code
+}
