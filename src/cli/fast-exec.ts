@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { isAbsolute } from 'node:path'
-import { dataDir } from '../config/paths.js'
+import { connect } from 'node:net'
+import { dataDir, gatewayControlSocket } from '../config/paths.js'
 import { cachedRuntime } from '../podman/runtime-cache.js'
 import { spawnInteractive } from '../podman/interactive.js'
 import { killMarkedProcesses } from '../sandbox/signals.js'
@@ -59,6 +60,9 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   if (!rt) return undefined
 
   const data = dataDir(process.env)
+  // A stopped or killed gateway is brought back by the next command (the full path does that);
+  // here only a connect to its control socket (~1 ms) tells whether it is there.
+  if (!(await gatewayListening(gatewayControlSocket(data)))) return undefined
   if (name === undefined) {
     name = readLastUsed(data)
     if (!name) return undefined
@@ -91,4 +95,17 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
     return explainExecFailure(name, code)
   }
   return code
+}
+
+function gatewayListening(socket: string): Promise<boolean> {
+  return new Promise(resolve => {
+    const c = connect(socket)
+    const done = (ok: boolean) => {
+      c.destroy()
+      resolve(ok)
+    }
+    c.once('connect', () => done(true))
+    c.once('error', () => done(false))
+    c.setTimeout(500, () => done(false))
+  })
 }
