@@ -152,6 +152,7 @@ describe('gc never removes what is not its own', () => {
       expect((await podman(['secret', 'inspect', secret])).code).toBe(0)
       const other = join(TEST_HOME, '..', `podshell-test-other-${process.pid}`)
       const gc = await cli(['gc'], { env: { PODSHELL_HOME: other } })
+      expect(gc.code, `the gc itself must have run: ${gc.stderr}`).toBe(0)
       const still = (await podman(['secret', 'inspect', secret])).code === 0
       task.meta.observed = `gc in ${other}: "${gc.stdout.trim()}"; the first data dir's secret ${still ? 'is still there' : 'was DELETED'}`
       expect(still, 'gc of another data dir deleted this provider\'s secret').toBe(true)
