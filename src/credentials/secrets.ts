@@ -23,6 +23,13 @@ import type { Podman } from '../podman/podman.js'
 export const SECRET_PREFIX = 'podshell.provider.'
 export const LABEL_PROVIDER = 'io.podshell.provider'
 export const LABEL_VAR = 'io.podshell.var'
+/** Which podshell data dir owns the secret: gc of one data dir never touches another's secrets. */
+export const LABEL_DATA = 'io.podshell.data'
+
+/** A short, stable id of a data dir (its path hashed), for the LABEL_DATA label. */
+export function dataDirId(dataDir: string): string {
+  return createHash('sha256').update(dataDir).digest('hex').slice(0, 16)
+}
 
 /** Podman's secret name rule (libpod/secrets, 4.3.1): 1-64 of [a-zA-Z0-9_.-], alphanumeric ends. */
 const PODMAN_SECRET_NAME = /^[a-zA-Z0-9](?:[a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9])?$/
@@ -42,6 +49,8 @@ export interface SecretInfo {
   provider: string
   /** io.podshell.var label. */
   variable: string
+  /** io.podshell.data label: the owning data dir's id ('' for secrets made before it existed). */
+  data: string
   createdAt: Date
 }
 
@@ -58,9 +67,9 @@ const VALUE_VAR = 'PODSHELL_SECRET_VALUE'
  * Creates one secret. The argv holds only the name and labels; podman's error texts name the
  * variable, never its content.
  */
-export async function createSecret(podman: Podman, name: string, provider: string, variable: string, value: string): Promise<void> {
+export async function createSecret(podman: Podman, name: string, provider: string, variable: string, value: string, dataDir: string): Promise<void> {
   await podman.run(
-    ['secret', 'create', '--env', '--label', `${LABEL_PROVIDER}=${provider}`, '--label', `${LABEL_VAR}=${variable}`, name, VALUE_VAR],
+    ['secret', 'create', '--env', '--label', `${LABEL_PROVIDER}=${provider}`, '--label', `${LABEL_VAR}=${variable}`, '--label', `${LABEL_DATA}=${dataDirId(dataDir)}`, name, VALUE_VAR],
     { env: { [VALUE_VAR]: value } },
   )
 }
@@ -127,6 +136,7 @@ function parseInspect(stdout: string): SecretInfo[] {
     id: s.ID,
     provider: s.Spec.Labels?.[LABEL_PROVIDER] ?? '',
     variable: s.Spec.Labels?.[LABEL_VAR] ?? '',
+    data: s.Spec.Labels?.[LABEL_DATA] ?? '',
     createdAt: new Date(s.CreatedAt),
   }))
 }

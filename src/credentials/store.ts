@@ -8,7 +8,7 @@ import { writeFileAtomic, fsError } from '../util/fs.js'
 import { check, objectName, envKey, formatZodIssues } from '../util/validate.js'
 import { PROVIDER_TYPE_NAMES } from './types.js'
 import { ProviderLock } from './lock.js'
-import { providerSecretName, createSecret, removeSecrets, listProviderSecrets } from './secrets.js'
+import { dataDirId, providerSecretName, createSecret, removeSecrets, listProviderSecrets } from './secrets.js'
 
 /**
  * The provider store. A provider's METADATA (name, type, the NAMES of its credential variables,
@@ -164,7 +164,7 @@ export async function createProvider(podman: Podman, dataDir: string, spec: Prov
       for (const [variable, value] of spec.credentials) {
         const secret = providerSecretName(spec.name, variable)
         if (existing.has(secret)) await removeSecrets(podman, [secret])
-        await createSecret(podman, secret, spec.name, variable, value)
+        await createSecret(podman, secret, spec.name, variable, value, dataDir)
         made.push(secret)
       }
       const now = new Date().toISOString()
@@ -212,7 +212,7 @@ export async function updateProvider(podman: Podman, dataDir: string, name: stri
       const secret = providerSecretName(name, variable)
       await removeSecrets(podman, [secret])
       try {
-        await createSecret(podman, secret, name, variable, value)
+        await createSecret(podman, secret, name, variable, value, dataDir)
       } catch (e) {
         if (e instanceof PodshellError) {
           throw new PodshellError(`${e.message}; provider ${name} has lost credential ${variable}`, {
@@ -272,8 +272,11 @@ export async function gcProviderSecrets(podman: Podman, dataDir: string): Promis
     const secrets = await listProviderSecrets(podman)
     const orphans: string[] = []
     const records = new Map<string, ProviderRecord | 'missing' | 'corrupt'>()
+    const mine = dataDirId(dataDir)
     for (const s of secrets) {
       if (!s.provider || !s.variable || s.name !== providerSecretName(s.provider, s.variable)) continue
+      // Another data dir's secret (PODSHELL_HOME differs) is not an orphan of this one.
+      if (s.data !== mine) continue
       let rec = records.get(s.provider)
       if (rec === undefined) {
         try {

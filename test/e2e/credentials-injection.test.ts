@@ -10,7 +10,7 @@ import { CliContext } from '../../src/cli/context.js'
 import { register } from '../../src/cli/provider.js'
 import { isPodshellError } from '../../src/errors.js'
 import { prepareInjection, removeSandboxSecrets, gcOrphanedSecrets, providersJsonPath, providerUsers, missingSecretHint } from '../../src/credentials/inject.js'
-import { createSecret, listProviderSecrets, providerSecretName } from '../../src/credentials/secrets.js'
+import { createSecret, dataDirId, listProviderSecrets, providerSecretName } from '../../src/credentials/secrets.js'
 import { readProvider, providerFile } from '../../src/credentials/store.js'
 import { ProviderLock } from '../../src/credentials/lock.js'
 
@@ -161,7 +161,7 @@ describe('provider create', () => {
     const ins = await pm(['secret', 'inspect', secret])
     expect(ins.code, ins.stderr).toBe(0)
     const spec = (JSON.parse(ins.stdout) as { Spec: { Labels: Record<string, string> } }[])[0]!.Spec
-    expect(spec.Labels).toEqual({ 'io.podshell.provider': gh, 'io.podshell.var': 'GITHUB_TOKEN' })
+    expect(spec.Labels).toEqual({ 'io.podshell.provider': gh, 'io.podshell.var': 'GITHUB_TOKEN', 'io.podshell.data': dataDirId(data) })
     expect(ins.stdout).not.toContain(VALUE)
   })
 
@@ -366,8 +366,8 @@ describe('no secret outlives its owner', () => {
     `, ProviderLock.lockPath(data)], { reject: false, buffer: false })
     await new Promise<void>(resolve => child.stdout!.once('data', () => resolve()))
     // What `provider create` had done when it was killed: its secrets exist, its metadata does not.
-    await createSecret(podman, providerSecretName(p, 'TOKEN_A'), p, 'TOKEN_A', VALUE)
-    await createSecret(podman, providerSecretName(p, 'TOKEN_B'), p, 'TOKEN_B', VALUE)
+    await createSecret(podman, providerSecretName(p, 'TOKEN_A'), p, 'TOKEN_A', VALUE, data)
+    await createSecret(podman, providerSecretName(p, 'TOKEN_B'), p, 'TOKEN_B', VALUE, data)
     // While the holder lives, gc cannot tell a running create from a dead one and leaves them.
     expect(await gcOrphanedSecrets(podman, data, new Set())).toEqual([])
     expect((await ourSecrets()).filter(s => s.includes(p))).toHaveLength(2)
@@ -381,7 +381,7 @@ describe('no secret outlives its owner', () => {
   })
 
   it('a secret for a variable the metadata does not list (update killed before its metadata) is removed; listed ones stay', async () => {
-    await createSecret(podman, providerSecretName(gh, 'EXTRA_TOKEN'), gh, 'EXTRA_TOKEN', VALUE)
+    await createSecret(podman, providerSecretName(gh, 'EXTRA_TOKEN'), gh, 'EXTRA_TOKEN', VALUE, data)
     expect(await gcOrphanedSecrets(podman, data, new Set())).toEqual([providerSecretName(gh, 'EXTRA_TOKEN')])
     expect(await ourSecrets()).toEqual([providerSecretName(gh, 'GITHUB_TOKEN')])
   })
