@@ -578,9 +578,13 @@ describe('limits and robustness', () => {
     // a crashed gateway: the socket file stays, nobody listens
     const dead = spawn('socat', [`UNIX-LISTEN:${path}`, 'STDOUT'], { stdio: 'ignore' })
     for (let i = 0; i < 40 && !existsSync(path); i++) await new Promise(r => setTimeout(r, 25))
-    dead.kill('SIGKILL')
-    await new Promise(r => dead.on('exit', r))
     expect(existsSync(path)).toBe(true)
+    // (If socat had already exited, 'exit' would never fire again: wait only while it runs.)
+    if (dead.exitCode === null && dead.signalCode === null) {
+      const exited = new Promise(r => dead.once('exit', r))
+      dead.kill('SIGKILL')
+      await exited
+    }
     const r = await new GatewayClient(data).reload('stale')
     expect(r.status).toBe('NO_POLICY')
     expect(statSync(path).isSocket()).toBe(true)
