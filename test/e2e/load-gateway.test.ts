@@ -97,7 +97,7 @@ let lastHeap = 0
 let peakHeap = 0
 /** The gateway's RSS from its control socket (its heap in use is kept in lastHeap/peakHeap). */
 async function gatewayRss(): Promise<number | undefined> {
-  const { GatewayClient } = (await import('../../dist/gateway/client.js')) as typeof import('../../src/gateway/client.js')
+  const { GatewayClient } = await import('../../dist/gateway/client.js')
   try {
     const m = (await new GatewayClient(TEST_HOME, { timeoutMs: 3000 }).stats()).memory
     lastHeap = m.heapUsed

@@ -354,7 +354,10 @@ export class Upstream {
           while (sent < total) {
             sent++
             this.bigBytes += chunk.length
-            if (!res.write(chunk)) return res.once('drain', pump)
+            if (!res.write(chunk)) {
+              res.once('drain', pump)
+              return
+            }
           }
           res.end()
         }
