@@ -291,7 +291,7 @@ export function renderLifecycle(sandbox: string, e: LifecycleEvent, time: number
     unmapped: { sandbox, event: ev, ...detail },
   }
   const fields = Object.entries(detail)
-    .filter(([, v]) => v !== undefined && (typeof v !== 'object' || Array.isArray(v)))
+    .filter(([, v]) => v !== undefined && v !== '' && (typeof v !== 'object' || (Array.isArray(v) && v.length > 0)))
     .map(([k, v]) => `${ctxEscape(k)}:${ctxEscape(clip(Array.isArray(v) ? v.join(',') : String(v), 120))}`)
   const line = `LIFECYCLE:${aname.toUpperCase()} ${SEV_TAG[sev]} sandbox ${sandbox} ${failed ? 'failure' : 'success'} [event:${ctxEscape(ev)}${fields.length ? ' ' + fields.join(' ') : ''}]`
   return { json, shorthand: line }

@@ -260,13 +260,24 @@ export class SandboxProxy {
     return this.addressCheck(d, host.host, port, addrs)
   }
 
-  /** Connects to the first reachable address of a checked list. Never resolves again. */
-  private async dial(addrs: IpAddress[], port: number): Promise<{ socket: Socket; ip: string }> {
+  /**
+   * Connects to the first reachable address of a checked list. Never resolves again.
+   *
+   * With `sink` (tunnels), the upstream socket relays what it reads straight into `sink` through
+   * two reusable buffers (`onread`): libuv reads up to RELAY_BUFFER bytes per syscall into a buffer
+   * that is handed to `sink.write()` without a copy; reading pauses while both buffers are in
+   * flight (that is the backpressure). Measured against `upstream.pipe(client)` this cuts the
+   * gateway's CPU per downloaded byte by about half (bench/gateway.mjs). Nothing is written to
+   * the sink before `arm()` (the "200 Connection Established" must come first).
+   */
+  private async dial(addrs: IpAddress[], port: number, sink?: Socket): Promise<{ socket: Socket; ip: string; arm: () => void }> {
     let lastErr: Error | undefined
     for (const a of addrs.slice(0, 4)) {
       try {
-        const socket = await new Promise<Socket>((resolve, reject) => {
-          const s = netConnect({ host: a.text, port, family: a.family, noDelay: true })
+        return await new Promise((resolve, reject) => {
+          const relay = sink ? relayInto(sink) : undefined
+          const s = netConnect({ host: a.text, port, family: a.family, noDelay: true, ...(relay ? { onread: relay.onread } : {}) })
+          relay?.bind(s)
           const t = setTimeout(() => {
             s.destroy()
             reject(new Error(`connect to ${a.text}:${port} timed out`))
@@ -274,14 +285,13 @@ export class SandboxProxy {
           s.once('connect', () => {
             clearTimeout(t)
             s.removeAllListeners('error')
-            resolve(s)
+            resolve({ socket: s, ip: a.text, arm: relay ? relay.arm : () => undefined })
           })
           s.once('error', e => {
             clearTimeout(t)
             reject(e)
           })
         })
-        return { socket, ip: a.text }
       } catch (e) {
         lastErr = e as Error
       }
@@ -330,9 +340,9 @@ export class SandboxProxy {
     const checked = await this.resolveChecked(d, host, port)
     if (!checked.ok) return denyConnect(checked.reason, d.policy)
     if (client.destroyed) return
-    let up: { socket: Socket; ip: string }
+    let up: { socket: Socket; ip: string; arm: () => void }
     try {
-      up = await this.dial(checked.addresses, port)
+      up = await this.dial(checked.addresses, port, client)
     } catch (e) {
       this.allowed++
       this.opts.audit.network({ activity: 'fail', action: 'allowed', mode: d.mode, host: host.host, port, policy: d.policy, rule: d.matched, reason: `upstream unreachable: ${(e as Error).message}`, providers: d.providers })
@@ -347,10 +357,11 @@ export class SandboxProxy {
     this.opts.audit.network({ activity: 'open', action: 'allowed', mode: d.mode, host: host.host, port, ip: up.ip, policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers })
     const tunnel: Tunnel = { host, port, ip: up.ip, client, upstream, recheck: e => e.decideConnect(host, port) }
     this.tunnels.add(tunnel)
-    this.pipeTunnel(tunnel, head, 'HTTP/1.1 200 Connection Established\r\n\r\n')
+    this.pipeTunnel(tunnel, head, 'HTTP/1.1 200 Connection Established\r\n\r\n', up.arm)
   }
 
-  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined): void {
+  /** Wires a tunnel; `arm` (from a relaying dial) starts upstream→client, otherwise pipe() does. */
+  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void): void {
     const { client, upstream } = t
     const done = () => {
       this.tunnels.delete(t)
@@ -369,7 +380,12 @@ export class SandboxProxy {
     if (greeting !== undefined) client.write(greeting)
     if (head.length > 0) upstream.write(head)
     client.pipe(upstream)
-    upstream.pipe(client)
+    if (arm) {
+      upstream.on('end', () => client.end())
+      arm()
+    } else {
+      upstream.pipe(client)
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -457,7 +473,7 @@ export class SandboxProxy {
     if (!d.allowed) return deny(d.reason)
     const checked = await this.resolveChecked(d, t.host, t.port)
     if (!checked.ok) return deny(checked.reason)
-    let up: { socket: Socket; ip: string }
+    let up: { socket: Socket; ip: string; arm: () => void }
     try {
       up = await this.dial(checked.addresses, t.port)
     } catch (e) {
@@ -538,7 +554,7 @@ export class SandboxProxy {
     if (!d.allowed) return deny(d.reason)
     const checked = await this.resolveChecked(d, t.host, t.port)
     if (!checked.ok) return deny(checked.reason)
-    let up: { socket: Socket; ip: string }
+    let up: { socket: Socket; ip: string; arm: () => void }
     try {
       up = await this.dial(checked.addresses, t.port)
     } catch (e) {
@@ -657,6 +673,59 @@ export class SandboxProxy {
     const [status, text] = tooLarge ? [431, 'Request Header Fields Too Large'] : timeout ? [408, 'Request Timeout'] : [400, 'Bad Request']
     const body = JSON.stringify({ error: 'bad_request', detail: tooLarge ? 'request head too large' : 'malformed request' })
     sock.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+}
+
+/** Bytes libuv may read per syscall on a relaying upstream socket (two such buffers per tunnel). */
+const RELAY_BUFFER = 256 * 1024
+
+/**
+ * The upstream→client half of a tunnel without per-chunk allocation or copy (see dial()). Until
+ * `arm()`, reads are queued as copies (a server that speaks first must not overtake the CONNECT
+ * reply); after it they are written from the two alternating buffers.
+ */
+function relayInto(sink: Socket): { onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean }; bind(s: Socket): void; arm(): void } {
+  const bufs = [Buffer.allocUnsafe(RELAY_BUFFER), Buffer.allocUnsafe(RELAY_BUFFER)]
+  let next = 0
+  let inflight = 0
+  let paused = false
+  let armed = false
+  let early: Buffer[] = []
+  let src: Socket | undefined
+  const resume = () => {
+    inflight--
+    if (paused && inflight < 2) {
+      paused = false
+      src?.resume()
+    }
+  }
+  return {
+    onread: {
+      buffer: () => bufs[next]!,
+      callback: (n: number, buf: Buffer) => {
+        if (!armed) {
+          early.push(Buffer.from(buf.subarray(0, n)))
+          return true
+        }
+        if (sink.destroyed) return false
+        inflight++
+        next ^= 1
+        sink.write(buf.subarray(0, n), resume)
+        if (inflight >= 2) {
+          paused = true
+          return false
+        }
+        return true
+      },
+    },
+    bind(s: Socket) {
+      src = s
+    },
+    arm() {
+      armed = true
+      for (const b of early) sink.write(b)
+      early = []
+    },
   }
 }
 

@@ -319,6 +319,36 @@ describe('CONNECT', () => {
     const out = await raw(`CONNECT allowed.test:${PORT} HTTP/1.1\r\nHost: allowed.test:${PORT}\r\nX-Pad: ${'a'.repeat(9000)}\r\n\r\n`)
     expect(out.split('\r\n')[0]).toBe('HTTP/1.1 431 Request Header Fields Too Large')
   })
+  it('a large download through a tunnel arrives intact (relay buffers and backpressure)', async () => {
+    const t = await tunnel(`allowed.test:${PORT}`)
+    expect(t.status).toBe(200)
+    const body = await new Promise<Buffer>((res, rej) => {
+      const r = request({ createConnection: () => t.socket, host: 'allowed.test', port: PORT, path: '/big' } as Parameters<typeof request>[0])
+      r.on('response', m => {
+        const chunks: Buffer[] = []
+        // a slow reader for the first part: the gateway must pause its upstream reads, not buffer or drop
+        m.pause()
+        setTimeout(() => m.resume(), 200)
+        m.on('data', c => chunks.push(c))
+        m.on('end', () => res(Buffer.concat(chunks)))
+      })
+      r.on('error', rej)
+      r.end()
+    })
+    t.socket.destroy()
+    expect(body.length).toBe(bigBody.length)
+    expect(createHash('sha256').update(body).digest('hex')).toBe(bigHash)
+  })
+  it('a server that speaks first does not overtake the CONNECT reply', async () => {
+    const banner = netCreateServer(s => s.end('BANNER-FIRST\r\n'))
+    await new Promise<void>(r => banner.listen(0, '127.0.0.1', r))
+    const bport = (banner.address() as AddressInfo).port
+    setPolicy('demo', policyYaml(PORT, `  banner:\n    endpoints:\n      - { host: allowed.test, port: ${bport} }\n`))
+    await new GatewayClient(data).reload('demo')
+    const out = await raw(`CONNECT allowed.test:${bport} HTTP/1.1\r\nHost: allowed.test:${bport}\r\n\r\n`)
+    expect(out).toBe('HTTP/1.1 200 Connection Established\r\n\r\nBANNER-FIRST\r\n')
+    await new Promise<void>(r => banner.close(() => r()))
+  })
   it('data sent right behind the CONNECT head reaches the upstream', async () => {
     const out = await raw(`CONNECT allowed.test:${PORT} HTTP/1.1\r\nHost: allowed.test:${PORT}\r\n\r\nGET /early HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n`)
     expect(out).toMatch(/^HTTP\/1.1 200 Connection Established\r\n\r\nHTTP\/1.1 200 OK/)
