@@ -400,11 +400,18 @@ export function devProtections(scan: TreeScan): Protections {
     roots.add(worktree)
     const git = resolveGitDirs(entry)
     if (!git) continue
-    const hooks = join(git.common, 'hooks')
-    if (existsSync(hooks)) readOnly.add(hooks)
-    else if (isWithin(git.common, scan.root)) create.add(hooks)
-    for (const f of [join(git.common, 'config'), join(git.dir, 'config.worktree'), join(git.common, 'config.worktree')]) {
-      if (existsSync(f)) readOnly.add(f)
+    // The whole git dir is read-only, as Codex does, not just hooks/ and config: git on the host
+    // also trusts files an agent could ADD there (a new `commondir` redirects hooks and config to
+    // an agent-written copy; a renamed-away .git is replaced by one with planted hooks — both
+    // found by the attack suite, #34/#35). A bind mount of the dir itself also makes the rename
+    // fail (EBUSY). The agent edits the working tree; staging and commits happen on the host
+    // (`daf complete`), as DevAIFlow's workflow does anyway.
+    readOnly.add(git.dir)
+    readOnly.add(git.common)
+    try {
+      if (lstatSync(entry).isFile()) readOnly.add(entry) // a worktree's `.git` pointer file
+    } catch {
+      // vanished meanwhile
     }
     const hooksPath = readHooksPath(join(git.common, 'config'))
     if (hooksPath) {

@@ -140,14 +140,14 @@ describe('development-session protections inside a read-write project', () => {
     writeFileSync(join(dir, '.git', 'config'), config)
   }
 
-  it('keeps .git/hooks, .git/config and agent settings read-only, and asks for an absent .claude to be created (then bound read-only)', async () => {
+  it('keeps the whole .git dir and agent settings read-only, and asks for an absent .claude to be created (then bound read-only)', async () => {
     const p = join(home, 'src', 'proj')
     repo(p)
     mkdirSync(join(p, '.vscode'))
     writeFileSync(join(p, '.mcp.json'), '{}')
     writeFileSync(join(p, '.pre-commit-config.yaml'), 'repos: []\n')
     const prot = devProtections(await scanTree(p))
-    expect(prot.readOnly).toEqual([join(p, '.git', 'config'), join(p, '.git', 'hooks'), join(p, '.mcp.json'), join(p, '.pre-commit-config.yaml'), join(p, '.vscode')].sort())
+    expect(prot.readOnly).toEqual([join(p, '.git'), join(p, '.mcp.json'), join(p, '.pre-commit-config.yaml'), join(p, '.vscode')].sort())
     expect(prot.create).toEqual([join(p, '.claude')])
   })
 
@@ -161,7 +161,7 @@ describe('development-session protections inside a read-write project', () => {
     expect(prot.create).toEqual([])
   })
 
-  it('protects the directory core.hooksPath names (husky) and asks for a missing hooks dir to be created', async () => {
+  it('protects the directory core.hooksPath names (husky) besides the read-only .git', async () => {
     const p = join(home, 'src', 'proj')
     mkdirSync(join(p, '.git'), { recursive: true })
     writeFileSync(join(p, '.git', 'config'), '[core]\n\thooksPath = .husky/_\n')
@@ -169,7 +169,8 @@ describe('development-session protections inside a read-write project', () => {
     const prot = devProtections(await scanTree(p))
     expect(prot.readOnly).toContain(join(p, '.husky', '_'))
     expect(prot.readOnly).toContain(join(p, '.husky'))
-    expect(prot.create).toContain(join(p, '.git', 'hooks'))
+    expect(prot.readOnly).toContain(join(p, '.git'))
+    expect(prot.create).not.toContain(join(p, '.git', 'hooks'))
   })
 
   it('finds nested repositories of a workspace and resolves worktree .git files', async () => {
@@ -182,7 +183,7 @@ describe('development-session protections inside a read-write project', () => {
     mkdirSync(join(ws, 'b-wt'))
     writeFileSync(join(ws, 'b-wt', '.git'), `gitdir: ${join(ws, 'b', '.git', 'worktrees', 'b-wt')}\n`)
     const prot = devProtections(await scanTree(ws))
-    expect(prot.readOnly).toEqual(expect.arrayContaining([join(ws, 'a', '.git', 'hooks'), join(ws, 'a', '.git', 'config'), join(ws, 'b', '.git', 'hooks'), join(ws, 'b', '.git', 'config')]))
+    expect(prot.readOnly).toEqual(expect.arrayContaining([join(ws, 'a', '.git'), join(ws, 'b', '.git'), join(ws, 'b', '.git', 'worktrees', 'b-wt'), join(ws, 'b-wt', '.git')]))
     expect(prot.create).toEqual(expect.arrayContaining([join(ws, '.claude'), join(ws, 'a', '.claude'), join(ws, 'b', '.claude'), join(ws, 'b-wt', '.claude')]))
   })
 

@@ -202,8 +202,7 @@ describe('specToCreateOptions: DevAIFlow launch shapes', () => {
     expect(o.labels).toEqual({ 'devaiflow.session': 'PROJ-123', 'devaiflow.session-type': 'development' })
     // Development protections: git hooks/config stay read-only, an absent .claude cannot be planted:
     // it is created empty on the host (owned by the user, not by a subordinate uid) and bound read-only.
-    expect(mountOf(o, join(proj, '.git', 'hooks'))?.mode).toBe('ro')
-    expect(mountOf(o, join(proj, '.git', 'config'))?.mode).toBe('ro')
+    expect(mountOf(o, join(proj, '.git'))?.mode).toBe('ro')
     expect(mountOf(o, join(proj, '.claude'))?.mode).toBe('ro')
     expect(existsSync(join(proj, '.claude'))).toBe(true)
     expect(o.masks).toEqual([])
@@ -262,7 +261,7 @@ describe('specToCreateOptions: DevAIFlow launch shapes', () => {
     expect(mountOf(o, join(ws, 'api'))).toBeUndefined()
     expect(mountOf(o, elsewhere)).toEqual({ source: elsewhere, target: elsewhere, mode: 'rw' })
     for (const r of [join(ws, 'api'), join(ws, 'web'), elsewhere]) {
-      expect(mountOf(o, join(r, '.git', 'hooks'))?.mode, r).toBe('ro')
+      expect(mountOf(o, join(r, '.git'))?.mode, r).toBe('ro')
       expect(mountOf(o, join(r, '.claude'))?.mode, r).toBe('ro')
     }
     // Multi-project new sets only DEVAIFLOW_IN_SESSION and AI_AGENT_SESSION_ID (as daf does today).
@@ -444,7 +443,7 @@ describe('secureCreateOptions: plain `sandbox create` flags get the same rules',
     mkdirSync(join(proj, 'private'))
     writeFileSync(join(proj, 'private', '.ai-read-deny'), '')
     const { options } = await secureCreateOptions(flags({ workdir: proj }), env, noEnterprise)
-    expect(mountOf(options, join(proj, '.git', 'hooks'))?.mode).toBe('ro')
+    expect(mountOf(options, join(proj, '.git'))?.mode).toBe('ro')
     expect(mountOf(options, join(proj, '.claude'))?.mode).toBe('ro')
     expect(options.masks).toEqual([join(proj, 'private')])
   })
@@ -465,7 +464,8 @@ describe('homeMountpoints: what the runtime pre-creates in the sandbox home', ()
     const o = await specToCreateOptions(spec(), env, ctx())
     const mp = homeMountpoints(home, o)
     expect(mp.dirs).toEqual(expect.arrayContaining(['.claude', '.claude/projects', '.claude/skills', 'src', 'src/my_proj', '.local', '.local/share', '.local/share/devaiflow', '.config', '.config/devaiflow']))
-    expect(mp.files).toEqual(['.claude/settings.json', 'src/my_proj/.git/config'])
+    expect(mp.files).toEqual(['.claude/settings.json'])
+    expect(mp.dirs).toContain('src/my_proj/.git')
     expect(mp.dirs).not.toContain('.claude/settings.json')
     // Nothing outside $HOME, nothing absolute.
     expect([...mp.dirs, ...mp.files].every(p => !p.startsWith('/') && !p.includes('..'))).toBe(true)
