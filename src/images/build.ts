@@ -177,18 +177,18 @@ export interface EnsureOptions {
  * Two call forms: `ensureImages(podman, { env, which, say })` and
  * `ensureImages(podman, ctx, which, { say })`.
  */
-export async function ensureImages(podman: Podman, opts: EnsureOptions): Promise<void>
-export async function ensureImages(podman: Podman, ctx: ImageContext, which: EnsureOptions['which'], opts?: { say?: Say }): Promise<void>
+export async function ensureImages(podman: Podman, opts: EnsureOptions): Promise<ImageKind[]>
+export async function ensureImages(podman: Podman, ctx: ImageContext, which: EnsureOptions['which'], opts?: { say?: Say }): Promise<ImageKind[]>
 export async function ensureImages(
   podman: Podman,
   a: EnsureOptions | ImageContext,
   b?: EnsureOptions['which'],
   c: { say?: Say } = {},
-): Promise<void> {
+): Promise<ImageKind[]> {
   const o: EnsureOptions = b === undefined && 'which' in a ? (a as EnsureOptions) : { env: a.env, which: b ?? 'all', say: c.say }
   const say = o.say ?? (() => undefined)
   const todo = (await imageStatus(podman, o.env, o.which)).filter(s => s.state !== 'current')
-  if (todo.length === 0) return
+  if (todo.length === 0) return []
   for (const t of todo) {
     say(t.state === 'missing'
       ? `image ${t.ref} does not exist yet: building it (first use)`
@@ -198,6 +198,7 @@ export async function ensureImages(
   const recorded = todo.map(t => t.base).find(Boolean)
   const base = recorded && (await imageExists(podman, recorded)) ? recorded : undefined
   await buildImages(podman, { env: o.env }, todo.map(t => t.kind), { say, ...(base ? { base } : {}) })
+  return todo.map(t => t.kind)
 }
 
 export interface ImageStatus {

@@ -6,7 +6,7 @@ import type { Env } from '../config/paths.js'
 import { sandboxPolicyDir } from '../config/paths.js'
 import type { SandboxDeps } from './runtime.js'
 import { ensureImages } from '../images/build.js'
-import { ensureGateway } from '../gateway/lifecycle.js'
+import { ensureGateway, gatewayContainerName } from '../gateway/lifecycle.js'
 import { GatewayClient } from '../gateway/client.js'
 import { appendLifecycle } from '../gateway/audit.js'
 import { parsePolicyText, restrictiveDefaultPolicy, unenforcedWarnings } from '../policy/schema.js'
@@ -20,7 +20,16 @@ export const DEFAULT_SECCOMP = fileURLToPath(new URL('../../seccomp/default.json
 export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
   const gateway = new GatewayClient(dataDir)
   return {
-    ensureImages: (podman, which, say) => ensureImages(podman, { env, which, say }),
+    ensureImages: async (podman, which, say) => {
+      const built = await ensureImages(podman, { env, which, say })
+      // A running gateway keeps the code of the image it started from: after a rebuild (podshell
+      // upgraded) it is replaced, so sandboxes never talk to an old proxy.
+      if (built.includes('gateway') && (await gateway.ping().then(() => true, () => false))) {
+        say('restarting the podshell gateway on its rebuilt image')
+        await podman.run(['rm', '-f', '-t', '5', gatewayContainerName(dataDir, env)], { reject: false })
+        await ensureGateway(podman, dataDir, { env, say })
+      }
+    },
     ensureGateway: (podman, say) => ensureGateway(podman, dataDir, { env, say }),
     registerWithGateway: name => gateway.reload(name),
     unregisterFromGateway: async name => {
