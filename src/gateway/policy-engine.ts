@@ -371,8 +371,15 @@ export class PolicyEngine {
     }
   }
 
-  /** Decision for one plain-HTTP (absolute-form) request. */
-  decideHttp(req: HttpRequestInfo): Decision {
+  /**
+   * Decision for one plain-HTTP (absolute-form) request. With `upgrade` (an Upgrade request, e.g.
+   * ws://), allowing the request is not enough: after a 101 the connection becomes an opaque pipe
+   * podshell does not inspect, so on an L7 endpoint narrower than `full` the upgrade is allowed
+   * only when the endpoint is `protocol: websocket` and allows WEBSOCKET_TEXT on the path (the
+   * messages the pipe will carry) with no deny rule for them. Otherwise: denied under enforce,
+   * allowed as audit under audit.
+   */
+  decideHttp(req: HttpRequestInfo, opts: { upgrade?: boolean } = {}): Decision {
     const method = req.method.toUpperCase()
     const byHost = this.matching(req.host, req.port)
     if (byHost.length === 0) return this.noMatch(req.host, req.port, 'l4', `${method} ${req.path}`)
@@ -424,16 +431,26 @@ export class PolicyEngine {
         }
       }
     }
-    if (allowed && !denied) {
+    let upgradeBlocked: string | undefined
+    if (allowed && !denied && opts.upgrade && allowed.e.l7!.narrower !== undefined) {
+      const path = considered.find(c => c.e === allowed!.e)!.path
+      const textAllowed = allowed.e.l7!.protocol === 'websocket'
+        && allowed.e.l7!.rules.some(r => ruleMatches(r, 'WEBSOCKET_TEXT', path, query, 'allow'))
+        && !considered.some(c => c.e.l7!.denyRules.some(r => ruleMatches(r, 'WEBSOCKET_TEXT', c.path, query, 'deny')))
+      if (!textAllowed) upgradeBlocked = `${method} ${req.path} upgrade not permitted: podshell does not inspect the upgraded connection, and policy ${allowed.e.policy} restricts it (${allowed.e.l7!.narrower})`
+    }
+    if (allowed && !denied && !upgradeBlocked) {
       return {
         allowed: true, mode: 'allow', layer: 'l7', policy: allowed.e.policy, policyName: allowed.e.policyName,
         rule: `${method} ${req.path}`, matched: `${allowed.e.policy}.${allowed.rule.ref}`,
         reason: `allowed by ${allowed.e.policy}.${allowed.rule.ref}`, providers, addressRules: considered.map(c => addressRule(c.e)),
       }
     }
-    const blame = denied?.e ?? considered[0]!.e
+    const blame = denied?.e ?? (upgradeBlocked && allowed ? allowed.e : considered[0]!.e)
     const uninspectable = considered.find(c => !c.e.l7!.inspectable)
-    const reason = denied
+    const reason = upgradeBlocked
+      ? upgradeBlocked
+      : denied
       ? `${method} ${req.path} blocked by deny rule`
       : uninspectable && !allowed
         ? `${method} ${req.path} not permitted by policy (podshell cannot inspect protocol ${uninspectable.e.l7!.protocol} yet)`

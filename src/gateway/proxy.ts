@@ -545,7 +545,7 @@ export class SandboxProxy {
     }
     const method = req.method ?? 'GET'
     const info = { method, host: t.host, port: t.port, path: t.path, query: t.query }
-    const d = this.opts.engine().decideHttp(info)
+    const d = this.opts.engine().decideHttp(info, { upgrade: true })
     const deny = (reason: string) => {
       this.denied++
       this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'denied', mode: 'deny', policy: d.policy, rule: d.matched, reason, providers: d.providers, status: 403 })
@@ -574,7 +574,7 @@ export class SandboxProxy {
       if (k === 'proxy-authorization' || k === 'proxy-connection' || k === 'keep-alive') continue
       lines.push(`${raw[i]}: ${raw[i + 1]}`)
     }
-    const tunnel: Tunnel = { host: t.host, port: t.port, ip: up.ip, client, upstream: up.socket, recheck: e => e.decideHttp(info) }
+    const tunnel: Tunnel = { host: t.host, port: t.port, ip: up.ip, client, upstream: up.socket, recheck: e => e.decideHttp(info, { upgrade: true }) }
     up.socket.write(lines.join('\r\n') + '\r\n\r\n')
     this.awaitUpgrade(tunnel, head, status => logUpgrade(status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`))
   }

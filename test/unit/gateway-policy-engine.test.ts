@@ -368,3 +368,29 @@ describe('resolved addresses against allowed decisions', () => {
     expect(connect(one({ host: 'a.com', port: 443, allowed_ips: ['not-a-cidr'] }), 'a.com').allowed).toBe(false)
   })
 })
+
+describe('Upgrade requests (ws://): the upgraded connection is not inspected', () => {
+  const up = (policy: PolicyInput, path = '/ws') =>
+    PolicyEngine.compile(policy).decideHttp({ method: 'GET', host: H('a.com'), port: 80, path, query: null }, { upgrade: true })
+  it('websocket read-write (GET + WEBSOCKET_TEXT) allows the upgrade', () => {
+    expect(up(one({ host: 'a.com', port: 80, protocol: 'websocket', enforcement: 'enforce', access: 'read-write' })).allowed).toBe(true)
+  })
+  it('websocket read-only (handshake only, no client messages) refuses it under enforce', () => {
+    const d = up(one({ host: 'a.com', port: 80, protocol: 'websocket', enforcement: 'enforce', access: 'read-only' }))
+    expect(d.allowed).toBe(false)
+    expect(d.reason).toMatch(/upgrade not permitted: podshell does not inspect the upgraded connection/)
+  })
+  it('a deny rule on WEBSOCKET_TEXT refuses it', () => {
+    expect(up(one({ host: 'a.com', port: 80, protocol: 'websocket', enforcement: 'enforce', access: 'read-write', deny_rules: [{ method: 'WEBSOCKET_TEXT', path: '/ws' }] })).allowed).toBe(false)
+  })
+  it('a REST endpoint narrower than full refuses an upgrade (h2c/websocket would escape its rules)', () => {
+    expect(up(one({ host: 'a.com', port: 80, protocol: 'rest', enforcement: 'enforce', access: 'read-only' })).allowed).toBe(false)
+    expect(up(one({ host: 'a.com', port: 80, protocol: 'rest', enforcement: 'enforce', access: 'full' })).allowed).toBe(true)
+  })
+  it('audit lets it through, marked', () => {
+    expect(up(one({ host: 'a.com', port: 80, protocol: 'websocket', access: 'read-only' })).mode).toBe('audit')
+  })
+  it('L4 endpoints allow upgrades', () => {
+    expect(up(one({ host: 'a.com', port: 80 })).allowed).toBe(true)
+  })
+})
