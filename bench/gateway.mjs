@@ -19,7 +19,7 @@
 import { spawnSync, execFile } from 'node:child_process'
 import { createServer } from 'node:http'
 import { connect } from 'node:net'
-import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, writeFileSync, mkdtempSync, rmSync, readFileSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { homedir, networkInterfaces } from 'node:os'
@@ -141,17 +141,41 @@ try {
   const inSandbox = async (...a) => last(await ps('sandbox', 'exec', '-n', name, '--', 'node', '-e', CLIENT, ...a))
   const direct = async (...a) => last(await podman('run', '--rm', SANDBOX_IMAGE, 'node', '-e', CLIENT, ...a))
 
-  // throughput
+  // throughput (interleaved, so load from elsewhere on the host hits all three alike), plus the
+  // CPU the gateway process and the bridge's socat spend per GB: robust where MB/s is noisy.
   const rate = r => (r.bytes / 1e6) / (r.ms / 1000)
+  const pidOf = async c => Number((await podman('inspect', '--format', '{{.State.Pid}}', c)).trim())
+  const { gatewayContainerName } = await import(join(ROOT, 'dist', 'gateway', 'lifecycle.js'))
+  const gwPid = await pidOf(gatewayContainerName(HOME, env))
+  const bridgePid = await pidOf(`podshell.${name}.bridge`)
+  // utime+stime+cutime+cstime of a host pid, seconds (socat's per-connection children are reaped into cutime)
+  const cpu = pid => {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100
+  }
   const tp = { direct: [], forward: [], connect: [] }
+  const cpuPerGB = { forward: { gateway: [], bridge: [] }, connect: { gateway: [], bridge: [] } }
+  const measured = async mode => {
+    const g0 = cpu(gwPid), b0 = cpu(bridgePid)
+    const r = await inSandbox(mode, hostIp, String(PORT), String(MB))
+    await new Promise(res => setTimeout(res, 300))
+    cpuPerGB[mode].gateway.push((cpu(gwPid) - g0) / (r.bytes / 1e9))
+    cpuPerGB[mode].bridge.push((cpu(bridgePid) - b0) / (r.bytes / 1e9))
+    return rate(r)
+  }
   for (let i = 0; i < RUNS; i++) {
     note(`throughput run ${i + 1}/${RUNS}`)
     tp.direct.push(rate(await direct('direct', hostIp, String(PORT), String(MB))))
-    tp.forward.push(rate(await inSandbox('forward', hostIp, String(PORT), String(MB))))
-    tp.connect.push(rate(await inSandbox('connect', hostIp, String(PORT), String(MB))))
+    tp.forward.push(await measured('forward'))
+    tp.connect.push(await measured('connect'))
   }
   results.throughputMBps = { direct: median(tp.direct), forwardHttp: median(tp.forward), connectTunnel: median(tp.connect) }
   results.throughputRatio = { forwardHttp: results.throughputMBps.forwardHttp / results.throughputMBps.direct, connectTunnel: results.throughputMBps.connectTunnel / results.throughputMBps.direct }
+  results.cpuSecondsPerGB = {
+    forwardHttp: { gateway: median(cpuPerGB.forward.gateway), bridge: median(cpuPerGB.forward.bridge) },
+    connectTunnel: { gateway: median(cpuPerGB.connect.gateway), bridge: median(cpuPerGB.connect.bridge) },
+  }
+  results.loadAverage = (await import('node:os')).loadavg()
 
   note('latency')
   const latDirect = (await direct('lat-direct', hostIp, String(PORT), '0', String(SAMPLES))).samples
