@@ -319,6 +319,7 @@ export class SandboxProxy {
     let port: number
     try {
       ;({ host, port } = parseAuthority(req.url ?? ''))
+      if (hostHeaderCount(req) > 1) throw new HostError('more than one Host header')
       const h = req.headers.host
       if (h !== undefined) {
         const hh = parseAuthority(h, port)
@@ -410,6 +411,9 @@ export class SandboxProxy {
     } catch (e) {
       return { error: `bad host in request target: ${(e as Error).message}` }
     }
+    // Node keeps only the first Host header, but forwards all of them: a second one could pick
+    // another virtual host on the upstream than the one the policy decided on.
+    if (hostHeaderCount(req) > 1) return { error: 'more than one Host header' }
     const hh = req.headers.host
     if (hh === undefined) return { error: 'missing Host header' }
     try {
@@ -674,6 +678,12 @@ export class SandboxProxy {
     const body = JSON.stringify({ error: 'bad_request', detail: tooLarge ? 'request head too large' : 'malformed request' })
     sock.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }
+}
+
+function hostHeaderCount(req: IncomingMessage): number {
+  let n = 0
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') n++
+  return n
 }
 
 /** Bytes libuv may read per syscall on a relaying upstream socket (two such buffers per tunnel). */

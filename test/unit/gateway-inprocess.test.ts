@@ -455,6 +455,8 @@ describe('request smuggling and malformed requests are refused (and logged)', ()
     ['Transfer-Encoding other than chunked', () => `POST http://allowed.test:${P()}/ HTTP/1.1\r\nHost: allowed.test:${P()}\r\nTransfer-Encoding: xchunked\r\n\r\n`],
     ['Host header disagreeing with the absolute-form target', () => `GET http://allowed.test:${P()}/ HTTP/1.1\r\nHost: evil.test\r\n\r\n`],
     ['missing Host header', () => `GET http://allowed.test:${P()}/ HTTP/1.1\r\n\r\n`],
+    ['a second Host header (virtual-host confusion upstream)', () => `GET http://allowed.test:${P()}/ HTTP/1.1\r\nHost: allowed.test:${P()}\r\nHost: evil.test\r\n\r\n`],
+    ['a second Host header on CONNECT', () => `CONNECT allowed.test:${P()} HTTP/1.1\r\nHost: allowed.test:${P()}\r\nHost: evil.test\r\n\r\n`],
     ['origin-form request (not a proxy request)', () => `GET / HTTP/1.1\r\nHost: allowed.test:${P()}\r\n\r\n`],
     ['https:// absolute-form (must use CONNECT)', () => `GET https://allowed.test:${P()}/ HTTP/1.1\r\nHost: allowed.test:${P()}\r\n\r\n`],
     ['userinfo in the target', () => `GET http://allowed.test:${P()}@evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n`],
