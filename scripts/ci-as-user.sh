@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs as the unprivileged test user: build, offline images, then the README's test command.
+# Runs as the unprivileged test user: install, build, host check, offline images (.ci/run then runs npm test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODE_DIR=${PODSHELL_NODE_DIR:-/opt/podshell-node}
@@ -16,4 +16,3 @@ npm ci --no-audit --no-fund
 npm run build
 node dist/cli/main.js doctor
 node dist/cli/main.js image build all --offline
-npm test
