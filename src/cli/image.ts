@@ -3,6 +3,7 @@ import { PodshellError } from '../errors.js'
 import { envKey, envValue, parseKeyValue } from '../util/validate.js'
 import { ALL_KINDS, buildImages, type ImageKind } from '../images/build.js'
 import { CliContext, collect } from './context.js'
+import { retireStaleGateways } from '../gateway/lifecycle.js'
 import { parseOutputFormat, serialize, table } from './output.js'
 
 /**
@@ -38,6 +39,11 @@ export function register(program: Command, ctx: CliContext): Command {
         buildArgs,
         say: line => ctx.out.note(line),
       })
+      const gw = results.find(r => r.kind === 'gateway')
+      if (gw) {
+        const retired = await retireStaleGateways(podman, gw.id)
+        if (retired.length) ctx.out.note(`removed gateway containers on an older image (re-created on next use): ${retired.join(', ')}`)
+      }
       if (format === 'json') {
         ctx.out.stdout(serialize(results, 'json'))
         return

@@ -234,3 +234,29 @@ export async function stopGateway(podman: Podman, data: string, env: Env = proce
   await podman.run(['rm', '-f', '-t', '5', name], { timeoutMs: 60_000 })
   return true
 }
+
+interface GatewayPsJson {
+  Id: string
+  Names: string[]
+  ImageID?: string
+  Image?: string
+}
+
+/**
+ * After the gateway image was rebuilt (podshell upgraded), every gateway container of this user
+ * still running the old image is removed — whatever data dir it serves — so no sandbox keeps
+ * talking to an old proxy. Each is re-created with the new image by the next podshell command for
+ * its data dir (ensureGateway); until then its sandboxes have no egress (fail closed).
+ * Returns the names removed.
+ */
+export async function retireStaleGateways(podman: Podman, currentImageId: string): Promise<string[]> {
+  const ps = await podman.json<GatewayPsJson[] | null>(['ps', '-a', '--format', 'json', '--filter', `label=${GATEWAY_ROLE_LABEL}=gateway`])
+  const removed: string[] = []
+  for (const c of ps ?? []) {
+    const id = c.ImageID ?? ''
+    if (id && (currentImageId.startsWith(id) || id.startsWith(currentImageId))) continue
+    const r = await podman.run(['rm', '-f', '-t', '5', c.Id], { reject: false, timeoutMs: 60_000 })
+    if (r.exitCode === 0) removed.push(c.Names[0] ?? c.Id)
+  }
+  return removed
+}

@@ -6,7 +6,8 @@ import type { Env } from '../config/paths.js'
 import { sandboxPolicyDir } from '../config/paths.js'
 import type { SandboxDeps } from './runtime.js'
 import { ensureImages } from '../images/build.js'
-import { ensureGateway, gatewayContainerName } from '../gateway/lifecycle.js'
+import { ensureGateway, retireStaleGateways } from '../gateway/lifecycle.js'
+import { GATEWAY_IMAGE } from '../images/names.js'
 import { GatewayClient } from '../gateway/client.js'
 import { appendLifecycle } from '../gateway/audit.js'
 import { parsePolicyText, restrictiveDefaultPolicy, unenforcedWarnings } from '../policy/schema.js'
@@ -22,13 +23,13 @@ export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
   return {
     ensureImages: async (podman, which, say) => {
       const built = await ensureImages(podman, { env, which, say })
+      if (!built.includes('gateway')) return { gatewayReplaced: false }
       // A running gateway keeps the code of the image it started from: after a rebuild (podshell
-      // upgraded) it is replaced, so sandboxes never talk to an old proxy.
-      if (built.includes('gateway') && (await gateway.ping().then(() => true, () => false))) {
-        say('restarting the podshell gateway on its rebuilt image')
-        await podman.run(['rm', '-f', '-t', '5', gatewayContainerName(dataDir, env)], { reject: false })
-        await ensureGateway(podman, dataDir, { env, say })
-      }
+      // upgraded) old gateways go, so sandboxes never talk to an old proxy.
+      const id = (await podman.run(['image', 'inspect', '--format', '{{.Id}}', GATEWAY_IMAGE])).stdout.trim()
+      const retired = await retireStaleGateways(podman, id)
+      if (retired.length) say(`replaced the podshell gateway running an older image (${retired.join(', ')})`)
+      return { gatewayReplaced: retired.length > 0 }
     },
     ensureGateway: (podman, say) => ensureGateway(podman, dataDir, { env, say }),
     registerWithGateway: name => gateway.reload(name),

@@ -70,7 +70,7 @@ export interface SandboxInfo {
  */
 export interface SandboxDeps {
   /** Builds the default images when missing (saying so on stderr). */
-  ensureImages(podman: Podman, which: ('sandbox' | 'gateway')[], say: (msg: string) => void): Promise<void>
+  ensureImages(podman: Podman, which: ('sandbox' | 'gateway')[], say: (msg: string) => void): Promise<{ gatewayReplaced: boolean }>
   /** Starts the per-user gateway if it is not answering. */
   ensureGateway(podman: Podman, say: (msg: string) => void): Promise<void>
   /** Asks the gateway to (re)load a sandbox: creates its socket and loads its newest policy. */
@@ -175,7 +175,7 @@ export class SandboxRuntime {
       trace('planned')
       // Images are checked while the state is written and the pod is created (podman calls are
       // mostly waiting); the bridge and agent need them, so those wait for the check.
-      const images = this.deps.ensureImages(this.podman, plan.needImages, this.say).then(async () => {
+      const images = this.deps.ensureImages(this.podman, plan.needImages, this.say).then(async r => {
         if (plan.image !== SANDBOX_IMAGE && !(await this.imageExists(plan.image))) {
           throw new PodshellError(`image ${plan.image} not found`, {
             hint: 'build or pull it first (podman images lists what exists), or omit --from to use the podshell sandbox image',
@@ -183,6 +183,7 @@ export class SandboxRuntime {
           })
         }
         trace('images ok')
+        return r
       })
       images.catch(() => undefined) // awaited below; never an unhandled rejection meanwhile
       // State dir first: the gateway needs it to create the socket before the bridge starts. Its
@@ -215,7 +216,11 @@ export class SandboxRuntime {
 
       made.pod = true
       await this.podman.run(this.podCreateArgs(plan, o))
-      await images
+      if ((await images).gatewayReplaced) {
+        // The gateway this sandbox registered with was on an old image and is gone.
+        await this.deps.ensureGateway(this.podman, this.say)
+        await this.deps.registerWithGateway(name)
+      }
       await this.podman.run(this.bridgeArgs(plan))
       trace('bridge running')
       this.deps.audit(name, 'created', {
