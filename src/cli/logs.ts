@@ -1,9 +1,10 @@
 import { Command, Option } from 'commander'
 import { z } from 'zod'
 import { PodshellError } from '../errors.js'
-import { check, sandboxName } from '../util/validate.js'
+import { check } from '../util/validate.js'
 import { stateDirExists } from '../sandbox/state.js'
 import { readLogs, followLogs, formatLogEntry, type LogSource, type LogLevel } from '../gateway/audit.js'
+import { resolveName } from './sandbox.js'
 import { CliContext, collect } from './context.js'
 
 /**
@@ -33,8 +34,8 @@ export function register(program: Command, ctx: CliContext): Command {
     .option('--source <source>', 'gateway, sandbox or all; repeatable', collect, [])
     .addOption(new Option('--level <level>', 'minimum level').choices(['error', 'warn', 'info', 'debug', 'trace']))
     .action(async (name: string | undefined, flags: LogsFlags) => {
-      if (name === undefined) throw new PodshellError('no sandbox named', { hint: 'give a sandbox name: podshell logs <name>', exitCode: 2, code: 'INVALID_INPUT' })
-      await logsAction(ctx, check(sandboxName, name, 'sandbox name'), flags)
+      // No name: the last-used sandbox, said on stderr (as every name-taking command does).
+      await logsAction(ctx, resolveName(name, ctx), flags)
     })
 }
 
