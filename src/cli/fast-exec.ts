@@ -4,6 +4,7 @@ import { connect } from 'node:net'
 import { dataDir, gatewayControlSocket } from '../config/paths.js'
 import { cachedRuntime } from '../podman/runtime-cache.js'
 import { spawnInteractive } from '../podman/interactive.js'
+import { envArgs } from '../podman/env-args.js'
 import { killMarkedProcesses } from '../sandbox/signals.js'
 import { agentContainer } from '../sandbox/naming.js'
 import { readLastUsed, writeLastUsed } from '../sandbox/state.js'
@@ -70,17 +71,19 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   }
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
   const marker = randomBytes(12).toString('hex')
+  const execEnv = envArgs(Object.fromEntries(env))
   const args = [
     '--runtime', rt.runtime,
     'exec', '-i', ...(useTty ? ['-t'] : []),
     ...(workdir ? ['--workdir', workdir] : []),
-    ...env.flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+    ...execEnv.args, // values via podman's environment, not argv (see env-args.ts)
     '--env', `PODSHELL_EXEC_ID=${marker}`,
     agentContainer(name),
     ...command,
   ]
   writeLastUsed(data, name)
   const code = await spawnInteractive(rt.bin, args, {
+    env: execEnv.podmanEnv,
     // `podman exec` does not proxy signals; see killMarkedProcesses.
     onSignal: sig => killMarkedProcesses(marker, sig),
     timeoutMs: timeout ? timeout * 1000 : undefined,

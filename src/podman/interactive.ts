@@ -10,6 +10,8 @@ export interface InteractiveOptions {
   onSignal?: (sig: NodeJS.Signals) => void
   timeoutMs?: number | undefined
   onTimeout?: () => void
+  /** Extra environment for podman itself (values podman passes on for `--env NAME`). */
+  env?: Record<string, string>
 }
 
 /**
@@ -19,7 +21,7 @@ export interface InteractiveOptions {
  */
 export function spawnInteractive(file: string, args: readonly string[], opts: InteractiveOptions = {}): Promise<number> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(file, args, { stdio: 'inherit' })
+    const child = spawn(file, args, { stdio: 'inherit', ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) })
     const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
     const handlers = sigs.map(sig => {
       const h = () => {

@@ -40,6 +40,7 @@ import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
 import { parsePolicyText } from '../policy/schema.js'
 import { killMarkedProcesses } from './signals.js'
+import { envArgs } from '../podman/env-args.js'
 import { missingSecretHint } from '../credentials/inject.js'
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
@@ -236,9 +237,9 @@ export class SandboxRuntime {
       const main = o.detach && o.command.length ? o.command : ['sleep', 'infinity']
       // What re-creating the agent container needs (restart after provider attach/detach). No
       // credential value is in here: secrets are referenced by name and added at re-creation.
-      writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, []).flags, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
+      writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, []).flags, env: agentArgs.env, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
       if (o.detach) {
-        await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...main])
+        await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...main], { env: agentArgs.env })
         this.finishOperation(name)
         process.off('SIGINT', onInterrupt)
         process.off('SIGTERM', onInterrupt)
@@ -252,13 +253,13 @@ export class SandboxRuntime {
         this.finishOperation(name)
         const code = await runInteractive(this.podman, [
           'run', '--rm', '-i', ...(plan.tty ? ['-t'] : []), '--sig-proxy=true', ...agentArgs.flags, plan.image, ...plan.command,
-        ])
+        ], { env: agentArgs.env })
         await this.delete([name], { quiet: true })
         return { info: { ...this.planInfo(plan, o), phase: 'Deleting', exit_code: code }, exitCode: code, warnings }
       }
       // Kept sandbox: an idle main process keeps it Ready for later exec/connect; the foreground
       // command runs as an exec session whose signals podshell forwards.
-      await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, 'sleep', 'infinity'])
+      await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, 'sleep', 'infinity'], { env: agentArgs.env })
       this.finishOperation(name)
       process.off('SIGINT', onInterrupt)
       process.off('SIGTERM', onInterrupt)
@@ -457,7 +458,7 @@ export class SandboxRuntime {
     ]
   }
 
-  private agentArgs(p: Plan, o: CreateOptions, secretArgs: string[]): { flags: string[] } {
+  private agentArgs(p: Plan, o: CreateOptions, secretArgs: string[]): { flags: string[]; env: Record<string, string> } {
     const env: Record<string, string> = {
       ...o.env,
       HOME: p.home,
@@ -473,11 +474,15 @@ export class SandboxRuntime {
       NODE_USE_ENV_PROXY: '1',
     }
     if (p.tty && this.env.TERM && /^[\w.+-]{1,64}$/.test(this.env.TERM)) env.TERM = this.env.TERM
+    const envPass = envArgs(env)
     const flags = [
       '--pod', podName(p.name),
       '--name', agentContainer(p.name),
       '--label', `${L.sandbox}=${p.name}`,
       '--label', `${L.role}=agent`,
+      // Podman would copy the caller's proxy variables in (--http-proxy defaults to true): the
+      // sandbox environment is an allowlist, and its proxy is the bridge.
+      '--http-proxy=false',
       // The user's own uid:gid, whatever USER the image names (keep-id alone keeps the image's USER).
       '--user', `${p.uid}:${p.gid}`,
       '--init',
@@ -504,10 +509,11 @@ export class SandboxRuntime {
       // podman would otherwise COPY the hidden content into the tmpfs (measured: it does).
       ...p.masks.flatMap(d => ['--mount', `type=tmpfs,destination=${d},ro=true,tmpfs-mode=000,notmpcopyup`]),
       ...(p.workdir ? ['--workdir', p.workdir] : ['--workdir', p.home]),
-      ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+      // Values by name through podman's environment, not argv (see env-args.ts).
+      ...envPass.args,
       ...secretArgs,
     ]
-    return { flags }
+    return { flags, env: envPass.podmanEnv }
   }
 
   private planInfo(p: Plan, o: CreateOptions): SandboxInfo {
@@ -686,7 +692,7 @@ export class SandboxRuntime {
       if (!spec) throw new PodshellError(`sandbox ${name} has no agent spec`, { hint: 'it was created by an older podshell; recreate it', code: 'STATE' })
       const creds = await this.deps.prepareCredentials(this.podman, name, desired)
       await this.podman.run(['rm', '-f', '--ignore', agentContainer(name)])
-      await this.podman.run(['create', ...spec.flags, ...creds.secretArgs, spec.image, ...spec.main])
+      await this.podman.run(['create', ...spec.flags, ...creds.secretArgs, spec.image, ...spec.main], { env: spec.env ?? {} })
       writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ ...spec, providers: desired } satisfies AgentSpec) + '\n')
       for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
       this.deps.audit(name, 'providers_changed', { providers: desired })
@@ -740,10 +746,11 @@ export class SandboxRuntime {
     if (opts.workdir !== undefined) check(hostPath, opts.workdir, '--workdir')
     const tty = opts.tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
     const marker = nanoid(16).replace(/[^A-Za-z0-9]/g, 'x')
+    const execEnv = envArgs(opts.env ?? {})
     const args = [
       'exec', '-i', ...(tty ? ['-t'] : []),
       ...(opts.workdir ? ['--workdir', opts.workdir] : []),
-      ...Object.entries(opts.env ?? {}).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+      ...execEnv.args,
       '--env', `PODSHELL_EXEC_ID=${marker}`,
       agentContainer(name),
       ...(command.length ? command : LOGIN_SHELL),
@@ -757,6 +764,7 @@ export class SandboxRuntime {
     })
     const forward = (sig: NodeJS.Signals) => killMarkedProcesses(marker, sig)
     const code = await runInteractive(this.podman, args, {
+      env: execEnv.podmanEnv,
       onSignal: forward,
       timeoutMs: opts.timeoutSeconds ? opts.timeoutSeconds * 1000 : undefined,
       onTimeout: () => {
@@ -867,6 +875,8 @@ function isBeingCreated(data: string, name: string): boolean {
 
 interface AgentSpec {
   flags: string[]
+  /** Values for the `--env NAME` flags (the state dir is the user's own, 0700). */
+  env?: Record<string, string>
   image: string
   main: string[]
   providers: string[]

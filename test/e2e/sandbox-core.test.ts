@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdirSync, writeFileSync, statSync, existsSync, readdirSync, rmSync } from 'node:fs'
+import { mkdirSync, writeFileSync, statSync, existsSync, readdirSync, rmSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
 import { cli, cliSpawn, podman, uniqueName, hostDir, podExists, TEST_HOME } from '../helpers/cli.js'
@@ -129,6 +129,24 @@ describe('exit codes, signals and --no-keep', () => {
     expect(r.stderr).toContain('err')
     expect(await podExists(name)).toBe(false)
     expect(existsSync(join(TEST_HOME, 'sandboxes', name))).toBe(false)
+  })
+
+  it('--env values reach the command but no podman, conmon or runtime command line (world-readable /proc/<pid>/cmdline)', async () => {
+    const value = `v-${Math.random().toString(36).slice(2)}-not-in-argv`
+    const child = cliSpawn(['sandbox', 'create', '--name', uniqueName('argv'), '--no-keep', '--env', `DAF_TOKENISH=${value}`, '--', 'sh', '-c', 'echo "$DAF_TOKENISH"; sleep 3'])
+    await new Promise<void>(resolve => child.stdout!.on('data', (d: Buffer) => d.toString().includes(value) && resolve()))
+    const leaks: string[] = []
+    // podshell's own argv holds it (the caller put it there); what podshell starts must not.
+    for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p) && Number(p) !== child.pid)) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(value)) leaks.push(pid)
+      } catch {
+        // gone
+      }
+    }
+    const r = await child
+    expect(r.exitCode).toBe(0)
+    expect(leaks).toEqual([])
   })
 
   it('stdin is piped into the command when there is no TTY', async () => {
