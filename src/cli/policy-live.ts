@@ -76,10 +76,10 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
 
   policy
     .command('get')
-    .description('show the policy of a sandbox (Version/Hash/Status header; --full adds the YAML after ---)')
+    .description('show the policy of a sandbox: a Version/Hash/Status header, a --- line, then the YAML')
     .argument('[name]', 'sandbox name (default: last used)')
     .option('--rev <n>', 'a specific revision')
-    .option('--full', 'include the policy document')
+    .option('--full', 'the whole document (podshell always prints it; accepted for OpenShell compatibility)')
     .option('--base', 'accepted for OpenShell compatibility: podshell has no gateway-global base policy')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (name: string | undefined, flags: { rev?: string; full?: boolean; output: string }) => {
@@ -91,12 +91,12 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
       if (!rev) throw flags.rev !== undefined ? new PodshellError(`revision ${flags.rev} of sandbox ${n} not found`, { hint: `\`podshell policy list ${n}\` shows the revisions`, code: 'NOT_FOUND' }) : noPolicy(n)
       for (const w of unenforcedWarnings(rev.policy)) ctx.out.note(`warning: ${w}`)
       if (format === 'json') {
-        return ctx.out.stdout(serialize({ ...revisionJson(rev.revision), ...(flags.full ? { policy: rev.policy } : {}) }, 'json'))
+        return ctx.out.stdout(serialize({ ...revisionJson(rev.revision), policy: rev.policy }, 'json'))
       }
       const r = rev.revision
       let text = `Version: ${r.version}\nHash: ${r.hash}\nStatus: ${r.status}\nSource: ${r.source}\n`
       if (r.load_error) text += `Error: ${r.load_error.replace(/\n/g, ' ')}\n`
-      if (flags.full) text += `---\n${rev.yaml.endsWith('\n') ? rev.yaml : rev.yaml + '\n'}`
+      text += `---\n${rev.yaml.endsWith('\n') ? rev.yaml : rev.yaml + '\n'}`
       ctx.out.stdout(text)
     })
 
