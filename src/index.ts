@@ -12,22 +12,8 @@ export { SandboxRuntime, type SandboxInfo, type Phase, type SandboxDeps } from '
 export { defaultDeps, DEFAULT_SECCOMP } from './sandbox/deps.js'
 export type { CreateOptions, MountSpec, MountMode, SessionType } from './sandbox/types.js'
 export { dataDir, configDir, cacheDir, type Env } from './config/paths.js'
-export {
-  PolicySchema,
-  parsePolicyText,
-  validatePolicy,
-  loadPolicyFile,
-  restrictiveDefaultPolicy,
-  policyToYaml,
-  policyHash,
-  unenforcedWarnings,
-  policyJsonSchema,
-  PolicyError,
-  type Policy,
-} from './policy/schema.js'
-export { PolicyStore, type PolicyRevision } from './policy/store.js'
-export { checkLiveChange } from './policy/live.js'
-export { applyPolicyUpdate } from './policy/update.js'
+// The policy API as src/policy/index.ts defines it (one list of what is public).
+export * from './policy/index.js'
 export { renderTemplate } from './policy/templates.js'
 export { SpecSchema, parseSpec, specToCreateOptions, type Spec } from './sandbox/spec.js'
 export { GatewayClient } from './gateway/client.js'

@@ -1,10 +1,10 @@
 import { z } from 'zod'
-import { readFileSync, readdirSync, rmSync, existsSync } from 'node:fs'
+import { readdirSync, rmSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import type { Podman } from '../podman/podman.js'
 import { providersDir } from '../config/paths.js'
-import { writeFileAtomic, fsError } from '../util/fs.js'
+import { writeFileAtomic, fsError, readFileIfExists } from '../util/fs.js'
 import { check, objectName, envKey, formatZodIssues } from '../util/validate.js'
 import { PROVIDER_TYPE_NAMES } from './types.js'
 import { ProviderLock } from './lock.js'
@@ -62,14 +62,8 @@ export interface ProviderChange {
 export function readProvider(dataDir: string, name: string): ProviderRecord | undefined {
   check(objectName, name, 'provider name')
   const file = providerFile(dataDir, name)
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw fsError(`cannot read ${file}`, e)
-  }
-  return parseRecord(file, name, text)
+  const text = readFileIfExists(file)
+  return text === undefined ? undefined : parseRecord(file, name, text)
 }
 
 /** Like readProvider, but a missing provider is an error naming it. */

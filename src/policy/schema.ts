@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
-import { closeSync, openSync, readSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { z } from 'zod'
 import { isMap, isPair, isScalar, isSeq, parseAllDocuments, stringify, type Document, type Node as YamlNode } from 'yaml'
 import { PodshellError } from '../errors.js'
+import { readFdBounded } from '../util/fs.js'
 
 /**
  * The OpenShell v1 sandbox policy: the YAML document users hand to `sandbox create --policy`,
@@ -1533,33 +1534,20 @@ export function loadPolicyFile(path: string): { policy: Policy; warnings: string
     const m = `cannot open policy file ${path} (${code ?? 'error'})`
     throw new PolicyError(path, [`(document): ${m}`], { summary: m, code: 'POLICY_UNREADABLE', hint: 'check the file permissions', cause: e })
   }
-  const chunks: Buffer[] = []
-  let total = 0
+  let data: Buffer | undefined
   try {
-    const buf = Buffer.alloc(64 * 1024)
-    for (;;) {
-      let n: number
-      try {
-        n = readSync(fd, buf, 0, buf.length, null)
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code
-        if (code === 'EAGAIN') continue
-        const what = code === 'EISDIR' ? `${path} is a directory, not a policy file` : `cannot read policy file ${path} (${code ?? 'error'})`
-        throw new PolicyError(path, [`(document): ${what}`], { summary: what, code: 'POLICY_UNREADABLE', hint: 'give the path of a policy YAML file', cause: e })
-      }
-      if (n === 0) break
-      total += n
-      if (total > MAX_POLICY_BYTES) {
-        throw new PolicyError(path, [`(document): policy file is larger than ${MAX_POLICY_BYTES} bytes (256 KiB)`])
-      }
-      chunks.push(Buffer.from(buf.subarray(0, n)))
-    }
+    data = readFdBounded(fd, MAX_POLICY_BYTES)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    const what = code === 'EISDIR' ? `${path} is a directory, not a policy file` : `cannot read policy file ${path} (${code ?? 'error'})`
+    throw new PolicyError(path, [`(document): ${what}`], { summary: what, code: 'POLICY_UNREADABLE', hint: 'give the path of a policy YAML file', cause: e })
   } finally {
     closeSync(fd)
   }
+  if (data === undefined) throw new PolicyError(path, [`(document): policy file is larger than ${MAX_POLICY_BYTES} bytes (256 KiB)`])
   let text: string
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks))
+    text = new TextDecoder('utf-8', { fatal: true }).decode(data)
   } catch (e) {
     throw new PolicyError(path, ['(document): the file is not valid UTF-8'], { cause: e })
   }

@@ -2,7 +2,7 @@ import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from '
 import { join } from 'node:path'
 import { z } from 'zod'
 import { PodshellError } from '../errors.js'
-import { fsError, mkdirp, writeFileAtomic } from '../util/fs.js'
+import { fsError, mkdirp, writeFileAtomic, readFileIfExists } from '../util/fs.js'
 import { parsePolicyText, policyHash, policyToYaml, validatePolicy, type Policy } from './schema.js'
 
 /**
@@ -91,13 +91,8 @@ export class PolicyStore {
   }
 
   private readJson(file: string): unknown | undefined {
-    let text: string
-    try {
-      text = readFileSync(file, 'utf8')
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw fsError(`cannot read ${file}`, e)
-    }
+    const text = readFileIfExists(file)
+    if (text === undefined) return undefined
     try {
       return JSON.parse(text)
     } catch (e) {

@@ -1,10 +1,11 @@
 import { z } from 'zod'
-import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, closeSync, openSync, readSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, closeSync, openSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { isatty } from 'node:tty'
 import type { Command } from 'commander'
 import { PodshellError } from '../errors.js'
+import { readFdBounded } from '../util/fs.js'
 import { configDir, dataDir, homeDir, type Env } from '../config/paths.js'
 import { imageRef } from '../config/config.js'
 import { applyEffectiveDefaults, enforceEnterprise, loadEffectiveConfig, type EffectiveConfig, type LoadOptions } from '../config/enterprise.js'
@@ -225,29 +226,16 @@ export function readSpecSource(file: string): { text: string; source: string } {
   } catch (e) {
     throw new PodshellError(`cannot read spec ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { hint: 'pass an existing JSON file, or - for stdin', code: 'INVALID_SPEC', exitCode: 2 })
   }
-  const chunks: Buffer[] = []
-  let total = 0
+  let data: Buffer | undefined
   try {
-    const buf = Buffer.alloc(64 * 1024)
-    for (;;) {
-      let n: number
-      try {
-        n = readSync(fd, buf, 0, buf.length, null)
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code
-        if (code === 'EAGAIN') continue
-        if (code === 'EOF') break
-        throw new PodshellError(`cannot read spec ${source} (${code ?? 'error'})`, { code: 'INVALID_SPEC', exitCode: 2 })
-      }
-      if (n === 0) break
-      total += n
-      if (total > MAX_SPEC_BYTES) throw specError(source, [`(document): larger than ${MAX_SPEC_BYTES / 1024 / 1024} MiB`])
-      chunks.push(Buffer.from(buf.subarray(0, n)))
-    }
+    data = readFdBounded(fd, MAX_SPEC_BYTES)
+  } catch (e) {
+    throw new PodshellError(`cannot read spec ${source} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { code: 'INVALID_SPEC', exitCode: 2 })
   } finally {
     if (fd !== 0) closeSync(fd)
   }
-  return { text: Buffer.concat(chunks).toString('utf8'), source }
+  if (data === undefined) throw specError(source, [`(document): larger than ${MAX_SPEC_BYTES / 1024 / 1024} MiB`])
+  return { text: data.toString('utf8'), source }
 }
 
 // ───────────────────────────── spec → CreateOptions ─────────────────────────────

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync, renameSync, rmSync, openSync, fsyncSync, closeSync, accessSync, existsSync, constants } from 'node:fs'
+import { mkdirSync, writeFileSync, renameSync, rmSync, openSync, fsyncSync, closeSync, accessSync, existsSync, constants, readSync, readFileSync } from 'node:fs'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { PodshellError } from '../errors.js'
@@ -60,5 +60,42 @@ export function mkdirp(path: string, mode = 0o700): void {
     mkdirSync(path, { recursive: true, mode })
   } catch (e) {
     throw fsError(`cannot create ${path}`, realCause(path, e))
+  }
+}
+
+/**
+ * Reads a descriptor to its end, at most `max` bytes (a FIFO or stdin as well as a file: no
+ * stat-based size). Returns undefined when the input is larger than `max`; read errors are
+ * rethrown as they come (EAGAIN is retried) for the caller to word.
+ */
+export function readFdBounded(fd: number, max: number): Buffer | undefined {
+  const chunks: Buffer[] = []
+  const buf = Buffer.alloc(64 * 1024)
+  let total = 0
+  for (;;) {
+    let n: number
+    try {
+      n = readSync(fd, buf, 0, buf.length, null)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === 'EAGAIN') continue
+      if (code === 'EOF') break
+      throw e
+    }
+    if (n === 0) break
+    total += n
+    if (total > max) return undefined
+    chunks.push(Buffer.from(buf.subarray(0, n)))
+  }
+  return Buffer.concat(chunks)
+}
+
+/** A file's text, or undefined when it does not exist; other errors as one-line PodshellErrors. */
+export function readFileIfExists(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw fsError(`cannot read ${path}`, e)
   }
 }
