@@ -1,12 +1,9 @@
-import { randomBytes } from 'node:crypto'
 import { isAbsolute } from 'node:path'
 import { connect } from 'node:net'
 import { dataDir, gatewayControlSocket } from '../config/paths.js'
 import { cachedRuntime } from '../podman/runtime-cache.js'
 import { spawnInteractive } from '../podman/interactive.js'
-import { envArgs } from '../podman/env-args.js'
-import { killMarkedProcesses } from '../sandbox/signals.js'
-import { agentContainer } from '../sandbox/naming.js'
+import { execSession, PODMAN_EXEC_FAILURE_CODES } from '../sandbox/exec-session.js'
 import { readLastUsed, writeLastUsed } from '../sandbox/state.js'
 import { SANDBOX_NAME_RE, ENV_KEY_RE } from '../util/patterns.js'
 
@@ -70,29 +67,10 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
     process.stderr.write(`→ Using sandbox '${name}' (last used)\n`)
   }
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
-  const marker = randomBytes(12).toString('hex')
-  const execEnv = envArgs(Object.fromEntries(env))
-  const args = [
-    '--runtime', rt.runtime,
-    'exec', '-i', ...(useTty ? ['-t'] : []),
-    ...(workdir ? ['--workdir', workdir] : []),
-    ...execEnv.args, // values via podman's environment, not argv (see env-args.ts)
-    '--env', `PODSHELL_EXEC_ID=${marker}`,
-    agentContainer(name),
-    ...command,
-  ]
+  const session = execSession({ name, command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout })
   writeLastUsed(data, name)
-  const code = await spawnInteractive(rt.bin, args, {
-    env: execEnv.podmanEnv,
-    // `podman exec` does not proxy signals; see killMarkedProcesses.
-    onSignal: sig => killMarkedProcesses(marker, sig),
-    timeoutMs: timeout ? timeout * 1000 : undefined,
-    onTimeout: () => {
-      killMarkedProcesses(marker, 'SIGTERM')
-      setTimeout(() => killMarkedProcesses(marker, 'SIGKILL'), 2000).unref()
-    },
-  })
-  if (code === 125 || code === 126 || code === 127 || code === 255) {
+  const code = await spawnInteractive(rt.bin, ['--runtime', rt.runtime, ...session.args], session.options)
+  if (PODMAN_EXEC_FAILURE_CODES.has(code)) {
     // Podman's own failure (sandbox gone or stopped)? The full runtime says which, in one line.
     const { explainExecFailure } = await import('./program.js')
     return explainExecFailure(name, code)

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import { existsSync, realpathSync, statSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
+import { existsSync, realpathSync, statSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
-import { nanoid } from 'nanoid'
 import { PodshellError } from '../errors.js'
 import { Podman, runInteractive } from '../podman/podman.js'
 import {
@@ -29,6 +28,9 @@ import {
   listStateDirs,
   readPhaseHint,
   writePhaseHint,
+  markOperation,
+  finishOperation,
+  operationState,
   writeLastUsed,
   selfCreatorId,
   creatorAlive,
@@ -39,7 +41,7 @@ import { trace } from '../util/trace.js'
 import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
 import { parsePolicyText } from '../policy/schema.js'
-import { killMarkedProcesses } from './signals.js'
+import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { envArgs } from '../podman/env-args.js'
 import { missingSecretHint } from '../credentials/inject.js'
 
@@ -194,7 +196,7 @@ export class SandboxRuntime {
       made.state = true
       // The creator file marks an operation in flight: if this process dies before removing it,
       // the next podshell command's gc removes whatever of this sandbox exists.
-      writeFileAtomic(join(sandboxDir(this.dataDir, name), 'creator'), selfCreatorId() + '\n')
+      markOperation(this.dataDir, name)
       for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
       this.prepareHomeMountpoints(plan)
       warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
@@ -240,7 +242,7 @@ export class SandboxRuntime {
       writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, []).flags, env: agentArgs.env, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
       if (o.detach) {
         await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...main], { env: agentArgs.env })
-        this.finishOperation(name)
+        finishOperation(this.dataDir, name)
         process.off('SIGINT', onInterrupt)
         process.off('SIGTERM', onInterrupt)
         return { info: await this.get(name), warnings }
@@ -250,7 +252,7 @@ export class SandboxRuntime {
         // `podman run` proxies signals and the TTY natively; the sandbox goes afterwards.
         process.off('SIGINT', onInterrupt)
         process.off('SIGTERM', onInterrupt)
-        this.finishOperation(name)
+        finishOperation(this.dataDir, name)
         const code = await runInteractive(this.podman, [
           'run', '--rm', '-i', ...(plan.tty ? ['-t'] : []), '--sig-proxy=true', ...agentArgs.flags, plan.image, ...plan.command,
         ], { env: agentArgs.env })
@@ -260,7 +262,7 @@ export class SandboxRuntime {
       // Kept sandbox: an idle main process keeps it Ready for later exec/connect; the foreground
       // command runs as an exec session whose signals podshell forwards.
       await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, 'sleep', 'infinity'], { env: agentArgs.env })
-      this.finishOperation(name)
+      finishOperation(this.dataDir, name)
       process.off('SIGINT', onInterrupt)
       process.off('SIGTERM', onInterrupt)
       const code = await this.exec(name, plan.command, { tty: plan.tty, workdir: plan.workdir ?? undefined, env: {} })
@@ -745,16 +747,7 @@ export class SandboxRuntime {
     }
     if (opts.workdir !== undefined) check(hostPath, opts.workdir, '--workdir')
     const tty = opts.tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
-    const marker = nanoid(16).replace(/[^A-Za-z0-9]/g, 'x')
-    const execEnv = envArgs(opts.env ?? {})
-    const args = [
-      'exec', '-i', ...(tty ? ['-t'] : []),
-      ...(opts.workdir ? ['--workdir', opts.workdir] : []),
-      ...execEnv.args,
-      '--env', `PODSHELL_EXEC_ID=${marker}`,
-      agentContainer(name),
-      ...(command.length ? command : LOGIN_SHELL),
-    ]
+    const session = execSession({ name, command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds })
     writeLastUsed(this.dataDir, name)
     // A gateway that was stopped or killed comes back with the next command that may need egress
     // (fast path: one control-socket ping). Not fatal: without a gateway the command still runs,
@@ -762,17 +755,8 @@ export class SandboxRuntime {
     await this.deps.ensureGateway(this.podman, this.say).catch((e: unknown) => {
       this.say(`warning: the egress gateway is not running, so this command has no network: ${e instanceof Error ? e.message : String(e)}`)
     })
-    const forward = (sig: NodeJS.Signals) => killMarkedProcesses(marker, sig)
-    const code = await runInteractive(this.podman, args, {
-      env: execEnv.podmanEnv,
-      onSignal: forward,
-      timeoutMs: opts.timeoutSeconds ? opts.timeoutSeconds * 1000 : undefined,
-      onTimeout: () => {
-        killMarkedProcesses(marker, 'SIGTERM')
-        setTimeout(() => killMarkedProcesses(marker, 'SIGKILL'), 2000).unref()
-      },
-    })
-    if (code === 125 || code === 126 || code === 127 || code === 255) await this.explainExecFailure(name)
+    const code = await runInteractive(this.podman, session.args, session.options)
+    if (PODMAN_EXEC_FAILURE_CODES.has(code)) await this.explainExecFailure(name)
     return code
   }
 
@@ -828,7 +812,8 @@ export class SandboxRuntime {
     }
     for (const name of listStateDirs(this.dataDir)) {
       if (live.has(name)) continue
-      if (isBeingCreated(this.dataDir, name)) continue
+      // A state dir exists briefly before its pod: leave it while its creator runs.
+      if (operationState(this.dataDir, name) === 'running') continue
       await this.deps.unregisterFromGateway(name).catch(() => undefined)
       await this.removeState(name).catch(() => undefined)
       removed.push(`state ${name}`)
@@ -839,37 +824,15 @@ export class SandboxRuntime {
 
   /** Sandboxes whose create or delete was interrupted (creator file of a dead process). */
   private interruptedOperations(): string[] {
-    return listStateDirs(this.dataDir).filter(name => {
-      try {
-        return !creatorAlive(readFileSync(join(sandboxDir(this.dataDir, name), 'creator'), 'utf8').trim())
-      } catch {
-        return false
-      }
-    })
+    return listStateDirs(this.dataDir).filter(name => operationState(this.dataDir, name) === 'interrupted')
   }
 
   private startOperation(name: string): void {
     try {
-      writeFileAtomic(join(sandboxDir(this.dataDir, name), 'creator'), selfCreatorId() + '\n')
+      markOperation(this.dataDir, name)
     } catch {
       // Deleting must work on an unwritable state dir; gc then relies on Podman's labels.
     }
-  }
-
-  private finishOperation(name: string): void {
-    rmSync(join(sandboxDir(this.dataDir, name), 'creator'), { force: true })
-  }
-}
-
-/**
- * A state dir can exist briefly before its pod (the gateway needs the socket dir first). The
- * creating process writes its creator id there; while that process lives, gc leaves the dir alone.
- */
-function isBeingCreated(data: string, name: string): boolean {
-  try {
-    return creatorAlive(readFileSync(join(sandboxDir(data, name), 'creator'), 'utf8').trim())
-  } catch {
-    return false
   }
 }
 

@@ -100,3 +100,28 @@ function processStartTime(pid: number): string | undefined {
     return undefined
   }
 }
+
+/**
+ * An operation in flight on a sandbox (create, delete) is marked by a `creator` file holding the
+ * process's identity; it is removed when the operation finishes. A marker whose process is gone
+ * means the operation was interrupted (kill -9) and gc must finish the job.
+ */
+const operationFile = (data: string, name: string) => join(sandboxDir(data, name), 'creator')
+
+export function markOperation(data: string, name: string): void {
+  writeFileAtomic(operationFile(data, name), selfCreatorId() + '\n')
+}
+
+export function finishOperation(data: string, name: string): void {
+  rmSync(operationFile(data, name), { force: true })
+}
+
+export function operationState(data: string, name: string): 'none' | 'running' | 'interrupted' {
+  let id: string
+  try {
+    id = readFileSync(operationFile(data, name), 'utf8').trim()
+  } catch {
+    return 'none'
+  }
+  return creatorAlive(id) ? 'running' : 'interrupted'
+}
