@@ -8,6 +8,13 @@ export XDG_RUNTIME_DIR=/run/user/$(id -u)
 export HOME=$(getent passwd "$(id -un)" | cut -d: -f6)
 cd "$PWD"
 echo "[ci] $(id) node $(node --version) podman $(podman --version)"
+# Stale rootless state (pause process gone, "invalid internal status"): host-setup clears the runtime
+# dir when no process of this user is alive; if one was, podman's own reset is the fix.
+info_err=$(podman info 2>&1 >/dev/null || true)
+if [[ $info_err == *"invalid internal status"* ]]; then
+  echo "[ci] podman state is stale: podman system migrate"
+  podman system migrate
+fi
 # A stale vfs store from an earlier podman call would pin the driver: reset once if so.
 if [ "$(podman info --format '{{.Store.GraphDriverName}}' 2>/dev/null)" != overlay ]; then
   podman system reset -f >/dev/null 2>&1 || true

@@ -7,7 +7,7 @@ NODE_DIR=${PODSHELL_NODE_DIR:-/opt/podshell-node}
 
 log() { printf '[host-setup] %s\n' "$*" >&2; }
 
-PKGS="podman runc crun slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap socat iproute2 ca-certificates git curl gcc libc6-dev"
+PKGS="procps podman runc crun slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap socat iproute2 ca-certificates git curl gcc libc6-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -62,5 +62,14 @@ chown -R "$TEST_USER:$TEST_USER" "$home/.config"
 
 # XDG_RUNTIME_DIR: a user without a login session has none.
 rt=/run/user/$uid
+# systemd-logind would mount it as a tmpfs at login and remove it at the last logout. Here it is a
+# plain directory, so it outlives the processes it describes (a session killed at its end, a
+# snapshotted or rebooted machine): podman 4.x then finds "running" containers without a pause
+# process and fails every command with "invalid internal status". With no process of the user
+# alive, nothing in it can be current: start it empty, as a login would.
+if [ -d "$rt" ] && ! pgrep -u "$uid" >/dev/null 2>&1; then
+  find "$rt" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+  log "cleared stale $rt (no process of $TEST_USER is running)"
+fi
 mkdir -p "$rt"; chown "$TEST_USER:$TEST_USER" "$rt"; chmod 700 "$rt"
 log "user $TEST_USER uid=$uid runtime dir $rt"

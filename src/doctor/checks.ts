@@ -49,7 +49,9 @@ export function evaluate(f: DoctorFacts): DoctorReport {
       detail: f.podman.error,
       fix: f.podman.code === 'PODMAN_TOO_OLD' || f.podman.code === 'PODMAN_NOT_FOUND'
         ? `install podman >= ${MIN_PODMAN.join('.')} (dnf install podman / apt-get install podman)`
-        : 'reinstall podman; `podman info` shows what is wrong',
+        : f.podman.code === 'PODMAN_STALE_STATE'
+          ? 'run `podman system migrate` as this user (it resets the stale pause-process state), then `podshell doctor` again'
+          : 'reinstall podman; `podman info` shows what is wrong',
     })
   }
   if (f.podman.ok && compareVersion(f.podman.version, MIN_PODMAN) < 0) {

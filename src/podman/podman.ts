@@ -159,6 +159,22 @@ export class Podman {
   }
 }
 
+/**
+ * Rootless podman keeps its user namespace alive through a "pause" process whose pid, and the
+ * containers it believes are running, live under XDG_RUNTIME_DIR. When that directory outlives the
+ * processes (no systemd-logind tmpfs, a killed session, a snapshotted or resumed machine), podman 4.x
+ * cannot join any namespace and every command fails with "invalid internal status ... could not find
+ * any running process". Nothing can be running then, so `podman system migrate` (podman's own fix)
+ * only resets stale bookkeeping. podshell does not run it behind the user's back: it names it.
+ */
+export function staleRootlessState(stderr: string): PodshellError | undefined {
+  if (!/invalid internal status|could not find any running process|cannot re-exec process to join the existing user namespace/i.test(stderr)) return undefined
+  return new PodshellError('podman\'s rootless state is stale: its pause process is gone (a killed session, or a runtime dir that outlived a reboot)', {
+    hint: 'run `podman system migrate` once (no container can be running in this state), then retry',
+    code: 'PODMAN_STALE_STATE',
+  })
+}
+
 /** First meaningful line of podman's stderr, prefixed by what we were doing. */
 export function podmanError(args: readonly string[], r: PodmanResult): PodshellError {
   const line =
@@ -168,6 +184,8 @@ export function podmanError(args: readonly string[], r: PodmanResult): PodshellE
       .filter(l => l && !/level=warning|is not a shared mount/.test(l))
       .pop() ?? `exit code ${r.exitCode}`
   const msg = line.replace(/^Error:\s*/, '')
+  const stale = staleRootlessState(r.stderr)
+  if (stale) return stale
   let hint = 'run `podshell doctor` to check the host'
   if (/no such (pod|container)/i.test(msg)) hint = 'the sandbox is gone; `podshell sandbox list` shows what exists'
   else if (/image not known|manifest unknown|pull access denied|initializing source|short-name/i.test(msg))
@@ -232,6 +250,10 @@ export async function probeRuntimes(bin: string, env: Env): Promise<RuntimeChoic
       .split('\n')
       .filter(l => l && !/level=warning/.test(l))
       .pop() ?? ''
+    // Not a runtime problem: every runtime would fail the same way, and "install crun or runc"
+    // would send the user the wrong way.
+    const stale = staleRootlessState(String(r.stderr))
+    if (stale) throw stale
     if (r.exitCode === 127 || r.exitCode === 0) {
       const reason = failed.length
         ? `${failed.map(f => `${f.runtime} failed: ${f.error}`).join('; ')}; ${rt} works`

@@ -161,6 +161,14 @@ describe('doctor on other hosts', () => {
     expect(byId(r, 'runtime')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/crun: x; runc: y/) })
   })
 
+  it('stale rootless state fails the podman check with `podman system migrate` as the fix', () => {
+    const error = "podman's rootless state is stale: its pause process is gone: run `podman system migrate` once"
+    const r = evaluate(facts({ podman: { ok: false, error, code: 'PODMAN_STALE_STATE' }, info: undefined }))
+    expect(byId(r, 'podman')).toMatchObject({ status: 'fail', fix: expect.stringMatching(/^run `podman system migrate`/) })
+    expect(byId(r, 'runtime').status).not.toBe('fail')
+    expect(r.ok).toBe(false)
+  })
+
   it('vfs storage warns with the storage.conf fix and the reset', () => {
     const r = evaluate(facts({ info: { ...debianHybrid.info!, graphDriver: 'vfs' } }))
     const c = byId(r, 'storage')
