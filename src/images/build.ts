@@ -3,7 +3,7 @@ import { chmodSync, closeSync, constants, copyFileSync, existsSync, mkdirSync, m
 import { dirname, join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { cacheDir, type Env } from '../config/paths.js'
-import { findOnPath, staleRootlessState, type Podman } from '../podman/podman.js'
+import { findOnPath, podmanStateProblem, type Podman } from '../podman/podman.js'
 import {
   APP_HASH_LABEL,
   BASE_IMAGE_OFFLINE,
@@ -111,7 +111,7 @@ export async function inspectImage(podman: Podman, ref: string): Promise<ImageIn
   const r = await podman.run(['image', 'inspect', ref], { reject: false })
   if (r.exitCode !== 0) {
     if (/image not known|no such image|not found/i.test(r.stderr)) return undefined
-    throw staleRootlessState(r.stderr) ?? new PodshellError(`podman image inspect ${ref} failed: ${lastLine(r.stderr)}`, { hint: 'run `podshell doctor` to check the host', code: 'PODMAN_FAILED' })
+    throw podmanStateProblem(r.stderr) ?? new PodshellError(`podman image inspect ${ref} failed: ${lastLine(r.stderr)}`, { hint: 'run `podshell doctor` to check the host', code: 'PODMAN_FAILED' })
   }
   const arr = JSON.parse(r.stdout || '[]') as { Id?: string; Labels?: Record<string, string> | null; Config?: { Labels?: Record<string, string> | null }; Size?: number }[]
   const img = arr[0]
@@ -330,7 +330,7 @@ export async function ensureOfflineBase(podman: Podman, ctx: ImageContext, opts:
       ], { reject: false, timeoutMs: 10 * 60_000 }),
     )
     if (imp.exitCode !== 0) {
-      throw staleRootlessState(imp.stderr) ?? new PodshellError(`podman import failed: ${lastLine(imp.stderr)}`, { hint: 'run `podshell doctor` to check the host (storage driver, disk space)', code: 'PODMAN_FAILED' })
+      throw podmanStateProblem(imp.stderr) ?? new PodshellError(`podman import failed: ${lastLine(imp.stderr)}`, { hint: 'run `podshell doctor` to check the host (storage driver, disk space)', code: 'PODMAN_FAILED' })
     }
     if (existing && existing.id !== imp.stdout.trim()) await podman.run(['rmi', existing.id], { reject: false })
     const info = await inspectImage(podman, BASE_IMAGE_OFFLINE)
@@ -436,7 +436,7 @@ function buildError(ref: string, output: string, log: string, plan: ContextPlan)
       code: 'BUILD_FAILED',
     })
   }
-  const stale = staleRootlessState(output)
+  const stale = podmanStateProblem(output)
   if (stale) return stale
   return new PodshellError(`podman build of ${ref} failed: ${lastLine(output, /^Error:|error|failed/i)}`, { hint: `full log: ${log}`, code: 'BUILD_FAILED' })
 }

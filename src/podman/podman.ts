@@ -167,7 +167,16 @@ export class Podman {
  * any running process". Nothing can be running then, so `podman system migrate` (podman's own fix)
  * only resets stale bookkeeping. podshell does not run it behind the user's back: it names it.
  */
-export function staleRootlessState(stderr: string): PodshellError | undefined {
+export function podmanStateProblem(stderr: string): PodshellError | undefined {
+  // Layers written under another subuid mapping (the range in /etc/subuid changed, or a pause
+  // process from before the change wrote them) hold ids this user namespace does not map, so even
+  // its root cannot open them. Only a storage reset recovers; podshell never deletes images itself.
+  if (/openfdat \S*\/storage\/overlay\/\S*: permission denied|additionallayer: permission denied/.test(stderr)) {
+    return new PodshellError('podman\'s storage holds layers this user namespace cannot read (written under another subuid/subgid range)', {
+      hint: 'run `podman system reset` (removes all of this user\'s images and containers), then `podshell image build all`',
+      code: 'PODMAN_STORAGE_IDMAP',
+    })
+  }
   if (!/invalid internal status|could not find any running process|cannot re-exec process to join the existing user namespace/i.test(stderr)) return undefined
   return new PodshellError('podman\'s rootless state is stale: its pause process is gone (a killed session, or a runtime dir that outlived a reboot)', {
     hint: 'run `podman system migrate` once (no container can be running in this state), then retry',
@@ -184,7 +193,7 @@ export function podmanError(args: readonly string[], r: PodmanResult): PodshellE
       .filter(l => l && !/level=warning|is not a shared mount/.test(l))
       .pop() ?? `exit code ${r.exitCode}`
   const msg = line.replace(/^Error:\s*/, '')
-  const stale = staleRootlessState(r.stderr)
+  const stale = podmanStateProblem(r.stderr)
   if (stale) return stale
   let hint = 'run `podshell doctor` to check the host'
   if (/no such (pod|container)/i.test(msg)) hint = 'the sandbox is gone; `podshell sandbox list` shows what exists'
@@ -252,7 +261,7 @@ export async function probeRuntimes(bin: string, env: Env): Promise<RuntimeChoic
       .pop() ?? ''
     // Not a runtime problem: every runtime would fail the same way, and "install crun or runc"
     // would send the user the wrong way.
-    const stale = staleRootlessState(String(r.stderr))
+    const stale = podmanStateProblem(String(r.stderr))
     if (stale) throw stale
     if (r.exitCode === 127 || r.exitCode === 0) {
       const reason = failed.length
