@@ -51,7 +51,9 @@ export function evaluate(f: DoctorFacts): DoctorReport {
         ? `install podman >= ${MIN_PODMAN.join('.')} (dnf install podman / apt-get install podman)`
         : f.podman.code === 'PODMAN_STALE_STATE'
           ? 'run `podman system migrate` as this user (it resets the stale pause-process state), then `podshell doctor` again'
-          : 'reinstall podman; `podman info` shows what is wrong',
+          : f.podman.code === 'PODMAN_STORAGE_IDMAP'
+            ? 'run `podman system reset` as this user (removes its images and containers), then `podshell image build all`'
+            : 'reinstall podman; `podman info` shows what is wrong',
     })
   }
   if (f.podman.ok && compareVersion(f.podman.version, MIN_PODMAN) < 0) {
