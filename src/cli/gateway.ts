@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander'
 import { isAbsolute } from 'node:path'
 import { PodshellError } from '../errors.js'
-import { Gateway } from '../gateway/server.js'
 import { ensureGateway, gatewayStatus, stopGateway, podshellVersion, type GatewayStatus } from '../gateway/lifecycle.js'
 import { CliContext } from './context.js'
 import { parseOutputFormat, serialize, table } from './output.js'
@@ -75,6 +74,9 @@ export async function serveGateway(dataDir: string, ctx: CliContext): Promise<vo
   // Everything the gateway creates (sockets, audit files) is for the user alone.
   process.umask(0o077)
   const log = (line: string) => ctx.out.stdout(line + '\n')
+  // Loaded here, not at the top: node:http (which the proxy needs) pulls in undici through its
+  // ESM facade, ~15 ms that every other command, `sandbox create` first, would pay for nothing.
+  const { Gateway } = await import('../gateway/server.js')
   const gateway = new Gateway({ dataDir, version: podshellVersion(), log })
   process.on('unhandledRejection', e => log(`unhandled rejection: ${e instanceof Error ? e.message : String(e)}`))
   process.on('uncaughtException', e => {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import module from 'node:module'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { cacheDir } from '../config/paths.js'
 
@@ -11,11 +12,8 @@ try {
 } catch {
   // no cache: slower start, same behaviour
 }
-// `sandbox exec` in its plain form skips the CLI framework (see fast-exec.ts).
-const { fastExec } = await import('./fast-exec.js')
-const code = await fastExec(process.argv)
-if (code !== undefined) process.exitCode = code
-else {
-  const { main } = await import('./program.js')
-  await main()
-}
+// The bundled CLI (scripts/bundle.mjs: dist/bundle/, dependencies included) when the build made
+// one: a handful of files to load instead of ~300 modules. A tsc-only build (or a checkout
+// mid-development) runs the modules as they are; both run the same code, src/cli/run.ts.
+const bundle = new URL('../bundle/run.js', import.meta.url)
+await (existsSync(bundle) ? import(bundle.href) : import('./run.js'))

@@ -108,15 +108,33 @@ export async function imageExists(podman: Podman, ref: string): Promise<boolean>
 
 /** `podman image inspect`, or undefined when the image does not exist. */
 export async function inspectImage(podman: Podman, ref: string): Promise<ImageInfo | undefined> {
-  const r = await podman.run(['image', 'inspect', ref], { reject: false })
+  return (await inspectImages(podman, [ref]))[0]
+}
+
+/**
+ * Several images in one `podman image inspect` (each podman process costs ~40 ms of start-up,
+ * paid on every `sandbox create`); undefined for each one that does not exist. Measured on 4.3.1:
+ * with some refs missing, podman prints the found ones as a JSON array in the order asked, one
+ * "<ref>: image not known" line per missing ref on stderr, and exits 125.
+ */
+export async function inspectImages(podman: Podman, refs: readonly string[]): Promise<(ImageInfo | undefined)[]> {
+  const r = await podman.run(['image', 'inspect', ...refs], { reject: false })
+  const missing = new Set<string>()
   if (r.exitCode !== 0) {
-    if (/image not known|no such image|not found/i.test(r.stderr)) return undefined
-    throw podmanStateProblem(r.stderr) ?? new PodshellError(`podman image inspect ${ref} failed: ${lastLine(r.stderr)}`, { hint: 'run `podshell doctor` to check the host', code: 'PODMAN_FAILED' })
+    const errors = r.stderr.split('\n').map(l => l.trim()).filter(l => /^Error:/.test(l))
+    for (const ref of refs) if (errors.some(l => l.includes(`${ref}: image not known`) || l.includes(`${ref}: no such image`))) missing.add(ref)
+    if (errors.length === 0 || errors.length > missing.size) {
+      throw podmanStateProblem(r.stderr) ?? new PodshellError(`podman image inspect ${refs.join(' ')} failed: ${lastLine(r.stderr)}`, { hint: 'run `podshell doctor` to check the host', code: 'PODMAN_FAILED' })
+    }
   }
   const arr = JSON.parse(r.stdout || '[]') as { Id?: string; Labels?: Record<string, string> | null; Config?: { Labels?: Record<string, string> | null }; Size?: number }[]
-  const img = arr[0]
-  if (!img?.Id) return undefined
-  return { id: img.Id, labels: img.Labels ?? img.Config?.Labels ?? {}, size: img.Size ?? 0 }
+  let next = 0
+  return refs.map(ref => {
+    if (missing.has(ref)) return undefined
+    const img = arr[next++]
+    if (!img?.Id) return undefined
+    return { id: img.Id, labels: img.Labels ?? img.Config?.Labels ?? {}, size: img.Size ?? 0 }
+  })
 }
 
 export function validateBuildArgs(args: Record<string, string>): Record<string, string> {
@@ -211,10 +229,10 @@ export interface ImageStatus {
   base?: string
 }
 
-/** Whether the default images exist and (gateway) are current; one `podman image inspect` per image. */
+/** Whether the default images exist and (gateway) are current; one `podman image inspect` for all. */
 export async function imageStatus(podman: Podman, env: Env, which: EnsureOptions['which'] = 'all'): Promise<ImageStatus[]> {
   const kinds = which === 'all' ? [...ALL_KINDS] : typeof which === 'string' ? [which] : [...which]
-  const infos = await Promise.all(kinds.map(k => inspectImage(podman, IMAGE_REFS[k])))
+  const infos = await inspectImages(podman, kinds.map(k => IMAGE_REFS[k]))
   return kinds.map((kind, i) => {
     const info = infos[i]
     const ref = IMAGE_REFS[kind]

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
-import { basename, dirname, join, isAbsolute } from 'node:path'
+import { dirname, join, isAbsolute } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { PodshellError } from '../errors.js'
 import type { Env } from '../config/paths.js'
@@ -58,99 +58,26 @@ export function gatewayNode(env: Env, platform: NodeJS.Platform = process.platfo
   }
 }
 
-/** Declarations and source maps of dependencies are not needed at run time. */
-const DEP_SKIP = /\.(d\.[cm]?ts|map)$|(^|\/)(CHANGELOG|HISTORY)(\.md)?$/i
-
 /**
- * Gateway context: `node` (the binary), `app/package.json`, `app/dist/**` (compiled podshell),
- * `app/policies/**` and `app/node_modules/**` holding only production dependencies, found by
- * Node's own resolution walk from package.json (so it works for a git checkout, a local install
- * with hoisted dependencies and a global install alike). Dev dependencies (vitest, typescript,
- * testcontainers: most of node_modules) never enter the image.
+ * Gateway context: `node` (the binary), `app/package.json`, `app/dist/**` (compiled podshell,
+ * whose CLI is bundled with its dependencies into dist/bundle/: see scripts/bundle.mjs) and
+ * `app/policies/**`. No node_modules: the bundle needs none, so no dependency tree is walked,
+ * copied or hashed (that was ~1,150 files and ~25 ms on every `sandbox create`).
  */
 export function gatewayPlan(env: Env, root = packageRoot()): ContextPlan {
   const containerfile = join(root, 'Containerfile')
   mustExist(containerfile)
   const dist = join(root, 'dist')
-  if (!existsSync(join(dist, 'cli', 'main.js'))) {
-    throw new PodshellError(`podshell is not built: ${join(dist, 'cli', 'main.js')} is missing`, { hint: 'run `npm run build` first', code: 'NOT_BUILT' })
+  for (const f of [join(dist, 'cli', 'main.js'), join(dist, 'bundle', 'run.js')]) {
+    if (!existsSync(f)) throw new PodshellError(`podshell is not built: ${f} is missing`, { hint: 'run `npm run build` first', code: 'NOT_BUILT' })
   }
   const app: ContextFile[] = [
     { dest: 'node', src: gatewayNode(env) },
     { dest: 'app/package.json', src: join(root, 'package.json') },
-    ...walkDir(dist, 'app/dist', rel => /\.d\.ts(\.map)?$/.test(rel)),
+    ...walkDir(dist, 'app/dist', rel => /\.d\.ts(\.map)?$|\.map$/.test(rel)),
   ]
   if (existsSync(join(root, 'policies'))) app.push(...walkDir(join(root, 'policies'), 'app/policies'))
-  for (const dep of productionDependencies(root)) {
-    app.push(...walkDir(dep.dir, `app/${dep.dest}`, (rel, isDir) => (isDir ? rel === 'node_modules' || rel === '.bin' : DEP_SKIP.test(rel))))
-  }
   return { kind: 'gateway', containerfile, files: app, appFiles: app }
-}
-
-interface PackageJson {
-  dependencies?: Record<string, string>
-  optionalDependencies?: Record<string, string>
-}
-
-/**
- * Production dependency directories of the package at `root`, each with where it goes below the
- * image's /opt/podshell: Node's lookup (`<dir>/node_modules/<name>` for the requiring package's
- * real directory and each ancestor) is replayed, and the directory where a dependency was found is
- * mapped onto the image by the same number of levels up from the requiring package's image path.
- * So a nested `node_modules/a/node_modules/b` stays nested, a hoisted dependency (podshell in
- * `/proj/node_modules/podshell`, execa in `/proj/node_modules/execa`) lands in
- * `node_modules/execa`, and a symlinked node_modules works. Every package then resolves the same
- * version in the image as on the host.
- */
-export function productionDependencies(root: string): { name: string; dir: string; dest: string }[] {
-  const out: { name: string; dir: string; dest: string }[] = []
-  const byDest = new Map<string, string>()
-  const rootPkg = readPkg(root)
-  const queue: { real: string; dest: string; pkg: PackageJson }[] = [{ real: realpathSync(root), dest: '', pkg: rootPkg }]
-  while (queue.length) {
-    const from = queue.shift()!
-    const optional = new Set(Object.keys(from.pkg.optionalDependencies ?? {}))
-    const names = [...new Set([...Object.keys(from.pkg.dependencies ?? {}), ...optional])]
-    for (const name of names) {
-      const found = lookup(name, from.real, from.dest)
-      if (!found) {
-        if (optional.has(name)) continue
-        throw new PodshellError(`dependency ${name} (needed by ${from.real}) is not installed`, { hint: 'run `npm ci --omit=dev` (or `npm install`) in the podshell directory', code: 'INSTALL_BROKEN' })
-      }
-      const real = realpathSync(found.dir)
-      const taken = byDest.get(found.dest)
-      if (taken !== undefined) continue // already in the image at that path (same package, or a closer copy)
-      byDest.set(found.dest, real)
-      out.push({ name, dir: real, dest: found.dest })
-      queue.push({ real, dest: found.dest, pkg: readPkg(real) })
-    }
-  }
-  return out
-}
-
-function readPkg(dir: string): PackageJson {
-  try {
-    return JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as PackageJson
-  } catch (e) {
-    throw new PodshellError(`cannot read ${join(dir, 'package.json')}`, { hint: 'reinstall podshell', code: 'INSTALL_BROKEN', cause: e })
-  }
-}
-
-/** Node's lookup from a package's real dir; `dest` is the image path of the directory it was found in. */
-function lookup(name: string, real: string, dest: string): { dir: string; dest: string } | undefined {
-  let dir = real
-  let d = dest ? dest.split('/') : []
-  for (;;) {
-    // Node never looks in node_modules/node_modules.
-    if (basename(dir) !== 'node_modules') {
-      const cand = join(dir, 'node_modules', name)
-      if (existsSync(join(cand, 'package.json'))) return { dir: cand, dest: [...d, 'node_modules', ...name.split('/')].join('/') }
-    }
-    const parent = dirname(dir)
-    if (parent === dir) return undefined
-    dir = parent
-    d = d.slice(0, -1)
-  }
 }
 
 function mustExist(p: string): void {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { computeInputHash, contextMode, DigestCache, filesDigest, walkDir, type HashInputs } from '../../src/images/hash.js'
 import { debianSources, parseDeb822, parseOneLine } from '../../src/images/mirror.js'
-import { gatewayNode, productionDependencies } from '../../src/images/context.js'
+import { gatewayNode } from '../../src/images/context.js'
 import { BASE_PACKAGES, mmdebstrapArgs, mmdebstrapMissing, offlineBaseHash, validateBuildArgs, lastLine } from '../../src/images/build.js'
 import { parseWhich } from '../../src/cli/image.js'
 
@@ -91,57 +91,6 @@ describe('digest cache and context walk', () => {
     symlinkSync(join(d, 'z.txt'), join(d, 'link.txt'))
     const files = walkDir(d, 'app', rel => rel.endsWith('.d.ts'))
     expect(files.map(f => f.dest)).toEqual(['app/b/a.js', 'app/link.txt', 'app/z.txt'])
-  })
-})
-
-describe('production dependencies for the gateway image', () => {
-  let dir: string
-  const pkg = (p: string, name: string, deps: Record<string, string> = {}, extra: object = {}) => {
-    mkdirSync(p, { recursive: true })
-    writeFileSync(join(p, 'package.json'), JSON.stringify({ name, version: '1.0.0', dependencies: deps, ...extra }))
-    writeFileSync(join(p, 'index.js'), '')
-  }
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'podshell-deps-'))
-  })
-  afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-  it('takes dependencies (and nested versions) but no dev dependencies', () => {
-    const root = join(dir, 'checkout')
-    pkg(root, 'podshell', { a: '1', b: '1' }, { devDependencies: { vitest: '1' }, optionalDependencies: { gone: '1' } })
-    pkg(join(root, 'node_modules', 'a'), 'a', { c: '2' })
-    pkg(join(root, 'node_modules', 'a', 'node_modules', 'c'), 'c')
-    pkg(join(root, 'node_modules', 'b'), 'b', { c: '1' })
-    pkg(join(root, 'node_modules', 'c'), 'c')
-    pkg(join(root, 'node_modules', 'vitest'), 'vitest', { a: '1' })
-    const deps = productionDependencies(root).map(d => d.dest).sort()
-    expect(deps).toEqual(['node_modules/a', 'node_modules/a/node_modules/c', 'node_modules/b', 'node_modules/c'])
-  })
-
-  it('maps hoisted dependencies (podshell installed inside a project) to the image node_modules', () => {
-    const proj = join(dir, 'proj')
-    pkg(join(proj, 'node_modules', 'podshell'), 'podshell', { '@s/x': '1' })
-    pkg(join(proj, 'node_modules', '@s', 'x'), '@s/x', { y: '1' })
-    pkg(join(proj, 'node_modules', 'y'), 'y')
-    const deps = productionDependencies(join(proj, 'node_modules', 'podshell'))
-    expect(deps.map(d => d.dest).sort()).toEqual(['node_modules/@s/x', 'node_modules/y'])
-    expect(deps.find(d => d.name === 'y')!.dir).toBe(join(proj, 'node_modules', 'y'))
-  })
-
-  it('follows a symlinked node_modules (devrun-style checkouts)', () => {
-    const real = join(dir, 'real')
-    pkg(join(real, 'node_modules', 'a'), 'a', { b: '1' })
-    pkg(join(real, 'node_modules', 'b'), 'b')
-    const root = join(dir, 'linked')
-    pkg(root, 'podshell', { a: '1' })
-    symlinkSync(join(real, 'node_modules'), join(root, 'node_modules'))
-    expect(productionDependencies(root).map(d => d.dest).sort()).toEqual(['node_modules/a', 'node_modules/b'])
-  })
-
-  it('fails with the fix when a dependency is not installed', () => {
-    const root = join(dir, 'broken')
-    pkg(root, 'podshell', { missing: '1' })
-    expect(() => productionDependencies(root)).toThrow(/dependency missing .*not installed/)
   })
 })
 
