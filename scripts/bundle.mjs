@@ -26,7 +26,8 @@ await build({
   format: 'esm',
   target: 'node22',
   // Dependencies written as CommonJS call require(); an ES module has none of its own.
-  banner: { js: "import { createRequire as __podshellRequire } from 'node:module'; const require = __podshellRequire(import.meta.url);" },
+  // Made on first use: most chunks (the fast exec path's among them) never call it.
+  banner: { js: "import { createRequire as __podshellCreateRequire } from 'node:module'; let __podshellRequire; const require = id => (__podshellRequire ??= __podshellCreateRequire(import.meta.url))(id);" },
   minifyWhitespace: true,
   minifySyntax: true,
   keepNames: true,

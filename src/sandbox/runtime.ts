@@ -20,7 +20,8 @@ import {
 import { SANDBOX_IMAGE, GATEWAY_IMAGE } from '../images/names.js'
 import { check, sandboxName, objectName, hostPath, envKey, envValue, labelKey, labelValue, normalizePath } from '../util/validate.js'
 import type { CreateOptions, MountSpec } from './types.js'
-import { generateName, podName, agentContainer, bridgeContainer, infraContainer, L } from './naming.js'
+import { podName, agentContainer, bridgeContainer, infraContainer, L } from './naming.js'
+import { generateName } from './petname.js'
 import {
   ensureDir,
   removeStateDir,

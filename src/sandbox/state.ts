@@ -66,6 +66,9 @@ export function readLastUsed(data: string): string | undefined {
 
 export function writeLastUsed(data: string, name: string): void {
   try {
+    // Most calls (an agent's exec after exec) name the sandbox already recorded: a read, not a
+    // write + fsync + rename, on the `sandbox exec` path.
+    if (readLastUsed(data) === name) return
     writeFileAtomic(lastUsedFile(data), name + '\n')
   } catch {
     // Remembering the last-used name is a convenience; failing to is not an error.
