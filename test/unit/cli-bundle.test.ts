@@ -37,7 +37,7 @@ describe('the bundled CLI', () => {
       // and require("fs") in CommonJS dependencies.
       for (const m of text.matchAll(/(?:^|;)\s*import\s*(?:[\w$*{}\s,]*?from\s*)?["']([^"']+)["']/gm)) specifiers.add(m[1]!)
       for (const m of text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)) specifiers.add(m[1]!)
-      for (const m of text.matchAll(/\brequire\(\s*["']([^"']+)["']\s*\)/g)) specifiers.add(m[1]!)
+      for (const m of text.matchAll(/require\(\s*["']([^"']+)["']\s*\)/g)) specifiers.add(m[1]!)
     }
     const foreign = [...specifiers].filter(s => !s.startsWith('./') && !s.startsWith('node:') && !/^[a-z_]+$/.test(s))
     expect(foreign).toEqual([])
