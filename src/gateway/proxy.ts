@@ -91,6 +91,19 @@ export interface ProxyOptions {
   limits?: Partial<ProxyLimits>
 }
 
+/** An absolute-form request target, parsed and validated. */
+interface Target {
+  host: CanonicalHost
+  port: number
+  path: string
+  query: string | null
+}
+
+/** How a refusal is answered: through the HTTP server's response, or raw on the client socket. */
+type Reply = (status: number, text: string, body: Record<string, unknown>) => void
+type Dialed = { socket: Socket; ip: string; arm: () => void }
+type HttpLog = (action: 'allowed' | 'denied', status: number, reason: string, ip?: string) => void
+
 interface Tunnel {
   readonly host: CanonicalHost
   readonly port: number
@@ -270,7 +283,7 @@ export class SandboxProxy {
    * gateway's CPU per downloaded byte by about half (bench/gateway.mjs). Nothing is written to
    * the sink before `arm()` (the "200 Connection Established" must come first).
    */
-  private async dial(addrs: IpAddress[], port: number, sink?: Socket): Promise<{ socket: Socket; ip: string; arm: () => void }> {
+  private async dial(addrs: IpAddress[], port: number, sink?: Socket): Promise<Dialed> {
     let lastErr: Error | undefined
     for (const a of addrs.slice(0, 4)) {
       try {
@@ -305,10 +318,7 @@ export class SandboxProxy {
 
   private async onConnect(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
     client.on('error', () => client.destroy())
-    const refuse = (status: number, text: string, body: Record<string, unknown>) => {
-      const json = JSON.stringify(body)
-      client.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
-    }
+    const refuse: Reply = (status, text, body) => endJson(client, status, text, body)
     const headBytes = req.rawHeaders.reduce((n, h) => n + h.length + 2, (req.url ?? '').length + 20)
     if (headBytes > this.limits.maxConnectHeaderBytes) {
       this.denied++
@@ -341,7 +351,7 @@ export class SandboxProxy {
     const checked = await this.resolveChecked(d, host, port)
     if (!checked.ok) return denyConnect(checked.reason, d.policy)
     if (client.destroyed) return
-    let up: { socket: Socket; ip: string; arm: () => void }
+    let up: Dialed
     try {
       up = await this.dial(checked.addresses, port, client)
     } catch (e) {
@@ -394,7 +404,7 @@ export class SandboxProxy {
   // -------------------------------------------------------------------------------------------
 
   /** Parses and validates an absolute-form request; returns the pieces or a 400 reason. */
-  private target(req: IncomingMessage): { host: CanonicalHost; port: number; path: string; query: string | null } | { error: string } {
+  private target(req: IncomingMessage): Target | { error: string } {
     const url = req.url ?? ''
     if (url.startsWith('/') || url === '*') return { error: 'not a proxy request: origin-form request target (send absolute-form http:// URLs through the proxy)' }
     const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(#.*)?$/.exec(url)
@@ -430,10 +440,36 @@ export class SandboxProxy {
     return { host, port, path: m[3] === '' ? '/' : m[3]!, query: m[4] ?? null }
   }
 
-  private badRequest(res: ServerResponse, detail: string): void {
+  private badRequest(reply: Reply, detail: string): void {
     this.denied++
     this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `malformed proxy request: ${detail}` })
-    sendJson(res, 400, 'Bad Request', { error: 'bad_request', detail })
+    reply(400, 'Bad Request', { error: 'bad_request', detail })
+  }
+
+  /**
+   * What every plain-HTTP request and ws:// upgrade goes through before a byte goes upstream: the
+   * policy decision, the checked resolution and the dial. A refusal is answered with `reply` and
+   * logged as an HTTP event (mode `deny`, whichever step refused); then the result is undefined.
+   */
+  private async admitHttp(t: Target, method: string, d: Decision, reply: Reply): Promise<{ up: Dialed; log: HttpLog } | undefined> {
+    const log: HttpLog = (action, status, reason, ip) =>
+      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action, mode: action === 'denied' ? 'deny' : d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
+    const deny = (reason: string) => {
+      this.denied++
+      log('denied', 403, reason)
+      reply(403, 'Forbidden', this.denyBody(d, method, t.host.host, t.port, t.path, reason))
+    }
+    if (!d.allowed) return void deny(d.reason)
+    const checked = await this.resolveChecked(d, t.host, t.port)
+    if (!checked.ok) return void deny(checked.reason)
+    try {
+      return { up: await this.dial(checked.addresses, t.port), log }
+    } catch (e) {
+      this.allowed++
+      log('allowed', 502, `upstream unreachable: ${(e as Error).message}`)
+      reply(502, 'Bad Gateway', { error: 'upstream_unreachable', detail: `cannot connect to ${t.host.host}:${t.port}` })
+      return undefined
+    }
   }
 
   private denyBody(d: Decision, method: string, host: string, port: number, path: string, detail: string): Record<string, unknown> {
@@ -463,28 +499,14 @@ export class SandboxProxy {
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const reply: Reply = (status, text, body) => sendJson(res, status, text, body)
     const t = this.target(req)
-    if ('error' in t) return this.badRequest(res, t.error)
+    if ('error' in t) return this.badRequest(reply, t.error)
     const method = req.method ?? 'GET'
     const d = this.opts.engine().decideHttp({ method, host: t.host, port: t.port, path: t.path, query: t.query })
-    const logHttp = (action: 'allowed' | 'denied', status: number, reason: string, ip?: string) =>
-      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action, mode: d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
-    const deny = (reason: string) => {
-      this.denied++
-      logHttp('denied', 403, reason)
-      sendJson(res, 403, 'Forbidden', this.denyBody(d, method, t.host.host, t.port, t.path, reason))
-    }
-    if (!d.allowed) return deny(d.reason)
-    const checked = await this.resolveChecked(d, t.host, t.port)
-    if (!checked.ok) return deny(checked.reason)
-    let up: { socket: Socket; ip: string; arm: () => void }
-    try {
-      up = await this.dial(checked.addresses, t.port)
-    } catch (e) {
-      this.allowed++
-      logHttp('allowed', 502, `upstream unreachable: ${(e as Error).message}`)
-      return sendJson(res, 502, 'Bad Gateway', { error: 'upstream_unreachable', detail: `cannot connect to ${t.host.host}:${t.port}` })
-    }
+    const admitted = await this.admitHttp(t, method, d, reply)
+    if (!admitted) return
+    const { up, log: logHttp } = admitted
     if (res.destroyed || req.destroyed) {
       up.socket.destroy()
       return
@@ -537,38 +559,16 @@ export class SandboxProxy {
 
   private async onUpgrade(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
     client.on('error', () => client.destroy())
-    const refuse = (status: number, text: string, body: Record<string, unknown>) => {
-      const json = JSON.stringify(body)
-      client.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
-    }
+    const refuse: Reply = (status, text, body) => endJson(client, status, text, body)
     const t = this.target(req)
-    if ('error' in t) {
-      this.denied++
-      this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `malformed proxy request: ${t.error}` })
-      return refuse(400, 'Bad Request', { error: 'bad_request', detail: t.error })
-    }
+    if ('error' in t) return this.badRequest(refuse, t.error)
     const method = req.method ?? 'GET'
     const info = { method, host: t.host, port: t.port, path: t.path, query: t.query }
     const d = this.opts.engine().decideHttp(info, { upgrade: true })
-    const deny = (reason: string) => {
-      this.denied++
-      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'denied', mode: 'deny', policy: d.policy, rule: d.matched, reason, providers: d.providers, status: 403 })
-      refuse(403, 'Forbidden', this.denyBody(d, method, t.host.host, t.port, t.path, reason))
-    }
-    if (!d.allowed) return deny(d.reason)
-    const checked = await this.resolveChecked(d, t.host, t.port)
-    if (!checked.ok) return deny(checked.reason)
-    let up: { socket: Socket; ip: string; arm: () => void }
-    try {
-      up = await this.dial(checked.addresses, t.port)
-    } catch (e) {
-      this.allowed++
-      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'allowed', mode: d.mode, policy: d.policy, rule: d.matched, reason: `upstream unreachable: ${(e as Error).message}`, status: 502 })
-      return refuse(502, 'Bad Gateway', { error: 'upstream_unreachable', detail: `cannot connect to ${t.host.host}:${t.port}` })
-    }
+    const admitted = await this.admitHttp(t, method, d, refuse)
+    if (!admitted) return
+    const { up, log } = admitted
     this.allowed++
-    const logUpgrade = (status: number, reason: string) =>
-      this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action: 'allowed', mode: d.mode, ip: up.ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
     // Re-serialise the head from the parsed (validated) request; keep Connection/Upgrade, which
     // are what this request is about.
     const lines = [`${method} ${t.path}${t.query !== null ? `?${t.query}` : ''} HTTP/1.1`]
@@ -580,7 +580,7 @@ export class SandboxProxy {
     }
     const tunnel: Tunnel = { host: t.host, port: t.port, ip: up.ip, client, upstream: up.socket, recheck: e => e.decideHttp(info, { upgrade: true }) }
     up.socket.write(lines.join('\r\n') + '\r\n\r\n')
-    this.awaitUpgrade(tunnel, head, status => logUpgrade(status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`))
+    this.awaitUpgrade(tunnel, head, status => log('allowed', status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`, up.ip))
   }
 
   /**
@@ -754,6 +754,12 @@ function forwardHeaders(raw: readonly string[], response = false): string[] {
     out.push(raw[i]!, raw[i + 1]!)
   }
   return out
+}
+
+/** A JSON answer on a raw client socket (CONNECT, upgrades), then the connection closes. */
+function endJson(client: Socket, status: number, text: string, body: Record<string, unknown>): void {
+  const json = JSON.stringify(body)
+  client.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
 }
 
 function sendJson(res: ServerResponse, status: number, text: string, body: Record<string, unknown>): void {
