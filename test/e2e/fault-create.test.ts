@@ -3,7 +3,8 @@ import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { cli, cliSpawn, podman, uniqueName, TEST_HOME } from '../helpers/cli.js'
-import { policyFile, hostAddress, recordFigures, prng, sleep } from '../helpers/attack.js'
+import { policyFile, hostAddress, recordFigures, sleep } from '../helpers/attack.js'
+import { prng } from '../helpers/prng.js'
 
 /**
  * kill -9 of podshell at random points of `sandbox create`, many times over. Whatever the moment,

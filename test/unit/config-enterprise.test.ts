@@ -3,7 +3,6 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, realpathSyn
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { PodshellError } from '../../src/errors.js'
 import {
   applyEffectiveDefaults,
   checkCeiling,
@@ -15,6 +14,7 @@ import {
 import { parsePolicyText, type Policy } from '../../src/policy/schema.js'
 import { renderTemplate } from '../../src/policy/templates.js'
 import type { CreateOptions } from '../../src/sandbox/types.js'
+import { errorOf } from '../helpers/errors.js'
 
 let root: string
 let env: Record<string, string>
@@ -32,16 +32,6 @@ afterEach(() => rmSync(root, { recursive: true, force: true }))
 const writeUser = (o: unknown) => writeFileSync(join(root, 'home', '.config', 'podshell', 'config.yaml'), typeof o === 'string' ? o : stringify(o))
 const writeEnterprise = (o: unknown, file = defaultPath) => writeFileSync(file, typeof o === 'string' ? o : stringify(o))
 const load = (e: Record<string, string> = env) => loadEffectiveConfig(e, { enterpriseDefaultPath: defaultPath })
-
-function errorOf(fn: () => unknown): PodshellError {
-  try {
-    fn()
-  } catch (e) {
-    expect(e).toBeInstanceOf(PodshellError)
-    return e as PodshellError
-  }
-  throw new Error('expected a PodshellError')
-}
 
 function baseOpts(o: Partial<CreateOptions> = {}): CreateOptions {
   return { mounts: [], env: {}, labels: {}, detach: false, keep: true, command: ['claude'], providers: [], ...o }

@@ -1,16 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { parseCredentialFlags, parseConfigFlags, fromExisting, checkCredentialValue, reservedReason, checkProviderType, MAX_ENV_STRING } from '../../src/credentials/input.js'
-import { PodshellError } from '../../src/errors.js'
-
-function errorOf(fn: () => unknown): PodshellError {
-  try {
-    fn()
-  } catch (e) {
-    expect(e).toBeInstanceOf(PodshellError)
-    return e as PodshellError
-  }
-  throw new Error('expected a PodshellError')
-}
+import { errorOf } from '../helpers/errors.js'
 
 const SECRET = 'ghp_s3cr3tValueThatMustNeverBePrinted'
 

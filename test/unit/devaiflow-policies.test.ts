@@ -3,24 +3,14 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parsePolicyText, type Policy } from '../../src/policy/schema.js'
 import { renderTemplate, templateHosts, parseHostOption, parseJiraUrl, REGISTRY_PRESETS } from '../../src/policy/templates.js'
-import { PodshellError } from '../../src/errors.js'
 import { SESSION_TYPES, type SessionType } from '../../src/sandbox/types.js'
+import { errorOf } from '../helpers/errors.js'
 
 const POLICIES = join(import.meta.dirname, '..', '..', 'policies')
 
 function hostsOf(p: Policy): string[] {
   // The set of host:port pairs (gitlab.com serves both the API and git, so it appears twice).
   return [...new Set(Object.values(p.network_policies ?? {}).flatMap(r => (r.endpoints ?? []).map(e => `${e.host}:${e.port}`)))].sort()
-}
-
-function errorOf(fn: () => unknown): PodshellError {
-  try {
-    fn()
-  } catch (e) {
-    expect(e).toBeInstanceOf(PodshellError)
-    return e as PodshellError
-  }
-  throw new Error('expected a PodshellError')
 }
 
 const MODEL = ['api.anthropic.com:443']

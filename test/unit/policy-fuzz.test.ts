@@ -6,6 +6,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
 import { PolicyError, parsePolicyText, policyHash, policyToYaml, unenforcedWarnings } from '../../src/policy/schema.js'
+import { prng } from '../helpers/prng.js'
 
 /**
  * Fuzzing the policy parser (issue requirement): documents mutated from the OpenShell fixtures go
@@ -23,18 +24,7 @@ const COUNT = Number(process.env.PODSHELL_FUZZ_COUNT ?? 10_000)
 const fixturesDir = process.env.PODSHELL_FIXTURES_DIR ?? fileURLToPath(new URL('../../../shared/fixtures/openshell-policies/', import.meta.url))
 const resultsFile = fileURLToPath(new URL('../../test-results/policy-fuzz.json', import.meta.url))
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-const rand = mulberry32(SEED)
+const rand = prng(SEED)
 const int = (n: number) => Math.floor(rand() * n)
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!
 const chance = (p: number) => rand() < p
