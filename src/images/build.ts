@@ -1,5 +1,5 @@
 import { execa } from 'execa'
-import { chmodSync, closeSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { chmodSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { cacheDir, type Env } from '../config/paths.js'
@@ -18,6 +18,7 @@ import {
 import { computeInputHash, contextMode, DigestCache, filesDigest, sha256 } from './hash.js'
 import { gatewayPlan, packageRoot, sandboxPlan, type ContextPlan, type ImageKind } from './context.js'
 import { debianSources, readAptSources } from './mirror.js'
+import { withLock } from '../util/lockfile.js'
 
 export type { ImageKind } from './context.js'
 
@@ -536,54 +537,17 @@ function packageVersion(): string {
 
 /**
  * One image build at a time per user: two `sandbox create`s that both find the image missing
- * would otherwise build it twice. The lock file holds the owner's pid; a lock whose owner is gone
- * (killed podshell) is taken over.
+ * would otherwise build it twice. A lock file (src/util/lockfile.ts): a killed podshell's lock is
+ * taken over.
  */
-async function withBuildLock<T>(env: Env, say: Say, fn: () => Promise<T>): Promise<T> {
+function withBuildLock<T>(env: Env, say: Say, fn: () => Promise<T>): Promise<T> {
   const lock = join(ensureDir(cacheDir(env)), 'image-build.lock')
-  const deadline = Date.now() + 60 * 60_000
-  let told = false
-  for (;;) {
-    try {
-      const fd = openSync(lock, 'wx', 0o600)
-      writeSync(fd, String(process.pid))
-      closeSync(fd)
-      break
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
-      const owner = parseInt(safeRead(lock), 10)
-      if (!Number.isFinite(owner) || !alive(owner)) {
-        rmSync(lock, { force: true })
-        continue
-      }
-      if (!told) {
-        say(`waiting for another podshell image build (pid ${owner})`)
-        told = true
-      }
-      if (Date.now() > deadline) throw new PodshellError(`another image build (pid ${owner}) holds ${lock}`, { hint: 'wait for it or remove the lock file', code: 'BUILD_LOCKED' })
-      await new Promise(r => setTimeout(r, 500))
-    }
-  }
-  try {
-    return await fn()
-  } finally {
-    rmSync(lock, { force: true })
-  }
+  return withLock(lock, {
+    waitMs: 60 * 60_000,
+    pollMs: 500,
+    onWait: pid => say(`waiting for another podshell image build (pid ${pid})`),
+    busy: pid => new PodshellError(`another image build (pid ${pid}) holds ${lock}`, { hint: 'wait for it or remove the lock file', code: 'BUILD_LOCKED' }),
+  }, fn)
 }
 
-function safeRead(p: string): string {
-  try {
-    return readFileSync(p, 'utf8')
-  } catch {
-    return ''
-  }
-}
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}

@@ -1,8 +1,9 @@
-import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { PodshellError } from '../errors.js'
 import { fsError, mkdirp, writeFileAtomic, readFileIfExists } from '../util/fs.js'
+import { withLockSync } from '../util/lockfile.js'
 import { parsePolicyText, policyHash, policyToYaml, validatePolicy, type Policy } from './schema.js'
 
 /**
@@ -48,23 +49,9 @@ const StatusEntry = z.strictObject({
 type StatusEntry = z.infer<typeof StatusEntry>
 const StatusMap = z.record(z.string().regex(/^[1-9][0-9]*$/), StatusEntry)
 
-const LOCK_STALE_MS = 30_000
 const LOCK_WAIT_MS = 15_000
 const MAX_SOURCE = 1024
 const MAX_LOAD_ERROR = 4096
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 export class PolicyStore {
   readonly dir: string
@@ -119,45 +106,21 @@ export class PolicyStore {
     return r.data
   }
 
-  /** Serializes CLI writers (two `policy set` at once must not both take version N). */
+  /**
+   * Serializes CLI writers (two `policy set` at once must not both take version N): a lock file
+   * (src/util/lockfile.ts); the store is synchronous, so waiting blocks.
+   */
   private withLock<T>(fn: () => T): T {
     mkdirp(this.dir)
     const lock = join(this.dir, 'revisions.lock')
-    const deadline = Date.now() + LOCK_WAIT_MS
-    for (;;) {
-      try {
-        const fd = openSync(lock, 'wx', 0o600)
-        try {
-          writeSync(fd, String(process.pid))
-        } finally {
-          closeSync(fd)
-        }
-        break
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fsError(`cannot create ${lock}`, e)
-      }
-      // A lock left by a crashed writer: its pid is gone and it is old. Remove it and retry.
-      try {
-        const owner = Number(readFileSync(lock, 'utf8'))
-        const age = Date.now() - statSync(lock).mtimeMs
-        if (age > LOCK_STALE_MS && !(Number.isInteger(owner) && owner > 0 && pidAlive(owner))) rmSync(lock, { force: true })
-      } catch {
-        // The lock vanished between the calls: retry at once.
-        continue
-      }
-      if (Date.now() > deadline) {
-        throw new PodshellError(`policy store ${this.dir} is locked by another podshell`, {
-          hint: `wait for it to finish; if none is running, remove ${lock}`,
-          code: 'POLICY_STORE_LOCKED',
-        })
-      }
-      sleepSync(20)
-    }
-    try {
-      return fn()
-    } finally {
-      rmSync(lock, { force: true })
-    }
+    return withLockSync(lock, {
+      waitMs: LOCK_WAIT_MS,
+      pollMs: 20,
+      busy: () => new PodshellError(`policy store ${this.dir} is locked by another podshell`, {
+        hint: `wait for it to finish; if none is running, remove ${lock}`,
+        code: 'POLICY_STORE_LOCKED',
+      }),
+    }, fn)
   }
 
   /**

@@ -1,7 +1,6 @@
 import { fileURLToPath } from 'node:url'
-import { readFileSync } from 'node:fs'
 import { ProviderLock } from '../credentials/lock.js'
-import { creatorAlive } from './state.js'
+import { lockStale } from '../util/lockfile.js'
 import type { Env } from '../config/paths.js'
 import { sandboxPolicyDir } from '../config/paths.js'
 import type { SandboxDeps } from './runtime.js'
@@ -53,13 +52,7 @@ export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
     gcCredentials: async (podman, live) => {
       await gcOrphanedSecrets(podman, dataDir, live)
     },
-    credentialsNeedGc: () => {
-      try {
-        return !creatorAlive(readFileSync(ProviderLock.lockPath(dataDir), 'utf8').trim())
-      } catch {
-        return false
-      }
-    },
+    credentialsNeedGc: () => lockStale(ProviderLock.lockPath(dataDir)),
     audit: (name, event, detail) => appendLifecycle(dataDir, name, { event, ...detail }),
     seccompProfile: env.PODSHELL_SECCOMP_PROFILE ?? DEFAULT_SECCOMP,
   }

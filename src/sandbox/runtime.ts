@@ -22,6 +22,7 @@ import { check, sandboxName, objectName, hostPath, envKey, envValue, labelKey, l
 import type { CreateOptions, MountSpec } from './types.js'
 import { podName, agentContainer, bridgeContainer, infraContainer, L } from './naming.js'
 import { generateName } from './petname.js'
+import { creatorAlive, selfCreatorId } from '../util/process.js'
 import {
   ensureDir,
   removeStateDir,
@@ -33,8 +34,6 @@ import {
   finishOperation,
   operationState,
   writeLastUsed,
-  selfCreatorId,
-  creatorAlive,
 } from './state.js'
 import { parseCpu, parseMemory } from './resources.js'
 import { writeFileAtomic, fsError } from '../util/fs.js'

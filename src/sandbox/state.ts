@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { sandboxDir, sandboxesDir, lastUsedFile } from '../config/paths.js'
 import { writeFileAtomic, mkdirp, fsError } from '../util/fs.js'
 import { SANDBOX_NAME_RE } from '../util/patterns.js'
+import { creatorAlive, selfCreatorId } from '../util/process.js'
 
 /**
  * Per-sandbox state on disk that Podman cannot hold: policy revisions, the egress socket dir, audit
@@ -72,35 +73,6 @@ export function writeLastUsed(data: string, name: string): void {
     writeFileAtomic(lastUsedFile(data), name + '\n')
   } catch {
     // Remembering the last-used name is a convenience; failing to is not an error.
-  }
-}
-
-/**
- * Identity of this process for the creator label: pid plus kernel start time, so a recycled pid is
- * not mistaken for the creator. A pod whose creator is gone and that has no agent container was
- * left half-made (podshell killed mid-create): gc removes it.
- */
-export function selfCreatorId(): string {
-  return `${process.pid}:${processStartTime(process.pid) ?? '0'}`
-}
-
-export function creatorAlive(id: string | undefined): boolean {
-  if (!id) return false
-  const [pidS, start] = id.split(':')
-  const pid = Number(pidS)
-  if (!Number.isInteger(pid) || pid <= 0) return false
-  const actual = processStartTime(pid)
-  return actual !== undefined && actual === start
-}
-
-function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // Field 22 (starttime); the comm field (2) may contain spaces, so split after the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return rest[19]
-  } catch {
-    return undefined
   }
 }
 
