@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { PodshellError } from '../errors.js'
-import { podmanStateProblem, type Podman } from '../podman/podman.js'
+import type { Podman } from '../podman/podman.js'
 
 /**
  * Podman secrets that hold provider credential values. Values never touch podshell's own files:
@@ -115,7 +115,7 @@ export async function inspectSecrets(podman: Podman, names: readonly string[]): 
   if (r.exitCode !== 0) {
     const errors = r.stderr.split('\n').filter(l => /^Error:/.test(l.trim()))
     if (errors.length === 0 || errors.some(l => !/no such secret/i.test(l))) {
-      throw podmanStateProblem(r.stderr) ?? new PodshellError(`podman secret inspect failed: ${lastLine(r.stderr)}`, {
+      throw new PodshellError(`podman secret inspect failed: ${lastLine(r.stderr)}`, {
         hint: 'run `podshell doctor` to check the host',
         code: 'PODMAN_FAILED',
       })

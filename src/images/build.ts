@@ -3,7 +3,7 @@ import { chmodSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync,
 import { dirname, join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { cacheDir, type Env } from '../config/paths.js'
-import { findOnPath, podmanStateProblem, type Podman } from '../podman/podman.js'
+import { findOnPath, type Podman } from '../podman/podman.js'
 import {
   APP_HASH_LABEL,
   BASE_IMAGE_OFFLINE,
@@ -125,7 +125,7 @@ export async function inspectImages(podman: Podman, refs: readonly string[]): Pr
     const errors = r.stderr.split('\n').map(l => l.trim()).filter(l => /^Error:/.test(l))
     for (const ref of refs) if (errors.some(l => l.includes(`${ref}: image not known`) || l.includes(`${ref}: no such image`))) missing.add(ref)
     if (errors.length === 0 || errors.length > missing.size) {
-      throw podmanStateProblem(r.stderr) ?? new PodshellError(`podman image inspect ${refs.join(' ')} failed: ${lastLine(r.stderr)}`, { hint: 'run `podshell doctor` to check the host', code: 'PODMAN_FAILED' })
+      throw new PodshellError(`podman image inspect ${refs.join(' ')} failed: ${lastLine(r.stderr)}`, { hint: 'run `podshell doctor` to check the host', code: 'PODMAN_FAILED' })
     }
   }
   const arr = JSON.parse(r.stdout || '[]') as { Id?: string; Labels?: Record<string, string> | null; Config?: { Labels?: Record<string, string> | null }; Size?: number }[]
@@ -349,7 +349,7 @@ export async function ensureOfflineBase(podman: Podman, ctx: ImageContext, opts:
       ], { reject: false, timeoutMs: 10 * 60_000 }),
     )
     if (imp.exitCode !== 0) {
-      throw podmanStateProblem(imp.stderr) ?? new PodshellError(`podman import failed: ${lastLine(imp.stderr)}`, { hint: 'run `podshell doctor` to check the host (storage driver, disk space)', code: 'PODMAN_FAILED' })
+      throw new PodshellError(`podman import failed: ${lastLine(imp.stderr)}`, { hint: 'run `podshell doctor` to check the host (storage driver, disk space)', code: 'PODMAN_FAILED' })
     }
     if (existing && existing.id !== imp.stdout.trim()) await podman.run(['rmi', existing.id], { reject: false })
     const info = await inspectImage(podman, BASE_IMAGE_OFFLINE)
@@ -455,8 +455,6 @@ function buildError(ref: string, output: string, log: string, plan: ContextPlan)
       code: 'BUILD_FAILED',
     })
   }
-  const stale = podmanStateProblem(output)
-  if (stale) return stale
   return new PodshellError(`podman build of ${ref} failed: ${lastLine(output, /^Error:|error|failed/i)}`, { hint: `full log: ${log}`, code: 'BUILD_FAILED' })
 }
 

@@ -137,8 +137,11 @@ export class Podman {
         code: 'PODMAN_TIMEOUT',
       })
     }
-    if (result.exitCode !== 0 && opts.reject !== false) {
-      throw podmanError(args, result)
+    if (result.exitCode !== 0) {
+      const e = podmanError(args, result)
+      // A broken podman state fails every call alike, and no caller could read that as an answer
+      // (an `image exists` would say "missing"): it is raised here whatever `reject` says.
+      if (opts.reject !== false || STATE_PROBLEMS.has(e.code)) throw e
     }
     return result
   }
@@ -158,6 +161,9 @@ export class Podman {
     return { file: this.bin, args: [...this.globalArgs(), ...args] }
   }
 }
+
+/** Codes of podmanStateProblem(): the host's podman is broken, not the call. */
+const STATE_PROBLEMS = new Set(['PODMAN_STALE_STATE', 'PODMAN_STORAGE_IDMAP'])
 
 /**
  * Rootless podman keeps its user namespace alive through a "pause" process whose pid, and the
