@@ -9,7 +9,7 @@ export HOME=$(getent passwd "$(id -un)" | cut -d: -f6)
 cd "$PWD"
 echo "[ci] $(id) node $(node --version) podman $(podman --version)"
 # Stale rootless state (pause process gone, "invalid internal status"): host-setup clears the runtime
-# dir when no process of this user is alive; if one was, podman's own reset is the fix.
+# dir when this user is idle; if it was not (a process still exiting), podman's own reset is the fix.
 info_err=$(podman info 2>&1 >/dev/null || true)
 if [[ $info_err == *"invalid internal status"* ]]; then
   echo "[ci] podman state is stale: podman system migrate"

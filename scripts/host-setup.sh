@@ -65,11 +65,16 @@ rt=/run/user/$uid
 # systemd-logind would mount it as a tmpfs at login and remove it at the last logout. Here it is a
 # plain directory, so it outlives the processes it describes (a session killed at its end, a
 # snapshotted or rebooted machine): podman 4.x then finds "running" containers without a pause
-# process and fails every command with "invalid internal status". With no process of the user
-# alive, nothing in it can be current: start it empty, as a login would.
-if [ -d "$rt" ] && ! pgrep -u "$uid" >/dev/null 2>&1; then
+# process and fails every command with "invalid internal status". When the user is idle — no
+# process but podman's pause process, which outlives every podman command by design and holds no
+# container then — nothing in it is current: end the pause process and start it empty, as a login
+# would. (.ci/run relies on this: an idle user's state is reset.)
+user_busy() { ps -u "$uid" -o args= 2>/dev/null | grep -Evq '^(catatonit -P|podman pause)$'; }
+if [ -d "$rt" ] && ! user_busy; then
+  pkill -u "$uid" -f '^(catatonit -P|podman pause)$' 2>/dev/null || true
+  for _ in $(seq 50); do pgrep -u "$uid" >/dev/null || break; sleep 0.1; done
   find "$rt" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-  log "cleared stale $rt (no process of $TEST_USER is running)"
+  log "cleared stale $rt ($TEST_USER is idle)"
 fi
 mkdir -p "$rt"; chown "$TEST_USER:$TEST_USER" "$rt"; chmod 700 "$rt"
 log "user $TEST_USER uid=$uid runtime dir $rt"
