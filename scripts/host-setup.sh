@@ -65,16 +65,30 @@ rt=/run/user/$uid
 # systemd-logind would mount it as a tmpfs at login and remove it at the last logout. Here it is a
 # plain directory, so it outlives the processes it describes (a session killed at its end, a
 # snapshotted or rebooted machine): podman 4.x then finds "running" containers without a pause
-# process and fails every command with "invalid internal status". When the user is idle — no
+# process and fails every command with "invalid internal status". When the user is idle — no live
 # process but podman's pause process, which outlives every podman command by design and holds no
-# container then — nothing in it is current: end the pause process and start it empty, as a login
-# would. (.ci/run relies on this: an idle user's state is reset.)
-user_busy() { ps -u "$uid" -o args= 2>/dev/null | grep -Evq '^(catatonit -P|podman pause)$'; }
-if [ -d "$rt" ] && ! user_busy; then
+# container then (zombies do not count: an init that does not reap leaves them) — nothing in it is
+# current: end the pause process and start it empty, as a login would.
+# PODSHELL_RESET_IDLE_USER=1 (.ci/run) also empties an idle user's podman storage and podshell
+# state, so CI runs as on a fresh machine even when this one is not: left over, they can be stale
+# in ways no test is about (seen: layers written under another subuid mapping, unreadable now:
+# "openfdat ... permission denied"). A busy user — a developer's session, a running sandbox — is
+# never touched.
+user_busy() {
+  local live
+  live=$(ps -u "$uid" -o stat=,args= 2>/dev/null | awk '$1 !~ /^Z/ { $1 = ""; sub(/^ /, ""); print }' || true)
+  [ -n "$live" ] && grep -Evq '^(catatonit -P|podman pause)$' <<<"$live"
+}
+if ! user_busy; then
   pkill -u "$uid" -f '^(catatonit -P|podman pause)$' 2>/dev/null || true
-  for _ in $(seq 50); do pgrep -u "$uid" >/dev/null || break; sleep 0.1; done
-  find "$rt" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-  log "cleared stale $rt ($TEST_USER is idle)"
+  if [ -d "$rt" ]; then
+    find "$rt" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+    log "cleared stale $rt ($TEST_USER is idle)"
+  fi
+  if [ "${PODSHELL_RESET_IDLE_USER:-}" = 1 ]; then
+    rm -rf "$home/.local/share/containers" "$home/.local/share/podshell" "$home/.cache/podshell"
+    log "emptied $TEST_USER's podman storage and podshell state"
+  fi
 fi
 mkdir -p "$rt"; chown "$TEST_USER:$TEST_USER" "$rt"; chmod 700 "$rt"
 log "user $TEST_USER uid=$uid runtime dir $rt"
