@@ -59,9 +59,10 @@ const run = (file, argv, extraEnv = env) =>
 const ps = (...a) => run(process.execPath, [CLI, ...a])
 const podman = (...a) => run('podman', ['--runtime', runtime, ...a], process.env)
 
-// ── upstream on this host's address ─────────────────────────────────────────────────────────
-const hostIp = Object.values(networkInterfaces()).flat().find(i => i && i.family === 'IPv4' && !i.internal)?.address
-if (!hostIp) throw new Error('no non-loopback IPv4 address on this host')
+// ── upstream on the test network's address (scripts/test-netns.sh; never this machine's LAN address) ──
+const wantIp = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
+const hostIp = Object.values(networkInterfaces()).flat().find(i => i && i.family === 'IPv4' && i.address === wantIp)?.address
+if (!hostIp) throw new Error(`the test network address ${wantIp} is not on this host: run the bench inside the test network namespace (as root: scripts/as-test-user.sh USER DIR -- npm run bench)`)
 const chunk = Buffer.alloc(1024 * 1024, 0x61)
 const server = createServer((req, res) => {
   const m = /^\/bytes\?mb=(\d+)/.exec(req.url)

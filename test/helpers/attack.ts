@@ -280,12 +280,19 @@ export async function gatewayLoopbackService(): Promise<void> {
 
 // ───────────────────────────── upstream servers on this host ─────────────────────────────
 
-/** This host's first non-loopback IPv4 address: what the gateway (slirp4netns NAT) reaches test servers at. */
+/**
+ * The test network's address: upstream test servers bind here, and the gateway (slirp4netns NAT)
+ * reaches them here. The tests run inside the network namespace that scripts/test-netns.sh makes
+ * (.ci/run enters it; developers use scripts/as-test-user.sh), whose only non-loopback address is in
+ * 198.18.0.0/15. Any other address — this machine's LAN address above all — is refused: test
+ * traffic never leaves this machine's own test namespace.
+ */
 export function hostAddress(): string {
+  const want = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
   for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+    for (const a of list ?? []) if (a.family === 'IPv4' && a.address === want) return a.address
   }
-  throw new Error('this host has no non-loopback IPv4 address for the test upstreams')
+  throw new Error(`the test network address ${want} is not on this host: run the e2e tests inside the test network namespace (as root: scripts/as-test-user.sh USER DIR -- npm run test:e2e)`)
 }
 
 export interface RecordedRequest {

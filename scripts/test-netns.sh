@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Test network (run as root; idempotent). The e2e suite's upstream servers must never sit on this
+# machine's own LAN address: .ci/run (and a developer, by hand) runs the tests inside a network
+# namespace made here, whose only non-loopback address is its own test address. Its veth peer in the
+# root namespace has the other end, so rootless podman's slirp4netns (wherever it was started) routes
+# to it, and nothing else is reachable from inside: traffic stays on this machine.
+#   podshell-test: lo + psht1 198.18.0.2/24  <--veth-->  root ns: psht0 198.18.0.1/24
+# 198.18.0.0/15 (RFC 2544, benchmarking) is a range the gateway treats as private: reachable only
+# through an endpoint's allowed_ips, exactly as a LAN test host would be.
+set -euo pipefail
+NS=${PODSHELL_TEST_NETNS:-podshell-test}
+if ! ip netns list | grep -qw "$NS"; then
+  ip netns add "$NS"
+fi
+if ! ip link show psht0 >/dev/null 2>&1; then
+  ip link add psht0 type veth peer name psht1
+  ip link set psht1 netns "$NS"
+  ip addr add 198.18.0.1/24 dev psht0
+fi
+ip link set psht0 up
+ip -n "$NS" link set lo up
+ip -n "$NS" addr show dev psht1 | grep -q 198.18.0.2 || ip -n "$NS" addr add 198.18.0.2/24 dev psht1
+ip -n "$NS" link set psht1 up
+echo "[test-netns] $NS ready: tests bind 198.18.0.2" >&2
