@@ -79,9 +79,9 @@ const RUNTIME_SET = /^(HOME|PODSHELL_[A-Z_]+|TERM|HTTPS?_PROXY|https?_proxy|ALL_
 /**
  * A legacy agent.json → description. Reads the podman flags the old release wrote (its mounts,
  * masks, scratch dirs, seccomp profile, limits, workdir, user, env). Values the old file held for
- * `--env NAME` entries cannot be told apart (configuration or env_pass secret): they are kept as
- * configuration so the restarted agent sees what it saw before, and the file is rewritten in the
- * new shape (no argv).
+ * `--env NAME` entries cannot be told apart (an --env value or an env_pass secret), so none is
+ * kept: those names become caller variables, read again from the restarting process's
+ * environment (the warning names the ones missing there). The file is rewritten in the new shape.
  */
 export function fromLegacy(data: string, name: string, old: LegacyAgentSpec): AgentDescription {
   const d: AgentDescription = {
@@ -133,8 +133,13 @@ export function fromLegacy(data: string, name: string, old: LegacyAgentSpec): Ag
         i++
         const eq = val.indexOf('=')
         const k = eq < 0 ? val : val.slice(0, eq)
-        const v = eq < 0 ? old.env?.[k] : val.slice(eq + 1)
-        if (v !== undefined && !RUNTIME_SET.test(k)) d.env[k] = v
+        if (RUNTIME_SET.test(k)) break
+        // `--env NAME=VALUE` in argv was configuration (podman-read names only); `--env NAME` had
+        // its value in the file's env map, where --env values and env_pass secrets are mixed.
+        // Those become caller variables: the value is dropped, and re-read from the environment
+        // of whoever restarts the sandbox.
+        if (eq >= 0) d.env[k] = val.slice(eq + 1)
+        else d.callerEnv.push(k)
         break
       }
       default:
