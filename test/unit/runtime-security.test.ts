@@ -116,3 +116,44 @@ describe('SandboxRuntime.create (library API) enforces the mount and enterprise 
     expect(podmanCalls()).toEqual(['--version'])
   })
 })
+
+describe('signals come from the caller, not the process', () => {
+  it('a SIGINT from the given source during provisioning removes the half-made sandbox and rejects with 130', async () => {
+    const { EventEmitter } = await import('node:events')
+    const signals = new EventEmitter()
+    writeFileSync(join(root, 'seccomp.json'), '{}')
+    const calls: string[] = []
+    let registered: () => void = () => undefined
+    const d: SandboxDeps = {
+      ...deps(),
+      ensureImages: async () => ({ gatewayReplaced: false }),
+      gatewayAlive: async () => true,
+      storeInitialPolicy: () => ({ warnings: [] }),
+      // The gateway "hangs": the interrupt arrives while create waits for it.
+      registerWithGateway: () =>
+        new Promise(() => {
+          calls.push('register')
+          registered()
+        }),
+      unregisterFromGateway: async (n: string) => {
+        calls.push(`unregister ${n}`)
+      },
+    }
+    const podman = await Podman.detect({ env, noCache: true })
+    const rt = new SandboxRuntime({ podman, dataDir: data, env, deps: d, say: () => undefined, signals, configLoad: { enterpriseDefaultPath: join(root, 'none.yaml') } })
+    const waiting = new Promise<void>(r => (registered = r))
+    const before = process.listenerCount('SIGINT')
+    const p = rt.create(base({ name: 'intr' }))
+    await waiting
+    expect(existsSync(join(data, 'sandboxes', 'intr'))).toBe(true)
+    expect(process.listenerCount('SIGINT')).toBe(before)
+    signals.emit('SIGINT')
+    const e = await refusal(p)
+    expect(e.code).toBe('INTERRUPTED')
+    expect(e.exitCode).toBe(130)
+    expect(calls).toEqual(['register', 'unregister intr'])
+    expect(existsSync(join(data, 'sandboxes', 'intr'))).toBe(false)
+    expect(signals.listenerCount('SIGINT')).toBe(0)
+    expect(podmanCalls()).toEqual(['--version'])
+  })
+})
