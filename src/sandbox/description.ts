@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { z } from 'zod'
+import { PodshellError } from '../errors.js'
+import { envKey, envValue, hostPath, objectName, sandboxName } from '../util/validate.js'
 import { sandboxDir, sandboxHomeDir } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { MountSpec } from './types.js'
@@ -38,7 +41,40 @@ export interface AgentDescription {
   callerEnv: string[]
   term?: string
   providers: string[]
+  /** Created with allow_sensitive (restart checks the mounts again with the same permission). */
+  allowSensitive?: boolean
 }
+
+/**
+ * The description is read back from disk, and the data dir is also mounted into the gateway
+ * container (which parses untrusted traffic): it is validated like any outside input before a
+ * restart renders it, and its mounts pass the sensitive-path check again (runtime.restart).
+ */
+const MountSchema = z.strictObject({ source: hostPath, target: hostPath, mode: z.enum(['ro', 'rw']) }).describe('A bind mount')
+export const AgentDescriptionSchema = z
+  .strictObject({
+    version: z.literal(2).describe('Format version'),
+    name: sandboxName,
+    image: z.string().regex(/^[a-z0-9][a-z0-9._\-/:@]{0,254}$/i).refine(r => !r.includes('..') && !r.includes('//')).describe('Image reference'),
+    main: z.array(z.string().max(128 * 1024).refine(v => !v.includes('\0'))).min(1).max(4096).describe('Main process argv'),
+    home: hostPath.describe("The agent's $HOME inside"),
+    uid: z.number().int().min(0).max(2 ** 32 - 2).describe('uid the agent runs as'),
+    gid: z.number().int().min(0).max(2 ** 32 - 2).describe('gid the agent runs as'),
+    workdir: hostPath.nullable().describe('Working directory inside (null: the home)'),
+    mounts: z.array(MountSchema).max(512).describe('Bind mounts'),
+    masks: z.array(hostPath).max(4096).describe('Hidden paths (empty read-only tmpfs)'),
+    tmpfsDirs: z.array(hostPath).max(64).describe('Writable scratch parents'),
+    seccomp: hostPath.describe('Seccomp profile path'),
+    resources: z
+      .strictObject({ cpus: z.number().positive().max(1024).optional(), memory: z.string().regex(/^\d+$/).optional(), pids: z.number().int().min(32).max(4_194_304).optional() })
+      .describe('Requested cgroup limits'),
+    env: z.record(envKey, envValue).describe('Configuration values'),
+    callerEnv: z.array(envKey).max(256).describe('Names whose values come from the caller at create/restart'),
+    term: z.string().regex(/^[\w.+-]{1,64}$/).optional().describe('TERM'),
+    providers: z.array(objectName).max(32).describe('Attached providers'),
+    allowSensitive: z.boolean().optional().describe('Created with allow_sensitive'),
+  })
+  .describe("A sandbox's agent container, as stored in agent.json")
 
 /** The format written by releases before the typed spec: argv and env values (secrets included). */
 interface LegacyAgentSpec {
@@ -68,9 +104,23 @@ export function readAgentDescription(data: string, name: string): AgentDescripti
   }
   if (!raw || typeof raw !== 'object') return undefined
   const r = raw as Partial<AgentDescription> & Partial<LegacyAgentSpec>
-  if (r.version === 2) return r as AgentDescription
-  if (Array.isArray(r.flags) && typeof r.image === 'string') return fromLegacy(data, name, r as LegacyAgentSpec)
-  return undefined
+  const d = r.version === 2 ? r : Array.isArray(r.flags) && typeof r.image === 'string' ? fromLegacy(data, name, r as LegacyAgentSpec) : undefined
+  if (d === undefined) return undefined
+  const v = AgentDescriptionSchema.safeParse(d)
+  if (!v.success || v.data.name !== name) {
+    const why = v.success ? `it names sandbox ${v.data.name}` : `${v.error.issues[0]!.path.join('.')}: ${v.error.issues[0]!.message}`
+    throw new PodshellError(`the stored description of sandbox ${name} is invalid (${why})`, { hint: `recreate the sandbox; ${agentDescriptionPath(data, name)} was changed outside podshell`, code: 'STATE' })
+  }
+  return v.data as AgentDescription
+}
+
+/** readAgentDescription for display (list/get): an invalid file shows as no description. */
+export function peekAgentDescription(data: string, name: string): AgentDescription | undefined {
+  try {
+    return readAgentDescription(data, name)
+  } catch {
+    return undefined
+  }
 }
 
 /** Variables the runtime sets itself at render time; never part of a description's env. */

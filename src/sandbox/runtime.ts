@@ -7,9 +7,9 @@ import { Podman, runInteractive } from '../podman/podman.js'
 import type { SignalSource } from '../podman/interactive.js'
 import { podCreateArgs, runArgs, type ContainerSpec, type RenderContext } from '../podman/container-spec.js'
 import { agentSpec, bridgeSpec, podSpec, PROXY_URL } from './containers.js'
-import { readAgentDescription, writeAgentDescription, type AgentDescription } from './description.js'
-import { isSecured } from './mount-pipeline.js'
-import { secureCreateOptions } from './spec.js'
+import { peekAgentDescription, readAgentDescription, writeAgentDescription, type AgentDescription } from './description.js'
+import { checkTreeSource, isSecured } from './mount-pipeline.js'
+import { pipelineOptions, secureCreateOptions } from './spec.js'
 import { loadEffectiveConfig, type LoadOptions } from '../config/enterprise.js'
 import {
   sandboxDir,
@@ -19,6 +19,7 @@ import {
   sandboxHomeDir,
   sandboxPolicyDir,
   homeDir,
+  configDir,
   type Env,
 } from '../config/paths.js'
 import { SANDBOX_IMAGE } from '../images/names.js'
@@ -355,6 +356,7 @@ export class SandboxRuntime {
       callerEnv: Object.keys(o.passEnv ?? {}).sort(),
       ...(p.tty && this.env.TERM && /^[\w.+-]{1,64}$/.test(this.env.TERM) ? { term: this.env.TERM } : {}),
       providers: o.providers,
+      ...(o.allowSensitive ? { allowSensitive: true } : {}),
     }
   }
 
@@ -643,7 +645,7 @@ export class SandboxRuntime {
       image: labels[L.image] ?? '',
       workdir: labels[L.workdir] || null,
       mounts,
-      providers: readAgentDescription(this.dataDir, name)?.providers ?? (labels[L.providers] ?? '').split(',').filter(Boolean),
+      providers: peekAgentDescription(this.dataDir, name)?.providers ?? (labels[L.providers] ?? '').split(',').filter(Boolean),
       session_type: labels[L.sessionType] || null,
       egress,
       exit_code: exitCode,
@@ -678,7 +680,7 @@ export class SandboxRuntime {
 
   /** Providers to inject at the next restart (attach/detach change this, not the running agent). */
   desiredProviders(name: string): { current: string[]; desired: string[] } {
-    const spec = readAgentDescription(this.dataDir, name)
+    const spec = peekAgentDescription(this.dataDir, name)
     const current = spec?.providers ?? []
     let desired = current
     try {
@@ -707,6 +709,11 @@ export class SandboxRuntime {
     const { desired } = this.desiredProviders(name)
     const desc = readAgentDescription(this.dataDir, name)
     if (!desc) throw new PodshellError(`sandbox ${name} has no agent description`, { hint: 'its state dir lost agent.json; recreate the sandbox', code: 'STATE' })
+    // The file is outside input (the gateway container mounts the data dir): validated when read,
+    // and its mounts pass the sensitive-path and .ai-read-deny checks again before podman sees them.
+    const eff = loadEffectiveConfig(this.env, this.configLoad).effective
+    const pipe = pipelineOptions(eff, this.env, { podshellDataDir: this.dataDir, podshellConfigDir: configDir(this.env) }, desc.allowSensitive === true && eff.allowSensitive)
+    for (const m of desc.mounts) checkTreeSource({ path: m.source, mode: m.mode, what: 'stored mount' }, pipe)
     await this.stop(name)
     const callerValues: Record<string, string> = {}
     const missing: string[] = []

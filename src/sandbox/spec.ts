@@ -453,7 +453,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
 }
 
 /** The pipeline's inputs from the effective configuration (sensitive paths, scan bounds). */
-function pipelineOptions(eff: EffectiveConfig, env: Env, dirs: { podshellDataDir: string; podshellConfigDir: string; uid?: number | undefined }, allowSensitive: boolean): PipelineOptions {
+export function pipelineOptions(eff: EffectiveConfig, env: Env, dirs: { podshellDataDir: string; podshellConfigDir: string; uid?: number | undefined }, allowSensitive: boolean): PipelineOptions {
   return {
     home: homeDir(env),
     sensitive: {

@@ -157,3 +157,31 @@ describe('signals come from the caller, not the process', () => {
     expect(podmanCalls()).toEqual(['--version'])
   })
 })
+
+describe('restart treats the stored description as outside input', () => {
+  const write = (d: Record<string, unknown>) => {
+    mkdirSync(join(data, 'sandboxes', 'box'), { recursive: true })
+    writeFileSync(join(data, 'sandboxes', 'box', 'agent.json'), JSON.stringify(d))
+  }
+  const good = () => ({
+    version: 2, name: 'box', image: 'localhost/podshell-sandbox:latest', main: ['sleep', 'infinity'], home, uid: 1000, gid: 1000, workdir: proj,
+    mounts: [{ source: proj, target: proj, mode: 'rw' }], masks: [], tmpfsDirs: [], seccomp: join(root, 'seccomp.json'), resources: {}, env: {}, callerEnv: [], providers: [],
+  })
+
+  it('a description rewritten to mount ~/.ssh (e.g. from the gateway container, which mounts the data dir) is refused before podman', async () => {
+    write({ ...good(), mounts: [{ source: join(home, '.ssh'), target: '/k', mode: 'ro' }] })
+    const e = await refusal((await runtime()).restart('box'))
+    expect(e.code).toBe('SENSITIVE_PATH')
+    expect(podmanCalls()).toEqual(['--version'])
+  })
+
+  it('a malformed description (podman separators in a mount source, unknown keys) is refused in one line', async () => {
+    write({ ...good(), mounts: [{ source: `${proj},destination=/etc`, target: proj, mode: 'rw' }] })
+    const e = await refusal((await runtime()).restart('box'))
+    expect(e.code).toBe('STATE')
+    expect(e.oneLine()).toMatch(/stored description of sandbox box is invalid \(mounts\.0\.source/)
+    write({ ...good(), privileged: true })
+    expect((await refusal((await runtime()).restart('box'))).code).toBe('STATE')
+    expect(podmanCalls()).toEqual(['--version', '--version'])
+  })
+})
