@@ -451,6 +451,13 @@ describe('secureCreateOptions: plain `sandbox create` flags get the same rules',
     expect(options.masks).toEqual([join(proj, 'private')])
   })
 
+  it('a session type without a policy gets that session type\'s policy (resolved by the library, not the CLI)', async () => {
+    const { options } = await secureCreateOptions(flags({ workdir: proj, sessionType: 'investigation' }), env, noEnterprise)
+    expect(options.policyFile).toMatch(/policies\/investigation\.yaml$/)
+    expect(options.workdirMode).toBe('ro')
+    expect(Object.isFrozen(options.mounts)).toBe(true)
+  })
+
   it('applies the enterprise file: a policy outside the locked dir is refused', async () => {
     const ent = join(root, 'enterprise.yaml')
     mkdirSync(join(root, 'locked'))
