@@ -714,6 +714,10 @@ export class SandboxRuntime {
     const eff = loadEffectiveConfig(this.env, this.configLoad).effective
     const pipe = pipelineOptions(eff, this.env, { podshellDataDir: this.dataDir, podshellConfigDir: configDir(this.env) }, desc.allowSensitive === true && eff.allowSensitive)
     for (const m of desc.mounts) checkTreeSource({ path: m.source, mode: m.mode, what: 'stored mount' }, pipe)
+    if (!existsSync(desc.seccomp)) {
+      // Fails closed, as at create: the agent never runs unfiltered.
+      throw new PodshellError(`seccomp profile not found: ${desc.seccomp}`, { hint: 'reinstall podshell, or recreate the sandbox', code: 'SECCOMP_MISSING' })
+    }
     await this.stop(name)
     const callerValues: Record<string, string> = {}
     const missing: string[] = []
