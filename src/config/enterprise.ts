@@ -6,7 +6,8 @@ import { SANDBOX_IMAGE } from '../images/names.js'
 import { HostPattern, normalizeHostPattern } from '../rules/host-pattern.js'
 import { compileGlob } from '../rules/glob.js'
 import { isIP } from 'node:net'
-import { endpointPorts, parseIpNet, PolicySchema, type Endpoint, type NetworkPolicy, type Policy } from '../policy/schema.js'
+import { parseCidr, cidrWithin } from '../rules/ip.js'
+import { endpointPorts, PolicySchema, type Endpoint, type NetworkPolicy, type Policy } from '../policy/schema.js'
 import { SESSION_TYPES, type CreateOptions, type SessionType } from '../sandbox/types.js'
 import { isWithin } from '../sandbox/sensitive.js'
 import { homeDir, type Env } from './paths.js'
@@ -420,10 +421,10 @@ function endpointProblem(u: EndpointLike, bins: string[], c: EndpointLike, cbins
 
 function ipAndBinaryProblem(u: EndpointLike, bins: string[], c: EndpointLike, cbins: string[]): string | undefined {
   for (const ip of u.allowed_ips ?? []) {
-    const un = parseIpNet(ip)
+    const un = parseCidr(ip)
     const inside = un && (c.allowed_ips ?? []).some(cip => {
-      const cn = parseIpNet(cip)
-      return cn !== undefined && cn.v === un.v && cn.prefix <= un.prefix && un.network >= cn.network && un.broadcast <= cn.broadcast
+      const cn = parseCidr(cip)
+      return cn !== undefined && cidrWithin(un, cn)
     })
     if (!inside) return `allowed_ips ${ip} is not within the ceiling's allowed_ips`
   }

@@ -7,6 +7,7 @@ import { PodshellError } from '../errors.js'
 import { readFdBounded } from '../util/fs.js'
 import { HostPattern, hostPatternProblem } from '../rules/host-pattern.js'
 import { compileGlob } from '../rules/glob.js'
+import { checkAllowedIpsEntry } from '../rules/ip.js'
 
 // The one host-pattern rule lives in src/rules/host-pattern.ts; re-exported for existing importers.
 export { HostPattern, hostPatternProblem }
@@ -180,75 +181,6 @@ class HostSelector {
       return !excluded
     })
   }
-}
-
-interface IpNet {
-  v: 4 | 6
-  network: bigint
-  broadcast: bigint
-  prefix: number
-}
-
-function ipToBigInt(ip: string, v: 4 | 6): bigint {
-  if (v === 4) return ip.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n)
-  let s = ip
-  const embedded = s.match(/^(.*:)(\d+\.\d+\.\d+\.\d+)$/)
-  if (embedded) {
-    const n = ipToBigInt(embedded[2]!, 4)
-    s = `${embedded[1]}${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`
-  }
-  const halves = s.split('::')
-  const head = halves[0] ? halves[0].split(':') : []
-  const tail = halves.length > 1 && halves[1] ? halves[1].split(':') : []
-  const fill = halves.length > 1 ? 8 - head.length - tail.length : 0
-  const groups = [...head, ...Array<string>(Math.max(fill, 0)).fill('0'), ...tail]
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n)
-}
-
-/** Parses `IP` or `IP/prefix` the way Rust's ipnet does (host bits may be set). */
-export function parseIpNet(entry: string): IpNet | undefined {
-  const parts = entry.split('/')
-  if (parts.length > 2) return undefined
-  const ip = parts[0]!
-  if (ip.includes('%')) return undefined
-  const v = isIP(ip)
-  if (v !== 4 && v !== 6) return undefined
-  if (v === 4 && ip.split('.').some(o => o.length > 1 && o.startsWith('0'))) return undefined
-  const bits = v === 4 ? 32 : 128
-  let prefix = bits
-  if (parts.length === 2) {
-    if (!/^\d{1,3}$/.test(parts[1]!)) return undefined
-    prefix = Number(parts[1])
-    if (prefix > bits) return undefined
-  }
-  const addr = ipToBigInt(ip, v)
-  const hostMask = (1n << BigInt(bits - prefix)) - 1n
-  const network = addr & ~hostMask & ((1n << BigInt(bits)) - 1n)
-  return { v, network, broadcast: network | hostMask, prefix }
-}
-
-const V4 = (s: string) => ipToBigInt(s, 4)
-const MAPPED = (v4: bigint) => (0xffffn << 32n) | v4
-
-/**
- * OpenShell's `is_always_blocked_net`: the range touches loopback, link-local or the unspecified
- * address. Such allowed_ips entries are rejected at load time because the proxy blocks those
- * destinations regardless of policy (proxy bypass via loopback, cloud metadata via link-local).
- */
-export function ipNetIsAlwaysBlocked(n: IpNet): boolean {
-  const overlaps = (lo: bigint, hi: bigint) => n.broadcast >= lo && n.network <= hi
-  const contains = (a: bigint) => n.network <= a && a <= n.broadcast
-  if (n.v === 4) {
-    return overlaps(V4('127.0.0.0'), V4('127.255.255.255')) || overlaps(V4('169.254.0.0'), V4('169.254.255.255')) || n.network === 0n
-  }
-  const fe80 = 0xfe80n << 112n
-  if (contains(1n) || contains(0n)) return true
-  if (((n.network >> 112n) & 0xffc0n) === 0xfe80n || contains(fe80)) return true
-  if (n.network >> 32n === 0xffffn) {
-    const v4 = n.network & 0xffffffffn
-    if (v4 >> 24n === 127n || v4 >> 16n === 0xa9fen || v4 === 0n) return true
-  }
-  return contains(MAPPED(V4('127.0.0.1'))) || contains(MAPPED(V4('169.254.0.0'))) || contains(MAPPED(0n))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,13 +499,12 @@ function checkEndpoint(ep: Endpoint, add: AddIssue) {
     })
   }
 
-  // allowed_ips: CIDR/IP syntax; ranges the proxy always blocks are rejected up front.
+  // allowed_ips: the one rule (src/rules/ip.ts checkAllowedIpsEntry) with the gateway's own
+  // always-blocked list: entries the gateway could never honour are refused here, not loaded
+  // silently (partial overlaps are warnings, see validationWarnings).
   allowedIps.forEach((entry, i) => {
-    const net = parseIpNet(entry)
-    if (!net) add(['allowed_ips', i], `invalid CIDR/IP in allowed_ips: ${entry}`)
-    else if (ipNetIsAlwaysBlocked(net)) {
-      add(['allowed_ips', i], `allowed_ips entry ${entry} falls within always-blocked range (loopback/link-local/unspecified); SSRF hardening blocks these destinations regardless of policy`)
-    }
+    const v = checkAllowedIpsEntry(entry)
+    if (!v.ok) add(['allowed_ips', i], v.error)
   })
 
   // Credential signing.
@@ -1155,6 +1086,10 @@ function validationWarnings(p: Policy): string[] {
       if (ep.tls === 'skip' && proto !== undefined && endpointPorts(ep).includes(443)) {
         w.push(`${at('tls')}: 'tls: skip' with L7 rules on port 443: L7 inspection cannot work on encrypted traffic`)
       }
+      ;(ep.allowed_ips ?? []).forEach((entry, j) => {
+        const v = checkAllowedIpsEntry(entry)
+        if (v.ok && v.warning) w.push(`${at('allowed_ips', j)}: ${v.warning}`)
+      })
       if (nonEmpty(ep.path)) {
         const g = globSyntaxProblem(ep.path)
         if (g) w.push(`${at('path')}: ${g}`)
