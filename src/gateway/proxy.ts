@@ -30,6 +30,7 @@ import { lstatSync, unlinkSync, chmodSync } from 'node:fs'
 import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
 import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
 import type { AuditLog } from './audit.js'
+import { MAX_INSPECTED_HEADER_BYTES } from '../rules/glob.js'
 
 /** Resolves a DNS name to all its addresses. */
 export type Resolver = (host: string) => Promise<IpAddress[]>
@@ -67,7 +68,7 @@ export interface ProxyLimits {
 export const DEFAULT_LIMITS: ProxyLimits = {
   maxConnections: 1024,
   maxConnectHeaderBytes: 8 * 1024,
-  maxHttpHeaderBytes: 16 * 1024,
+  maxHttpHeaderBytes: MAX_INSPECTED_HEADER_BYTES,
   headersTimeoutMs: 30_000,
   connectTimeoutMs: 10_000,
   resolveTimeoutMs: 10_000,
@@ -263,6 +264,9 @@ export class SandboxProxy {
     let addrs: IpAddress[]
     if (host.kind === 'ip') {
       addrs = [host.ip]
+    } else if (!d.resolve) {
+      // The engine decides whether a name may be resolved (policy-engine.ts Decision.resolve).
+      return { ok: false, reason: `${host.host} is not resolved: no policy allows it` }
     } else {
       try {
         addrs = await withTimeout(this.opts.resolve(host.host), this.limits.resolveTimeoutMs, `DNS resolution of ${host.host} timed out`)
