@@ -9,6 +9,9 @@
 # through an endpoint's allowed_ips, exactly as a LAN test host would be.
 set -euo pipefail
 NS=${PODSHELL_TEST_NETNS:-podshell-test}
+# Several test runs may start at once (each scripts/as-test-user.sh calls this): one sets up, the
+# others wait and then find everything in place.
+exec 9>"/run/lock/$NS.netns.lock"; flock 9
 if ! ip netns list | grep -qw "$NS"; then
   ip netns add "$NS"
 fi
