@@ -23,6 +23,7 @@ import { PodshellError } from '../errors.js'
 import { mkdirp } from '../util/fs.js'
 import { hostPath, check } from '../util/validate.js'
 import type { Podman } from '../podman/podman.js'
+import { gatewayNetwork } from '../podman/network.js'
 import { GatewayClient, type PingResult, type StatsResult } from './client.js'
 
 export const GATEWAY_CONTAINER = 'podshell-gateway'
@@ -82,8 +83,8 @@ function relabel(): string {
   return selinux ? ',relabel=shared' : ''
 }
 
-/** `podman run` arguments for the gateway container. */
-export function gatewayRunArgs(data: string, env: Env = process.env, image = GATEWAY_IMAGE): string[] {
+/** `podman run` arguments for the gateway container; `network` from src/podman/network.ts. */
+export function gatewayRunArgs(data: string, env: Env = process.env, image = GATEWAY_IMAGE, network: readonly string[] = []): string[] {
   check(hostPath, data, 'data dir', 'set PODSHELL_HOME to an absolute path without ":" or ","')
   return [
     'run', '-d',
@@ -98,6 +99,7 @@ export function gatewayRunArgs(data: string, env: Env = process.env, image = GAT
     '--read-only',
     '--stop-timeout', '5',
     '--mount', `type=bind,source=${data},destination=${GATEWAY_DATA_MOUNT}${relabel()}`,
+    ...network,
     image,
     ...GATEWAY_COMMAND,
   ]
@@ -193,7 +195,7 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
   if (stale) say('podshell gateway is from another podshell version; replacing it')
   else if (!info) say('starting the podshell gateway')
   await podman.run(['rm', '-f', '-t', '5', name], { reject: false, timeoutMs: 60_000 })
-  await podman.run(gatewayRunArgs(data, env, opts.image), { timeoutMs: 120_000 })
+  await podman.run(gatewayRunArgs(data, env, opts.image, gatewayNetwork(podman.version, env).args), { timeoutMs: 120_000 })
   await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000)
 }
 
