@@ -10,6 +10,9 @@
 #                                       network namespace (scripts/test-netns.sh) unless
 #                                       PODSHELL_HOST_NET=1 (package mirrors: image builds)
 #   podman5-lane.sh version             the tree's podman version
+#   podman5-lane.sh reset USER          an idle USER starts empty: its lane processes (pause,
+#                                       leftover containers) end, its runtime dir, lock segment and
+#                                       podman storage go (CI does this before each run)
 #
 # USER is a host user with its own subuid/subgid range. Give the lane its own user: Podman 4 and
 # Podman 5 must not share one user's storage (5 migrates the state database to sqlite and its
@@ -24,6 +27,11 @@ SUITE=trixie
 # is listed so doctor can compare the two helpers; mmdebstrap so `image build --offline` works inside.
 PKGS=podman,crun,runc,passt,slirp4netns,uidmap,fuse-overlayfs,catatonit,mmdebstrap,debian-archive-keyring,ca-certificates,curl,git,iproute2,procps,socat
 NS=${PODSHELL_TEST_NETNS:-podshell-test}
+# The lane user's XDG_RUNTIME_DIR, kept on the host's /run across `run` calls as a login session
+# keeps /run/user/UID: podman's pause process and running containers (the gateway) are recorded in
+# it, and its lock segment in /dev/shm (the host's) lives as long. A fresh one per call made every
+# call look like a reboot to podman ("Refreshing container ...: acquiring lock 0 ...: file exists").
+RUNDIR=/run/podshell-podman5
 here=$(cd "$(dirname "$0")" && pwd)
 
 log() { printf '[podman5-lane] %s\n' "$*" >&2; }
@@ -51,6 +59,16 @@ setup() {
 
 version() { chroot "$ROOT" dpkg-query -W -f '${Version}' podman; }
 
+reset() {
+  local user=$1 uid home pids
+  uid=$(id -u "$user"); home=$(getent passwd "$user" | cut -d: -f6)
+  # Everything this user runs here is the lane's (CI gives the lane its own user): end it by pid.
+  pids=$(ps -u "$uid" -o pid= || true)
+  if [ -n "$pids" ]; then kill $pids 2>/dev/null || true; sleep 1; kill -9 $(ps -u "$uid" -o pid= || true) 2>/dev/null || true; fi
+  rm -rf "${RUNDIR:?}/user/$uid" "/dev/shm/libpod_rootless_lock_$uid" "$home/.local/share/containers" "$home/.local/share/podshell" "$home/.cache/podshell"
+  log "reset $user: no processes, empty runtime dir and podman storage"
+}
+
 run() {
   local user=$1; shift
   [ -x "$ROOT/usr/bin/podman" ] || { log "no tree at $ROOT: run '$0 setup' first"; exit 1; }
@@ -64,31 +82,33 @@ run() {
     sed -i "/^$user:/d" "$ROOT/etc/$f"
     grep "^$user:" "/etc/$f" >>"$ROOT/etc/$f" || { log "$user has no /etc/$f range (scripts/host-setup.sh makes one)"; exit 1; }
   done
+  mkdir -p "$RUNDIR/user/$uid"; chown "$uid:$gid" "$RUNDIR/user/$uid"; chmod 700 "$RUNDIR/user/$uid"
   local enter=()
   if [ "${PODSHELL_HOST_NET:-}" != 1 ]; then bash "$here/test-netns.sh"; enter=(nsenter --net="/run/netns/$NS"); fi
   local path="${PODSHELL_NODE_DIR:-/opt/podshell-node}/bin:/usr/local/bin:/usr/bin:/bin"
   # In a private mount namespace: bind the tree onto itself (pivot_root needs a mount point), give
   # it the host's /dev, /sys, /home, /opt, /tmp, a fresh proc and /run, then pivot into it and drop
-  # the old root. /run/user/UID is a tmpfs of this namespace, as a login would make it.
+  # the old root. /run is a tmpfs of this namespace; /run/user/UID is the user's dir under $RUNDIR.
   # PODMAN_IGNORE_CGROUPSV1_WARNING: Podman 5 warns on every command on a cgroup v1 host.
   exec "${enter[@]}" unshare -m --propagation private bash -c '
-    set -e; R=$1; uid=$2; gid=$3; home=$4; path=$5; dir=$6; shift 6
+    set -e; R=$1; uid=$2; gid=$3; home=$4; path=$5; dir=$6; rundir=$7; shift 7
     mount --rbind "$R" "$R"; cd "$R"
     mount --rbind /dev dev; mount --rbind /sys sys; mount -t proc proc proc
     mount --rbind /home home; mkdir -p opt; mount --rbind /opt opt; mount --rbind /tmp tmp
-    mount -t tmpfs tmpfs run; mkdir -p run/user/$uid; chown $uid:$gid run/user/$uid; chmod 700 run/user/$uid
+    mount -t tmpfs tmpfs run; mkdir -p run/user/$uid; mount --bind "$rundir/user/$uid" run/user/$uid
     mkdir -p .oldroot; pivot_root . .oldroot; umount -l /.oldroot; cd /
     mount --make-rshared /
     exec setpriv --reuid=$uid --regid=$gid --init-groups env -i HOME="$home" USER="$(id -nu $uid)" LOGNAME="$(id -nu $uid)" \
       XDG_RUNTIME_DIR=/run/user/$uid PATH="$path" TERM=dumb LANG=C.UTF-8 \
       PODMAN_IGNORE_CGROUPSV1_WARNING=1 ${CI:+CI=$CI} ${NODE_EXTRA_CA_CERTS:+NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS} \
       ${PODSHELL_FUZZ_COUNT:+PODSHELL_FUZZ_COUNT=$PODSHELL_FUZZ_COUNT} \
-      bash -c "cd \"\$0\" && exec \"\$@\"" "${dir:-$home}" "$@"' _ "$ROOT" "$uid" "$gid" "$home" "$path" "${PODMAN5_DIR:-}" "$@"
+      bash -c "cd \"\$0\" && exec \"\$@\"" "${dir:-$home}" "$@"' _ "$ROOT" "$uid" "$gid" "$home" "$path" "${PODMAN5_DIR:-}" "$RUNDIR" "$@"
 }
 
 case ${1:-} in
   setup) setup ;;
   version) version ;;
+  reset) [ $# -eq 2 ] || { echo "usage: $0 reset USER" >&2; exit 2; }; reset "$2" ;;
   run) [ $# -ge 3 ] || { echo "usage: $0 run USER CMD..." >&2; exit 2; }; shift; run "$@" ;;
   *) echo "usage: $0 setup | version | run USER CMD..." >&2; exit 2 ;;
 esac
