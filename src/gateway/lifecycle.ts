@@ -24,6 +24,7 @@ import { mkdirp } from '../util/fs.js'
 import { hostPath, check } from '../util/validate.js'
 import type { Podman } from '../podman/podman.js'
 import { runArgs, type ContainerSpec } from '../podman/container-spec.js'
+import { gatewayNetwork } from '../podman/network.js'
 import { GatewayClient, type PingResult, type StatsResult } from './client.js'
 
 export const GATEWAY_CONTAINER = 'podshell-gateway'
@@ -83,9 +84,10 @@ export function gatewayContainerSpec(data: string, env: Env = process.env, image
   }
 }
 
-/** `podman run` arguments for the gateway container. */
-export function gatewayRunArgs(data: string, env: Env = process.env, image = GATEWAY_IMAGE): string[] {
-  return runArgs(gatewayContainerSpec(data, env, image), { values: {}, cgroupLimits: false }, { verb: 'run-detached' }).args
+/** `podman run` arguments for the gateway container; `network` from src/podman/network.ts. */
+export function gatewayRunArgs(data: string, env: Env = process.env, image = GATEWAY_IMAGE, network: readonly string[] = []): string[] {
+  const spec = { ...gatewayContainerSpec(data, env, image), networkArgs: network }
+  return runArgs(spec, { values: {}, cgroupLimits: false }, { verb: 'run-detached' }).args
 }
 
 interface ContainerInfo {
@@ -178,7 +180,7 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
   if (stale) say('podshell gateway is from another podshell version; replacing it')
   else if (!info) say('starting the podshell gateway')
   await podman.run(['rm', '-f', '-t', '5', name], { reject: false, timeoutMs: 60_000 })
-  await podman.run(gatewayRunArgs(data, env, opts.image), { timeoutMs: 120_000 })
+  await podman.run(gatewayRunArgs(data, env, opts.image, gatewayNetwork(podman.version, env).args), { timeoutMs: 120_000 })
   await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000)
 }
 

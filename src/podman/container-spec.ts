@@ -70,6 +70,11 @@ export interface ContainerSpec {
   image: string
   command: readonly string[]
   pod?: string
+  /**
+   * A standalone container's network arguments (`--network …`), from src/podman/network.ts: the
+   * gateway's user-mode helper. Sandbox containers join their pod's network instead.
+   */
+  networkArgs?: readonly string[]
   labels: Record<string, string>
   /** uid:gid the processes run as. */
   user?: { uid: number; gid: number }
@@ -187,6 +192,7 @@ export function containerFlags(c: ContainerSpec, ctx: RenderContext): Rendered {
   const scratch = c.scratch
   const args = [
     ...(c.pod ? ['--pod', c.pod] : []),
+    ...(c.networkArgs ?? []),
     '--name', c.name,
     ...labelArgs(c.labels),
     ...(c.inheritProxyEnv === false ? ['--http-proxy=false'] : []),
