@@ -242,6 +242,7 @@ export class SandboxRuntime {
       writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, []).flags, env: agentArgs.env, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
       if (o.detach) {
         await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...main], { env: agentArgs.env })
+        await o.onReady?.(name)
         finishOperation(this.dataDir, name)
         process.off('SIGINT', onInterrupt)
         process.off('SIGTERM', onInterrupt)
@@ -250,6 +251,7 @@ export class SandboxRuntime {
       if (!o.keep) {
         // Fast path (DevAIFlow's launch): the command IS the agent container's main process, so
         // `podman run` proxies signals and the TTY natively; the sandbox goes afterwards.
+        await o.onReady?.(name)
         process.off('SIGINT', onInterrupt)
         process.off('SIGTERM', onInterrupt)
         finishOperation(this.dataDir, name)
@@ -262,6 +264,7 @@ export class SandboxRuntime {
       // Kept sandbox: an idle main process keeps it Ready for later exec/connect; the foreground
       // command runs as an exec session whose signals podshell forwards.
       await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, 'sleep', 'infinity'], { env: agentArgs.env })
+      await o.onReady?.(name)
       finishOperation(this.dataDir, name)
       process.off('SIGINT', onInterrupt)
       process.off('SIGTERM', onInterrupt)
@@ -430,6 +433,10 @@ export class SandboxRuntime {
       'pod', 'create',
       '--name', podName(p.name),
       '--infra-name', infraContainer(p.name),
+      // The pod's hostname would default to its name, "podshell.NAME": over the kernel's 64-byte
+      // hostname limit for a 63-character sandbox name (sethostname fails). The sandbox name is a
+      // DNS label of at most 63 characters, a valid hostname on its own.
+      '--hostname', p.name,
       // Only loopback: a process that ignores the proxy variables has no route anywhere.
       '--network', 'none',
       // The agent runs as the user's uid, so files it writes in mounted repos stay the user's.
