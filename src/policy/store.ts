@@ -127,7 +127,7 @@ export class PolicyStore {
    * CLI side: stores `policy` as the next revision (PENDING until the gateway reports). The policy
    * is validated again first: the store never holds a document the gateway would have to reject.
    * A policy identical (same hash) to the newest revision is not stored again: as OpenShell, the
-   * version stays and the result says `unchanged`.
+   * version stays and the result says `unchanged` (unless that revision FAILED to load).
    */
   add(policy: Policy, source: string): PolicyRevision & { unchanged?: true } {
     const { policy: valid } = validatePolicy(policy, source)
@@ -138,8 +138,10 @@ export class PolicyStore {
       const revs = this.readRevisions()
       const last = revs.at(-1)
       if (last && last.hash === hash) {
+        // A revision that FAILED to load is retried by a new one, as anything else would leave the
+        // user with no way to load a policy whose stored copy was damaged.
         const cur = this.list().find(r => r.version === last.version)!
-        return { ...cur, unchanged: true as const }
+        if (cur.status !== 'FAILED') return { ...cur, unchanged: true as const }
       }
       const version = (last?.version ?? 0) + 1
       // The revision file first: a listed revision always has its document.
