@@ -25,6 +25,7 @@ import {
   stoppedSandboxLine,
 } from './openshell-format.js'
 import { openRuntime } from './runtime.js'
+import { parseUploadSpec, register as registerTransfer, uploadOne } from './transfer.js'
 
 /**
  * `podshell sandbox …` (alias `sb`): OpenShell's verbs and flags. Thin: parse, validate, call the
@@ -50,6 +51,8 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     .option('--no-tty', 'do not allocate a TTY')
     .option('--cpu <cpu>', 'CPU limit, e.g. 2 or 500m')
     .option('--memory <size>', 'memory limit, e.g. 4Gi')
+    .option('--upload <LOCAL[:DEST]>', "copy a local file or tree in before the command runs (honours .gitignore; DEST default: the sandbox's home); repeatable", collect, [])
+    .option('--no-git-ignore', 'with --upload: upload everything, .gitignore\'d files included')
     .option('--auto-providers', "create a missing provider that the command needs (e.g. `claude` → claude-code) from this shell's credentials")
     .option('--no-auto-providers', 'never create providers; a provider the command needs and that does not exist is skipped')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']))
@@ -57,6 +60,8 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
   hooks.extendCreate?.(create)
   create.action(async (command: string[], flags: CreateFlags) => {
     const format = flags.output ? parseOutputFormat(flags.output) : undefined
+    const uploads = (flags.upload ?? []).map(parseUploadSpec)
+    if (uploads.length && flags.keep === false) throw new PodshellError('--upload needs a kept sandbox', { hint: 'drop --no-keep (with --no-keep the command starts as the sandbox starts: there is no moment to copy files in)', exitCode: 2, code: 'INVALID_INPUT' })
     let opts = hooks.resolveCreate ? await hooks.resolveCreate(flags, command, ctx) : createOptionsFromFlags(flags, command, ctx)
     trace('options resolved')
     const { resolveAutoProviders } = await import('./auto-providers.js')
@@ -72,6 +77,8 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
         if (opts.detach) ctx.out.stdout(createdSandboxHeader(name))
         else ctx.out.note(createdSandboxHeader(name).trim())
       }
+      // Uploads land before the command runs; a failure fails the create (which removes the sandbox).
+      for (const u of uploads) await uploadOne(ctx, name, u.local, u.dest, flags.gitIgnore !== false, undefined, { checked: true })
     }
     const res = await rt.create({ ...opts, onReady })
     for (const w of res.warnings) ctx.out.note(`warning: ${w}`)
@@ -222,6 +229,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       })
   }
 
+  registerTransfer(sb, ctx)
   hooks.extendGroup?.(sb)
   return sb
 }
@@ -242,6 +250,8 @@ export interface CreateFlags {
   memory?: string
   output?: string
   autoProviders?: boolean
+  upload?: string[]
+  gitIgnore?: boolean
   [more: string]: unknown
 }
 
