@@ -26,7 +26,8 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect as netConnect, type Socket } from 'node:net'
 import { lookup } from 'node:dns/promises'
-import { lstatSync, unlinkSync, chmodSync } from 'node:fs'
+import { lstatSync, unlinkSync, chmodSync, openSync, closeSync } from 'node:fs'
+import { basename, dirname } from 'node:path'
 import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
 import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
 import type { AuditLog } from './audit.js'
@@ -173,12 +174,29 @@ export class SandboxProxy {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
     }
+    // A unix socket path holds at most 107 bytes; a 63-character sandbox name under the data dir
+    // can exceed it. Such a path is bound through the directory's descriptor
+    // (/proc/self/fd/N/proxy.sock), which creates the same socket file.
+    let dirFd: number | undefined
+    let bindPath = path
+    if (Buffer.byteLength(path) > 100) {
+      dirFd = openSync(dirname(path), 'r')
+      bindPath = `/proc/self/fd/${dirFd}/${basename(path)}`
+    }
+    const closeDir = () => {
+      if (dirFd !== undefined) closeSync(dirFd)
+      dirFd = undefined
+    }
     return new Promise((resolve, reject) => {
-      const onErr = (e: Error) => reject(e)
+      const onErr = (e: Error) => {
+        closeDir()
+        reject(e)
+      }
       this.server.once('error', onErr)
       const old = process.umask(0o177)
       try {
-        this.server.listen(path, () => {
+        this.server.listen(bindPath, () => {
+          closeDir()
           this.server.off('error', onErr)
           try {
             chmodSync(path, 0o600)

@@ -108,6 +108,12 @@ export interface ContainerSpec {
 export interface PodSpec {
   name: string
   infraName: string
+  /**
+   * The pod's hostname would default to its name, "podshell.NAME": over the kernel's 64-byte
+   * hostname limit for a 63-character sandbox name (sethostname fails). The sandbox name is a DNS
+   * label of at most 63 characters, a valid hostname on its own.
+   */
+  hostname: string
   labels: Record<string, string>
   /** Only loopback: a process that ignores the proxy variables has no route anywhere. */
   network: 'none'
@@ -243,5 +249,5 @@ export function runArgs(
 
 /** `podman pod create …` */
 export function podCreateArgs(p: PodSpec): string[] {
-  return ['pod', 'create', '--name', p.name, '--infra-name', p.infraName, '--network', p.network, '--userns', p.userns, ...labelArgs(p.labels)]
+  return ['pod', 'create', '--name', p.name, '--infra-name', p.infraName, '--hostname', p.hostname, '--network', p.network, '--userns', p.userns, ...labelArgs(p.labels)]
 }

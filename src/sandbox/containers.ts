@@ -31,7 +31,7 @@ export function runtimeEnv(name: string, home: string): Record<string, string> {
 }
 
 export function podSpec(name: string, labels: Record<string, string>): PodSpec {
-  return { name: podName(name), infraName: infraContainer(name), labels, network: 'none', userns: 'keep-id' }
+  return { name: podName(name), infraName: infraContainer(name), hostname: name, labels, network: 'none', userns: 'keep-id' }
 }
 
 export interface AgentRenderInput {

@@ -320,6 +320,7 @@ export class SandboxRuntime {
     if (o.detach || o.keep) {
       const run = runArgs(agent.spec, agent.ctx, { verb: 'run-detached' })
       await this.podman.run(run.args, { env: run.podmanEnv })
+      await o.onReady?.(name)
       finishOperation(this.dataDir, name)
       if (o.detach) return { info: await this.get(name), warnings }
       // Kept sandbox: an idle main process keeps it Ready for later exec/connect; the foreground
@@ -329,6 +330,7 @@ export class SandboxRuntime {
     }
     // Fast path (DevAIFlow's launch): the command IS the agent container's main process, so
     // `podman run` proxies signals and the TTY natively; the sandbox goes afterwards.
+    await o.onReady?.(name)
     finishOperation(this.dataDir, name)
     const fg = runArgs(agent.spec, agent.ctx, { verb: 'run-foreground', tty: plan.tty, command: plan.command })
     const code = await runInteractive(this.podman, fg.args, { env: fg.podmanEnv, signals: this.signals })

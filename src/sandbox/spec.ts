@@ -126,7 +126,7 @@ const DevaiflowSchema = z
 export const SpecSchema = z
   .strictObject({
     version: z.literal(1, 'must be 1').describe('Spec format version; must be 1'),
-    name: sandboxName.optional().describe('Sandbox name (DNS-1123 label, at most 19 characters); generated when absent'),
+    name: sandboxName.optional().describe('Sandbox name (DNS-1123 label, at most 63 characters); generated when absent'),
     session_type: z.enum(SESSION_TYPES).describe('DevAIFlow session type: development gets read-write project mounts, the others read-only'),
     cwd: path('Working directory of the agent: the project, the workspace root (multi-project) or the temp clone'),
     workspace: path('Workspace root of a multi-project session; mounted like a project').optional(),

@@ -17,7 +17,7 @@ export type SessionType = 'investigation' | 'ticket_creation' | 'development'
 export const SESSION_TYPES: readonly SessionType[] = ['investigation', 'ticket_creation', 'development']
 
 export interface CreateOptions {
-  /** DNS-1123 label ≤ 19 chars; generated when absent. */
+  /** DNS-1123 label ≤ 63 chars; generated when absent. */
   name?: string
   /** Image reference (`--from`); default: the podshell sandbox image. */
   image?: string
@@ -73,4 +73,11 @@ export interface CreateOptions {
    * CLAUDE_CONFIG_DIR outside $HOME, whose projects/ and settings.json are bind-mounted inside).
    */
   tmpfsDirs?: string[]
+  /**
+   * Called once the sandbox is up, before the foreground command runs: the agent container is
+   * running (detached and kept sandboxes; with `keep: false` the command is the agent's main
+   * process and starts right after). A throw fails the create, which removes what it made. The CLI
+   * prints OpenShell's `Created sandbox:` header here and runs `--upload` and `--forward`.
+   */
+  onReady?: (name: string) => Promise<void>
 }
