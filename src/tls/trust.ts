@@ -23,13 +23,12 @@
  */
 import { readFileSync, writeFileSync, renameSync, mkdirSync, statSync, existsSync, realpathSync } from 'node:fs'
 import { join, dirname } from 'node:path'
-import './ca.js'
-import * as x509 from '@peculiar/x509'
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema'
 import { ContentInfo, id_data } from '@peculiar/asn1-cms'
 import { PFX, AuthenticatedSafe, SafeContents, SafeBag, CertBag, PKCS12Attribute, id_certBag, id_x509Certificate } from '@peculiar/asn1-pfx'
 import * as asn1js from 'asn1js'
 import { PodshellError } from '../errors.js'
+import { parsePemCerts, loadExtraCaFiles } from './pem.js'
 import type { Env } from '../config/paths.js'
 import { tlsStateDir, fingerprintOf, type Ca } from './ca.js'
 
@@ -65,6 +64,8 @@ export const TRUSTSTORE_PASSWORD = 'changeit'
  * The host's system bundle: $SSL_CERT_FILE when the user set one (what the host's OpenSSL tools
  * use then), else the first existing candidate. Undefined when the host has none.
  */
+export { parsePemCerts, loadExtraCaFiles, derToPem, type PemCert } from './pem.js'
+
 export function findHostBundle(env: Env = process.env, exists: (p: string) => boolean = isNonEmptyFile): string | undefined {
   const own = env.SSL_CERT_FILE
   if (own && own.startsWith('/') && exists(own)) return own
@@ -78,69 +79,6 @@ function isNonEmptyFile(p: string): boolean {
   } catch {
     return false
   }
-}
-
-export interface PemCert {
-  readonly der: Uint8Array
-  readonly subject: string
-}
-
-const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+?)-----END CERTIFICATE-----/g
-
-/**
- * The certificates of a PEM text. Blocks that do not parse as X.509 are skipped when `strict` is
- * false (a host bundle with one odd entry must not disable TLS) and an error when true.
- */
-export function parsePemCerts(text: string, strict: boolean): { certs: PemCert[]; bad: number } {
-  const certs: PemCert[] = []
-  let bad = 0
-  for (const m of text.matchAll(PEM_CERT_RE)) {
-    try {
-      const der = new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'))
-      const c = new x509.X509Certificate(der)
-      certs.push({ der, subject: c.subject })
-    } catch {
-      if (strict) throw new Error(`certificate #${certs.length + bad + 1} does not parse as X.509`)
-      bad++
-    }
-  }
-  return { certs, bad }
-}
-
-/** Largest extra CA file accepted (a bundle of a few hundred certificates is ~250 KB). */
-const MAX_CA_FILE = 4 * 1024 * 1024
-
-/**
- * `tls.extra_ca_files`: each file must be readable and hold at least one certificate, all of
- * which parse. An error names the file and what is wrong (config load calls this).
- */
-export function loadExtraCaFiles(files: readonly string[]): { file: string; pem: string; certs: PemCert[] }[] {
-  return files.map(file => {
-    const fail = (why: string) =>
-      new PodshellError(`tls.extra_ca_files: ${file}: ${why}`, { hint: 'give PEM files of CA certificates (-----BEGIN CERTIFICATE-----), or remove the entry', code: 'INVALID_CONFIG', exitCode: 2 })
-    let text: string
-    try {
-      const st = statSync(file)
-      if (!st.isFile()) throw fail('not a regular file')
-      if (st.size > MAX_CA_FILE) throw fail('larger than 4 MiB')
-      text = readFileSync(file, 'utf8')
-    } catch (e) {
-      if (e instanceof PodshellError) throw e
-      throw fail(`cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
-    }
-    let certs: PemCert[]
-    try {
-      certs = parsePemCerts(text, true).certs
-    } catch (e) {
-      throw fail((e as Error).message)
-    }
-    if (certs.length === 0) throw fail('no PEM certificate in it')
-    return { file, pem: certs.map(c => derToPem(c.der)).join(''), certs }
-  })
-}
-
-export function derToPem(der: Uint8Array): string {
-  return x509.PemConverter.encode(der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength) as ArrayBuffer, 'CERTIFICATE') + '\n'
 }
 
 // ---------------------------------------------------------------------------------------------

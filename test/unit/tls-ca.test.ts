@@ -184,3 +184,25 @@ describe('trust bundles', () => {
     expect(() => refuseDataDirMount(join(dir, 'work'), data, '--workdir')).not.toThrow()
   })
 })
+
+describe('config: tls.extra_ca_files', () => {
+  it('combines enterprise and user lists, expands ~/, and fails at load naming a bad file', async () => {
+    const { loadEffectiveConfig } = await import('../../src/config/enterprise.js')
+    const ca = await generateCa('corp CA')
+    mkdirSync(join(dir, 'cfg/podshell'), { recursive: true })
+    mkdirSync(join(dir, 'home'), { recursive: true })
+    writeFileSync(join(dir, 'home/corp.pem'), ca.certPem)
+    writeFileSync(join(dir, 'ent.pem'), ca.certPem)
+    writeFileSync(join(dir, 'enterprise.yaml'), `tls:\n  extra_ca_files: [${join(dir, 'ent.pem')}]\n`)
+    writeFileSync(join(dir, 'cfg/podshell/config.yaml'), 'tls:\n  extra_ca_files: ["~/corp.pem"]\n')
+    const env = { HOME: join(dir, 'home'), XDG_CONFIG_HOME: join(dir, 'cfg') }
+    const opts = { enterpriseDefaultPath: join(dir, 'enterprise.yaml') }
+    expect(loadEffectiveConfig(env, opts).effective.tlsExtraCaFiles).toEqual([join(dir, 'ent.pem'), join(dir, 'home/corp.pem')])
+    writeFileSync(join(dir, 'cfg/podshell/config.yaml'), 'tls:\n  extra_ca_files: ["~/nope.pem"]\n')
+    expect(() => loadEffectiveConfig(env, opts)).toThrow(/tls.extra_ca_files: .*nope.pem: cannot read it/)
+    writeFileSync(join(dir, 'cfg/podshell/config.yaml'), 'tls:\n  extra_ca_files: ["relative.pem"]\n')
+    expect(() => loadEffectiveConfig(env, opts)).toThrow(/tls.extra_ca_files.0: must be an absolute path/)
+    writeFileSync(join(dir, 'cfg/podshell/config.yaml'), 'tls:\n  insecure: true\n')
+    expect(() => loadEffectiveConfig(env, opts)).toThrow(/tls.insecure: unknown key/)
+  })
+})
