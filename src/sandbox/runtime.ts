@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { existsSync, realpathSync, statSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
+import { refuseDataDirMount } from '../tls/guard.js'
 import { PodshellError } from '../errors.js'
 import { Podman, runInteractive } from '../podman/podman.js'
 import {
@@ -94,6 +95,14 @@ export interface SandboxDeps {
   audit(name: string, event: string, detail?: Record<string, unknown>): void
   /** Path of the default seccomp profile. */
   seccompProfile: string
+  /** TLS trust for the agent (src/tls/): writes the sandbox's CA bundle; read-only mounts + variables. */
+  prepareTrust(name: string): Promise<SandboxTrustArgs>
+}
+
+/** What the agent container gets for TLS inspection (one call site; see src/tls/trust.ts). */
+export interface SandboxTrustArgs {
+  readonly mounts: readonly { readonly source: string; readonly target: string }[]
+  readonly env: Readonly<Record<string, string>>
 }
 
 export interface RuntimeOptions {
@@ -199,6 +208,8 @@ export class SandboxRuntime {
       markOperation(this.dataDir, name)
       for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
       this.prepareHomeMountpoints(plan)
+      // Before the gateway is asked to serve the sandbox: it signs with the CA this bundle holds.
+      const trust = await this.deps.prepareTrust(name)
       warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
       trace('state written')
       if (!(await this.deps.gatewayAlive())) {
@@ -235,11 +246,11 @@ export class SandboxRuntime {
       for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
       writeLastUsed(this.dataDir, name)
 
-      const agentArgs = this.agentArgs(plan, o, creds.secretArgs)
+      const agentArgs = this.agentArgs(plan, o, creds.secretArgs, trust)
       const main = o.detach && o.command.length ? o.command : ['sleep', 'infinity']
       // What re-creating the agent container needs (restart after provider attach/detach). No
       // credential value is in here: secrets are referenced by name and added at re-creation.
-      writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, []).flags, env: agentArgs.env, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
+      writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, [], trust).flags, env: agentArgs.env, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
       if (o.detach) {
         await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...main], { env: agentArgs.env })
         finishOperation(this.dataDir, name)
@@ -362,6 +373,8 @@ export class SandboxRuntime {
         throw new PodshellError(`${what} target ${target} is reserved`, { hint: 'mount somewhere else (podshell keeps /proc, /sys, /dev, /run/podshell for itself)', exitCode: 2, code: 'INVALID_INPUT' })
       }
       const real = realpathSync(source)
+      // The data dir holds the gateway's CA key and every sandbox's state.
+      refuseDataDirMount(real, this.dataDir, what)
       const existing = out.find(x => x.target === target)
       if (existing) {
         if (existing.source !== real || existing.mode !== m.mode) {
@@ -460,8 +473,10 @@ export class SandboxRuntime {
     ]
   }
 
-  private agentArgs(p: Plan, o: CreateOptions, secretArgs: string[]): { flags: string[]; env: Record<string, string> } {
+  private agentArgs(p: Plan, o: CreateOptions, secretArgs: string[], trust: SandboxTrustArgs): { flags: string[]; env: Record<string, string> } {
     const env: Record<string, string> = {
+      // CA bundle variables first: a --env of the same name (the user's own bundle) wins.
+      ...trust.env,
       ...o.env,
       HOME: p.home,
       PODSHELL_SANDBOX: p.name,
@@ -510,6 +525,8 @@ export class SandboxRuntime {
       // orders mounts parent-first, so a mask inside a bind mount lands on top of it. notmpcopyup:
       // podman would otherwise COPY the hidden content into the tmpfs (measured: it does).
       ...p.masks.flatMap(d => ['--mount', `type=tmpfs,destination=${d},ro=true,tmpfs-mode=000,notmpcopyup`]),
+      // The trust bundle, read-only over the image's system bundle paths (never the CA key).
+      ...trust.mounts.flatMap(m => ['--mount', `type=bind,source=${m.source},destination=${m.target},ro=true${selinuxRelabel()}`]),
       ...(p.workdir ? ['--workdir', p.workdir] : ['--workdir', p.home]),
       // Values by name through podman's environment, not argv (see env-args.ts).
       ...envPass.args,

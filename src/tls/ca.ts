@@ -23,7 +23,7 @@
  *
  * X.509 is built and parsed by @peculiar/x509 on Node's WebCrypto (no hand-written ASN.1).
  */
-import { webcrypto, createHash, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto'
+import { webcrypto, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync, readdirSync, fsyncSync, openSync, closeSync } from 'node:fs'
 import { join } from 'node:path'
 // @peculiar/x509 resolves its services through tsyringe, which needs the Reflect metadata polyfill
@@ -31,6 +31,9 @@ import { join } from 'node:path'
 import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 import { PodshellError } from '../errors.js'
+import { tlsStateDir, caDir, previousCaDir } from './paths.js'
+import { fingerprintOf } from './pem.js'
+export { fingerprintOf }
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
 
@@ -51,14 +54,8 @@ export interface Ca {
   readonly fingerprint: string
 }
 
-export const tlsStateDir = (data: string) => join(data, 'gateway', 'tls')
-export const caDir = (data: string) => join(tlsStateDir(data), 'ca')
-const previousDir = (data: string) => join(tlsStateDir(data), 'previous')
-
-/** SHA-256 fingerprint of a DER certificate, lowercase hex. */
-export function fingerprintOf(der: ArrayBuffer | Uint8Array): string {
-  return createHash('sha256').update(new Uint8Array(der)).digest('hex')
-}
+const previousDir = previousCaDir
+export { tlsStateDir, caDir }
 
 /** `AB:CD:…` form, as `openssl x509 -fingerprint -sha256` prints it. */
 export function colonFingerprint(fp: string): string {

@@ -3,7 +3,7 @@
  * config loading on every command stays cheap) and the `tls.extra_ca_files` check.
  */
 import { readFileSync, statSync } from 'node:fs'
-import { X509Certificate } from 'node:crypto'
+import { X509Certificate, createHash } from 'node:crypto'
 import { PodshellError } from '../errors.js'
 
 export interface PemCert {
@@ -70,3 +70,8 @@ export function derToPem(der: Uint8Array): string {
   return `-----BEGIN CERTIFICATE-----\n${b64.match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`
 }
 
+
+/** SHA-256 fingerprint of a DER certificate, lowercase hex. */
+export function fingerprintOf(der: ArrayBuffer | Uint8Array): string {
+  return createHash('sha256').update(new Uint8Array(der)).digest('hex')
+}

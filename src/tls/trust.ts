@@ -19,9 +19,9 @@
  * src/tls/ca.ts `caForFingerprint`) until it is recreated.
  *
  * Never in a sandbox: the CA key (gateway/tls/ca/ca-key.pem). `refuseDataDirMount` is the check
- * that a user mount cannot expose the data dir (and so the key) either.
+ * that a user mount cannot expose the data dir (and so the key) either (src/tls/guard.ts).
  */
-import { readFileSync, writeFileSync, renameSync, mkdirSync, statSync, existsSync, realpathSync } from 'node:fs'
+import { readFileSync, writeFileSync, renameSync, mkdirSync, statSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema'
 import { ContentInfo, id_data } from '@peculiar/asn1-cms'
@@ -30,7 +30,10 @@ import * as asn1js from 'asn1js'
 import { PodshellError } from '../errors.js'
 import { parsePemCerts, loadExtraCaFiles } from './pem.js'
 import type { Env } from '../config/paths.js'
-import { tlsStateDir, fingerprintOf, type Ca } from './ca.js'
+import type { Ca } from './ca.js'
+import { fingerprintOf } from './pem.js'
+import { upstreamRootsFile, sandboxTlsDir } from './paths.js'
+export { upstreamRootsFile, sandboxTlsDir } from './paths.js'
 
 // ---------------------------------------------------------------------------------------------
 // Host trust store
@@ -135,8 +138,6 @@ export function buildTruststore(certs: readonly { der: Uint8Array; alias: string
 // Files: upstream roots (gateway) and per-sandbox bundles
 // ---------------------------------------------------------------------------------------------
 
-export const upstreamRootsFile = (data: string) => join(tlsStateDir(data), 'upstream-roots.pem')
-export const sandboxTlsDir = (data: string, name: string) => join(data, 'sandboxes', name, 'tls')
 
 function writeAtomic(file: string, data: string | Buffer, mode = 0o644): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
@@ -254,29 +255,5 @@ export function sandboxCaFingerprint(data: string, name: string): string | undef
     return c ? fingerprintOf(c.der) : undefined
   } catch {
     return undefined
-  }
-}
-
-/**
- * Refuses a sandbox mount whose source contains the data dir (or is inside it): the data dir holds
- * the CA key and every sandbox's state. Paths are compared after resolving symlinks.
- */
-export function refuseDataDirMount(source: string, data: string, what: string): void {
-  const real = (p: string) => {
-    try {
-      return realpathSync(p)
-    } catch {
-      return p
-    }
-  }
-  const src = real(source).replace(/\/+$/, '') || '/'
-  const d = existsSync(data) ? real(data) : data
-  const within = (a: string, b: string) => a === b || a.startsWith(b === '/' ? '/' : b + '/')
-  if (within(d, src) || within(src, d)) {
-    throw new PodshellError(`${what} ${source} would expose podshell's data dir ${d} (the gateway's CA key and every sandbox's state) inside the sandbox`, {
-      hint: 'mount a directory that does not contain the data dir, or move the data dir (PODSHELL_HOME) out of it',
-      exitCode: 2,
-      code: 'INVALID_INPUT',
-    })
   }
 }

@@ -7,9 +7,10 @@ import { X509Certificate } from 'node:crypto'
 import { ensureCa, rotateCa, loadCaDir, caDir, caForFingerprint, generateCa, prunePreviousCas } from '../../src/tls/ca.js'
 import { LeafIssuer, MIN_LEAF_CACHE } from '../../src/tls/leaf.js'
 import {
-  buildTruststore, findHostBundle, loadExtraCaFiles, parsePemCerts, prepareSandboxTrust, refuseDataDirMount, writeUpstreamRoots,
+  buildTruststore, findHostBundle, loadExtraCaFiles, parsePemCerts, prepareSandboxTrust, writeUpstreamRoots,
   upstreamRootsFile, sandboxCaFingerprint, IMAGE_BUNDLE_PATHS, TRUSTSTORE_PASSWORD, HOST_BUNDLE_CANDIDATES,
 } from '../../src/tls/trust.js'
+import { refuseDataDirMount } from '../../src/tls/guard.js'
 
 const id = { user: 'alice', host: 'box' }
 let dir: string
