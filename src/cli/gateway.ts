@@ -48,7 +48,7 @@ export function register(program: Command, ctx: CliContext): Command {
       const r = flags.rotate ? await rotateSandboxCa(ctx.dataDir, ctx.env) : { ca: await currentSandboxCa(ctx.dataDir, ctx.env), previous: undefined }
       const sum = caSummary(r.ca)
       if (flags.output === 'pem') ctx.out.stdout(`${r.ca.certPem}SHA-256 Fingerprint=${sum.fingerprint_sha256}\n`)
-      else ctx.out.stdout(serialize(sum, parseOutputFormat(flags.output)))
+      else ctx.out.stdout(serialize(sum, flags.output === 'json' ? 'json' : 'yaml'))
       if (flags.rotate) {
         ctx.out.note(
           `new sandbox CA ${sum.fingerprint_sha256.slice(0, 23)}…: sandboxes created from now on trust it; running sandboxes keep working with the previous CA until they are recreated (delete and create)`,

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto'
 import { existsSync, realpathSync, statSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
-import { refuseDataDirMount } from '../tls/guard.js'
 import { PodshellError } from '../errors.js'
 import { Podman, runInteractive } from '../podman/podman.js'
 import {
@@ -373,8 +372,6 @@ export class SandboxRuntime {
         throw new PodshellError(`${what} target ${target} is reserved`, { hint: 'mount somewhere else (podshell keeps /proc, /sys, /dev, /run/podshell for itself)', exitCode: 2, code: 'INVALID_INPUT' })
       }
       const real = realpathSync(source)
-      // The data dir holds the gateway's CA key and every sandbox's state.
-      refuseDataDirMount(real, this.dataDir, what)
       const existing = out.find(x => x.target === target)
       if (existing) {
         if (existing.source !== real || existing.mode !== m.mode) {

@@ -11,7 +11,7 @@
  * Security:
  *  - The key is never mounted into a sandbox: sandboxes get a copy of the CERTIFICATE only
  *    (src/tls/trust.ts writes it into the sandbox's own tls dir), and sandbox mounts that would
- *    expose the data dir are refused (src/tls/trust.ts `refuseDataDirMount`).
+ *    expose the data dir are refused (src/sandbox/sensitive.ts, an `escape` path).
  *  - ECDSA P-256, 1-year validity, basicConstraints CA with pathLen 0 (it can sign leaves, not
  *    other CAs), keyUsage keyCertSign|cRLSign, critical.
  *  - A CA that exists but cannot be read or parsed, or whose key does not belong to the

@@ -18,8 +18,8 @@
  * bundle it was created with (and the gateway signs its leaves with the CA that bundle holds; see
  * src/tls/ca.ts `caForFingerprint`) until it is recreated.
  *
- * Never in a sandbox: the CA key (gateway/tls/ca/ca-key.pem). `refuseDataDirMount` is the check
- * that a user mount cannot expose the data dir (and so the key) either (src/tls/guard.ts).
+ * Never in a sandbox: the CA key (gateway/tls/ca/ca-key.pem). A user mount cannot expose the data
+ * dir (and so the key) either: src/sandbox/sensitive.ts refuses it as an `escape` path.
  */
 import { readFileSync, writeFileSync, renameSync, mkdirSync, statSync } from 'node:fs'
 import { join, dirname } from 'node:path'

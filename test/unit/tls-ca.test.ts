@@ -10,7 +10,6 @@ import {
   buildTruststore, findHostBundle, loadExtraCaFiles, parsePemCerts, prepareSandboxTrust, writeUpstreamRoots,
   upstreamRootsFile, sandboxCaFingerprint, IMAGE_BUNDLE_PATHS, TRUSTSTORE_PASSWORD, HOST_BUNDLE_CANDIDATES,
 } from '../../src/tls/trust.js'
-import { refuseDataDirMount } from '../../src/tls/guard.js'
 
 const id = { user: 'alice', host: 'box' }
 let dir: string
@@ -172,17 +171,6 @@ describe('trust bundles', () => {
   it('buildTruststore of nothing is still a valid empty store', () => {
     writeFileSync(join(dir, 'e.p12'), buildTruststore([]))
     expect(execFileSync('keytool', ['-list', '-keystore', join(dir, 'e.p12'), '-storetype', 'PKCS12', '-storepass', 'changeit'], { encoding: 'utf8' })).toMatch(/contains 0 entries/)
-  })
-
-  it('refuses mounts that would expose the data dir (the CA key)', () => {
-    const data = join(dir, 'home/.local/share/podshell')
-    mkdirSync(data, { recursive: true })
-    expect(() => refuseDataDirMount(join(dir, 'home'), data, '--mount')).toThrow(/would expose podshell's data dir/)
-    expect(() => refuseDataDirMount('/', data, '--mount')).toThrow(/would expose/)
-    expect(() => refuseDataDirMount(join(data, 'gateway'), data, '--mount')).toThrow(/would expose/)
-    expect(() => refuseDataDirMount(join(dir, 'home/.local/share/podshellx'), data, '--mount')).not.toThrow()
-    mkdirSync(join(dir, 'work'))
-    expect(() => refuseDataDirMount(join(dir, 'work'), data, '--workdir')).not.toThrow()
   })
 })
 
