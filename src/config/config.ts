@@ -84,6 +84,16 @@ export const ReadDenyScanSchema = z
   })
   .describe('Bounds of the .ai-read-deny marker scan over mounted trees (an unfinished scan fails closed)')
 
+export const TlsConfigSchema = z
+  .strictObject({
+    extra_ca_files: z
+      .array(configPath)
+      .max(64)
+      .optional()
+      .describe('PEM files of CA certificates the gateway trusts for upstream HTTPS, in addition to the host\'s system trust store (e.g. a corporate TLS-inspecting proxy\'s CA); also added to every sandbox\'s trust bundle. Each file is checked when the config loads. Enterprise and user lists are combined'),
+  })
+  .describe('TLS inspection in the gateway (docs/tls.md)')
+
 /** The fields shared by config.yaml and enterprise.yaml. */
 export const configFields = {
   policy_dir: configPath
@@ -101,6 +111,7 @@ export const configFields = {
   resources: ResourcesSchema.optional(),
   runtime: z.enum(['auto', 'crun', 'runc']).optional().describe('OCI runtime podman uses for sandboxes; auto (default) probes for one that works on this host'),
   read_deny_scan: ReadDenyScanSchema.optional(),
+  tls: TlsConfigSchema.optional(),
 }
 
 export const UserConfigSchema = z
@@ -174,10 +185,11 @@ export function loadUserConfig(env: Env = process.env): { file: string; config: 
 }
 
 /** `~/` expansion of the path fields of a config, against the caller's $HOME. */
-export function expandConfigPaths<T extends { policy_dir?: string | undefined; default_policy?: string | undefined }>(c: T, env: Env): T {
+export function expandConfigPaths<T extends { policy_dir?: string | undefined; default_policy?: string | undefined; tls?: { extra_ca_files?: string[] | undefined } | undefined }>(c: T, env: Env): T {
   const home = homeDir(env)
   return {
     ...c,
+    ...(c.tls?.extra_ca_files !== undefined ? { tls: { ...c.tls, extra_ca_files: c.tls.extra_ca_files.map(f => expandHome(f, home)) } } : {}),
     ...(c.policy_dir !== undefined ? { policy_dir: expandHome(c.policy_dir, home) } : {}),
     ...(c.default_policy !== undefined ? { default_policy: expandHome(c.default_policy, home) } : {}),
   }

@@ -155,6 +155,9 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
   mkdirp(data)
   mkdirp(gatewayDir(data))
   mkdirp(sandboxesDir(data))
+  // TLS inspection: the CA (named after the user, created on first start) and the upstream roots
+  // (the host's trust store + tls.extra_ca_files), which the container cannot read itself.
+  await (await import('../tls/host.js')).prepareHostTrust(data, env)
   const info = await inspect(podman, name)
   if (info && !stale) {
     if (info.State.Running) {

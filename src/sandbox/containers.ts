@@ -1,3 +1,4 @@
+import type { SandboxTrustArgs } from './runtime.js'
 import { sandboxEgressDir, sandboxHomeDir, BRIDGE_EGRESS_MOUNT, BRIDGE_SOCKET, PROXY_PORT } from '../config/paths.js'
 import { GATEWAY_IMAGE } from '../images/names.js'
 import type { ContainerSpec, EnvEntry, Mount, PodSpec } from '../podman/container-spec.js'
@@ -41,6 +42,8 @@ export interface AgentRenderInput {
   pids: number | undefined
   /** Podman `--secret` arguments for the attached providers (src/credentials/inject.ts). */
   secretArgs: readonly string[]
+  /** The sandbox's CA bundle: read-only mounts over the image's bundle paths, and CA variables. */
+  trust?: SandboxTrustArgs
 }
 
 /**
@@ -48,7 +51,8 @@ export interface AgentRenderInput {
  * runtime's own; caller (env_pass) values are supplied at render time by the caller (never stored).
  */
 export function agentSpec(d: AgentDescription, r: AgentRenderInput): { spec: ContainerSpec; values: Record<string, string> } {
-  const values: Record<string, string> = { ...d.env, ...runtimeEnv(d.name, d.home) }
+  // CA bundle variables first: a --env of the same name (the user's own bundle) wins.
+  const values: Record<string, string> = { ...(r.trust?.env ?? {}), ...d.env, ...runtimeEnv(d.name, d.home) }
   if (d.term) values.TERM = d.term
   const env: EnvEntry[] = [
     ...Object.keys(values).map(name => ({ name, from: 'config' as const })),
@@ -62,6 +66,8 @@ export function agentSpec(d: AgentDescription, r: AgentRenderInput): { spec: Con
     // Masks: an empty read-only tmpfs on top of each hidden path (`.ai-read-deny` trees). Podman
     // orders mounts parent-first, so a mask inside a bind mount lands on top of it.
     ...d.masks.map(t => ({ type: 'tmpfs' as const, target: t, readOnly: true, mode: '000', noCopyUp: true, sizeBytes: 4096 })),
+    // The trust bundle, read-only over the image's system bundle paths (never the CA key).
+    ...(r.trust?.mounts ?? []).map(m => ({ type: 'bind' as const, source: m.source, target: m.target, readOnly: true })),
   ]
   const spec: ContainerSpec = {
     name: agentContainer(d.name),

@@ -71,6 +71,12 @@ export interface SandboxInfo {
   pod: string
 }
 
+/** What the agent container gets for TLS inspection (one call site; see src/tls/trust.ts). */
+export interface SandboxTrustArgs {
+  readonly mounts: readonly { readonly source: string; readonly target: string }[]
+  readonly env: Readonly<Record<string, string>>
+}
+
 /**
  * What the lifecycle needs from the other components. Wired in default-deps.ts; a value, so two
  * runtimes in one process (tests, a library user) never share hidden state.
@@ -98,6 +104,8 @@ export interface SandboxDeps {
   audit(name: string, event: string, detail?: Record<string, unknown>): void
   /** Path of the default seccomp profile. */
   seccompProfile: string
+  /** TLS trust for the agent (src/tls/): writes the sandbox's CA bundle; read-only mounts + variables. */
+  prepareTrust(name: string): Promise<SandboxTrustArgs>
 }
 
 export interface RuntimeOptions {
@@ -141,6 +149,8 @@ export { PROXY_URL }
 /** What provisioning hands to the agent launch. */
 interface Launch {
   secretArgs: string[]
+  /** The sandbox's CA bundle (src/tls/): read-only mounts and variables. */
+  trust: SandboxTrustArgs
   warnings: string[]
 }
 
@@ -263,6 +273,8 @@ export class SandboxRuntime {
     markOperation(this.dataDir, name)
     for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
     this.prepareHomeMountpoints(plan)
+    // Before the gateway is asked to serve the sandbox: it signs with the CA this bundle holds.
+    const trust = await this.deps.prepareTrust(name)
     const warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
     trace('state written')
     step()
@@ -305,7 +317,7 @@ export class SandboxRuntime {
     for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
     writeLastUsed(this.dataDir, name)
     step()
-    return { secretArgs: creds.secretArgs, warnings }
+    return { secretArgs: creds.secretArgs, trust, warnings }
   }
 
   /** Starts the agent: detached, as the foreground main process (--no-keep), or idle + exec. */
@@ -316,7 +328,7 @@ export class SandboxRuntime {
     // What re-creating the agent container needs (restart): the description, never argv, and no
     // secret value (see description.ts).
     writeAgentDescription(this.dataDir, desc)
-    const agent = this.renderAgent(desc, l.secretArgs, o.passEnv ?? {})
+    const agent = this.renderAgent(desc, l.secretArgs, o.passEnv ?? {}, l.trust)
     if (o.detach || o.keep) {
       const run = runArgs(agent.spec, agent.ctx, { verb: 'run-detached' })
       await this.podman.run(run.args, { env: run.podmanEnv })
@@ -363,11 +375,11 @@ export class SandboxRuntime {
   }
 
   /** The agent container spec of a description, with this release's limits and hardening. */
-  private renderAgent(d: AgentDescription, secretArgs: readonly string[], callerValues: Record<string, string>): { spec: ContainerSpec; ctx: RenderContext } {
+  private renderAgent(d: AgentDescription, secretArgs: readonly string[], callerValues: Record<string, string>, trust: SandboxTrustArgs): { spec: ContainerSpec; ctx: RenderContext } {
     const eff = loadEffectiveConfig(this.env, this.configLoad).effective
     const limits = sandboxLimits(eff.resources)
     const pids = pidsLimit(d.resources.pids ?? eff.resources.pids, this.podman.rootlessLimits)
-    const { spec, values } = agentSpec(d, { dataDir: this.dataDir, limits, pids, secretArgs })
+    const { spec, values } = agentSpec(d, { dataDir: this.dataDir, limits, pids, secretArgs, trust })
     return { spec, ctx: this.renderContext({ ...callerValues, ...values }) }
   }
 
@@ -730,7 +742,9 @@ export class SandboxRuntime {
     }
     const creds = await this.deps.prepareCredentials(this.podman, name, desired)
     const next: AgentDescription = { ...desc, providers: desired }
-    const agent = this.renderAgent(next, creds.secretArgs, callerValues)
+    // The CA bundle is re-derived: a rotated CA reaches a sandbox at its restart.
+    const trust = await this.deps.prepareTrust(name)
+    const agent = this.renderAgent(next, creds.secretArgs, callerValues, trust)
     const created = runArgs(agent.spec, agent.ctx, { verb: 'create' })
     await this.podman.run(['rm', '-f', '--ignore', agentContainer(name)])
     await this.podman.run(created.args, { env: created.podmanEnv })

@@ -60,7 +60,7 @@ describe('container specs rendered to podman argv (src/podman/container-spec.ts)
   })
 
   it('the pod: loopback only, keep-id', () => {
-    expect(podCreateArgs(podSpec('box', { a: 'b' }))).toEqual(['pod', 'create', '--name', 'podshell.box', '--infra-name', 'podshell.box.infra', '--network', 'none', '--userns', 'keep-id', '--label', 'a=b'])
+    expect(podCreateArgs(podSpec('box', { a: 'b' }))).toEqual(['pod', 'create', '--name', 'podshell.box', '--infra-name', 'podshell.box.infra', '--hostname', 'box', '--network', 'none', '--userns', 'keep-id', '--label', 'a=b'])
   })
 })
 

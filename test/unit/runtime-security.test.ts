@@ -56,6 +56,7 @@ function deps(): SandboxDeps {
     credentialsNeedGc: () => false,
     audit: called('audit'),
     seccompProfile: join(root, 'seccomp.json'),
+    prepareTrust: called('prepareTrust'),
   }
 }
 
@@ -129,6 +130,7 @@ describe('signals come from the caller, not the process', () => {
       ensureImages: async () => ({ gatewayReplaced: false }),
       gatewayAlive: async () => true,
       storeInitialPolicy: () => ({ warnings: [] }),
+      prepareTrust: async () => ({ mounts: [], env: {} }),
       // The gateway "hangs": the interrupt arrives while create waits for it.
       registerWithGateway: () =>
         new Promise(() => {
