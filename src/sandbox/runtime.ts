@@ -644,7 +644,7 @@ export class SandboxRuntime {
       : 'up'
     const user: Record<string, string> = {}
     for (const [k, v] of Object.entries(labels)) if (k.startsWith(L.userPrefix)) user[k.slice(L.userPrefix.length)] = v
-    let mounts: MountSpec[] = []
+    let mounts: MountSpec[]
     try {
       mounts = JSON.parse(labels[L.mounts] || '[]') as MountSpec[]
     } catch {
@@ -696,7 +696,7 @@ export class SandboxRuntime {
   desiredProviders(name: string): { current: string[]; desired: string[] } {
     const spec = peekAgentDescription(this.dataDir, name)
     const current = spec?.providers ?? []
-    let desired = current
+    let desired: string[]
     try {
       desired = JSON.parse(readFileSync(join(sandboxDir(this.dataDir, name), 'providers.desired.json'), 'utf8')) as string[]
     } catch {
