@@ -44,6 +44,7 @@ import { parsePolicyText } from '../policy/schema.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { envArgs } from '../podman/env-args.js'
 import { missingSecretHint } from '../credentials/inject.js'
+import { sysfsNetMasks } from '../podman/sysfs.js'
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
 export type Phase = 'Provisioning' | 'Ready' | 'Error' | 'Deleting' | 'Stopping' | 'Stopped' | 'Starting' | 'Unknown'
@@ -510,6 +511,8 @@ export class SandboxRuntime {
       // orders mounts parent-first, so a mask inside a bind mount lands on top of it. notmpcopyup:
       // podman would otherwise COPY the hidden content into the tmpfs (measured: it does).
       ...p.masks.flatMap(d => ['--mount', `type=tmpfs,destination=${d},ro=true,tmpfs-mode=000,notmpcopyup`]),
+      // Podman 5 gives a pod's container the host's /sys: hide the host's interfaces (src/podman/sysfs.ts).
+      ...sysfsNetMasks(this.podman.version),
       ...(p.workdir ? ['--workdir', p.workdir] : ['--workdir', p.home]),
       // Values by name through podman's environment, not argv (see env-args.ts).
       ...envPass.args,
