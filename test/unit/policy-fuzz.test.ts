@@ -28,6 +28,7 @@ const COUNT = fuzzCount(process.env.PODSHELL_FUZZ_COUNT)
  * (10,000 documents take ~130 s on an idle 2-core machine, over 300 s on a busy one).
  */
 const MIX_MIN = 1000
+const TIMEOUT_MS = Math.max(300_000, COUNT * 60)
 const fixturesDir = process.env.PODSHELL_FIXTURES_DIR ?? fileURLToPath(new URL('../fixtures/openshell-policies/', import.meta.url))
 
 function fuzzCount(raw: string | undefined): number {
@@ -559,5 +560,5 @@ describe('policy parser fuzzing', () => {
     for (const name of allNames.slice(0, COUNT)) expect(byStrategy[name]?.n ?? 0, name).toBeGreaterThan(0)
     // Bounded memory: retained heap after GC stays small however hostile the inputs were.
     expect(heapAfter - heapBefore).toBeLessThan(64 * 2 ** 20)
-  }, Math.max(300_000, COUNT * 60))
+  }, TIMEOUT_MS)
 })
