@@ -48,6 +48,7 @@ import { mapFilesystemPolicy } from './fs-policy.js'
 import { parsePolicyText } from '../policy/schema.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { missingSecretHint } from '../credentials/inject.js'
+import { sysfsNetMasks } from '../podman/sysfs.js'
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
 export type Phase = 'Provisioning' | 'Ready' | 'Error' | 'Deleting' | 'Stopping' | 'Stopped' | 'Starting' | 'Unknown'
@@ -384,7 +385,7 @@ export class SandboxRuntime {
   }
 
   private renderContext(values: Record<string, string>): RenderContext {
-    return { values, cgroupLimits: this.podman.rootlessLimits }
+    return { values, cgroupLimits: this.podman.rootlessLimits, podSysfsMasks: sysfsNetMasks(this.podman.version) }
   }
 
   /** Validates and resolves CreateOptions into everything podman will be given. No side effects. */
