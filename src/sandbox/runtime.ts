@@ -40,6 +40,8 @@ import { writeFileAtomic, fsError } from '../util/fs.js'
 import { trace } from '../util/trace.js'
 import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
+import { pinMounts } from './mount-guard.js'
+import { allowedSockets, socketMasks } from './sockets.js'
 import { parsePolicyText } from '../policy/schema.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { envArgs } from '../podman/env-args.js'
@@ -233,6 +235,7 @@ export class SandboxRuntime {
         injected: creds.variables.map(v => `${v.provider}:${v.name}`),
       })
       for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
+      for (const s of plan.maskedSockets) this.deps.audit(name, 'socket_masked', { path: s, reason: 'host unix socket in a mounted tree (allow with --allow-socket)' })
       writeLastUsed(this.dataDir, name)
 
       const agentArgs = this.agentArgs(plan, o, creds.secretArgs)
@@ -321,7 +324,13 @@ export class SandboxRuntime {
     // Every sandbox has its state dir from the first step of create to the last of delete, so
     // the dir answers "is the name taken" without a podman call (claimStateDir makes it atomic).
     if (stateDirExists(this.dataDir, finalName)) throw alreadyExists(finalName)
-    const masks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
+    const allMasks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
+    // Host unix sockets found in the mounted trees: an empty read-only file on top (sockets.ts).
+    const sockets = socketMasks(allMasks, allowedSockets((o.allowSockets ?? []).map(p => check(hostPath, p, '--allow-socket'))), this.dataDir)
+    const masks = sockets.dirMasks
+    mounts.push(...sockets.socketMounts)
+    // Ancestors of protected mounts and masks bound onto themselves: they cannot be renamed away (mount-guard.ts).
+    mounts.push(...pinMounts(mounts, masks))
     const tmpfsDirs = [...(o.tmpfsDirs ?? []), ...fsMap.tmpfsDirs].map(m => normalizePath(check(hostPath, m, 'tmpfs dir')))
     const needImages: ('sandbox' | 'gateway')[] = image === SANDBOX_IMAGE ? ['sandbox', 'gateway'] : ['gateway']
     return {
@@ -335,6 +344,7 @@ export class SandboxRuntime {
       seccomp,
       needImages,
       masks,
+      maskedSockets: sockets.masked,
       tmpfsDirs,
       home: homeDir(this.env),
       uid: process.getuid?.() ?? 1000,
@@ -866,6 +876,8 @@ export interface Plan {
   seccomp: string
   needImages: ('sandbox' | 'gateway')[]
   masks: string[]
+  /** Host sockets hidden under an empty file (audited at create). */
+  maskedSockets: string[]
   tmpfsDirs: string[]
   home: string
   uid: number

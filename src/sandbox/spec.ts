@@ -12,7 +12,8 @@ import { applyEffectiveDefaults, enforceEnterprise, loadEffectiveConfig, type Ef
 import { formatKeyPath, MAX_POLICY_BYTES, parsePolicyText, type Policy } from '../policy/schema.js'
 import { renderTemplate, resolveTemplateParams, type TemplateParams } from '../policy/templates.js'
 import { envKey, envValue, hostPath, labelKey, labelValue, normalizePath, objectName, sandboxName } from '../util/validate.js'
-import { checkMount, devProtections, isWithin, readDenyAncestor, scanTree, type SensitiveOptions } from './sensitive.js'
+import { checkMount, checkWritable, devProtections, isWithin, readDenyAncestor, scanTree, type SensitiveOptions } from './sensitive.js'
+import { claudeDataBinds } from './claude-data.js'
 import { SESSION_TYPES, type CreateOptions, type MountMode, type MountSpec, type SessionType } from './types.js'
 
 /**
@@ -150,8 +151,9 @@ export const SpecSchema = z
     image: imageRef.optional().describe('Sandbox image (default: the configured image, else the podshell sandbox image)'),
     policy: path('OpenShell v1 policy file; default: <policy_dir>/<session_type>.yaml, else the built-in session-type policy').optional(),
     template: TemplateSchema.optional(),
-    claude_config_dir: path("Claude Code's config dir ($CLAUDE_CONFIG_DIR or ~/.claude): projects/ read-write, settings.json, skills/, CLAUDE.md, commands/, agents/, plugins/ read-only; nothing else (no .credentials.json)").optional(),
+    claude_config_dir: path("Claude Code's config dir ($CLAUDE_CONFIG_DIR or ~/.claude): this session's projects/<encoded path> read-write (memory/ read-only outside development), no other project's, settings.json, skills/, CLAUDE.md, commands/, agents/, plugins/ read-only; nothing else (no .credentials.json)").optional(),
     devaiflow: DevaiflowSchema.optional(),
+    allow_sockets: z.array(path('A host unix socket inside a mounted tree')).max(64).optional().describe('Host unix sockets the agent may reach (e.g. a dev database it must use); every other socket found in the mounted trees is masked'),
     allow_sensitive: z.boolean().optional().describe('Permit mounting secret-class sensitive paths (~/.aws …); subject to the enterprise allow_sensitive. Escape-class paths are never mountable'),
   })
   .superRefine((s, ctx) => {
@@ -331,12 +333,15 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     // Checked before creating anything: a claude_config_dir pointing into ~/.ssh must not get a projects/ dir.
     const early = checkMount(projects, home, sensitiveOptions(spec, callerEnv, ctx))
     if (early) throw fail(`refusing to mount spec claude_config_dir (projects/): ${early}`, 'pass $CLAUDE_CONFIG_DIR or ~/.claude of the host', 'SENSITIVE_PATH')
+    // Only this session's projects' directories (claude-data.ts): other projects' transcripts and
+    // auto-memory are neither readable nor writable; memory/ is read-only outside development.
+    const sessionPaths = [spec.cwd, ...(spec.workspace ? [spec.workspace] : []), ...(spec.projects ?? []), ...(spec.temp_clones ?? [])]
     try {
       mkdirSync(projects, { recursive: true, mode: 0o700 })
+      for (const b of claudeDataBinds(c, sessionPaths, type)) binds.push({ ...b, kind: 'claude' })
     } catch (e) {
-      throw fail(`cannot create ${projects} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check the permissions of the Claude config dir')
+      throw fail(`cannot create ${projects} or a project directory in it (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check the permissions of the Claude config dir')
     }
-    binds.push({ path: projects, mode: 'rw', kind: 'claude', what: 'claude_config_dir (projects/)' })
     for (const item of CLAUDE_READ_ONLY) {
       const p = join(c, item)
       if (existsSync(p)) binds.push({ path: p, mode: 'ro', kind: 'claude', what: `claude_config_dir (${item})` })
@@ -384,6 +389,8 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     }
     const marked = readDenyAncestor(b.path)
     if (marked) throw fail(`refusing to mount spec ${b.what} ${b.path}: ${marked} is marked .ai-read-deny`, 'remove the marker or do not mount this tree', 'READ_DENY')
+    const hostRuns = b.mode === 'rw' ? checkWritable(b.path, home) : undefined
+    if (hostRuns) throw fail(`refusing to mount spec ${b.what} read-write: ${hostRuns}`, 'mount it read-only (mode "ro")', 'HOST_EXECUTED')
   }
 
   // Same path twice: fine when the modes agree; a same-mode path inside another is redundant.
@@ -403,6 +410,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
       )
     }
     for (const d of scan.readDeny) masks.add(d)
+    for (const d of scan.sockets) masks.add(d) // host sockets: masked by the runtime (sockets.ts)
     if (b.mode === 'rw' && (b.kind === 'project' || b.kind === 'clone' || b.kind === 'extra')) {
       const prot = devProtections(scan)
       for (const p of prot.readOnly) readOnly.add(p)
@@ -464,6 +472,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     seccompProfile: ctx.config.seccompProfile,
     masks: [...masks].sort(),
     tmpfsDirs,
+    ...(spec.allow_sockets ? { allowSockets: spec.allow_sockets.map(normalizePath) } : {}),
   }
 }
 
@@ -678,12 +687,15 @@ export async function secureCreateOptions(opts: CreateOptions, env: Env, load?: 
     if (why) throw fail(`refusing to mount ${t.what} ${t.path}: ${why}`, 'mount only project directories', 'SENSITIVE_PATH')
     const marked = existsSync(t.path) ? readDenyAncestor(t.path) : undefined
     if (marked) throw fail(`refusing to mount ${t.what} ${t.path}: ${marked} is marked .ai-read-deny`, 'remove the marker or do not mount this tree', 'READ_DENY')
+    const hostRuns = t.mode === 'rw' ? checkWritable(t.path, home) : undefined
+    if (hostRuns) throw fail(`refusing to mount ${t.what} ${t.path} read-write: ${hostRuns}`, 'mount it read-only (:ro)', 'HOST_EXECUTED')
     if (!isDir(t.path)) continue
     const scan = await scanTree(t.path, eff.readDenyScan)
     if (!scan.complete) {
       throw fail(`cannot finish the .ai-read-deny scan of ${t.what} ${t.path} (${scan.scannedDirs} directories)`, 'raise read_deny_scan.timeout_ms / max_depth in ~/.config/podshell/config.yaml, or mount a smaller tree', 'READ_DENY_SCAN')
     }
     for (const d of scan.readDeny) masks.add(d)
+    for (const d of scan.sockets) masks.add(d) // host sockets: masked by the runtime (sockets.ts)
     if (t.mode === 'rw') {
       const prot = devProtections(scan)
       for (const p of [...prot.readOnly, ...createProtected(prot.create)]) extra.push({ source: p, target: p, mode: 'ro' })

@@ -65,4 +65,6 @@ export interface CreateOptions {
    * CLAUDE_CONFIG_DIR outside $HOME, whose projects/ and settings.json are bind-mounted inside).
    */
   tmpfsDirs?: string[]
+  /** Host unix sockets the sandbox may reach (`--allow-socket`); every other socket found in a mount is masked (sockets.ts). */
+  allowSockets?: string[]
 }
