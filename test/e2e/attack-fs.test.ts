@@ -375,12 +375,12 @@ describe('issue 9: protections that survive rename (findings 1 and 6)', () => {
     // The host side: the user's next plain `git status` in the superproject.
     const st = await git(['status', '--short'], dir)
     task.meta.observed = `${r.stdout.trim().split('\n').filter(l => /busy|mv=|init=|config=/.test(l)).join(' | ')}; host git status exit ${st.exitCode}, marker ${existsSync(marker) ? 'CREATED' : 'absent'}`
+    expect(existsSync(marker), 'the host ran code the agent planted').toBe(false)
     expect(r.stdout).toMatch(/Device or resource busy/)
     expect(r.stdout).toMatch(/mv=1/)
     expect(existsSync(join(dir, 'libs.orig'))).toBe(false)
     expect(readFileSync(join(dir, 'libs', 'sub', '.git'), 'utf8')).toMatch(/^gitdir: \.\.\/\.\.\/\.git\/modules\/libs\/sub/)
     expect((await git(['config', '--get', 'core.fsmonitor'], join(dir, 'libs', 'sub'))).stdout).toBe('')
-    expect(existsSync(marker), 'the host ran code the agent planted').toBe(false)
   })
 
   it('#34 [issue 9 findings 1, 6] rename(2), renameat2 RENAME_EXCHANGE and symlink swaps of every ancestor of a protected path or mask → all EBUSY, the host tree unchanged', async ({ task }) => {

@@ -273,10 +273,13 @@ describe("issue 9 finding 3: other projects' Claude data", () => {
 
   it("#37 [issue 9 finding 3] an investigation session writes its own project's auto-memory → EROFS, the host file is unchanged", async ({ task }) => {
     const mem = join(claudeDir, 'projects', encode(repo), 'memory', 'MEMORY.md')
-    const before = existsSync(mem) ? readFileSync(mem, 'utf8') : null
+    // The project already has an auto-memory (Claude Code keeps one per project).
+    mkdirSync(join(claudeDir, 'projects', encode(repo), 'memory'), { recursive: true })
+    writeFileSync(mem, '# project memory\n')
+    const before = readFileSync(mem, 'utf8')
     const r = await cli(['sandbox', 'create', '--spec', spec({ session_type: 'investigation', cwd: repo, argv: ['sh', '-c', `echo 'planted instruction' >> ${mem} 2>&1; echo "rc=$?"`] }), '--no-keep'])
     task.meta.observed = r.stdout.trim()
     expect(r.stdout).toMatch(/Read-only file system/)
-    expect(existsSync(mem) ? readFileSync(mem, 'utf8') : null).toBe(before)
+    expect(readFileSync(mem, 'utf8')).toBe(before)
   })
 })
