@@ -1,4 +1,4 @@
-import { closeSync, lstatSync, mkdirSync, openSync, realpathSync } from 'node:fs'
+import { closeSync, lstatSync, mkdirSync, openSync, realpathSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { normalizePath } from '../util/validate.js'
@@ -91,10 +91,32 @@ export function socketMasks(
   const empty = join(dataDir, EMPTY_MASK_FILE)
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-    closeSync(openSync(empty, 'a', 0o444))
+    if (!existsEmptyFile(empty)) closeSync(openSync(empty, 'wx', 0o444))
   } catch (e) {
     // Fails closed: without the mask file the sockets would stay reachable.
     throw new PodshellError(`cannot create ${empty} to mask host sockets (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { hint: 'check the permissions of the podshell data dir', code: 'STATE' })
   }
   return { dirMasks, socketMounts: masked.map(target => ({ source: empty, target, mode: 'ro' })), masked }
+}
+
+/** An existing empty regular file (not a symlink: the data dir is the user's, but be exact). */
+function existsEmptyFile(p: string): boolean {
+  try {
+    const st = lstatSync(p)
+    if (st.isFile() && st.size === 0) return true
+  } catch {
+    return false
+  }
+  // Something else is there (a file with content, a symlink): replace it with an empty file.
+  unlinkSync(p)
+  return false
+}
+
+/**
+ * True for a socket mask as socketMasks makes it (the empty file of this data dir, read-only). A
+ * stored description is re-checked at restart; this one source lives in podshell's data dir, which
+ * the sensitive-path rules refuse, and it exposes nothing (an empty read-only file).
+ */
+export function isSocketMaskMount(m: MountSpec, dataDir: string): boolean {
+  return m.mode === 'ro' && m.source === join(dataDir, EMPTY_MASK_FILE)
 }

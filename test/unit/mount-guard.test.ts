@@ -73,6 +73,8 @@ describe('sockets', () => {
     expect(r.dirMasks).toEqual([join(d, 'secret')])
     expect(r.masked).toEqual([join(d, 'pg.sock')])
     expect(r.socketMounts).toEqual([{ source: join(data, EMPTY_MASK_FILE), target: join(d, 'pg.sock'), mode: 'ro' }])
+    // The second sandbox reuses the (read-only) empty file.
+    expect(socketMasks([join(d, 'pg.sock')], new Set(), data).socketMounts).toHaveLength(1)
     expect(isHostSocketRisk(join(d, 'pg.sock'))).toBe(true)
     expect(isHostSocketRisk(join(d, 'wanted.sock'), allowedSockets([join(d, 'wanted.sock')]))).toBe(false)
     expect(isHostSocketRisk(join(d, 'secret'))).toBe(false)
