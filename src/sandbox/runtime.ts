@@ -45,6 +45,8 @@ import { writeFileAtomic, fsError } from '../util/fs.js'
 import { trace } from '../util/trace.js'
 import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
+import { pinMounts } from './mount-guard.js'
+import { allowedSockets, isSocketMaskMount, socketMasks } from './sockets.js'
 import { parsePolicyText } from '../policy/schema.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { missingSecretHint } from '../credentials/inject.js'
@@ -316,6 +318,7 @@ export class SandboxRuntime {
       injected: creds.variables.map(v => `${v.provider}:${v.name}`),
     })
     for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
+    for (const p of plan.maskedSockets) this.deps.audit(name, 'socket_masked', { path: p, reason: 'host unix socket in a mounted tree (allow with --allow-socket)' })
     writeLastUsed(this.dataDir, name)
     step()
     return { secretArgs: creds.secretArgs, trust, warnings }
@@ -440,7 +443,13 @@ export class SandboxRuntime {
     // Every sandbox has its state dir from the first step of create to the last of delete, so
     // the dir answers "is the name taken" without a podman call (claimStateDir makes it atomic).
     if (stateDirExists(this.dataDir, finalName)) throw alreadyExists(finalName)
-    const masks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
+    const allMasks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
+    // Host unix sockets found in the mounted trees: an empty read-only file on top (sockets.ts).
+    const sockets = socketMasks(allMasks, allowedSockets((o.allowSockets ?? []).map(p => check(hostPath, p, '--allow-socket'))), this.dataDir)
+    const masks = sockets.dirMasks
+    mounts.push(...sockets.socketMounts)
+    // Ancestors of protected mounts and masks bound onto themselves: they cannot be renamed away (mount-guard.ts).
+    mounts.push(...pinMounts(mounts, masks))
     const tmpfsDirs = [...(o.tmpfsDirs ?? []), ...fsMap.tmpfsDirs].map(m => normalizePath(check(hostPath, m, 'tmpfs dir')))
     const needImages: ('sandbox' | 'gateway')[] = image === SANDBOX_IMAGE ? ['sandbox', 'gateway'] : ['gateway']
     return {
@@ -456,6 +465,7 @@ export class SandboxRuntime {
       seccomp,
       needImages,
       masks,
+      maskedSockets: sockets.masked,
       tmpfsDirs,
       home: homeDir(this.env),
       uid: process.getuid?.() ?? 1000,
@@ -728,7 +738,7 @@ export class SandboxRuntime {
     // and its mounts pass the sensitive-path and .ai-read-deny checks again before podman sees them.
     const eff = loadEffectiveConfig(this.env, this.configLoad).effective
     const pipe = pipelineOptions(eff, this.env, { podshellDataDir: this.dataDir, podshellConfigDir: configDir(this.env) }, desc.allowSensitive === true && eff.allowSensitive)
-    for (const m of desc.mounts) checkTreeSource({ path: m.source, mode: m.mode, what: 'stored mount' }, pipe)
+    for (const m of desc.mounts) if (!isSocketMaskMount(m, this.dataDir)) checkTreeSource({ path: m.source, mode: m.mode, what: 'stored mount' }, pipe)
     if (!existsSync(desc.seccomp)) {
       // Fails closed, as at create: the agent never runs unfiltered.
       throw new PodshellError(`seccomp profile not found: ${desc.seccomp}`, { hint: 'reinstall podshell, or recreate the sandbox', code: 'SECCOMP_MISSING' })
@@ -909,6 +919,8 @@ export interface Plan {
   seccomp: string
   needImages: ('sandbox' | 'gateway')[]
   masks: string[]
+  /** Host sockets hidden under an empty file (audited at create). */
+  maskedSockets: string[]
   tmpfsDirs: string[]
   home: string
   uid: number
