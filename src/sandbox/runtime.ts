@@ -44,6 +44,7 @@ import { parsePolicyText } from '../policy/schema.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { envArgs } from '../podman/env-args.js'
 import { missingSecretHint } from '../credentials/inject.js'
+import { watchHook } from '../watch/lifecycle.js'
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
 export type Phase = 'Provisioning' | 'Ready' | 'Error' | 'Deleting' | 'Stopping' | 'Stopped' | 'Starting' | 'Unknown'
@@ -235,6 +236,8 @@ export class SandboxRuntime {
       for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
       writeLastUsed(this.dataDir, name)
 
+      // Host-executed-file watcher: baseline + watches BEFORE the agent starts (src/watch/).
+      await watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, say: this.say, env: this.env })
       const agentArgs = this.agentArgs(plan, o, creds.secretArgs)
       const main = o.detach && o.command.length ? o.command : ['sleep', 'infinity']
       // What re-creating the agent container needs (restart after provider attach/detach). No
@@ -653,6 +656,7 @@ export class SandboxRuntime {
         this.deps.audit(name, 'deleting')
         await this.podman.run(['pod', 'rm', '-f', '-t', '2', '--ignore', podName(name)])
       }
+      await watchHook(this.dataDir, name, 'delete', { say: this.say, env: this.env })
       await this.deps.removeCredentials(this.podman, name)
       await this.deps.unregisterFromGateway(name).catch(() => undefined)
       await this.removeState(name)
@@ -707,6 +711,7 @@ export class SandboxRuntime {
     writePhaseHint(this.dataDir, name, 'stopping')
     this.deps.audit(name, 'stopping')
     await this.podman.run(['pod', 'stop', '-t', '5', podName(name)])
+    await watchHook(this.dataDir, name, 'stop', { say: this.say, env: this.env })
     writePhaseHint(this.dataDir, name, 'stopped')
     this.deps.audit(name, 'stopped')
     return this.get(name)
@@ -717,6 +722,7 @@ export class SandboxRuntime {
     writePhaseHint(this.dataDir, name, 'starting')
     await this.deps.ensureGateway(this.podman, this.say)
     await this.deps.registerWithGateway(name)
+    await watchHook(this.dataDir, name, 'start', { say: this.say, env: this.env })
     try {
       await this.podman.run(['pod', 'start', podName(name)])
     } catch (e) {
@@ -755,6 +761,7 @@ export class SandboxRuntime {
     await this.deps.ensureGateway(this.podman, this.say).catch((e: unknown) => {
       this.say(`warning: the egress gateway is not running, so this command has no network: ${e instanceof Error ? e.message : String(e)}`)
     })
+    await watchHook(this.dataDir, name, 'command', { say: this.say, env: this.env })
     const code = await runInteractive(this.podman, session.args, session.options)
     if (PODMAN_EXEC_FAILURE_CODES.has(code)) await this.explainExecFailure(name)
     return code

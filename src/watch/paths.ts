@@ -1,0 +1,43 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { sandboxDir } from '../config/paths.js'
+import { creatorAlive } from '../util/process.js'
+
+/**
+ * Where the host-executed-file watcher keeps its files, and the cheap "is it running" check the
+ * fast exec path uses (no other module loaded: `sandbox exec` stays light).
+ */
+
+/**
+ * `<data>/quarantine/<sandbox>/`: outside the sandbox's state dir on purpose, so `sandbox delete`
+ * does not delete the evidence; the user inspects and removes it. watch.log lives there too.
+ */
+export const quarantineDir = (data: string, name: string) => join(data, 'quarantine', name)
+export const watchLogFile = (data: string, name: string) => join(quarantineDir(data, name), 'watch.log')
+/** The watcher's own state (baseline, roots, pid): in the sandbox's state dir, gone with it. */
+export const watchDir = (data: string, name: string) => join(sandboxDir(data, name), 'watch')
+export const baselineFile = (data: string, name: string) => join(watchDir(data, name), 'baseline.json')
+export const rootsFile = (data: string, name: string) => join(watchDir(data, name), 'roots.json')
+export const pidFile = (data: string, name: string) => join(watchDir(data, name), 'watcher.pid')
+export const readyFile = (data: string, name: string) => join(watchDir(data, name), 'ready')
+
+/** `pid:start-time` of the running watcher, or undefined. */
+export function watcherIdentity(data: string, name: string): string | undefined {
+  try {
+    const id = readFileSync(pidFile(data, name), 'utf8').trim()
+    return creatorAlive(id) ? id : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** True when the sandbox has writable mounts to watch but no watcher runs (a rescan is due). */
+export function watcherMissing(data: string, name: string): boolean {
+  if (!existsSync(rootsFile(data, name))) return false
+  try {
+    if ((JSON.parse(readFileSync(rootsFile(data, name), 'utf8')) as string[]).length === 0) return false
+  } catch {
+    return true
+  }
+  return watcherIdentity(data, name) === undefined
+}
