@@ -25,7 +25,10 @@ export const readyFile = (data: string, name: string) => join(watchDir(data, nam
 export function watcherIdentity(data: string, name: string): string | undefined {
   try {
     const id = readFileSync(pidFile(data, name), 'utf8').trim()
-    return creatorAlive(id) ? id : undefined
+    if (!creatorAlive(id)) return undefined
+    // A killed watcher not yet reaped (a zombie) is not watching.
+    const stat = readFileSync(`/proc/${id.split(':')[0]}/stat`, 'utf8')
+    return /\) [ZX] /.test(stat) ? undefined : id
   } catch {
     return undefined
   }
