@@ -200,6 +200,9 @@ export class SandboxRuntime {
       markOperation(this.dataDir, name)
       for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
       this.prepareHomeMountpoints(plan)
+      // Host-executed-file watcher (src/watch/): spawned now, in parallel with the rest; its baseline
+      // and watches are awaited BEFORE the agent starts. Never throws.
+      const watching = watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, say: this.say, env: this.env })
       warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
       trace('state written')
       if (!(await this.deps.gatewayAlive())) {
@@ -236,8 +239,7 @@ export class SandboxRuntime {
       for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
       writeLastUsed(this.dataDir, name)
 
-      // Host-executed-file watcher: baseline + watches BEFORE the agent starts (src/watch/).
-      await watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, say: this.say, env: this.env })
+      await watching
       const agentArgs = this.agentArgs(plan, o, creds.secretArgs)
       const main = o.detach && o.command.length ? o.command : ['sleep', 'infinity']
       // What re-creating the agent container needs (restart after provider attach/detach). No
