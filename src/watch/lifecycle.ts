@@ -153,15 +153,20 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
   for (const err of extra.errors) process.stderr.write(`podshell watch: ${err}\n`)
   const rules = hostExecRules(extra.patterns)
   let baseline = loadBaseline(baselineFile(dataDir, name))
+  const fresh = !baseline
+  const say = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`)
+  const q = { dataDir, name, say }
   if (!baseline) {
+    // First start (create): the agent's container has not started yet (the runtime waits for
+    // `ready`), so the tree IS the user's.
     baseline = HostExecWatcher.takeBaseline(roots, rules)
     saveBaseline(baselineFile(dataDir, name), baseline)
   }
-  const say = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`)
-  const w = new HostExecWatcher({ q: { dataDir, name, say }, roots, rules, baseline })
-  // Watches first, then the scan: anything created meanwhile is seen by one or the other.
+  const w = new HostExecWatcher({ q, roots, rules, baseline })
+  // Watches first, then the scan: anything created meanwhile is seen by one or the other. Right
+  // after the baseline walk (create: the agent not started yet) the scan would find nothing.
   w.watch(e => say(`watch error: ${e.message}; rescanning`))
-  w.scan()
+  if (!fresh) w.scan()
   writeFileAtomic(readyFile(dataDir, name), selfCreatorId() + '\n')
   let stop: () => void = () => undefined
   const done = new Promise<number>(resolve => {
