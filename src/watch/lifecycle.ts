@@ -9,6 +9,7 @@ import { recordFinding } from './quarantine.js'
 import { baselineFile, pidFile, quarantineDir, readyFile, rootsFile, watchDir, watcherIdentity } from './paths.js'
 export { watcherIdentity } from './paths.js'
 import { extraPatternsFromEnv, hostExecRules } from './rules.js'
+import { loadEffectiveConfig } from '../config/enterprise.js'
 import { COMMAND_SCAN, HostExecWatcher, loadBaseline, saveBaseline, writableRoots, type ScanBudget } from './watcher.js'
 
 /**
@@ -78,13 +79,24 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
 export function rescan(dataDir: string, name: string, roots: string[], o: WatchHookOptions = {}, budget: ScanBudget = COMMAND_SCAN): { findings: number; complete: boolean } | undefined {
   const baseline = loadBaseline(baselineFile(dataDir, name))
   if (!baseline) return undefined
-  const extra = extraPatternsFromEnv(o.env ?? process.env)
-  const w = new HostExecWatcher({ q: { dataDir, name, say: o.say ? l => o.say!(l) : undefined }, roots, rules: hostExecRules(extra.patterns), baseline })
+  const w = new HostExecWatcher({ q: { dataDir, name, say: o.say ? l => o.say!(l) : undefined }, roots, rules: hostExecRules(extraPatterns(o.env ?? process.env).patterns), baseline })
   const r = w.scan(budget)
   if (!r.complete) {
     recordFinding({ dataDir, name }, { path: roots.join(','), rule: 'rescan', reason: `rescan stopped after ${r.entries} entries (budget): the live watcher covers the rest`, action: 'quarantined' })
   }
   return r
+}
+
+/** Extra patterns: config.yaml's and enterprise.yaml's `host_exec_files`, and PODSHELL_HOST_EXEC_FILES. */
+function extraPatterns(env: { readonly [k: string]: string | undefined }): { patterns: string[]; errors: string[] } {
+  const fromEnv = extraPatternsFromEnv(env)
+  try {
+    const c = loadEffectiveConfig(env)
+    return { patterns: [...(c.user.host_exec_files ?? []), ...(c.enterprise?.host_exec_files ?? []), ...fromEnv.patterns], errors: fromEnv.errors }
+  } catch (e) {
+    // An invalid config fails the command that reads it, with its one line; here: the defaults.
+    return { patterns: fromEnv.patterns, errors: [...fromEnv.errors, (e as Error).message] }
+  }
 }
 
 async function spawnWatcher(dataDir: string, name: string, o: WatchHookOptions): Promise<void> {
@@ -149,7 +161,7 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
   if (watcherIdentity(dataDir, name)) return finished(0) // one watcher per sandbox
   writeFileAtomic(pidFile(dataDir, name), selfCreatorId() + '\n')
   const roots = JSON.parse(readFileSync(rootsFile(dataDir, name), 'utf8')) as string[]
-  const extra = extraPatternsFromEnv(process.env)
+  const extra = extraPatterns(process.env)
   for (const err of extra.errors) process.stderr.write(`podshell watch: ${err}\n`)
   const rules = hostExecRules(extra.patterns)
   let baseline = loadBaseline(baselineFile(dataDir, name))

@@ -3,8 +3,8 @@ import { AGENT_SETTINGS, HOOK_CONFIGS } from '../sandbox/sensitive.js'
 /**
  * Host-executed files: what a tool on the HOST runs (or loads as code) on sight when the user
  * enters, opens or runs git in a directory the agent could write. The one list podshell's watcher
- * (src/watch/watcher.ts) enforces; extend it with `extraPatterns` (the `PODSHELL_HOST_EXEC_FILES`
- * setting the runtime passes, see hostExecRules).
+ * (src/watch/watcher.ts) enforces; extend it with `host_exec_files` in config.yaml or
+ * enterprise.yaml (src/watch/schema.ts), or `PODSHELL_HOST_EXEC_FILES` (comma separated).
  *
  * Why each is here (all tried or documented behaviour of the tool named):
  *   - `.git` (dir or file, anywhere): `git status` / `git add` / a prompt's `__git_ps1` in that
@@ -47,8 +47,8 @@ export interface HostExecRule {
   readonly segments: readonly RegExp[]
 }
 
-/** Segment patterns: letters, digits, `._-` and `*`; no `/` at either end, no `..`, no empty segment. */
-export const PATTERN_RE = /^(?!\/)(?:[A-Za-z0-9._*-]+\/)*[A-Za-z0-9._*-]+$/
+import { PATTERN_RE } from './patterns.js'
+export { PATTERN_RE }
 
 export function compileRule(pattern: string): HostExecRule {
   if (!PATTERN_RE.test(pattern) || pattern.split('/').some(s => s === '..' || s === '.')) {

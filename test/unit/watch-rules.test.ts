@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { compileRule, extraPatternsFromEnv, gitDirEntryKind, hostExecRules, judgeGitConfig, matchHostExec, parseGitConfig } from '../../src/watch/rules.js'
 import { HostExecWatcher, walkTree, writableRoots } from '../../src/watch/watcher.js'
 import { renderFinding } from '../../src/watch/quarantine.js'
+import { UserConfigSchema } from '../../src/config/config.js'
 
 const rules = hostExecRules()
 
@@ -28,6 +29,13 @@ describe('host-executed file rules', () => {
     expect(r.errors[0]).toMatch(/invalid host-executed file pattern "\.\.\/x"/)
     expect(matchHostExec('a/Taskfile.yml', hostExecRules(r.patterns))?.matched).toBe('a/Taskfile.yml')
     expect(() => compileRule('/abs')).toThrow()
+  })
+
+  it('config.yaml host_exec_files: valid patterns accepted, invalid ones refused with the key path', () => {
+    expect(UserConfigSchema.parse({ host_exec_files: ['Taskfile.yml', '.tool/*.sh'] }).host_exec_files).toHaveLength(2)
+    const bad = UserConfigSchema.safeParse({ host_exec_files: ['../etc/passwd'] })
+    expect(bad.success).toBe(false)
+    expect(bad.error?.issues[0]?.path).toEqual(['host_exec_files', 0])
   })
 
   it('classifies protected files inside a git dir', () => {
