@@ -6,7 +6,7 @@ import { sandboxDir } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import { recordFinding } from './quarantine.js'
-import { baselineFile, pidFile, quarantineDir, readyFile, rootsFile, watchDir, watcherIdentity } from './paths.js'
+import { baselineFile, degradedFile, pidFile, quarantineDir, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing } from './paths.js'
 export { watcherIdentity } from './paths.js'
 import { extraPatternsFromEnv, hostExecRules } from './rules.js'
 import { loadEffectiveConfig } from '../config/enterprise.js'
@@ -65,8 +65,8 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
       await stopWatcher(dataDir, name)
       return
     }
-    if (watcherIdentity(dataDir, name)) return
-    // No watcher: what happened since it died is found now, before the command runs.
+    if (!watcherMissing(dataDir, name)) return
+    // No watcher (or one without its inotify watch): what happened is found now, before the command.
     const r = rescan(dataDir, name, roots, o)
     if (r && r.findings) say(`host-executed files found while the watcher was not running: ${r.findings} quarantined (see podshell logs ${name})`)
     await spawnWatcher(dataDir, name, o)
@@ -177,7 +177,19 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
   const w = new HostExecWatcher({ q, roots, rules, baseline })
   // Watches first, then the scan: anything created meanwhile is seen by one or the other. Right
   // after the baseline walk (create: the agent not started yet) the scan would find nothing.
-  w.watch(e => say(`watch error: ${e.message}; rescanning`))
+  let rescanMs = RESCAN_MS
+  w.watch(e => {
+    // Lost watch (ENOSPC: the user's inotify watches exhausted — an agent can make directories
+    // until they are): say so where commands look, rescan now and every 5 s from here on.
+    say(`watch error: ${e.message}; rescanning every 5 s, and at every command`)
+    try {
+      writeFileAtomic(degradedFile(dataDir, name), `${e.message}\n`)
+    } catch {
+      // the rescans below still run
+    }
+    rescanMs = 5_000
+    w.scan()
+  })
   if (!fresh) w.scan()
   writeFileAtomic(readyFile(dataDir, name), selfCreatorId() + '\n')
   let stop: () => void = () => undefined
@@ -185,11 +197,11 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
     let last = Date.now()
     const timer = setInterval(() => {
       if (!existsSync(sandboxDir(dataDir, name))) return stop()
-      if (Date.now() - last >= RESCAN_MS) {
+      if (Date.now() - last >= rescanMs) {
         last = Date.now()
         w.scan()
       }
-    }, 2000)
+    }, 1000)
     stop = () => {
       clearInterval(timer)
       w.close()

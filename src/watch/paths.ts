@@ -20,6 +20,8 @@ export const baselineFile = (data: string, name: string) => join(watchDir(data, 
 export const rootsFile = (data: string, name: string) => join(watchDir(data, name), 'roots.json')
 export const pidFile = (data: string, name: string) => join(watchDir(data, name), 'watcher.pid')
 export const readyFile = (data: string, name: string) => join(watchDir(data, name), 'ready')
+/** Written by a watcher whose inotify watch failed (e.g. the user's max_user_watches is exhausted). */
+export const degradedFile = (data: string, name: string) => join(watchDir(data, name), 'degraded')
 
 /** `pid:start-time` of the running watcher, or undefined. */
 export function watcherIdentity(data: string, name: string): string | undefined {
@@ -34,7 +36,10 @@ export function watcherIdentity(data: string, name: string): string | undefined 
   }
 }
 
-/** True when the sandbox has writable mounts to watch but no watcher runs (a rescan is due). */
+/**
+ * True when the sandbox has writable mounts to watch but no watcher runs, or the running one lost
+ * its inotify watch (degraded): a rescan is due before the command.
+ */
 export function watcherMissing(data: string, name: string): boolean {
   if (!existsSync(rootsFile(data, name))) return false
   try {
@@ -42,5 +47,5 @@ export function watcherMissing(data: string, name: string): boolean {
   } catch {
     return true
   }
-  return watcherIdentity(data, name) === undefined
+  return watcherIdentity(data, name) === undefined || existsSync(degradedFile(data, name))
 }

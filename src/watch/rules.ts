@@ -96,6 +96,9 @@ export interface RuleMatch {
  */
 export function matchHostExec(rel: string, rules: readonly HostExecRule[]): RuleMatch | undefined {
   const segs = rel.split('/').filter(Boolean)
+  // Fast path for the common case (every entry of every scan): no segment can start a match.
+  const idx = indexOf(rules)
+  if (!segs.some(s => idx.first.has(s)) && !(idx.globs.length && segs.some(s => idx.globs.some(g => g.test(s))))) return undefined
   let best: RuleMatch | undefined
   let bestLen = Infinity
   for (const r of rules) {
@@ -116,6 +119,22 @@ export function matchHostExec(rel: string, rules: readonly HostExecRule[]): Rule
     }
   }
   return best
+}
+
+const INDEX = new WeakMap<readonly HostExecRule[], { first: Set<string>; globs: RegExp[] }>()
+/** First segments of the rules: literal names in a set, the ones with `*` as regexes. */
+function indexOf(rules: readonly HostExecRule[]): { first: Set<string>; globs: RegExp[] } {
+  let i = INDEX.get(rules)
+  if (!i) {
+    i = { first: new Set(), globs: [] }
+    for (const r of rules) {
+      const head = r.pattern.split('/')[0]!
+      if (head.includes('*')) i.globs.push(r.segments[0]!)
+      else i.first.add(head)
+    }
+    INDEX.set(rules, i)
+  }
+  return i
 }
 
 // ───────────────────────────── git dirs the agent may use ─────────────────────────────
