@@ -5,6 +5,13 @@ import { execa } from 'execa'
 import { cli, hostDir, podman, TEST_HOME } from '../helpers/cli.js'
 import { createSandbox, deleteSandboxes, expectLogged, sh } from '../helpers/attack.js'
 
+declare module 'vitest' {
+  interface TaskMeta {
+    observed?: string
+    control?: string
+  }
+}
+
 /**
  * Host-executed files (issue 9, finding 2) and exec --timeout (finding 10), performed for real: the
  * agent, inside a rootless sandbox, plants what the user's own tools run on the host — a new
@@ -74,7 +81,7 @@ afterAll(async () => {
 })
 
 describe('host-executed files planted by the agent are quarantined before host tools run them', () => {
-  it('a new nested .git with core.fsmonitor: quarantined; host git status and __git_ps1 run nothing', async () => {
+  it('a new nested .git with core.fsmonitor: quarantined; host git status and __git_ps1 run nothing', async ({ task }) => {
     const marker = join(repo, 'pwned-fsmonitor')
     // Control: the same .git, placed by hand where no sandbox watches, runs the payload.
     const ctl = hostDir('ctl')
@@ -82,6 +89,7 @@ describe('host-executed files planted by the agent are quarantined before host t
     expect((await git(ctl, ['config', 'core.fsmonitor', `touch ${ctl}/ran #`])).exitCode).toBe(0)
     await git(ctl, ['status'])
     expect(existsSync(join(ctl, 'ran'))).toBe(true)
+    task.meta.control = 'the same .git placed by hand where no sandbox watches: host git status ran the fsmonitor payload'
 
     // The attack, at its strongest: the complete .git is built under another name in the project
     // (no rule matches `g`), then renamed into place: one atomic rename(2), one inotify event.
@@ -98,9 +106,10 @@ describe('host-executed files planted by the agent are quarantined before host t
     const saved = readdirSync(join(TEST_HOME, 'quarantine', name)).find(f => f.endsWith('%docs%tools%.git'))
     expect(saved).toBeTruthy()
     expect(readFileSync(join(TEST_HOME, 'quarantine', name, saved!, 'config'), 'utf8')).toContain('fsmonitor')
+    task.meta.observed = 'docs/tools/.git quarantined and logged (FINDING); host git status, git add -A and __git_ps1 ran nothing'
   })
 
-  it('a planted .envrc: quarantined; direnv on the host (tree whitelisted) runs nothing', async () => {
+  it('a planted .envrc: quarantined; direnv on the host (tree whitelisted) runs nothing', async ({ task }) => {
     const marker = join(repo, 'pwned-envrc')
     const ctl = hostDir('ctl')
     writeFileSync(join(ctl, '.envrc'), `touch ${ctl}/ran\n`)
@@ -112,9 +121,11 @@ describe('host-executed files planted by the agent are quarantined before host t
     await direnvExec(join(repo, 'docs'), repo)
     expect(existsSync(marker)).toBe(false)
     await expectLogged(name, /FINDING:CREATE/, /docs\/\.envrc/)
+    task.meta.control = 'the same .envrc placed by hand in a whitelisted dir: direnv ran it'
+    task.meta.observed = '.envrc quarantined and logged; direnv exec on the host ran nothing'
   })
 
-  it("the repo's own .git/config gets core.fsmonitor and a hook: removed (ordinary git work kept); host git runs nothing", async () => {
+  it("the repo's own .git/config gets core.fsmonitor and a hook: removed (ordinary git work kept); host git runs nothing", async ({ task }) => {
     const marker = join(repo2, 'pwned-config')
     const r = await sh(name2, `cd ${repo2} && git config user.name agent && git config core.fsmonitor 'touch ${marker} #' && printf '#!/bin/sh\\ntouch ${marker}\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && echo ok`)
     expect(r.stdout).toContain('ok')
@@ -130,9 +141,10 @@ describe('host-executed files planted by the agent are quarantined before host t
     expect(existsSync(marker)).toBe(false)
     await expectLogged(name2, /FINDING:CREATE/, /\.git\/config/, /action:sanitized/)
     await expectLogged(name2, /FINDING:CREATE/, /\.git\/hooks\/pre-commit/)
+    task.meta.observed = 'core.fsmonitor removed (user.name kept, the agent still commits), hook quarantined; host git status/commit ran nothing'
   })
 
-  it('a watcher killed with -9: the next podshell command rescans and catches what was planted meanwhile', async () => {
+  it('a watcher killed with -9: the next podshell command rescans and catches what was planted meanwhile', async ({ task }) => {
     const pid = watcherPid(name)
     process.kill(pid, 'SIGKILL')
     await until('watcher gone', () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'))
@@ -150,6 +162,7 @@ describe('host-executed files planted by the agent are quarantined before host t
     const again = watcherPid(name)
     expect(again).not.toBe(pid)
     expect(existsSync(`/proc/${again}`)).toBe(true)
+    task.meta.observed = '.envrc planted while no watcher ran: quarantined by the next sandbox exec before its command; a new watcher runs'
   })
 })
 
