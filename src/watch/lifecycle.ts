@@ -6,7 +6,7 @@ import { sandboxDir } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import { recordFinding } from './quarantine.js'
-import { baselineFile, degradedFile, pidFile, quarantineDir, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing } from './paths.js'
+import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing } from './paths.js'
 export { watcherIdentity } from './paths.js'
 import { extraPatternsFromEnv, hostExecRules } from './rules.js'
 import { loadEffectiveConfig } from '../config/enterprise.js'
@@ -102,9 +102,10 @@ function extraPatterns(env: { readonly [k: string]: string | undefined }): { pat
 async function spawnWatcher(dataDir: string, name: string, o: WatchHookOptions): Promise<void> {
   if (watcherIdentity(dataDir, name)) return
   mkdirSync(watchDir(dataDir, name), { recursive: true, mode: 0o700 })
-  mkdirSync(quarantineDir(dataDir, name), { recursive: true, mode: 0o700 })
   rmSync(readyFile(dataDir, name), { force: true })
-  const log = openSync(join(quarantineDir(dataDir, name), 'watcher.stderr'), 'a', 0o600)
+  // The quarantine dir is made by the first quarantine only: a sandbox that never had one leaves
+  // nothing outside its state dir.
+  const log = openSync(join(watchDir(dataDir, name), 'watcher.log'), 'a', 0o600)
   try {
     const child = spawn(process.execPath, [cliMain(), '_watch', '--data', dataDir, name], {
       detached: true,
