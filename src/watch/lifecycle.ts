@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process'
-import { existsSync, openSync, closeSync, readFileSync, rmSync, mkdirSync } from 'node:fs'
+import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { sandboxDir } from '../config/paths.js'
-import { writeFileAtomic } from '../util/fs.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import { recordFinding } from './quarantine.js'
-import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing } from './paths.js'
+import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing, writeWatchFile } from './paths.js'
 export { watcherIdentity } from './paths.js'
 import { extraPatternsFromEnv, hostExecRules } from './rules.js'
 import { loadEffectiveConfig } from '../config/enterprise.js'
@@ -52,7 +51,7 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
   try {
     if (event === 'create') {
       const roots = writableRoots(o.mounts ?? [])
-      writeFileAtomic(rootsFile(dataDir, name), JSON.stringify(roots) + '\n')
+      writeWatchFile(rootsFile(dataDir, name), JSON.stringify(roots) + '\n')
       if (!roots.length) return
       await spawnWatcher(dataDir, name, o)
       return
@@ -101,7 +100,7 @@ function extraPatterns(env: { readonly [k: string]: string | undefined }): { pat
 
 async function spawnWatcher(dataDir: string, name: string, o: WatchHookOptions): Promise<void> {
   if (watcherIdentity(dataDir, name)) return
-  mkdirSync(watchDir(dataDir, name), { recursive: true, mode: 0o700 })
+  if (!existsSync(sandboxDir(dataDir, name))) return
   rmSync(readyFile(dataDir, name), { force: true })
   // The quarantine dir is made by the first quarantine only: a sandbox that never had one leaves
   // nothing outside its state dir.
@@ -160,7 +159,7 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
     return finished(2)
   }
   if (watcherIdentity(dataDir, name)) return finished(0) // one watcher per sandbox
-  writeFileAtomic(pidFile(dataDir, name), selfCreatorId() + '\n')
+  writeWatchFile(pidFile(dataDir, name), selfCreatorId() + '\n')
   const roots = JSON.parse(readFileSync(rootsFile(dataDir, name), 'utf8')) as string[]
   const extra = extraPatterns(process.env)
   for (const err of extra.errors) process.stderr.write(`podshell watch: ${err}\n`)
@@ -184,7 +183,7 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
     // until they are): say so where commands look, rescan now and every 5 s from here on.
     say(`watch error: ${e.message}; rescanning every 5 s, and at every command`)
     try {
-      writeFileAtomic(degradedFile(dataDir, name), `${e.message}\n`)
+      writeWatchFile(degradedFile(dataDir, name), `${e.message}\n`)
     } catch {
       // the rescans below still run
     }
@@ -192,7 +191,7 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
     w.scan()
   })
   if (!fresh) w.scan()
-  writeFileAtomic(readyFile(dataDir, name), selfCreatorId() + '\n')
+  writeWatchFile(readyFile(dataDir, name), selfCreatorId() + '\n')
   let stop: () => void = () => undefined
   const done = new Promise<number>(resolve => {
     let last = Date.now()

@@ -1,5 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { dirname, join } from 'node:path'
 import { sandboxDir } from '../config/paths.js'
 import { creatorAlive } from '../util/process.js'
 
@@ -48,4 +49,19 @@ export function watcherMissing(data: string, name: string): boolean {
     return true
   }
   return watcherIdentity(data, name) === undefined || existsSync(degradedFile(data, name))
+}
+
+/**
+ * Writes a file of the watcher's own state (temp + rename). Never creates the sandbox's state dir:
+ * a watcher outliving a sandbox that gc or delete just removed must not resurrect it (ENOENT then).
+ */
+export function writeWatchFile(file: string, content: string): void {
+  try {
+    mkdirSync(dirname(file), { mode: 0o700 })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+  }
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`
+  writeFileSync(tmp, content, { mode: 0o600 })
+  renameSync(tmp, file)
 }

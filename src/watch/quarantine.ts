@@ -1,7 +1,8 @@
-import { appendFileSync, cpSync, lstatSync, mkdirSync, opendirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, appendFileSync, cpSync, lstatSync, mkdirSync, opendirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { quarantineDir, watchLogFile } from './paths.js'
+import { sandboxDir } from '../config/paths.js'
 import { AuditLog, ENGINE, OCSF_VERSION, redact, type Rendered } from '../gateway/audit.js'
 
 /**
@@ -184,7 +185,8 @@ export function recordFinding(ctx: QuarantineContext, f: Finding): void {
     // the audit record below is the authoritative one
   }
   try {
-    AuditLog.forSandbox(ctx.dataDir, ctx.name).write(renderFinding(ctx.name, f, now))
+    // Never recreate a removed sandbox's state dir (AuditLog makes its dir): the watch.log line stays.
+    if (existsSync(sandboxDir(ctx.dataDir, ctx.name))) AuditLog.forSandbox(ctx.dataDir, ctx.name).write(renderFinding(ctx.name, f, now))
   } catch {
     // AuditLog.write never throws; defensive
   }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, opendirSync, readFileSync, readlinkSync, watch, type FSWatcher, type Stats } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { READ_DENY_MARKER } from '../sandbox/sensitive.js'
-import { writeFileAtomic } from '../util/fs.js'
+import { writeWatchFile } from './paths.js'
 import { gitDirEntryKind, judgeGitConfig, matchHostExec, type HostExecRule } from './rules.js'
 import { moveAside, recordFinding, rewriteFile, type QuarantineContext } from './quarantine.js'
 export { baselineFile, rootsFile } from './paths.js'
@@ -502,7 +502,7 @@ export function loadBaseline(file: string): Baseline | undefined {
 }
 
 export function saveBaseline(file: string, b: Baseline): void {
-  writeFileAtomic(file, JSON.stringify(b))
+  writeWatchFile(file, JSON.stringify(b))
 }
 
 /** Writable mount roots: absolute host paths, deduplicated, nested ones folded into their parent. */
