@@ -158,6 +158,8 @@ export class SandboxProxy {
           denyBody: (d, method, host, port, path, detail) => this.denyBody(d, method, host, port, path, detail),
           forwardHeaders,
           sendJson,
+          endJson,
+          relayUpgrade: (t, held, logged) => this.awaitUpgrade(t, held, logged),
           counted: ok => void (ok ? this.allowed++ : this.denied++),
         })
       : undefined

@@ -37,8 +37,8 @@
  */
 import { createServer as createHttpServer, request as httpRequest, Agent as HttpAgent, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https'
-import { TLSSocket, createSecureContext, type SecureContext } from 'node:tls'
-import type { Socket } from 'node:net'
+import { TLSSocket, createSecureContext, connect as tlsConnect, type SecureContext } from 'node:tls'
+import { connect as netConnect, type Socket } from 'node:net'
 import type { LookupFunction } from 'node:net'
 import { canonicalizeHost, parseAuthority, type CanonicalHost, type IpAddress } from './address.js'
 import type { Decision, PolicyEngine } from './policy-engine.js'
@@ -75,7 +75,24 @@ export interface TerminateContext {
   denyBody(d: Decision, method: string, host: string, port: number, path: string, detail: string): Record<string, unknown>
   forwardHeaders(raw: readonly string[], response?: boolean): string[]
   sendJson(res: ServerResponse, status: number, text: string, body: Record<string, unknown>): void
+  /** A JSON answer on a raw socket, then close (upgrades). */
+  endJson(sock: Socket, status: number, text: string, body: Record<string, unknown>): void
+  /**
+   * Hands an upgrade whose request went upstream to the proxy's upgrade relay: only a 101 turns it
+   * into a tracked tunnel (re-decided on policy change); anything else is relayed once and closed.
+   */
+  relayUpgrade(t: RelayTunnel, held: Buffer, logged: (status: number) => void): void
   counted(allowed: boolean): void
+}
+
+/** Structurally the proxy's tunnel record. */
+export interface RelayTunnel {
+  readonly host: CanonicalHost
+  readonly port: number
+  readonly ip: string
+  readonly client: Socket
+  readonly upstream: Socket
+  readonly recheck: (engine: PolicyEngine) => Decision
 }
 
 /** The CONNECT this connection came from: fixed for every request on it. */
@@ -148,8 +165,8 @@ export class TlsTerminator {
       joinDuplicateHeaders: false,
     })
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handleRequest(req, res).catch(() => res.destroy()))
-    // Upgrades inside terminated TLS (wss://) are not relayed yet: refused, logged (fail closed).
-    this.server.on('upgrade', (req: IncomingMessage, sock: Socket) => this.refuseUpgrade(req, sock))
+    // Upgrades (wss:// inside terminated TLS, ws:// after CONNECT): decided like ws:// plain HTTP.
+    this.server.on('upgrade', (req: IncomingMessage, sock: Socket, head: Buffer) => this.onUpgrade(req, sock, head).catch(() => sock.destroy()))
     this.server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
       if (err.code !== 'ECONNRESET' && sock.writable) {
         const m = this.meta.get(sock)
@@ -266,14 +283,79 @@ export class TlsTerminator {
     // emit them as 'data' nobody reads.
   }
 
-  private refuseUpgrade(req: IncomingMessage, sock: Socket): void {
+  /**
+   * An Upgrade request inside the CONNECT: identity and the L7 decision with `upgrade` (as for
+   * ws:// over plain HTTP), then a verified upstream connection to a checked address, the request
+   * re-serialised from the parsed head, and the proxy's upgrade relay.
+   */
+  private async onUpgrade(req: IncomingMessage, sock: Socket, head: Buffer): Promise<void> {
+    sock.on('error', () => sock.destroy())
     const m = this.meta.get(sock)
-    const d = m ? this.ctx.engine().decideHttp({ method: req.method ?? 'GET', host: m.host, port: m.port, path: pathOf(req.url ?? '/'), query: null }, { upgrade: true }) : undefined
-    const reason = 'WebSocket upgrade inside inspected TLS is not relayed by podshell yet'
-    this.ctx.counted(false)
-    if (m) this.ctx.audit.http({ method: req.method ?? 'GET', host: m.host.host, port: m.port, path: pathOf(req.url ?? '/'), action: 'denied', mode: 'deny', policy: d?.policy ?? null, reason, status: 403 })
-    const body = JSON.stringify(d && m ? this.ctx.denyBody(d, req.method ?? 'GET', m.host.host, m.port, pathOf(req.url ?? '/'), reason) : { error: 'policy_denied', detail: reason })
-    sock.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+    if (!m) return void sock.destroy()
+    const method = req.method ?? 'GET'
+    const url = req.url ?? ''
+    const { host, port } = m
+    const path = pathOf(url)
+    const q = url.indexOf('?')
+    const query = q === -1 ? null : url.slice(q + 1)
+    const info = { method, host, port, path, query }
+    const d = this.ctx.engine().decideHttp(info, { upgrade: true })
+    const log = (action: 'allowed' | 'denied', status: number, reason: string, ip?: string) =>
+      this.ctx.audit.http({ method, host: host.host, port, path, action, mode: action === 'denied' ? 'deny' : d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
+    const deny = (status: number, reason: string, body?: Record<string, unknown>) => {
+      this.ctx.counted(false)
+      log('denied', status, reason)
+      this.ctx.endJson(sock, status, status === 403 ? 'Forbidden' : status === 502 ? 'Bad Gateway' : 'Bad Request', body ?? this.ctx.denyBody({ ...d, allowed: false }, method, host.host, port, path, reason))
+    }
+    if (!url.startsWith('/')) return deny(400, 'request target must be origin-form (/path) inside a CONNECT', { error: 'bad_request', detail: 'request target must be origin-form' })
+    const mismatch = hostMismatch(req, m)
+    if (mismatch) return deny(403, mismatch)
+    if (!d.allowed) return deny(403, d.reason)
+    const checked = this.ctx.addressCheck(d, host.host, port, [...m.addresses])
+    if (!checked.ok) return deny(403, checked.reason)
+    let up: Socket
+    try {
+      up = await this.dialUpgrade(checked.addresses, host, port, m.tls)
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException
+      const cert = err.code !== undefined && CERT_ERRORS.test(err.code)
+      const reason = cert ? `upstream certificate of ${host.host}:${port} refused: ${err.code} (${err.message})` : `upstream unreachable: ${err.message}`
+      return deny(502, reason, cert ? { ...this.ctx.denyBody(d, method, host.host, port, path, reason), error: 'upstream_certificate_invalid' } : { error: 'upstream_unreachable', detail: `cannot connect to ${host.host}:${port}` })
+    }
+    if (sock.destroyed) return void up.destroy()
+    this.ctx.counted(true)
+    const lines = [`${method} ${url} HTTP/1.1`]
+    const raw = req.rawHeaders
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i]!.toLowerCase()
+      if (k === 'proxy-authorization' || k === 'proxy-connection' || k === 'keep-alive') continue
+      lines.push(`${raw[i]}: ${raw[i + 1]}`)
+    }
+    up.write(lines.join('\r\n') + '\r\n\r\n')
+    const ip = up.remoteAddress ?? checked.addresses[0]!.text
+    this.ctx.relayUpgrade({ host, port, ip, client: sock, upstream: up, recheck: e => e.decideHttp(info, { upgrade: true }) }, head, status =>
+      log('allowed', status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`, ip),
+    )
+  }
+
+  /** A dedicated (not pooled) upstream connection for an upgrade, TLS-verified like the pool's. */
+  private async dialUpgrade(addrs: readonly IpAddress[], host: CanonicalHost, port: number, tls: boolean): Promise<Socket> {
+    const a = addrs[0]!
+    return new Promise<Socket>((resolve, reject) => {
+      const s: Socket = tls
+        ? tlsConnect({ host: a.text, port, servername: host.host, secureContext: createSecureContext({ ca: this.ctx.tls.upstreamRoots() || [], minVersion: 'TLSv1.2' }), ALPNProtocols: ['http/1.1'] })
+        : netConnect({ host: a.text, port })
+      const t = setTimeout(() => s.destroy(new Error(`connect to ${a.text}:${port} timed out`)), 10_000)
+      s.once(tls ? 'secureConnect' : 'connect', () => {
+        clearTimeout(t)
+        s.removeAllListeners('error')
+        resolve(s)
+      })
+      s.once('error', e => {
+        clearTimeout(t)
+        reject(e)
+      })
+    })
   }
 
   /** One decrypted (or cleartext-after-CONNECT) request: identity, L7 decision, forward. */

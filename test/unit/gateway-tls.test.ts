@@ -23,7 +23,7 @@ import { prepareSandboxTrust, writeUpstreamRoots } from '../../src/tls/trust.js'
 import { sniMismatch } from '../../src/gateway/tls-terminate.js'
 import { canonicalizeHost } from '../../src/gateway/address.js'
 
-const HOSTS = ['api.test', 'front.test', 'other.test', 'skip.test', 'wrongname.test', 'untrusted.test', 'plain.test', 'audit.test']
+const HOSTS = ['api.test', 'front.test', 'other.test', 'skip.test', 'wrongname.test', 'untrusted.test', 'plain.test', 'audit.test', 'ws.test', 'wsro.test']
 const resolve = async (host: string): Promise<IpAddress[]> => {
   if (!HOSTS.includes(host)) throw Object.assign(new Error(`ENOTFOUND ${host}`), { code: 'ENOTFOUND' })
   return [parseIp('127.0.0.1')!]
@@ -52,6 +52,10 @@ function echoServer(issue: (name: string) => Promise<{ context: import('node:tls
     })
   })
   s.on('secureConnection', () => upstreamConnections++)
+  s.on('upgrade', (_req, sock: Socket) => {
+    sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
+    sock.on('data', d => sock.write(`echo:${d}`))
+  })
   return s
 }
 
@@ -66,6 +70,8 @@ network_policies:
       - { host: wrongname.test, port: ${WRONG}, protocol: rest, enforcement: enforce, access: read-only }
       - { host: untrusted.test, port: ${UNTRUSTED}, protocol: rest, enforcement: enforce, access: read-only }
       - { host: audit.test, port: ${PORT}, protocol: rest, access: read-only }
+      - { host: ws.test, port: ${PORT}, protocol: websocket, enforcement: enforce, access: read-write }
+      - { host: wsro.test, port: ${PORT}, protocol: websocket, enforcement: enforce, access: read-only }
       - host: front.test
         port: ${PORT}
         protocol: rest
@@ -277,6 +283,30 @@ describe('TLS inspection (in-process)', () => {
     expect((await exchange(s, 'POST', '/x', `audit.test:${PORT}`)).status).toBe(200)
     s.destroy()
     expect(auditText()).toMatch(/POST http:\/\/audit.test:\d+\/x .*allowed because enforcement is audit/)
+  })
+
+  it('wss:// inside inspected TLS: the upgrade is decided like ws://, then relayed; a narrower endpoint refuses it', async () => {
+    const s = await tlsVia(`ws.test:${PORT}`, 'ws.test')
+    const got = await new Promise<string>(res => {
+      let out = ''
+      s.on('data', d => {
+        out += d
+        if (out.includes('echo:hello')) res(out)
+      })
+      s.write(`GET /socket HTTP/1.1\r\nHost: ws.test:${PORT}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`)
+      setTimeout(() => s.write('hello'), 200)
+    })
+    expect(got).toMatch(/^HTTP\/1.1 101/)
+    s.destroy()
+    const u = await tlsVia(`wsro.test:${PORT}`, 'wsro.test')
+    const denied = await new Promise<string>(res => {
+      let out = ''
+      u.on('data', d => (out += d))
+      u.on('close', () => res(out))
+      u.write(`GET /socket HTTP/1.1\r\nHost: wsro.test:${PORT}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`)
+    })
+    expect(denied).toMatch(/^HTTP\/1.1 403/)
+    expect(denied).toMatch(/upgrade not permitted/)
   })
 
   it('upstream connections are pooled across client connections', async () => {
