@@ -187,7 +187,8 @@ export class TlsTerminator {
     const roots = this.ctx.tls.upstreamRoots()
     if (this.pool && this.pool.roots === roots) return this.pool
     this.dropPool()
-    const common = { keepAlive: true, maxFreeSockets: this.ctx.limits.maxFreeSockets, timeout: this.ctx.limits.idleTimeoutMs || undefined, scheduling: 'lifo' as const }
+    const pool = this.ctx.limits.maxFreeSockets > 0
+    const common = { keepAlive: pool, maxFreeSockets: Math.max(1, this.ctx.limits.maxFreeSockets), timeout: this.ctx.limits.idleTimeoutMs || undefined, scheduling: 'lifo' as const }
     // The trust anchors: exactly the host store + extra CAs (an empty list trusts nothing).
     const secureContext = createSecureContext({ ca: roots === '' ? [] : roots, minVersion: 'TLSv1.2' })
     this.pool = { https: new HttpsAgent({ ...common, secureContext, ALPNProtocols: ['http/1.1'] } as ConstructorParameters<typeof HttpsAgent>[0]), http: new HttpAgent(common), roots }
