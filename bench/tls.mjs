@@ -86,11 +86,13 @@ const net = require('net'), tls = require('tls'), https = require('https'), fs =
 const [mode, proxy, host, port, count, caFile] = process.argv.slice(1);
 const ca = caFile && caFile !== '-' ? fs.readFileSync(caFile, 'utf8') : undefined;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
+const hs = [];
 function tunnel(cb) {
+  const th = now();
   const s = proxy.startsWith('/') ? net.connect(proxy) : net.connect(Number(proxy.split(':')[1]), proxy.split(':')[0]);
   s.once('connect', () => s.write('CONNECT ' + host + ':' + port + ' HTTP/1.1\r\nHost: ' + host + ':' + port + '\r\n\r\n'));
   let buf = '';
-  const onData = d => { buf += d; if (buf.includes('\r\n\r\n')) { s.removeListener('data', onData); if (!/^HTTP\/1.1 200/.test(buf)) cb(new Error(buf.split('\r\n')[0])); else cb(null, tls.connect({ socket: s, servername: host, ...(ca ? { ca } : {}) })); } };
+  const onData = d => { buf += d; if (buf.includes('\r\n\r\n')) { s.removeListener('data', onData); if (!/^HTTP\/1.1 200/.test(buf)) cb(new Error(buf.split('\r\n')[0])); else { const t = tls.connect({ socket: s, servername: host, ...(ca ? { ca } : {}) }); t.once('secureConnect', () => hs.push(now() - th)); cb(null, t); } } };
   s.on('data', onData); s.on('error', cb);
 }
 function agent(keepAlive) {
@@ -112,6 +114,7 @@ function get(a, path) {
     const t0 = now();
     for (let i = 0; i < Number(count); i++) { const t = now(); await get(a, '/small'); out.samples.push(now() - t); }
     out.totalMs = now() - t0;
+    hs.sort((a, b) => a - b); out.handshakeMs = hs.length ? hs[hs.length >> 1] : 0;
   }
   console.log(JSON.stringify(out));
 })().catch(e => { console.error(e.message); process.exit(1); });
@@ -151,15 +154,16 @@ async function requestsBench() {
     const key = pool ? 'pooled' : 'unpooled'
     for (const [mode, host] of [['fresh', 'inspect.bench.test'], ['fresh', 'tunnel.bench.test'], ['keepalive', 'inspect.bench.test'], ['keepalive', 'tunnel.bench.test']]) {
       if (!pool && host.startsWith('tunnel')) continue // pooling does not apply to tunnels
-      const per = [], total = []
+      const per = [], total = [], hsk = []
       const hs0 = upstreamHandshakes
       for (let r = 0; r < RUNS; r++) {
         const o = await runChild([mode, sock, host, String(PORT), String(N), bundle])
         per.push(median(o.samples))
         total.push(o.totalMs)
+        hsk.push(o.handshakeMs)
       }
       const name = `${mode}_${host.split('.')[0]}${host.startsWith('inspect') ? `_${key}` : ''}`
-      out[name] = { medianRequestMs: median(per), medianTotalMs: median(total), upstreamHandshakesPerRun: (upstreamHandshakes - hs0) / RUNS }
+      out[name] = { medianRequestMs: median(per), medianTotalMs: median(total), medianClientHandshakeMs: median(hsk), upstreamHandshakesPerRun: (upstreamHandshakes - hs0) / RUNS }
       note(`${name}: ${JSON.stringify(out[name])}`)
     }
     await gw.stop()
