@@ -219,6 +219,39 @@ describe('TLS inspection (in-process)', () => {
     expect(log).toMatch(/TLS refused: ClientHello without SNI/)
   })
 
+  it('hostile ClientHellos (NUL in SNI, 64 KiB SNI, IP-literal SNI) are refused cleanly; the gateway keeps serving', async () => {
+    /** A minimal TLS 1.2 ClientHello with one server_name, split into records of at most 16 KiB. */
+    const clientHello = (name: Buffer): Buffer => {
+      const u16 = (n: number) => Buffer.from([n >> 8, n & 255])
+      const sni = Buffer.concat([u16(name.length + 3), Buffer.from([0]), u16(name.length), name])
+      const ext = Buffer.concat([u16(0), u16(sni.length), sni])
+      const body = Buffer.concat([Buffer.from([3, 3]), Buffer.alloc(32, 7), Buffer.from([0]), u16(2), Buffer.from([0xc0, 0x2b]), Buffer.from([1, 0]), u16(ext.length), ext])
+      const hs = Buffer.concat([Buffer.from([1, body.length >> 16, (body.length >> 8) & 255, body.length & 255]), body])
+      const recs: Buffer[] = []
+      for (let i = 0; i < hs.length; i += 16384) {
+        const part = hs.subarray(i, i + 16384)
+        recs.push(Buffer.concat([Buffer.from([0x16, 3, 1]), u16(part.length), part]))
+      }
+      return Buffer.concat(recs)
+    }
+    for (const name of [Buffer.from('front.test\0.evil.test'), Buffer.alloc(65000, 'a'), Buffer.from('127.0.0.1')]) {
+      const t = await connectTunnel(`front.test:${PORT}`)
+      const reply = await new Promise<Buffer>(res => {
+        const got: Buffer[] = []
+        t.socket.on('data', d => got.push(d))
+        t.socket.on('close', () => res(Buffer.concat(got)))
+        t.socket.on('error', () => undefined)
+        t.socket.write(clientHello(name))
+      })
+      // Nothing but (at most) a TLS alert record came back: no certificate was sent.
+      expect(reply.length === 0 || reply[0] === 0x15).toBe(true)
+    }
+    const s = await tlsVia(`front.test:${PORT}`, 'front.test')
+    expect((await exchange(s, 'GET', '/repos/ok', `front.test:${PORT}`)).status).toBe(200)
+    s.destroy()
+    expect(auditText()).toMatch(/TLS refused: SNI "127\.0\.0\.1" is an IP literal/)
+  })
+
   it('sniMismatch: case, trailing dot, NUL, oversize, IP literal', () => {
     const h = canonicalizeHost('api.test')
     expect(sniMismatch('API.Test', h)).toBeUndefined()
