@@ -166,6 +166,18 @@ async function requestsBench() {
       out[name] = { medianRequestMs: median(per), medianTotalMs: median(total), medianClientHandshakeMs: median(hsk), upstreamHandshakesPerRun: (upstreamHandshakes - hs0) / RUNS }
       note(`${name}: ${JSON.stringify(out[name])}`)
     }
+    if (pool) {
+      // The gateway's own cost on a download (no podman, no bridge): in-process, interleaved.
+      const tp = { inspected: [], tunnel: [] }
+      for (let r = 0; r < RUNS; r++) {
+        for (const [k, host] of [['inspected', 'inspect.bench.test'], ['tunnel', 'tunnel.bench.test']]) {
+          const o = await runChild(['download', sock, host, String(PORT), String(MB), bundle])
+          tp[k].push(o.bytes / 1e6 / (o.ms / 1000))
+        }
+      }
+      out.inProcessDownloadMBps = { inspected: median(tp.inspected), tunnel: median(tp.tunnel) }
+      note(`in-process ${MB} MiB download: ${JSON.stringify(out.inProcessDownloadMBps)}`)
+    }
     await gw.stop()
     rmSync(data, { recursive: true, force: true })
   }

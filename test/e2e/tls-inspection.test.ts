@@ -201,6 +201,19 @@ print('host:', head.split(b' ')[1].decode(), json.loads(body)['detail'])
     expect(r.stderr).toMatch(/refusing to mount --mount .*podshell's data \(policies, gateway sockets, the sandbox CA key\)/)
   })
 
+  it('a gateway restart regenerates nothing: same CA, the running sandbox still trusts it', async () => {
+    const before = JSON.parse((await cli(['gateway', 'ca', '-o', 'json'], { env: env() })).stdout).fingerprint_sha256
+    expect((await cli(['gateway', 'stop'], { env: env() })).code).toBe(0)
+    const start = await cli(['gateway', 'start'], { env: env() })
+    expect(start.code, start.stderr).toBe(0)
+    await gatewayHosts(NAMES.map(n => [H, n] as [string, string]))
+    const after = JSON.parse((await cli(['gateway', 'ca', '-o', 'json'], { env: env() })).stdout).fingerprint_sha256
+    expect(after).toBe(before)
+    const r = await inSandbox(['curl', '-sS', url('api.tls.test', '/ok')])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe('upstream-ok')
+  })
+
   it('gateway ca prints the CA and its fingerprint', async () => {
     const r = await cli(['gateway', 'ca'], { env: env() })
     expect(r.code, r.stderr).toBe(0)
