@@ -48,6 +48,8 @@ network_policies:
     endpoints:
       - { host: t.example.com, port: 443, protocol: rest, enforcement: enforce, access: read-only, tls: terminate }
       - { host: s.example.com, port: 443, protocol: rest, enforcement: enforce, access: read-only, tls: skip }
+      - { host: b.example.com, port: 443, credential_binding: { provider: gh } }
+      - { host: l4.example.com, port: 443 }
 `, 'test')
     expect(warnings).toContain("network_policies.a.endpoints[0].tls: 'tls: terminate' is deprecated; TLS termination is now automatic. Use 'tls: skip' to disable.")
     expect(warnings).toContain("network_policies.a.endpoints[1].tls: 'tls: skip' with L7 rules on port 443 — L7 inspection cannot work on encrypted traffic")
@@ -55,5 +57,8 @@ network_policies:
     expect(e.inspects(h('t.example.com'), 443)).toBe(true)
     expect(e.inspects(h('s.example.com'), 443)).toBe(false)
     expect(e.decideConnect(h('s.example.com'), 443, { inspect: true }).allowed).toBe(false)
+    // A credential binding is terminated (placeholders are substituted on decrypted requests); plain L4 is not.
+    expect(e.inspects(h('b.example.com'), 443)).toBe(true)
+    expect(e.inspects(h('l4.example.com'), 443)).toBe(false)
   })
 })
