@@ -42,6 +42,8 @@ export const imageRef = z
   .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/i, 'must be an image reference like localhost/name:tag (no leading "-")')
   .refine(r => !r.includes('..') && !r.includes('//'), 'must not contain ".." or "//"')
 
+const SIZE_RE = /^\d+(\.\d+)?([kmgtKMGT]i?)?[bB]?$/
+
 export const ResourcesSchema = z
   .strictObject({
     cpu: z
@@ -60,7 +62,18 @@ export const ResourcesSchema = z
       .min(32, 'must be at least 32')
       .max(4_194_304)
       .optional()
-      .describe('Maximum number of processes in the agent container (podman --pids-limit)'),
+      .describe('Maximum number of processes in the agent container (podman --pids-limit; needs cgroup v2, refused elsewhere). Default 4096 where the host enforces it'),
+    nproc: z
+      .number()
+      .int()
+      .min(32, 'must be at least 32')
+      .max(4_194_304)
+      .optional()
+      .describe("RLIMIT_NPROC of the sandbox's processes (--ulimit nproc), counted per sandbox (its own user namespace); works on cgroup v1 too. Default 4096"),
+    tmp_size: z.string().regex(SIZE_RE, 'must be a size like "512Mi" or "1Gi"').optional().describe('Size of the /tmp tmpfs inside the sandbox (RAM-backed; writes past it fail with ENOSPC). Default 1Gi'),
+    var_tmp_size: z.string().regex(SIZE_RE, 'must be a size like "64Mi"').optional().describe('Size of the /var/tmp tmpfs inside the sandbox. Default 256Mi'),
+    run_size: z.string().regex(SIZE_RE, 'must be a size like "16Mi"').optional().describe('Size of the /run tmpfs inside the sandbox. Default 64Mi'),
+    log_max_size: z.string().regex(SIZE_RE, 'must be a size like "10Mi"').optional().describe("Largest log file of a sandbox's containers (podman --log-opt max-size, k8s-file driver). Default 10Mi"),
   })
   .describe('Resource limits applied to every sandbox unless the command line sets them')
 

@@ -26,10 +26,12 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect as netConnect, type Socket } from 'node:net'
 import { lookup } from 'node:dns/promises'
-import { lstatSync, unlinkSync, chmodSync } from 'node:fs'
+import { lstatSync, unlinkSync, chmodSync, openSync, closeSync } from 'node:fs'
+import { basename, dirname } from 'node:path'
 import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
 import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
 import type { AuditLog } from './audit.js'
+import { MAX_INSPECTED_HEADER_BYTES } from '../rules/glob.js'
 import { TlsTerminator, type TlsInspection } from './tls-terminate.js'
 
 /** Resolves a DNS name to all its addresses. */
@@ -70,7 +72,7 @@ export interface ProxyLimits {
 export const DEFAULT_LIMITS: ProxyLimits = {
   maxConnections: 1024,
   maxConnectHeaderBytes: 8 * 1024,
-  maxHttpHeaderBytes: 16 * 1024,
+  maxHttpHeaderBytes: MAX_INSPECTED_HEADER_BYTES,
   headersTimeoutMs: 30_000,
   connectTimeoutMs: 10_000,
   resolveTimeoutMs: 10_000,
@@ -195,12 +197,29 @@ export class SandboxProxy {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
     }
+    // A unix socket path holds at most 107 bytes; a 63-character sandbox name under the data dir
+    // can exceed it. Such a path is bound through the directory's descriptor
+    // (/proc/self/fd/N/proxy.sock), which creates the same socket file.
+    let dirFd: number | undefined
+    let bindPath = path
+    if (Buffer.byteLength(path) > 100) {
+      dirFd = openSync(dirname(path), 'r')
+      bindPath = `/proc/self/fd/${dirFd}/${basename(path)}`
+    }
+    const closeDir = () => {
+      if (dirFd !== undefined) closeSync(dirFd)
+      dirFd = undefined
+    }
     return new Promise((resolve, reject) => {
-      const onErr = (e: Error) => reject(e)
+      const onErr = (e: Error) => {
+        closeDir()
+        reject(e)
+      }
       this.server.once('error', onErr)
       const old = process.umask(0o177)
       try {
-        this.server.listen(path, () => {
+        this.server.listen(bindPath, () => {
+          closeDir()
           this.server.off('error', onErr)
           try {
             chmodSync(path, 0o600)
@@ -289,6 +308,9 @@ export class SandboxProxy {
     let addrs: IpAddress[]
     if (host.kind === 'ip') {
       addrs = [host.ip]
+    } else if (!d.resolve) {
+      // The engine decides whether a name may be resolved (policy-engine.ts Decision.resolve).
+      return { ok: false, reason: `${host.host} is not resolved: no policy allows it` }
     } else {
       try {
         addrs = await withTimeout(this.opts.resolve(host.host), this.limits.resolveTimeoutMs, `DNS resolution of ${host.host} timed out`)
