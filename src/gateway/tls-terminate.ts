@@ -43,12 +43,12 @@ import type { LookupFunction } from 'node:net'
 import { canonicalizeHost, parseAuthority, type CanonicalHost, type IpAddress } from './address.js'
 import type { Decision, PolicyEngine } from './policy-engine.js'
 import type { AuditLog } from './audit.js'
-import type { LeafIssuer } from '../tls/leaf.js'
+import type { Leaf } from '../tls/leaf.js'
 
 /** What the gateway gives a sandbox's proxy for TLS inspection. */
 export interface TlsInspection {
-  /** The leaf issuer of the CA this sandbox's bundle trusts. */
-  readonly leaves: LeafIssuer
+  /** A leaf for `host` from the CA this sandbox's bundle holds (looked up per handshake: a restart may change it). */
+  leaf(host: string): Promise<Leaf>
   /** Upstream roots (host store + tls.extra_ca_files), PEM; re-read by the caller when they change. */
   readonly upstreamRoots: () => string
 }
@@ -238,7 +238,7 @@ export class TlsTerminator {
           refusal = why
           return cb(new Error(why))
         }
-        this.ctx.tls.leaves.get(host.host).then(
+        this.ctx.tls.leaf(host.host).then(
           l => cb(null, l.context),
           (e: Error) => {
             refusal = `cannot issue a certificate for ${host.host}: ${e.message}`

@@ -17,7 +17,7 @@ import { parseIp, type IpAddress } from '../../src/gateway/address.js'
 import { PolicyStore } from '../../src/policy/store.js'
 import { parsePolicyText } from '../../src/policy/schema.js'
 import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir } from '../../src/config/paths.js'
-import { ensureCa, generateCa } from '../../src/tls/ca.js'
+import { ensureCa, generateCa, rotateCa } from '../../src/tls/ca.js'
 import { LeafIssuer } from '../../src/tls/leaf.js'
 import { prepareSandboxTrust, writeUpstreamRoots } from '../../src/tls/trust.js'
 import { sniMismatch } from '../../src/gateway/tls-terminate.js'
@@ -350,6 +350,24 @@ describe('TLS inspection (in-process)', () => {
       s.destroy()
     }
     expect(upstreamConnections - before).toBeLessThanOrEqual(1)
+  })
+
+  it('CA rotation: a running sandbox keeps its CA; after its bundle is rewritten (restart) the gateway signs with the new one', async () => {
+    const s0 = await tlsVia(`api.test:${PORT}`, 'api.test')
+    const oldIssuer = s0.getPeerCertificate(true).issuerCertificate.fingerprint256
+    s0.destroy()
+    const { ca } = await rotateCa(data, { user: 'tester', host: 'rotated' })
+    // Not restarted yet: still the old CA, which the sandbox's bundle holds.
+    const s1 = await tlsVia(`api.test:${PORT}`, 'api.test')
+    expect(s1.getPeerCertificate(true).issuerCertificate.fingerprint256).toBe(oldIssuer)
+    s1.destroy()
+    // What `sandbox restart` does: the bundle is rewritten with the current CA.
+    prepareSandboxTrust(data, 'demo', ca, readFileSync(join(data, 'gateway/tls/upstream-roots.pem'), 'utf8'))
+    bundle = readFileSync(join(sandboxDir(data, 'demo'), 'tls/ca-bundle.pem'), 'utf8')
+    const s2 = await tlsVia(`api.test:${PORT}`, 'api.test')
+    expect((s2.getPeerCertificate(true) as PeerCertificate).issuer.CN).toBe('podshell sandbox CA tester@rotated')
+    expect((await exchange(s2, 'GET', '/after-rotation', `api.test:${PORT}`)).status).toBe(200)
+    s2.destroy()
   })
 
   it('the CA key is nowhere in the sandbox dir', () => {
