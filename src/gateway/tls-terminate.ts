@@ -138,6 +138,8 @@ export function hostMismatch(req: IncomingMessage, meta: { host: CanonicalHost; 
 }
 
 const HANDSHAKE = 0x16
+/** Largest request body read and discarded after a denial to keep the connection (else it closes). */
+const MAX_DISCARD_BODY = 1024 * 1024
 
 /** OpenSSL/Node codes of an upstream certificate that does not verify or does not name the host. */
 const CERT_ERRORS = /^(ERR_TLS_CERT_ALTNAME_INVALID|UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_(HAS_EXPIRED|NOT_YET_VALID|REVOKED|UNTRUSTED|REJECTED|SIGNATURE_FAILURE)|ERR_SSL_.*|INVALID_CA|INVALID_PURPOSE|HOSTNAME_MISMATCH)$/
@@ -371,7 +373,20 @@ export class TlsTerminator {
       this.ctx.counted(false)
       this.ctx.audit.http({ method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
       const body = d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: 'bad_request', detail: reason }
-      this.ctx.sendJson(res, status, status === 403 ? 'Forbidden' : 'Bad Request', body)
+      // A 400 (framing in doubt) closes the connection. A policy denial keeps it: the request body
+      // is read and discarded (its end is known from the parsed framing, so nothing of it can be
+      // taken for the next request, which is decided on its own). Closing right after the 403
+      // raced the client's body through the bridge: the client could see the connection reset
+      // before the answer (measured with python's urllib). A body over 1 MiB still closes it.
+      const len = Number(req.headers['content-length'] ?? 0)
+      if (status !== 403 || req.headers['transfer-encoding'] !== undefined || len > MAX_DISCARD_BODY) {
+        req.resume()
+        return this.ctx.sendJson(res, status, status === 403 ? 'Forbidden' : 'Bad Request', body)
+      }
+      req.resume()
+      const json = JSON.stringify(body)
+      res.writeHead(403, 'Forbidden', { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(json)) })
+      res.end(json)
     }
     // Origin-form only: the target of every request is the CONNECT's host.
     if (!url.startsWith('/')) return deny(400, undefined, '-', 'request target must be origin-form (/path) inside a CONNECT')

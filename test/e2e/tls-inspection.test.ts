@@ -120,19 +120,19 @@ const u = process.argv[1]
     expect(r.stdout).toBe('200 upstream-ok\n403 policy_denied\n')
   })
 
-  it('keep-alive: every request on one connection is checked', async () => {
+  it('keep-alive: every request on one connection is checked; a denial does not end the connection', async () => {
     const r = await python(name, `
 import http.client, sys, ssl
 c = http.client.HTTPSConnection('127.0.0.1', 3128, context=ssl.create_default_context())
 c.set_tunnel('api.tls.test', int(sys.argv[1]))
 out = []
-for m, p in [('GET', '/ok'), ('GET', '/whoami'), ('DELETE', '/whoami')]:
-    c.request(m, p)
+for m, p in [('GET', '/ok'), ('POST', '/echo'), ('GET', '/whoami'), ('DELETE', '/whoami')]:
+    c.request(m, p, body=b'payload' if m == 'POST' else None)
     r = c.getresponse(); r.read(); out.append(str(r.status))
 print(' '.join(out))
 `, [String(good.port)])
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout.trim()).toBe('200 200 403')
+    expect(r.stdout.trim()).toBe('200 403 200 403')
   })
 
   it('#14 SNI spoofing and domain fronting → refused at the handshake (SNI) or per request (Host), logged', async () => {

@@ -182,6 +182,8 @@ describe('TLS inspection (in-process)', () => {
     expect(c.json).toMatchObject({ error: 'policy_denied', policy: 'github', rule: 'POST /repos/x/issues', layer: 'l7', protocol: 'rest', method: 'POST', path: '/repos/x/issues', host: 'api.test', port: PORT })
     expect(c.json.detail).toMatch(/POST \/repos\/x\/issues not permitted by policy/)
     expect(c.json.rule_missing).toMatchObject({ type: 'rest_allow' })
+    // The denied request's body was discarded; the next request on the connection is decided on its own.
+    expect((await exchange(s, 'GET', '/third', `api.test:${PORT}`)).json).toMatchObject({ url: '/third' })
     s.destroy()
     const log = auditText()
     expect(log).toMatch(/HTTP:GET \[INFO\] ALLOWED GET http:\/\/api.test:\d+\/repos\/x /)
