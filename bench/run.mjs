@@ -108,6 +108,12 @@ benches.gateway = () => {
   if (r.status !== 0) throw new Error('bench/gateway.mjs failed')
   results.gateway = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'gateway.json'), 'utf8'))
 }
+// TLS inspection (bench/tls.mjs): 200 sequential HTTPS requests, pooling, 100 MB inspected/tunnel/direct.
+benches.tls = () => {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'tls.mjs')], { env: process.env, stdio: ['ignore', 'inherit', 'inherit'] })
+  if (r.status !== 0) throw new Error('bench/tls.mjs failed')
+  results.tls = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'tls.json'), 'utf8'))
+}
 for (const [k, fn] of Object.entries(benches)) {
   if (only && only !== k) continue
   process.stderr.write(`bench ${k} (${RUNS} runs)…\n`)
