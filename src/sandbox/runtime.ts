@@ -1,5 +1,4 @@
-import { randomUUID } from 'node:crypto'
-import { existsSync, realpathSync, statSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import { PodshellError } from '../errors.js'
@@ -11,69 +10,27 @@ import { peekAgentDescription, readAgentDescription, writeAgentDescription, type
 import { checkTreeSource, isSecured } from './mount-pipeline.js'
 import { pipelineOptions, secureCreateOptions } from './spec.js'
 import { loadEffectiveConfig, type LoadOptions } from '../config/enterprise.js'
-import {
-  sandboxDir,
-  sandboxesDir,
-  sandboxEgressDir,
-  sandboxAuditDir,
-  sandboxHomeDir,
-  sandboxPolicyDir,
-  homeDir,
-  configDir,
-  type Env,
-} from '../config/paths.js'
+import { sandboxDir, sandboxesDir, sandboxEgressDir, sandboxAuditDir, sandboxHomeDir, sandboxPolicyDir, configDir, type Env } from '../config/paths.js'
 import { SANDBOX_IMAGE } from '../images/names.js'
-import { check, sandboxName, objectName, hostPath, envKey, envValue, labelKey, labelValue, normalizePath } from '../util/validate.js'
-import type { CreateOptions, MountSpec } from './types.js'
+import { check, sandboxName, objectName, hostPath, envKey, envValue } from '../util/validate.js'
+import type { CreateOptions } from './types.js'
 import { podName, agentContainer, L } from './naming.js'
-import { generateName } from './petname.js'
-import { creatorAlive, selfCreatorId } from '../util/process.js'
-import {
-  ensureDir,
-  removeStateDir,
-  stateDirExists,
-  listStateDirs,
-  readPhaseHint,
-  writePhaseHint,
-  markOperation,
-  finishOperation,
-  operationState,
-  writeLastUsed,
-} from './state.js'
-import { parseCpu, parseMemory, pidsLimit, sandboxLimits, type SandboxLimits } from './resources.js'
+import { ensureDir, removeStateDir, listStateDirs, writePhaseHint, markOperation, finishOperation, writeLastUsed } from './state.js'
+import { pidsLimit, sandboxLimits } from './resources.js'
 import { writeFileAtomic, fsError } from '../util/fs.js'
 import { trace } from '../util/trace.js'
-import { homeMountpoints } from './spec.js'
-import { mapFilesystemPolicy } from './fs-policy.js'
-import { pinMounts } from './mount-guard.js'
-import { allowedSockets, isSocketMaskMount, socketMasks } from './sockets.js'
-import { parsePolicyText } from '../policy/schema.js'
+import { isSocketMaskMount } from './sockets.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { missingSecretHint } from '../credentials/inject.js'
 import { sysfsNetMasks } from '../podman/sysfs.js'
 import { watchHook } from '../watch/lifecycle.js'
+import { podInfo, notFound, type PodJson, type CtrJson, type SandboxInfo } from './sandbox-info.js'
+import { planCreate, LOGIN_SHELL, alreadyExists, prepareHomeMountpoints, podLabels, planInfo, type Plan } from './plan.js'
+import { collectGarbage } from './gc.js'
 
-/** OpenShell's phases, exactly (proto SandboxPhase). */
-export type Phase = 'Provisioning' | 'Ready' | 'Error' | 'Deleting' | 'Stopping' | 'Stopped' | 'Starting' | 'Unknown'
-
-export interface SandboxInfo {
-  id: string
-  name: string
-  /** User labels (without podshell's own io.podshell.* keys). */
-  labels: Record<string, string>
-  created_at: string
-  phase: Phase
-  /** podshell's own fields */
-  image: string
-  workdir: string | null
-  mounts: MountSpec[]
-  providers: string[]
-  session_type: string | null
-  /** Egress path state: up (bridge running, gateway answering), or down with the reason. */
-  egress: string
-  exit_code: number | null
-  pod: string
-}
+export type { Phase, SandboxInfo } from './sandbox-info.js'
+export type { Plan } from './plan.js'
+export { checkImageRef } from './plan.js'
 
 /** What the agent container gets for TLS inspection (one call site; see src/tls/trust.ts). */
 export interface SandboxTrustArgs {
@@ -130,23 +87,6 @@ export interface RuntimeOptions {
   configLoad?: LoadOptions
 }
 
-interface PodJson {
-  Id: string
-  Name: string
-  Status: string
-  Created: string
-  Labels?: Record<string, string> | null
-  Containers?: { Id: string; Names: string; Status: string }[] | null
-}
-interface CtrJson {
-  Id: string
-  Names: string[]
-  State: string
-  ExitCode: number
-  Exited: boolean
-  Labels?: Record<string, string> | null
-  PodName?: string
-}
 
 export { PROXY_URL }
 
@@ -276,7 +216,7 @@ export class SandboxRuntime {
     // the next podshell command's gc removes whatever of this sandbox exists.
     markOperation(this.dataDir, name)
     for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
-    this.prepareHomeMountpoints(plan)
+    prepareHomeMountpoints(this.dataDir, plan)
     // Host-executed-file watcher (src/watch/): spawned now, in parallel with the rest; its baseline
     // and watches are awaited below, BEFORE the agent starts. Never throws.
     const watching = watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, say: this.say, env: this.env })
@@ -305,7 +245,7 @@ export class SandboxRuntime {
 
     step()
     made.pod = true
-    await this.podman.run(podCreateArgs(podSpec(name, this.podLabels(plan, o))))
+    await this.podman.run(podCreateArgs(podSpec(name, podLabels(plan, o))))
     if ((await images).gatewayReplaced) {
       // The gateway this sandbox registered with was on an old image and is gone.
       await this.deps.ensureGateway(this.podman, this.say)
@@ -356,7 +296,7 @@ export class SandboxRuntime {
     const fg = runArgs(agent.spec, agent.ctx, { verb: 'run-foreground', tty: plan.tty, command: plan.command })
     const code = await runInteractive(this.podman, fg.args, { env: fg.podmanEnv, signals: this.signals })
     await this.delete([name], { quiet: true })
-    return { info: { ...this.planInfo(plan, o), phase: 'Deleting', exit_code: code }, exitCode: code, warnings }
+    return { info: { ...planInfo(plan, o), phase: 'Deleting', exit_code: code }, exitCode: code, warnings }
   }
 
   /** The stored description of the agent container (no secret value: see description.ts). */
@@ -396,141 +336,12 @@ export class SandboxRuntime {
     return { values, cgroupLimits: this.podman.rootlessLimits, podSysfsMasks: sysfsNetMasks(this.podman.version) }
   }
 
-  /** Validates and resolves CreateOptions into everything podman will be given. No side effects. */
-  async plan(o: CreateOptions): Promise<Plan> {
-    const name = o.name !== undefined ? check(sandboxName, o.name, 'sandbox name', 'e.g. --name my-box') : undefined
-    const image = o.image ?? SANDBOX_IMAGE
-    checkImageRef(image)
-    for (const [k, v] of Object.entries(o.env)) {
-      check(envKey, k, 'environment variable name')
-      check(envValue, v, `value of environment variable ${k}`)
-      if (RESERVED_ENV.has(k.toUpperCase())) {
-        throw new PodshellError(`--env ${k} is set by podshell`, { hint: 'the proxy and sandbox variables cannot be overridden', exitCode: 2, code: 'INVALID_INPUT' })
-      }
-    }
-    for (const [k, v] of Object.entries(o.labels)) {
-      check(labelKey, k, 'label key')
-      check(labelValue, v, `label ${k}`)
-    }
-    for (const p of o.providers) check(objectName, p, 'provider name')
-    const cpus = o.cpu !== undefined ? parseCpu(o.cpu) : undefined
-    const memory = o.memory !== undefined ? parseMemory(o.memory) : undefined
-    // Limits: the configured bounds (validated here, before any podman call) and the pids cgroup,
-    // which an explicit request needs the host to enforce (refused otherwise, like cpu/memory).
-    const eff = loadEffectiveConfig(this.env, this.configLoad).effective
-    const limits = sandboxLimits(eff.resources)
-    const pids = o.pids ?? eff.resources.pids
-    pidsLimit(pids, this.podman.rootlessLimits)
-    if ((cpus !== undefined || memory !== undefined) && !this.podman.rootlessLimits) {
-      throw new PodshellError('--cpu/--memory need cgroup v2: rootless Podman ignores limits on this cgroup v1/hybrid host', {
-        hint: 'boot with systemd.unified_cgroup_hierarchy=1, or omit the limits (`podshell doctor` shows the cgroup check)',
-        exitCode: 2,
-        code: 'LIMITS_UNSUPPORTED',
-      })
-    }
-    const workdir = o.workdir !== undefined ? normalizePath(check(hostPath, o.workdir, '--workdir')) : null
-    // filesystem_policy → mounts (see fs-policy.ts). The policy is validated again when stored.
-    const fsPolicy = o.policyText !== undefined ? parsePolicyText(o.policyText, o.policyFile ?? 'policy').policy.filesystem_policy : undefined
-    const pre = mapFilesystemPolicy(fsPolicy, { workdir, workdirMode: o.workdirMode, mounts: [], home: homeDir(this.env), writable: WRITABLE_IN_IMAGE })
-    const mounts = this.resolveMounts({ ...o, workdirMode: pre.workdirMode })
-    const fsMap = mapFilesystemPolicy(fsPolicy, { workdir, workdirMode: pre.workdirMode, mounts, home: homeDir(this.env), writable: WRITABLE_IN_IMAGE })
-    for (const m of fsMap.mounts) mounts.push(m)
-    const tty = o.tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
-    for (const a of o.command) {
-      if (a.includes('\0')) throw new PodshellError('command arguments must not contain NUL', { exitCode: 2, code: 'INVALID_INPUT' })
-    }
-    const seccomp = o.seccompProfile ?? this.deps.seccompProfile
-    if (!existsSync(seccomp)) {
-      // Fails closed: a missing profile must stop the create, never run the agent unfiltered.
-      throw new PodshellError(`seccomp profile not found: ${seccomp}`, { hint: 'reinstall podshell or pass an existing profile', code: 'SECCOMP_MISSING' })
-    }
-    const finalName = name ?? generateName(new Set(listStateDirs(this.dataDir)))
-    // Every sandbox has its state dir from the first step of create to the last of delete, so
-    // the dir answers "is the name taken" without a podman call (claimStateDir makes it atomic).
-    if (stateDirExists(this.dataDir, finalName)) throw alreadyExists(finalName)
-    const allMasks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
-    // Host unix sockets found in the mounted trees: an empty read-only file on top (sockets.ts).
-    const sockets = socketMasks(allMasks, allowedSockets((o.allowSockets ?? []).map(p => check(hostPath, p, '--allow-socket'))), this.dataDir)
-    const masks = sockets.dirMasks
-    mounts.push(...sockets.socketMounts)
-    // Ancestors of protected mounts and masks bound onto themselves: they cannot be renamed away (mount-guard.ts).
-    mounts.push(...pinMounts(mounts, masks))
-    const tmpfsDirs = [...(o.tmpfsDirs ?? []), ...fsMap.tmpfsDirs].map(m => normalizePath(check(hostPath, m, 'tmpfs dir')))
-    const needImages: ('sandbox' | 'gateway')[] = image === SANDBOX_IMAGE ? ['sandbox', 'gateway'] : ['gateway']
-    return {
-      name: finalName,
-      image,
-      mounts,
-      workdir,
-      tty,
-      cpus,
-      memory,
-      pids,
-      limits,
-      seccomp,
-      needImages,
-      masks,
-      maskedSockets: sockets.masked,
-      tmpfsDirs,
-      home: homeDir(this.env),
-      uid: process.getuid?.() ?? 1000,
-      gid: process.getgid?.() ?? 1000,
-      command: o.command.length ? o.command : LOGIN_SHELL,
-      id: randomUUID(),
-      created: new Date().toISOString(),
-    }
-  }
 
-  /**
-   * Workdir and --mount entries, each at the same absolute path inside (DevAIFlow finds Claude's
-   * conversation files by the encoded cwd). Sources must exist; symlinks are resolved on the host
-   * so a mount cannot be redirected after validation, and the target keeps the path the user gave.
-   */
-  private resolveMounts(o: CreateOptions): MountSpec[] {
-    const out: MountSpec[] = []
-    const add = (m: MountSpec, what: string) => {
-      const source = normalizePath(check(hostPath, m.source, `${what} source`))
-      const target = normalizePath(check(hostPath, m.target, `${what} target`))
-      if (!existsSync(source)) {
-        throw new PodshellError(`${what} ${source} does not exist`, { hint: 'create it or fix the path', exitCode: 2, code: 'INVALID_INPUT' })
-      }
-      if (target === '/' || RESERVED_TARGETS.some(r => target === r || target.startsWith(r + '/'))) {
-        throw new PodshellError(`${what} target ${target} is reserved`, { hint: 'mount somewhere else (podshell keeps /proc, /sys, /dev, /run/podshell for itself)', exitCode: 2, code: 'INVALID_INPUT' })
-      }
-      const real = realpathSync(source)
-      const existing = out.find(x => x.target === target)
-      if (existing) {
-        if (existing.source !== real || existing.mode !== m.mode) {
-          throw new PodshellError(`${target} is mounted twice with different sources or modes`, { hint: 'give each mount target once', exitCode: 2, code: 'INVALID_INPUT' })
-        }
-        return
-      }
-      out.push({ source: real, target, mode: m.mode })
-    }
-    if (o.workdir !== undefined) {
-      const wd = check(hostPath, o.workdir, '--workdir')
-      if (existsSync(wd) && !statSync(wd).isDirectory()) throw new PodshellError(`--workdir ${wd} is not a directory`, { exitCode: 2, code: 'INVALID_INPUT' })
-      add({ source: wd, target: normalizePath(wd), mode: o.workdirMode ?? 'rw' }, '--workdir')
-    }
-    for (const m of o.mounts) add(m, '--mount')
-    return out
-  }
 
-  /**
-   * Mount points below the agent's home must exist, owned by the user, before podman runs: a mount
-   * point that the OCI runtime creates inside a bind mount is owned by a subordinate uid on the host
-   * (measured), which the agent cannot write beside and the user cannot delete without
-   * `podman unshare`.
-   */
-  private prepareHomeMountpoints(p: Plan): void {
-    const home = sandboxHomeDir(this.dataDir, p.name)
-    const mp = homeMountpoints(p.home, { workdir: p.workdir ?? undefined, mounts: p.mounts, masks: p.masks, tmpfsDirs: p.tmpfsDirs })
-    try {
-      for (const d of mp.dirs) mkdirSync(join(home, d), { recursive: true, mode: 0o755 })
-      for (const f of mp.files) if (!existsSync(join(home, f))) writeFileSync(join(home, f), '', { mode: 0o644 })
-    } catch (e) {
-      throw fsError(`cannot prepare the home of sandbox ${p.name}`, e)
-    }
+
+  /** Validates and resolves CreateOptions into everything podman will be given. No side effects (src/sandbox/plan.ts). */
+  plan(o: CreateOptions): Promise<Plan> {
+    return planCreate(o, { podman: this.podman, dataDir: this.dataDir, env: this.env, seccompProfile: this.deps.seccompProfile, configLoad: this.configLoad })
   }
 
   /**
@@ -538,7 +349,7 @@ export class SandboxRuntime {
    * (possible for anything an image's root process writes into the home) are not the user's to
    * delete directly; `podman unshare` enters the user namespace where they are.
    */
-  private async removeState(name: string): Promise<void> {
+  async removeState(name: string): Promise<void> {
     try {
       removeStateDir(this.dataDir, name)
     } catch (e) {
@@ -548,40 +359,7 @@ export class SandboxRuntime {
     }
   }
 
-  private podLabels(p: Plan, o: CreateOptions): Record<string, string> {
-    const labels: Record<string, string> = {
-      [L.sandbox]: p.name,
-      [L.id]: p.id,
-      [L.created]: p.created,
-      [L.image]: p.image,
-      [L.workdir]: p.workdir ?? '',
-      [L.mounts]: JSON.stringify(p.mounts),
-      [L.providers]: o.providers.join(','),
-      [L.sessionType]: o.sessionType ?? '',
-      [L.creator]: selfCreatorId(),
-      [L.keep]: String(o.keep),
-    }
-    for (const [k, v] of Object.entries(o.labels)) labels[L.userPrefix + k] = v
-    return labels
-  }
 
-  private planInfo(p: Plan, o: CreateOptions): SandboxInfo {
-    return {
-      id: p.id,
-      name: p.name,
-      labels: { ...o.labels },
-      created_at: p.created,
-      phase: 'Provisioning',
-      image: p.image,
-      workdir: p.workdir,
-      mounts: p.mounts,
-      providers: o.providers,
-      session_type: o.sessionType ?? null,
-      egress: 'unknown',
-      exit_code: null,
-      pod: podName(p.name),
-    }
-  }
 
   // ───────────────────────────── read ─────────────────────────────
 
@@ -604,7 +382,7 @@ export class SandboxRuntime {
     ])
     const out: SandboxInfo[] = []
     for (const pod of pods ?? []) {
-      const info = this.podInfo(pod, ctrs ?? [], gw)
+      const info = podInfo(this.dataDir, pod, ctrs ?? [], gw)
       if (!info) continue
       if (Object.entries(selector).every(([k, v]) => info.labels[k] === v)) out.push(info)
     }
@@ -620,68 +398,11 @@ export class SandboxRuntime {
       this.deps.gatewayAlive(),
     ])
     const pod = (pods ?? []).find(p => p.Labels?.[L.sandbox] === name)
-    const info = pod && this.podInfo(pod, ctrs ?? [], gw)
+    const info = pod && podInfo(this.dataDir, pod, ctrs ?? [], gw)
     if (!info) throw notFound(name)
     return info
   }
 
-  private podInfo(pod: PodJson, ctrs: CtrJson[], gatewayUp: boolean): SandboxInfo | undefined {
-    const labels = pod.Labels ?? {}
-    const name = labels[L.sandbox]
-    if (!name) return undefined
-    const mine = ctrs.filter(c => c.Labels?.[L.sandbox] === name)
-    const agent = mine.find(c => c.Labels?.[L.role] === 'agent')
-    const bridge = mine.find(c => c.Labels?.[L.role] === 'bridge')
-    const hint = readPhaseHint(this.dataDir, name)
-    let phase: Phase
-    let exitCode: number | null = null
-    if (hint === 'deleting') phase = 'Deleting'
-    else if (!agent) phase = creatorAlive(labels[L.creator]) ? 'Provisioning' : 'Error'
-    else {
-      const st = agent.State.toLowerCase()
-      if (st === 'running') phase = hint === 'stopping' ? 'Stopping' : 'Ready'
-      else if (st === 'exited' || st === 'stopped') {
-        if (hint === 'stopped' || hint === 'stopping') phase = 'Stopped'
-        else {
-          // OpenShell: the main process exiting (even with 0) is terminal Error with its exit code.
-          phase = 'Error'
-          exitCode = agent.ExitCode
-        }
-      } else if (st === 'created' || st === 'configured' || st === 'initialized') phase = hint === 'starting' ? 'Starting' : 'Provisioning'
-      else if (st === 'stopping') phase = 'Stopping'
-      else if (st === 'paused') phase = 'Stopped'
-      else phase = 'Unknown'
-      if (hint === 'starting' && st !== 'running') phase = 'Starting'
-    }
-    const egress =
-      !bridge ? 'down: no bridge container'
-      : bridge.State.toLowerCase() !== 'running' ? `down: bridge ${bridge.State.toLowerCase()}`
-      : !gatewayUp ? 'down: gateway not running'
-      : 'up'
-    const user: Record<string, string> = {}
-    for (const [k, v] of Object.entries(labels)) if (k.startsWith(L.userPrefix)) user[k.slice(L.userPrefix.length)] = v
-    let mounts: MountSpec[]
-    try {
-      mounts = JSON.parse(labels[L.mounts] || '[]') as MountSpec[]
-    } catch {
-      mounts = []
-    }
-    return {
-      id: labels[L.id] ?? pod.Id,
-      name,
-      labels: user,
-      created_at: labels[L.created] ?? pod.Created,
-      phase,
-      image: labels[L.image] ?? '',
-      workdir: labels[L.workdir] || null,
-      mounts,
-      providers: peekAgentDescription(this.dataDir, name)?.providers ?? (labels[L.providers] ?? '').split(',').filter(Boolean),
-      session_type: labels[L.sessionType] || null,
-      egress,
-      exit_code: exitCode,
-      pod: pod.Name,
-    }
-  }
 
   // ───────────────────────────── verbs ─────────────────────────────
 
@@ -851,57 +572,14 @@ export class SandboxRuntime {
   // ───────────────────────────── gc ─────────────────────────────
 
   /**
-   * Removes what an interrupted create left behind: pods whose creator is dead and that never got
-   * their agent container, state dirs without a pod, secrets of sandboxes that no longer exist.
-   * Runs at the start of state-changing commands; cheap when there is nothing to do.
+   * Removes what an interrupted create left behind (src/sandbox/gc.ts). Runs at the start of
+   * state-changing commands; cheap when there is nothing to do.
    */
-  async gc(opts: { full?: boolean } = {}): Promise<string[]> {
-    // Cheap check first (no podman call): only an operation that died leaves a creator file with
-    // a dead owner, or a stale provider lock. `podshell gc` always does the full pass.
-    if (!opts.full && !this.interruptedOperations().length && !this.deps.credentialsNeedGc()) return []
-    const removed: string[] = []
-    const [pods, ctrs] = await Promise.all([
-      this.podman.json<PodJson[]>(['pod', 'ps', '--format', 'json', '--filter', `label=${L.sandbox}`]),
-      this.podman.json<CtrJson[]>(['ps', '-a', '--format', 'json', '--filter', `label=${L.sandbox}`]),
-    ])
-    const interrupted = new Set(this.interruptedOperations())
-    const live = new Set<string>()
-    for (const pod of pods ?? []) {
-      const name = pod.Labels?.[L.sandbox]
-      if (!name) continue
-      const hasAgent = (ctrs ?? []).some(c => c.Labels?.[L.sandbox] === name && c.Labels?.[L.role] === 'agent')
-      const halfMade = !hasAgent && !creatorAlive(pod.Labels?.[L.creator])
-      if (halfMade || interrupted.has(name)) {
-        await this.podman.run(['pod', 'rm', '-f', '--ignore', pod.Name], { reject: false })
-        removed.push(`pod ${pod.Name}`)
-        continue
-      }
-      live.add(name)
-    }
-    // Containers labelled for a sandbox whose pod is gone (killed between pod rm steps).
-    for (const c of ctrs ?? []) {
-      const name = c.Labels?.[L.sandbox]
-      if (name && !live.has(name) && !(pods ?? []).some(p => p.Labels?.[L.sandbox] === name && !interrupted.has(name))) {
-        await this.podman.run(['rm', '-f', '--ignore', c.Id], { reject: false })
-        removed.push(`container ${c.Names[0] ?? c.Id}`)
-      }
-    }
-    for (const name of listStateDirs(this.dataDir)) {
-      if (live.has(name)) continue
-      // A state dir exists briefly before its pod: leave it while its creator runs.
-      if (operationState(this.dataDir, name) === 'running') continue
-      await this.deps.unregisterFromGateway(name).catch(() => undefined)
-      await this.removeState(name).catch(() => undefined)
-      removed.push(`state ${name}`)
-    }
-    await this.deps.gcCredentials(this.podman, live)
-    return removed
+  gc(opts: { full?: boolean } = {}): Promise<string[]> {
+    return collectGarbage({ podman: this.podman, dataDir: this.dataDir, deps: this.deps, removeState: n => this.removeState(n) }, opts)
   }
 
-  /** Sandboxes whose create or delete was interrupted (creator file of a dead process). */
-  private interruptedOperations(): string[] {
-    return listStateDirs(this.dataDir).filter(name => operationState(this.dataDir, name) === 'interrupted')
-  }
+
 
   private startOperation(name: string): void {
     try {
@@ -912,43 +590,10 @@ export class SandboxRuntime {
   }
 }
 
-export interface Plan {
-  name: string
-  id: string
-  created: string
-  image: string
-  mounts: MountSpec[]
-  workdir: string | null
-  tty: boolean
-  cpus: number | undefined
-  memory: string | undefined
-  /** Explicit pids cgroup limit (CreateOptions.pids, else config resources.pids). */
-  pids: number | undefined
-  limits: SandboxLimits
-  seccomp: string
-  needImages: ('sandbox' | 'gateway')[]
-  masks: string[]
-  /** Host sockets hidden under an empty file (audited at create). */
-  maskedSockets: string[]
-  tmpfsDirs: string[]
-  home: string
-  uid: number
-  gid: number
-  command: string[]
-}
-
-const LOGIN_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi']
-
-/** Variables podshell sets; a user cannot point the agent at another proxy or fake its identity. */
-const RESERVED_ENV = new Set(['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY', 'NODE_USE_ENV_PROXY', 'PODSHELL_SANDBOX', 'PODSHELL_EXEC_ID', 'HOME'])
-/** Writable without a mount: podman's --read-only-tmpfs dirs and the /tmp tmpfs. */
-const WRITABLE_IN_IMAGE = ['/tmp', '/var/tmp', '/run']
-const RESERVED_TARGETS = ['/proc', '/sys', '/dev', '/run/podshell', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname']
 
 
-function alreadyExists(name: string): PodshellError {
-  return new PodshellError(`sandbox ${name} already exists`, { hint: `choose another --name or run \`podshell sandbox delete ${name}\``, code: 'ALREADY_EXISTS' })
-}
+
+
 
 /** Creates the sandbox's state dir, failing if it exists: the atomic claim on the name. */
 function claimStateDir(data: string, name: string): void {
@@ -960,9 +605,6 @@ function claimStateDir(data: string, name: string): void {
   }
 }
 
-function notFound(name: string): PodshellError {
-  return new PodshellError(`sandbox ${name} not found`, { hint: '`podshell sandbox list` shows the sandboxes', code: 'NOT_FOUND' })
-}
 
 function writePhaseHintSafe(data: string, name: string, hint: 'deleting'): void {
   try {
@@ -972,13 +614,3 @@ function writePhaseHintSafe(data: string, name: string, hint: 'deleting'): void 
   }
 }
 
-/** Image references: registry/name[:tag][@digest]; never something podman could read as a flag. */
-export function checkImageRef(ref: string): void {
-  if (!/^[a-z0-9][a-z0-9._\-/:@]{0,254}$/i.test(ref) || ref.includes('..') || ref.includes('//')) {
-    throw new PodshellError(`invalid image reference ${JSON.stringify(ref.slice(0, 80))}`, {
-      hint: 'use a reference like localhost/name:tag or registry.example.com/name@sha256:…',
-      exitCode: 2,
-      code: 'INVALID_INPUT',
-    })
-  }
-}
