@@ -90,85 +90,16 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
   const home = homeDir(callerEnv)
   const type = spec.session_type
   const projMode: MountMode = type === 'development' ? 'rw' : 'ro'
-  const binds: Bind[] = []
   const tmpfsDirs: string[] = []
   const env: Record<string, string> = { ...(spec.env ?? {}) }
   const pipe = pipelineOptions(ctx.config, callerEnv, ctx, spec.allow_sensitive === true)
 
-  // Project trees.
-  binds.push({ path: spec.cwd, mode: projMode, kind: 'project', what: 'cwd', workdir: true })
-  if (spec.workspace) binds.push({ path: spec.workspace, mode: projMode, kind: 'project', what: 'workspace' })
-  ;(spec.projects ?? []).forEach((p, i) => binds.push({ path: p, mode: projMode, kind: 'project', what: `projects[${i}]` }))
+  // Project trees, temp clones and extra mounts; Claude's config dir; DevAIFlow's own dirs.
   const cloneDir = normalizePath(spec.devaiflow?.clone_dir ?? join(callerEnv.XDG_CACHE_HOME?.startsWith('/') ? callerEnv.XDG_CACHE_HOME : join(home, '.cache'), 'devaiflow', 'clones'))
-  ;(spec.temp_clones ?? []).forEach((p, i) => {
-    if (!isWithin(real(p), real(cloneDir)) || normalizePath(real(p)) === normalizePath(real(cloneDir))) {
-      throw fail(`spec temp_clones[${i}] ${p} is not inside the DevAIFlow clone dir ${cloneDir}`, 'temp clones live under $XDG_CACHE_HOME/devaiflow/clones (or devaiflow.clone_dir)')
-    }
-    binds.push({ path: p, mode: projMode, kind: 'clone', what: `temp_clones[${i}]` })
-  })
-  const projectRoots = binds.map(b => real(b.path))
-  ;(spec.mounts ?? []).forEach((m, i) => {
-    if (m.mode === 'rw' && projMode === 'ro') {
-      const r = real(m.path)
-      if (projectRoots.some(p => isWithin(r, p) || isWithin(p, r))) {
-        throw fail(`spec mounts[${i}] ${m.path}: a read-write mount overlapping the project in a ${type} session`, `${type} sessions keep the project read-only; use a development session to edit code`)
-      }
-    }
-    binds.push({ path: m.path, mode: m.mode, kind: 'extra', what: `mounts[${i}]` })
-  })
-
-  // Claude Code's config dir: conversations read-write, configuration read-only, secrets never.
-  if (spec.claude_config_dir) {
-    const c = normalizePath(spec.claude_config_dir)
-    if (!isDir(c)) throw fail(`spec claude_config_dir ${c} is not a directory`, 'pass $CLAUDE_CONFIG_DIR or ~/.claude of the host')
-    const projects = join(c, 'projects')
-    // Checked before creating anything: a claude_config_dir pointing into ~/.ssh must not get a projects/ dir.
-    const early = checkMount(projects, home, pipe.sensitive)
-    if (early) throw fail(`refusing to mount spec claude_config_dir (projects/): ${early}`, 'pass $CLAUDE_CONFIG_DIR or ~/.claude of the host', 'SENSITIVE_PATH')
-    // Only this session's projects' directories (claude-data.ts): other projects' transcripts and
-    // auto-memory are neither readable nor writable; memory/ is read-only outside development.
-    const sessionPaths = [spec.cwd, ...(spec.workspace ? [spec.workspace] : []), ...(spec.projects ?? []), ...(spec.temp_clones ?? [])]
-    try {
-      mkdirSync(projects, { recursive: true, mode: 0o700 })
-      for (const b of claudeDataBinds(c, sessionPaths, type)) binds.push({ ...b, kind: 'claude' })
-    } catch (e) {
-      throw fail(`cannot create ${projects} or a project directory in it (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check the permissions of the Claude config dir')
-    }
-    for (const item of CLAUDE_READ_ONLY) {
-      const p = join(c, item)
-      if (existsSync(p)) binds.push({ path: p, mode: 'ro', kind: 'claude', what: `claude_config_dir (${item})` })
-    }
-    // Under $HOME the sandbox's own writable home is the parent; elsewhere it needs a scratch dir.
-    if (!isWithin(c, normalizePath(home))) tmpfsDirs.push(c)
-    if (c !== join(normalizePath(home), '.claude')) env.CLAUDE_CONFIG_DIR = c
-  }
-
-  // DevAIFlow's own directories, so `daf note`, `daf jira create` (which renames the session) and
-  // `daf info` work inside against the same files.
-  const readOnlyExtra: string[] = []
-  if (spec.devaiflow) {
-    const d = spec.devaiflow
-    const data = normalizePath(d.data_dir)
-    const cfg = normalizePath(d.config_dir)
-    binds.push({ path: data, mode: 'rw', kind: 'devaiflow', what: 'devaiflow.data_dir' })
-    if (data === cfg) {
-      env.DEVAIFLOW_HOME = data
-      for (const f of DEVAIFLOW_CONFIG_FILES) if (existsSync(join(data, f))) readOnlyExtra.push(join(data, f))
-    } else {
-      binds.push({ path: cfg, mode: 'ro', kind: 'devaiflow', what: 'devaiflow.config_dir' })
-      Object.assign(env, xdgFor('devaiflow.data_dir', data, 'XDG_DATA_HOME', join(home, '.local', 'share')))
-      Object.assign(env, xdgFor('devaiflow.config_dir', cfg, 'XDG_CONFIG_HOME', join(home, '.config')))
-    }
-    if (d.state_dir) {
-      const st = normalizePath(d.state_dir)
-      binds.push({ path: st, mode: 'rw', kind: 'devaiflow', what: 'devaiflow.state_dir' })
-      if (data !== cfg) Object.assign(env, xdgFor('devaiflow.state_dir', st, 'XDG_STATE_HOME', join(home, '.local', 'state')))
-    }
-    if (basename(cloneDir) === 'clones' && basename(dirname(cloneDir)) === 'devaiflow') {
-      const xdgCache = dirname(dirname(cloneDir))
-      if (xdgCache !== join(normalizePath(home), '.cache')) env.XDG_CACHE_HOME = xdgCache
-    }
-  }
+  const acc: SpecAcc = { binds: projectBinds(spec, projMode, cloneDir), env, tmpfsDirs }
+  const binds = acc.binds
+  if (spec.claude_config_dir) claudeConfigBinds(spec, spec.claude_config_dir, home, pipe, acc)
+  const readOnlyExtra = spec.devaiflow ? devaiflowBinds(spec.devaiflow, home, cloneDir, acc) : []
 
   // Every source exists; then THE mount pipeline (src/sandbox/mount-pipeline.ts): not sensitive,
   // not under a .ai-read-deny marker, marked dirs masked, read-write source trees protected.
@@ -186,26 +117,8 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
   const masks = new Set<string>(secured.masks)
   const readOnly = new Set<string>([...readOnlyExtra, ...secured.readOnly])
 
-  // Environment: explicit values, pass-through names, daf variables.
-  // env_pass values travel apart from `env`: the runtime hands them to podman at create and never
-  // stores them (src/sandbox/description.ts).
-  const passEnv: Record<string, string> = {}
-  for (const k of spec.env_pass ?? []) {
-    const v = callerEnv[k]
-    if (v === undefined) continue
-    const r = envValue.safeParse(v)
-    if (!r.success) throw fail(`spec env_pass ${k}: the caller's value ${r.error.issues[0]!.message}`, 'fix the variable in the environment daf runs in')
-    passEnv[k] = v
-  }
-  if (spec.daf) {
-    if (spec.daf.in_session !== false) env.DEVAIFLOW_IN_SESSION = '1'
-    if (spec.daf.session_name) {
-      env.DAF_SESSION_NAME = spec.daf.session_name
-      env.CS_SESSION_NAME = spec.daf.session_name
-    }
-    if (spec.daf.command) env.DAF_COMMAND = spec.daf.command
-    if (spec.daf.agent_session_id) env.AI_AGENT_SESSION_ID = spec.daf.agent_session_id
-  }
+  // Environment: explicit values, pass-through names (kept apart: never stored), daf variables.
+  const passEnv = specEnvironment(spec, callerEnv, env)
 
   const labels: Record<string, string> = { ...(spec.labels ?? {}), [SESSION_TYPE_LABEL]: type }
   if (spec.daf?.session_name) labels[SESSION_LABEL] = spec.daf.session_name
@@ -246,6 +159,122 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     tmpfsDirs,
     ...(spec.allow_sockets ? { allowSockets: spec.allow_sockets.map(normalizePath) } : {}),
   }
+}
+
+/** What the spec's parts add to: mounts, environment, scratch dirs. */
+interface SpecAcc {
+  binds: Bind[]
+  env: Record<string, string>
+  tmpfsDirs: string[]
+}
+
+/** What the spec's project-shaped entries mount: cwd, workspace, projects, temp clones, mounts. */
+function projectBinds(spec: Spec, projMode: MountMode, cloneDir: string): Bind[] {
+  const type = spec.session_type
+  const binds: Bind[] = []
+  binds.push({ path: spec.cwd, mode: projMode, kind: 'project', what: 'cwd', workdir: true })
+  if (spec.workspace) binds.push({ path: spec.workspace, mode: projMode, kind: 'project', what: 'workspace' })
+  ;(spec.projects ?? []).forEach((p, i) => binds.push({ path: p, mode: projMode, kind: 'project', what: `projects[${i}]` }))
+  ;(spec.temp_clones ?? []).forEach((p, i) => {
+    if (!isWithin(real(p), real(cloneDir)) || normalizePath(real(p)) === normalizePath(real(cloneDir))) {
+      throw fail(`spec temp_clones[${i}] ${p} is not inside the DevAIFlow clone dir ${cloneDir}`, 'temp clones live under $XDG_CACHE_HOME/devaiflow/clones (or devaiflow.clone_dir)')
+    }
+    binds.push({ path: p, mode: projMode, kind: 'clone', what: `temp_clones[${i}]` })
+  })
+  const projectRoots = binds.map(b => real(b.path))
+  ;(spec.mounts ?? []).forEach((m, i) => {
+    if (m.mode === 'rw' && projMode === 'ro') {
+      const r = real(m.path)
+      if (projectRoots.some(p => isWithin(r, p) || isWithin(p, r))) {
+        throw fail(`spec mounts[${i}] ${m.path}: a read-write mount overlapping the project in a ${type} session`, `${type} sessions keep the project read-only; use a development session to edit code`)
+      }
+    }
+    binds.push({ path: m.path, mode: m.mode, kind: 'extra', what: `mounts[${i}]` })
+  })
+
+  return binds
+}
+
+/** Claude Code's config dir: conversations read-write, configuration read-only, secrets never. */
+function claudeConfigBinds(spec: Spec, dir: string, home: string, pipe: PipelineOptions, acc: SpecAcc): void {
+  const { binds, env, tmpfsDirs } = acc
+  const type = spec.session_type
+  const c = normalizePath(dir)
+  if (!isDir(c)) throw fail(`spec claude_config_dir ${c} is not a directory`, 'pass $CLAUDE_CONFIG_DIR or ~/.claude of the host')
+  const projects = join(c, 'projects')
+  // Checked before creating anything: a claude_config_dir pointing into ~/.ssh must not get a projects/ dir.
+  const early = checkMount(projects, home, pipe.sensitive)
+  if (early) throw fail(`refusing to mount spec claude_config_dir (projects/): ${early}`, 'pass $CLAUDE_CONFIG_DIR or ~/.claude of the host', 'SENSITIVE_PATH')
+  // Only this session's projects' directories (claude-data.ts): other projects' transcripts and
+  // auto-memory are neither readable nor writable; memory/ is read-only outside development.
+  const sessionPaths = [spec.cwd, ...(spec.workspace ? [spec.workspace] : []), ...(spec.projects ?? []), ...(spec.temp_clones ?? [])]
+  try {
+    mkdirSync(projects, { recursive: true, mode: 0o700 })
+    for (const b of claudeDataBinds(c, sessionPaths, type)) binds.push({ ...b, kind: 'claude' })
+  } catch (e) {
+    throw fail(`cannot create ${projects} or a project directory in it (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check the permissions of the Claude config dir')
+  }
+  for (const item of CLAUDE_READ_ONLY) {
+    const p = join(c, item)
+    if (existsSync(p)) binds.push({ path: p, mode: 'ro', kind: 'claude', what: `claude_config_dir (${item})` })
+  }
+  // Under $HOME the sandbox's own writable home is the parent; elsewhere it needs a scratch dir.
+  if (!isWithin(c, normalizePath(home))) tmpfsDirs.push(c)
+  if (c !== join(normalizePath(home), '.claude')) env.CLAUDE_CONFIG_DIR = c
+}
+
+/**
+ * DevAIFlow's own directories, so `daf note`, `daf jira create` (which renames the session) and
+ * `daf info` work inside against the same files. Returns config files to keep read-only.
+ */
+function devaiflowBinds(d: NonNullable<Spec['devaiflow']>, home: string, cloneDir: string, acc: SpecAcc): string[] {
+  const { binds, env } = acc
+  const readOnlyExtra: string[] = []
+  const data = normalizePath(d.data_dir)
+  const cfg = normalizePath(d.config_dir)
+  binds.push({ path: data, mode: 'rw', kind: 'devaiflow', what: 'devaiflow.data_dir' })
+  if (data === cfg) {
+    env.DEVAIFLOW_HOME = data
+    for (const f of DEVAIFLOW_CONFIG_FILES) if (existsSync(join(data, f))) readOnlyExtra.push(join(data, f))
+  } else {
+    binds.push({ path: cfg, mode: 'ro', kind: 'devaiflow', what: 'devaiflow.config_dir' })
+    Object.assign(env, xdgFor('devaiflow.data_dir', data, 'XDG_DATA_HOME', join(home, '.local', 'share')))
+    Object.assign(env, xdgFor('devaiflow.config_dir', cfg, 'XDG_CONFIG_HOME', join(home, '.config')))
+  }
+  if (d.state_dir) {
+    const st = normalizePath(d.state_dir)
+    binds.push({ path: st, mode: 'rw', kind: 'devaiflow', what: 'devaiflow.state_dir' })
+    if (data !== cfg) Object.assign(env, xdgFor('devaiflow.state_dir', st, 'XDG_STATE_HOME', join(home, '.local', 'state')))
+  }
+  if (basename(cloneDir) === 'clones' && basename(dirname(cloneDir)) === 'devaiflow') {
+    const xdgCache = dirname(dirname(cloneDir))
+    if (xdgCache !== join(normalizePath(home), '.cache')) env.XDG_CACHE_HOME = xdgCache
+  }
+  return readOnlyExtra
+}
+
+/** env_pass values (returned apart: the runtime never stores them) and the daf variables (into env). */
+function specEnvironment(spec: Spec, callerEnv: Env, env: Record<string, string>): Record<string, string> {
+  // env_pass values travel apart from `env`: the runtime hands them to podman at create and never
+  // stores them (src/sandbox/description.ts).
+  const passEnv: Record<string, string> = {}
+  for (const k of spec.env_pass ?? []) {
+    const v = callerEnv[k]
+    if (v === undefined) continue
+    const r = envValue.safeParse(v)
+    if (!r.success) throw fail(`spec env_pass ${k}: the caller's value ${r.error.issues[0]!.message}`, 'fix the variable in the environment daf runs in')
+    passEnv[k] = v
+  }
+  if (spec.daf) {
+    if (spec.daf.in_session !== false) env.DEVAIFLOW_IN_SESSION = '1'
+    if (spec.daf.session_name) {
+      env.DAF_SESSION_NAME = spec.daf.session_name
+      env.CS_SESSION_NAME = spec.daf.session_name
+    }
+    if (spec.daf.command) env.DAF_COMMAND = spec.daf.command
+    if (spec.daf.agent_session_id) env.AI_AGENT_SESSION_ID = spec.daf.agent_session_id
+  }
+  return passEnv
 }
 
 /** The pipeline's inputs from the effective configuration (sensitive paths, scan bounds). */
