@@ -63,12 +63,9 @@ export interface PlanContext {
   configLoad: LoadOptions | undefined
 }
 
-/** Validates and resolves CreateOptions into everything podman will be given. No side effects. */
-export async function planCreate(o: CreateOptions, rc: PlanContext): Promise<Plan> {
-  const name = o.name !== undefined ? check(sandboxName, o.name, 'sandbox name', 'e.g. --name my-box') : undefined
-  const image = o.image ?? SANDBOX_IMAGE
-  checkImageRef(image)
-  for (const [k, v] of Object.entries(o.env)) {
+/** Environment (both kinds), labels and provider names: valid, and no variable podshell sets. */
+function checkStrings(o: CreateOptions): void {
+  for (const [k, v] of [...Object.entries(o.env), ...Object.entries(o.passEnv ?? {})]) {
     check(envKey, k, 'environment variable name')
     check(envValue, v, `value of environment variable ${k}`)
     if (RESERVED_ENV.has(k.toUpperCase())) {
@@ -80,6 +77,14 @@ export async function planCreate(o: CreateOptions, rc: PlanContext): Promise<Pla
     check(labelValue, v, `label ${k}`)
   }
   for (const p of o.providers) check(objectName, p, 'provider name')
+}
+
+/** Validates and resolves CreateOptions into everything podman will be given. No side effects. */
+export async function planCreate(o: CreateOptions, rc: PlanContext): Promise<Plan> {
+  const name = o.name !== undefined ? check(sandboxName, o.name, 'sandbox name', 'e.g. --name my-box') : undefined
+  const image = o.image ?? SANDBOX_IMAGE
+  checkImageRef(image)
+  checkStrings(o)
   const cpus = o.cpu !== undefined ? parseCpu(o.cpu) : undefined
   const memory = o.memory !== undefined ? parseMemory(o.memory) : undefined
   // Limits: the configured bounds (validated here, before any podman call) and the pids cgroup,

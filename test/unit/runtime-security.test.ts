@@ -108,6 +108,14 @@ describe('SandboxRuntime.create (library API) enforces the mount and enterprise 
     expect(podmanCalls()).toEqual(['--version'])
   })
 
+  it('passEnv (env_pass values) is validated like --env: a proxy variable is refused before podman', async () => {
+    const rt = await runtime()
+    writeFileSync(join(root, 'seccomp.json'), '{}')
+    const e = await refusal(rt.create(base({ passEnv: { HTTPS_PROXY: 'http://evil.example:8080' }, seccompProfile: join(root, 'seccomp.json') })))
+    expect(e.oneLine()).toMatch(/HTTPS_PROXY is set by podshell/)
+    expect(podmanCalls()).toEqual(['--version'])
+  })
+
   it('options secured once cannot be widened afterwards: frozen, and a widened copy is secured again', async () => {
     const { options } = await secureCreateOptions(base(), env, { enterpriseDefaultPath: join(root, 'none.yaml') })
     expect(() => (options.mounts as unknown[]).push({ source: join(home, '.ssh'), target: '/k', mode: 'ro' })).toThrow(TypeError)
