@@ -253,7 +253,7 @@ export async function streamUpload(podman: Podman, sandbox: string, plan: Upload
   await sent
   const r = await x.done
   if (feedError) {
-    throw new PodshellError(`upload failed reading ${feedError instanceof Error ? feedError.message : JSON.stringify(feedError)}`, { hint: 'a file changed or vanished while it was read; retry', code: 'UPLOAD_FAILED' })
+    throw new PodshellError(`upload failed reading ${feedError instanceof Error ? feedError.message : typeof feedError === 'string' ? feedError : JSON.stringify(feedError)}`, { hint: 'a file changed or vanished while it was read; retry', code: 'UPLOAD_FAILED' })
   }
   if (r.code !== 0) {
     throw new PodshellError(`upload into sandbox ${sandbox} failed: ${firstLine(r.stderr)}`, {
