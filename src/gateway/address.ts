@@ -52,7 +52,6 @@ export function canonicalizeHost(raw: string): CanonicalHost {
   if (raw.length > MAX_HOST + 2) throw new HostError('host is too long')
   if (/[\r\n\0]/.test(raw)) throw new HostError('host contains CR, LF or NUL')
   if (/[\s@#/\\?%]/.test(raw)) throw new HostError('host contains a forbidden character (space, @, #, /, \\, ? or %)')
-  // eslint-disable-next-line no-control-regex
   if (/[^\x21-\x7e]/.test(raw)) throw new HostError('host contains non-ASCII or control characters (use the punycode xn-- form)')
   if (raw.startsWith('[') || raw.includes(':')) {
     const inner = raw.startsWith('[') ? (raw.endsWith(']') ? raw.slice(1, -1) : '') : raw

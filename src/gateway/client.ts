@@ -126,7 +126,7 @@ export class GatewayClient {
           return finish(new PodshellError('the gateway sent an invalid reply', { code: 'GATEWAY_PROTOCOL' }))
         }
         if (msg.ok === false) {
-          return finish(new PodshellError(`gateway ${String(req.op)} failed: ${String(msg.error ?? 'unknown error')}`, { code: 'GATEWAY_ERROR' }))
+          return finish(new PodshellError(`gateway ${String(req.op)} failed: ${typeof msg.error === 'string' ? msg.error : msg.error == null ? 'unknown error' : JSON.stringify(msg.error)}`, { code: 'GATEWAY_ERROR' }))
         }
         const { id: _id, ok: _ok, ...rest } = msg
         void _id

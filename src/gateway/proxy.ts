@@ -346,7 +346,7 @@ export class SandboxProxy {
           s.once('connect', () => {
             clearTimeout(t)
             s.removeAllListeners('error')
-            resolve({ socket: s, ip: a.text, arm: relay ? relay.arm : () => undefined })
+            resolve({ socket: s, ip: a.text, arm: relay ? () => relay.arm() : () => undefined })
           })
           s.once('error', e => {
             clearTimeout(t)

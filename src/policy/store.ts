@@ -77,7 +77,7 @@ export class PolicyStore {
     })
   }
 
-  private readJson(file: string): unknown | undefined {
+  private readJson(file: string): unknown {
     const text = readFileIfExists(file)
     if (text === undefined) return undefined
     try {
@@ -133,6 +133,7 @@ export class PolicyStore {
     const { policy: valid } = validatePolicy(policy, source)
     const yaml = policyToYaml(valid)
     const hash = policyHash(valid)
+    // eslint-disable-next-line no-control-regex -- control characters are what this strips from the label
     const src = source.replace(/[\0-\x1f\x7f]/g, ' ').slice(0, MAX_SOURCE)
     return this.withLock(() => {
       const revs = this.readRevisions()

@@ -39,7 +39,7 @@ export async function currentSandboxCa(data: string, env: Env): Promise<Ca> {
 export async function rotateSandboxCa(data: string, env: Env): Promise<{ ca: Ca; previous: string | undefined }> {
   const r = await rotateCa(data, caIdentity())
   const inUse = new Set<string>()
-  let names: string[] = []
+  let names: string[]
   try {
     names = readdirSync(sandboxesDir(data))
   } catch {

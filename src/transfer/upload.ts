@@ -94,7 +94,7 @@ function isIgnored(matchers: readonly Matcher[], abs: string, isDir: boolean): b
   return ignored
 }
 
-function kindOf(st: Stats): 'file' | 'directory' | 'symlink' | string {
+function kindOf(st: Stats): string {
   if (st.isFile()) return 'file'
   if (st.isDirectory()) return 'directory'
   if (st.isSymbolicLink()) return 'symlink'
@@ -253,7 +253,7 @@ export async function streamUpload(podman: Podman, sandbox: string, plan: Upload
   await sent
   const r = await x.done
   if (feedError) {
-    throw new PodshellError(`upload failed reading ${feedError instanceof Error ? feedError.message : String(feedError)}`, { hint: 'a file changed or vanished while it was read; retry', code: 'UPLOAD_FAILED' })
+    throw new PodshellError(`upload failed reading ${feedError instanceof Error ? feedError.message : typeof feedError === 'string' ? feedError : JSON.stringify(feedError)}`, { hint: 'a file changed or vanished while it was read; retry', code: 'UPLOAD_FAILED' })
   }
   if (r.code !== 0) {
     throw new PodshellError(`upload into sandbox ${sandbox} failed: ${firstLine(r.stderr)}`, {

@@ -238,7 +238,7 @@ export class HostExecWatcher {
   }
 
   private checkInner(root: string, rel: string, changedAt?: number): number {
-    let n = this.checkBareLayout(root, rel)
+    const n = this.checkBareLayout(root, rel)
     const m = matchHostExec(rel, this.rules)
     if (!m) return n
     const top = join(root, m.matched)

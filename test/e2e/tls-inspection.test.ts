@@ -46,16 +46,16 @@ network_policies:
   github:
     name: github
     endpoints:
-      - { host: api.tls.test, port: ${P}, protocol: rest, enforcement: enforce, access: read-only, allowed_ips: [${ip}] }
-      - { host: git.tls.test, port: ${P}, protocol: rest, enforcement: enforce, access: read-only, allowed_ips: [${ip}] }
-      - { host: front.tls.test, port: ${P}, protocol: rest, enforcement: enforce, access: full, allowed_ips: [${ip}] }
-      - { host: wrong.tls.test, port: ${wrong.port}, protocol: rest, enforcement: enforce, access: read-only, allowed_ips: [${ip}] }
-      - { host: rogue.tls.test, port: ${rogue.port}, protocol: rest, enforcement: enforce, access: read-only, allowed_ips: [${ip}] }
+      - { host: api.tls.test, port: ${P}, protocol: rest, enforcement: enforce, access: read-only, allowed_ips: [${ip.join(',')}] }
+      - { host: git.tls.test, port: ${P}, protocol: rest, enforcement: enforce, access: read-only, allowed_ips: [${ip.join(',')}] }
+      - { host: front.tls.test, port: ${P}, protocol: rest, enforcement: enforce, access: full, allowed_ips: [${ip.join(',')}] }
+      - { host: wrong.tls.test, port: ${wrong.port}, protocol: rest, enforcement: enforce, access: read-only, allowed_ips: [${ip.join(',')}] }
+      - { host: rogue.tls.test, port: ${rogue.port}, protocol: rest, enforcement: enforce, access: read-only, allowed_ips: [${ip.join(',')}] }
   cdn:
     name: cdn
     endpoints:
-      - { host: other.tls.test, port: ${P}, allowed_ips: [${ip}] }
-      - { host: skip.tls.test, port: ${P}, tls: skip, allowed_ips: [${ip}] }
+      - { host: other.tls.test, port: ${P}, allowed_ips: [${ip.join(',')}] }
+      - { host: skip.tls.test, port: ${P}, tls: skip, allowed_ips: [${ip.join(',')}] }
 `)
   writeFileSync(join(dir, 'policy-fed.yaml'), readFileSync(policy, 'utf8'))
   name = uniqueName('tls')

@@ -116,7 +116,7 @@ function tunnel(target: string, socketPath = sock): Promise<{ status: number; so
     r.on('connect', (m: IncomingMessage, s: Socket, head: Buffer) => {
       if (m.statusCode !== 200) {
         let body = head.toString()
-        s.on('data', d => (body += d))
+        s.on('data', d => (body += d.toString()))
         s.on('end', () => res({ status: m.statusCode!, socket: s, body }))
         s.on('close', () => res({ status: m.statusCode!, socket: s, body }))
       } else res({ status: 200, socket: s, body: '' })
@@ -137,7 +137,7 @@ function raw(bytes: string | Buffer, socketPath = sock, waitMs = 2000): Promise<
     const c = netConnect(socketPath, () => c.write(bytes))
     let out = ''
     const t = setTimeout(() => c.destroy(), waitMs)
-    c.on('data', d => (out += d))
+    c.on('data', d => (out += d.toString()))
     c.on('close', () => {
       clearTimeout(t)
       res(out)
@@ -151,7 +151,7 @@ function getThrough(s: Socket, host: string, path: string): Promise<string> {
   return new Promise(res => {
     let out = ''
     s.on('data', d => {
-      out += d
+      out += d.toString()
       if (/\r\n\r\n/.test(out) && /content-length: (\d+)/i.test(out)) {
         const len = Number(/content-length: (\d+)/i.exec(out)![1])
         const bodyStart = out.indexOf('\r\n\r\n') + 4
@@ -198,8 +198,8 @@ beforeAll(async () => {
   })
   upstream.on('upgrade', (_req, s: Socket, head: Buffer) => {
     s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
-    if (head.length) s.write(`echo:${head}`)
-    s.on('data', d => s.write(`echo:${d}`))
+    if (head.length) s.write(`echo:${head.toString()}`)
+    s.on('data', d => s.write(`echo:${d.toString()}`))
     s.on('end', () => s.end())
   })
   await new Promise<void>(r => upstream.listen(0, '127.0.0.1', r))

@@ -54,7 +54,7 @@ function echoServer(issue: (name: string) => Promise<{ context: import('node:tls
   s.on('secureConnection', () => upstreamConnections++)
   s.on('upgrade', (_req, sock: Socket) => {
     sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
-    sock.on('data', d => sock.write(`echo:${d}`))
+    sock.on('data', d => sock.write(`echo:${d.toString()}`))
   })
   return s
 }

@@ -404,161 +404,165 @@ const KEY_PATH =
   /^(\(document\)|(?:[A-Za-z_][A-Za-z0-9_-]*|\["(?:[^"\\]|\\.)*"\])(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[\d+\]|\["(?:[^"\\]|\\.)*"\])*): \S/
 
 describe('policy parser fuzzing', () => {
-  it(`survives ${COUNT} mutated documents (seed ${SEED})`, async () => {
-    const fixtures = readdirSync(fixturesDir)
-      .filter(f => /\.ya?ml$/.test(f))
-      .map(f => readFileSync(join(fixturesDir, f), 'utf8'))
-    expect(fixtures.length).toBeGreaterThan(0)
-    const parsedFixtures = fixtures.map(t => parseYaml(t) as Record<string, unknown>)
+  it(
+    `survives ${COUNT} mutated documents (seed ${SEED})`,
+    async () => {
+      const fixtures = readdirSync(fixturesDir)
+        .filter(f => /\.ya?ml$/.test(f))
+        .map(f => readFileSync(join(fixturesDir, f), 'utf8'))
+      expect(fixtures.length).toBeGreaterThan(0)
+      const parsedFixtures = fixtures.map(t => parseYaml(t) as Record<string, unknown>)
 
-    setFlagsFromString('--expose-gc')
-    const gc = runInNewContext('gc') as () => void
-    gc()
-    const heapBefore = process.memoryUsage().heapUsed
-    let heapPeak = heapBefore
+      setFlagsFromString('--expose-gc')
+      const gc = runInNewContext('gc') as () => void
+      gc()
+      const heapBefore = process.memoryUsage().heapUsed
+      let heapPeak = heapBefore
 
-    const counts = { total: 0, valid: 0, rejected: 0, crashes: 0, badMessages: 0, roundTripFailures: 0 }
-    const byStrategy: Record<string, { n: number; valid: number; rejected: number; parse_ms: number; bytes: number }> = {}
-    const failures: string[] = []
-    const durations: number[] = []
-    let bytes = 0
-    let slowest = { ms: 0, strategy: '', bytes: 0 }
-    const objectNames = Object.keys(objectMutations)
-    const textNames = Object.keys(textMutations)
-    const t0 = performance.now()
+      const counts = { total: 0, valid: 0, rejected: 0, crashes: 0, badMessages: 0, roundTripFailures: 0 }
+      const byStrategy: Record<string, { n: number; valid: number; rejected: number; parse_ms: number; bytes: number }> = {}
+      const failures: string[] = []
+      const durations: number[] = []
+      let bytes = 0
+      let slowest = { ms: 0, strategy: '', bytes: 0 }
+      const objectNames = Object.keys(objectMutations)
+      const textNames = Object.keys(textMutations)
+      const t0 = performance.now()
 
-    // The first documents each lead with one strategy in turn, so every strategy runs even in a
-    // short run (PODSHELL_FUZZ_COUNT=50); after them the choice is random.
-    const allNames = [...objectNames, ...textNames]
-    for (let i = 0; i < COUNT; i++) {
-      const doc = structuredClone(pick(parsedFixtures)) ?? {}
-      const applied: string[] = []
-      const forced = allNames[i]
-      if (forced !== undefined && objectNames.includes(forced)) {
-        objectMutations[forced]!(doc)
-        applied.push(forced)
-      }
-      const rounds = forced !== undefined && textNames.includes(forced) ? 0 : 1 + int(3)
-      for (let r = 0; r < rounds; r++) {
-        if (chance(0.75)) {
-          // Huge arrays cost the most to generate and parse (the yaml package reads ~2-3 MB/s):
-          // they get a quarter of the weight of the other mutations.
-          let name = pick(objectNames)
-          if (name === 'hugeArray' && chance(0.75)) name = pick(objectNames)
-          objectMutations[name]!(doc)
+      // The first documents each lead with one strategy in turn, so every strategy runs even in a
+      // short run (PODSHELL_FUZZ_COUNT=50); after them the choice is random.
+      const allNames = [...objectNames, ...textNames]
+      for (let i = 0; i < COUNT; i++) {
+        const doc = structuredClone(pick(parsedFixtures)) ?? {}
+        const applied: string[] = []
+        const forced = allNames[i]
+        if (forced !== undefined && objectNames.includes(forced)) {
+          objectMutations[forced]!(doc)
+          applied.push(forced)
+        }
+        const rounds = forced !== undefined && textNames.includes(forced) ? 0 : 1 + int(3)
+        for (let r = 0; r < rounds; r++) {
+          if (chance(0.75)) {
+            // Huge arrays cost the most to generate and parse (the yaml package reads ~2-3 MB/s):
+            // they get a quarter of the weight of the other mutations.
+            let name = pick(objectNames)
+            if (name === 'hugeArray' && chance(0.75)) name = pick(objectNames)
+            objectMutations[name]!(doc)
+            applied.push(name)
+          }
+        }
+        let text: string
+        try {
+          text = stringifyYaml(doc, { aliasDuplicateObjects: false, lineWidth: 0 })
+        } catch {
+          text = JSON.stringify(doc) ?? 'null'
+        }
+        if (applied.length === 0 || chance(0.25)) {
+          const name = forced !== undefined && textNames.includes(forced) ? forced : pick(textNames)
+          text = textMutations[name]!(text)
           applied.push(name)
         }
-      }
-      let text: string
-      try {
-        text = stringifyYaml(doc, { aliasDuplicateObjects: false, lineWidth: 0 })
-      } catch {
-        text = JSON.stringify(doc) ?? 'null'
-      }
-      if (applied.length === 0 || chance(0.25)) {
-        const name = forced !== undefined && textNames.includes(forced) ? forced : pick(textNames)
-        text = textMutations[name]!(text)
-        applied.push(name)
-      }
-      const strategy = applied.join('+')
-      const main = applied[0]!
-      const stat = (byStrategy[main] ??= { n: 0, valid: 0, rejected: 0, parse_ms: 0, bytes: 0 })
-      stat.n++
-      counts.total++
-      bytes += text.length
-      stat.bytes += text.length
+        const strategy = applied.join('+')
+        const main = applied[0]!
+        const stat = (byStrategy[main] ??= { n: 0, valid: 0, rejected: 0, parse_ms: 0, bytes: 0 })
+        stat.n++
+        counts.total++
+        bytes += text.length
+        stat.bytes += text.length
 
-      const start = performance.now()
-      const noteSlowest = () => {
-        const ms = performance.now() - start
-        if (ms > slowest.ms) slowest = { ms: +ms.toFixed(1), strategy, bytes: text.length }
-      }
-      try {
-        const { policy, warnings } = parsePolicyText(text, `fuzz#${i}`)
-        durations.push(performance.now() - start)
-        stat.parse_ms += performance.now() - start
-        noteSlowest()
-        counts.valid++
-        stat.valid++
-        for (const w of warnings) if (w.includes('\n')) failures.push(`#${i} ${strategy}: multi-line warning`)
-        const again = parsePolicyText(policyToYaml(policy), 'roundtrip').policy
-        if (policyHash(again) !== policyHash(policy)) {
-          counts.roundTripFailures++
-          failures.push(`#${i} ${strategy}: canonical YAML does not round-trip`)
+        const start = performance.now()
+        const noteSlowest = () => {
+          const ms = performance.now() - start
+          if (ms > slowest.ms) slowest = { ms: +ms.toFixed(1), strategy, bytes: text.length }
         }
-        unenforcedWarnings(policy)
-      } catch (e) {
-        durations.push(performance.now() - start)
-        stat.parse_ms += performance.now() - start
-        noteSlowest()
-        if (!(e instanceof PolicyError)) {
-          counts.crashes++
-          failures.push(
-            `#${i} ${strategy}: crashed with ${(e as Error)?.constructor?.name}: ${String((e as Error)?.message).slice(0, 200)}`,
-          )
-          continue
+        try {
+          const { policy, warnings } = parsePolicyText(text, `fuzz#${i}`)
+          durations.push(performance.now() - start)
+          stat.parse_ms += performance.now() - start
+          noteSlowest()
+          counts.valid++
+          stat.valid++
+          for (const w of warnings) if (w.includes('\n')) failures.push(`#${i} ${strategy}: multi-line warning`)
+          const again = parsePolicyText(policyToYaml(policy), 'roundtrip').policy
+          if (policyHash(again) !== policyHash(policy)) {
+            counts.roundTripFailures++
+            failures.push(`#${i} ${strategy}: canonical YAML does not round-trip`)
+          }
+          unenforcedWarnings(policy)
+        } catch (e) {
+          durations.push(performance.now() - start)
+          stat.parse_ms += performance.now() - start
+          noteSlowest()
+          if (!(e instanceof PolicyError)) {
+            counts.crashes++
+            failures.push(
+              `#${i} ${strategy}: crashed with ${(e as Error)?.constructor?.name}: ${String((e as Error)?.message).slice(0, 200)}`,
+            )
+            continue
+          }
+          counts.rejected++
+          stat.rejected++
+          const bad = e.issues.filter(msg => !KEY_PATH.test(msg) || msg.includes('\n'))
+          if (e.issues.length === 0 || bad.length > 0) {
+            counts.badMessages++
+            failures.push(`#${i} ${strategy}: message without key path: ${JSON.stringify(bad[0] ?? '(no issues)').slice(0, 200)}`)
+          }
+          if (e.oneLine().includes('\n')) failures.push(`#${i} ${strategy}: multi-line error`)
         }
-        counts.rejected++
-        stat.rejected++
-        const bad = e.issues.filter(msg => !KEY_PATH.test(msg) || msg.includes('\n'))
-        if (e.issues.length === 0 || bad.length > 0) {
-          counts.badMessages++
-          failures.push(`#${i} ${strategy}: message without key path: ${JSON.stringify(bad[0] ?? '(no issues)').slice(0, 200)}`)
+        if (i % 500 === 0) {
+          heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)
+          // Let the test runner's RPC breathe during the long synchronous loop.
+          await new Promise(r => setImmediate(r))
         }
-        if (e.oneLine().includes('\n')) failures.push(`#${i} ${strategy}: multi-line error`)
       }
-      if (i % 500 === 0) {
-        heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)
-        // Let the test runner's RPC breathe during the long synchronous loop.
-        await new Promise(r => setImmediate(r))
+
+      const elapsedMs = performance.now() - t0
+      heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)
+      gc()
+      const heapAfter = process.memoryUsage().heapUsed
+      durations.sort((a, b) => a - b)
+      const q = (p: number) => Number(durations[Math.min(durations.length - 1, Math.floor(p * durations.length))]!.toFixed(3))
+
+      const report = {
+        seed: SEED,
+        documents: counts.total,
+        valid: counts.valid,
+        rejected: counts.rejected,
+        crashes: counts.crashes,
+        rejections_without_key_path: counts.badMessages,
+        round_trip_failures: counts.roundTripFailures,
+        input_bytes: bytes,
+        elapsed_ms: Math.round(elapsedMs),
+        parse_ms_total: Math.round(durations.reduce((a, b) => a + b, 0)),
+        per_document_ms: { p50: q(0.5), p99: q(0.99), max: q(1) },
+        slowest_document: slowest,
+        heap_mb: {
+          before: +(heapBefore / 2 ** 20).toFixed(1),
+          peak_sampled: +(heapPeak / 2 ** 20).toFixed(1),
+          after_gc: +(heapAfter / 2 ** 20).toFixed(1),
+          growth_after_gc: +((heapAfter - heapBefore) / 2 ** 20).toFixed(1),
+        },
+        by_strategy: byStrategy,
+        node: process.version,
+        cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? null,
+        first_failures: failures.slice(0, 20),
+        at: new Date().toISOString(),
       }
-    }
+      mkdirSync(join(resultsFile, '..'), { recursive: true })
+      writeFileSync(resultsFile, JSON.stringify(report, null, 2) + '\n')
 
-    const elapsedMs = performance.now() - t0
-    heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)
-    gc()
-    const heapAfter = process.memoryUsage().heapUsed
-    durations.sort((a, b) => a - b)
-    const q = (p: number) => Number(durations[Math.min(durations.length - 1, Math.floor(p * durations.length))]!.toFixed(3))
-
-    const report = {
-      seed: SEED,
-      documents: counts.total,
-      valid: counts.valid,
-      rejected: counts.rejected,
-      crashes: counts.crashes,
-      rejections_without_key_path: counts.badMessages,
-      round_trip_failures: counts.roundTripFailures,
-      input_bytes: bytes,
-      elapsed_ms: Math.round(elapsedMs),
-      parse_ms_total: Math.round(durations.reduce((a, b) => a + b, 0)),
-      per_document_ms: { p50: q(0.5), p99: q(0.99), max: q(1) },
-      slowest_document: slowest,
-      heap_mb: {
-        before: +(heapBefore / 2 ** 20).toFixed(1),
-        peak_sampled: +(heapPeak / 2 ** 20).toFixed(1),
-        after_gc: +(heapAfter / 2 ** 20).toFixed(1),
-        growth_after_gc: +((heapAfter - heapBefore) / 2 ** 20).toFixed(1),
-      },
-      by_strategy: byStrategy,
-      node: process.version,
-      cpus: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? null,
-      first_failures: failures.slice(0, 20),
-      at: new Date().toISOString(),
-    }
-    mkdirSync(join(resultsFile, '..'), { recursive: true })
-    writeFileSync(resultsFile, JSON.stringify(report, null, 2) + '\n')
-
-    expect(failures.slice(0, 10)).toEqual([])
-    expect(counts.total).toBe(COUNT)
-    // Both outcomes, so the fuzzer is not trivially producing only garbage or only the untouched
-    // fixtures; and every strategy ran (all of them once COUNT reaches their number).
-    if (COUNT >= MIX_MIN) {
-      expect(counts.valid).toBeGreaterThan(0)
-      expect(counts.rejected).toBeGreaterThan(0)
-    }
-    for (const name of allNames.slice(0, COUNT)) expect(byStrategy[name]?.n ?? 0, name).toBeGreaterThan(0)
-    // Bounded memory: retained heap after GC stays small however hostile the inputs were.
-    expect(heapAfter - heapBefore).toBeLessThan(64 * 2 ** 20)
-  }, TIMEOUT_MS)
+      expect(failures.slice(0, 10)).toEqual([])
+      expect(counts.total).toBe(COUNT)
+      // Both outcomes, so the fuzzer is not trivially producing only garbage or only the untouched
+      // fixtures; and every strategy ran (all of them once COUNT reaches their number).
+      if (COUNT >= MIX_MIN) {
+        expect(counts.valid).toBeGreaterThan(0)
+        expect(counts.rejected).toBeGreaterThan(0)
+      }
+      for (const name of allNames.slice(0, COUNT)) expect(byStrategy[name]?.n ?? 0, name).toBeGreaterThan(0)
+      // Bounded memory: retained heap after GC stays small however hostile the inputs were.
+      expect(heapAfter - heapBefore).toBeLessThan(64 * 2 ** 20)
+    },
+    TIMEOUT_MS,
+  )
 })

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { ensureCa, rotateCa, loadCaDir, caDir, caForFingerprint, generateCa, prunePreviousCas } from '../../src/tls/ca.js'
+import { ensureCa, rotateCa, caDir, caForFingerprint, generateCa, prunePreviousCas } from '../../src/tls/ca.js'
 import { LeafIssuer, MIN_LEAF_CACHE } from '../../src/tls/leaf.js'
 import {
   buildTruststore, findHostBundle, loadExtraCaFiles, parsePemCerts, prepareSandboxTrust, writeUpstreamRoots,

@@ -10,7 +10,7 @@ import { canonicalizeHost } from '../../src/gateway/address.js'
  * With TLS inspection, OpenShell's L7 rules on HTTPS endpoints are enforced, not refused: no policy
  * warns "plain HTTP only" any more, and the Community base policy's GitHub endpoints are inspected.
  */
-const fixturesDir = process.env.PODSHELL_FIXTURES_DIR ?? fileURLToPath(new URL('../../../shared/fixtures/openshell-policies/', import.meta.url))
+const fixturesDir = process.env.PODSHELL_FIXTURES_DIR ?? fileURLToPath(new URL('../fixtures/openshell-policies/', import.meta.url))
 const files = readdirSync(fixturesDir).filter(f => /\.ya?ml$/.test(f))
 const h = (s: string) => canonicalizeHost(s)
 
