@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { sandboxDir } from '../config/paths.js'
 import { startForward } from '../forward/server.js'
+import { findOnPath } from '../podman/podman.js'
 import { forwardAlive, forwardRecords, listening, readForward, removeForward, type ForwardRecord } from '../forward/state.js'
 import { check, sandboxName } from '../util/validate.js'
 import type { CliContext } from './context.js'
@@ -124,6 +125,10 @@ async function requireReady(ctx: CliContext, n: string): Promise<void> {
 }
 
 async function listen(ctx: CliContext, n: string, spec: ForwardSpec, record: boolean) {
+  // The relay runs the host's socat and nsenter (src/forward/server.ts): say so now, not per connection.
+  for (const tool of ['socat', 'nsenter']) {
+    if (!findOnPath(tool, ctx.env)) throw new PodshellError(`${tool} not found on this host; forwards need it`, { hint: `install it (Debian/Ubuntu: apt-get install ${tool === 'socat' ? 'socat' : 'util-linux'}; Fedora: dnf install ${tool === 'socat' ? 'socat' : 'util-linux'})`, code: 'FORWARD_TOOL_MISSING' })
+  }
   const existing = readForward(ctx.dataDir, n, spec.port)
   if (existing && forwardAlive(existing)) throw new PodshellError(`port ${spec.port} is already forwarded to sandbox ${n}`, { hint: `stop it first: podshell forward stop ${spec.port} ${n}`, code: 'FORWARD_EXISTS' })
   try {
