@@ -127,8 +127,17 @@ export async function extractSafe(input: Readable, dest: string, o: DownloadOpti
           const size = h.size ?? 0
           if (bytes + size > o.maxBytes) throw new PodshellError(`the download is larger than ${o.maxBytes} bytes (entry ${JSON.stringify(rel)} alone is ${size})`, { hint: 'download a smaller path, or raise the limit with --max-bytes', code: 'TRANSFER_LIMIT' })
           ensureDirs(dest, rel, true, 0o755, dirs)
-          clearTarget(abs, rel, o.force)
-          const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+          // O_EXCL|O_NOFOLLOW: never through a symlink, never over anything; only when something is
+          // there does clearTarget decide (refuse, or unlink it with --force) and the open is retried.
+          const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+          let fd: number
+          try {
+            fd = openSync(abs, flags, mode)
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+            clearTarget(abs, rel, o.force)
+            fd = openSync(abs, flags, mode)
+          }
           let written = 0
           try {
             for await (const chunk of entry as AsyncIterable<Buffer>) {
