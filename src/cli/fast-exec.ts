@@ -71,7 +71,7 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
   const session = execSession({ name, command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout })
   writeLastUsed(data, name)
-  const code = await spawnInteractive(rt.bin, ['--runtime', rt.runtime, ...session.args], session.options)
+  const code = await spawnInteractive(rt.bin, ['--runtime', rt.runtime, ...session.args], { ...session.options, signals: process })
   if (PODMAN_EXEC_FAILURE_CODES.has(code)) {
     // Podman's own failure (sandbox gone or stopped)? The full runtime says which, in one line.
     const { explainExecFailure } = await import('./program.js')

@@ -3,10 +3,15 @@ import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:
 import { isAbsolute } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { SANDBOX_IMAGE } from '../images/names.js'
-import { endpointPorts, HostPattern, parseIpNet, PolicySchema, type Endpoint, type NetworkPolicy, type Policy } from '../policy/schema.js'
+import { HostPattern, normalizeHostPattern } from '../rules/host-pattern.js'
+import { compileGlob } from '../rules/glob.js'
+import { isIP } from 'node:net'
+import { parseCidr, cidrWithin } from '../rules/ip.js'
+import { endpointPorts, PolicySchema, type Endpoint, type NetworkPolicy, type Policy } from '../policy/schema.js'
 import { SESSION_TYPES, type CreateOptions, type SessionType } from '../sandbox/types.js'
 import { isWithin } from '../sandbox/sensitive.js'
 import { homeDir, type Env } from './paths.js'
+import { loadExtraCaFiles } from '../tls/pem.js'
 import { configFields, configPath, expandConfigPaths, expandHome, loadUserConfig, readYamlConfig, type UserConfig } from './config.js'
 
 /**
@@ -161,7 +166,7 @@ export interface EffectiveConfig {
   /** A name in policyDir or an absolute path. */
   defaultPolicy: string | undefined
   image: string | undefined
-  resources: { cpu?: string; memory?: string; pids?: number }
+  resources: { cpu?: string; memory?: string; pids?: number; nproc?: number; tmp_size?: string; var_tmp_size?: string; run_size?: string; log_max_size?: string }
   runtime: 'auto' | 'crun' | 'runc'
   readDenyScan: { maxDepth: number; timeoutMs: number }
   /** Mandatory seccomp profile (enterprise), expanded. */
@@ -171,6 +176,8 @@ export interface EffectiveConfig {
   /** Extra sensitive paths (enterprise), expanded. */
   sensitivePaths: string[]
   networkCeiling: Record<string, NetworkPolicy> | undefined
+  /** `tls.extra_ca_files`, enterprise then user (expanded, each checked at load). */
+  tlsExtraCaFiles: string[]
   required: { images: string[] | undefined; readOnlyWorkdir: SessionType[]; sessionType: boolean; defaultSeccomp: boolean }
   /** The enterprise file in force, if any. */
   enterpriseFile: string | undefined
@@ -205,6 +212,7 @@ export function mergeConfigs(user: UserConfig, enterprise: EnterpriseConfig | un
     allowSensitive: e ? e.allow_sensitive ?? false : true,
     sensitivePaths: (e?.sensitive_paths ?? []).map(p => expandHome(p, home)),
     networkCeiling: e?.network_ceiling,
+    tlsExtraCaFiles: [...new Set([...(e?.tls?.extra_ca_files ?? []), ...(u.tls?.extra_ca_files ?? [])])],
     required: {
       images: e?.required?.images,
       readOnlyWorkdir: e ? e.required?.read_only_workdir ?? ['investigation', 'ticket_creation'] : [],
@@ -225,6 +233,8 @@ export function loadEffectiveConfig(env: Env = process.env, opts: LoadOptions = 
   const ent = loadEnterpriseConfig(env, opts)
   const effective = mergeConfigs(user, ent.config, env, { user: userFile, enterprise: ent.file })
   const warnings = [...ent.warnings]
+  // A missing or unparsable CA file is an error now, naming it, not a TLS failure later.
+  if (effective.tlsExtraCaFiles.length > 0) loadExtraCaFiles(effective.tlsExtraCaFiles)
   if (effective.policyDirLocked && effective.policyDir && existsSync(effective.policyDir)) {
     warnings.push(...writableWarnings(effective.policyDir, 'the locked policy_dir'))
   }
@@ -417,10 +427,10 @@ function endpointProblem(u: EndpointLike, bins: string[], c: EndpointLike, cbins
 
 function ipAndBinaryProblem(u: EndpointLike, bins: string[], c: EndpointLike, cbins: string[]): string | undefined {
   for (const ip of u.allowed_ips ?? []) {
-    const un = parseIpNet(ip)
+    const un = parseCidr(ip)
     const inside = un && (c.allowed_ips ?? []).some(cip => {
-      const cn = parseIpNet(cip)
-      return cn !== undefined && cn.v === un.v && cn.prefix <= un.prefix && un.network >= cn.network && un.broadcast <= cn.broadcast
+      const cn = parseCidr(cip)
+      return cn !== undefined && cidrWithin(un, cn)
     })
     if (!inside) return `allowed_ips ${ip} is not within the ceiling's allowed_ips`
   }
@@ -487,13 +497,20 @@ function canon(v: unknown): string {
   return `{${Object.keys(o).filter(k => o[k] !== undefined).sort().map(k => `${JSON.stringify(k)}:${canon(o[k])}`).join(',')}}`
 }
 
-/** Host pattern subset: every host `user` matches, `ceiling` matches. Empty host = IP-only endpoint. */
+/**
+ * Host pattern subset: every host `user` matches, `ceiling` matches. Empty host = IP-only endpoint.
+ * The same matcher the gateway uses (src/rules/host-pattern.ts): a host the gateway would allow is
+ * judged here by the gateway's own rule, so the ceiling and the gateway cannot disagree. A pattern
+ * that rule refuses (`api-[ab].example.com`) covers nothing and is covered by nothing.
+ */
 function hostCovered(user: string, ceiling: string): boolean {
   if (user === '' || ceiling === '') return user === ceiling
-  const up = user.toLowerCase()
-  const cp = ceiling.toLowerCase()
-  if (!/[*?[]/.test(up)) return HostPattern.parse(cp)?.matches(up) ?? false
-  return patternCovered(up, cp, '.')
+  const up = normalizeHostPattern(user)
+  const cp = normalizeHostPattern(ceiling)
+  const c = HostPattern.parse(cp)
+  const u = HostPattern.parse(up)
+  if (!c || !u) return up === cp && isIP(up.replace(/^\[(.*)\]$/, '$1')) !== 0 // IPv6 literals: exact only
+  return c.covers(u)
 }
 
 /**
@@ -527,22 +544,7 @@ function segmentCovered(u: string, c: string): boolean {
 }
 
 function globMatch(glob: string, s: string): boolean {
-  let re = '^'
-  for (let i = 0; i < glob.length; i++) {
-    const ch = glob[i]!
-    if (ch === '*') re += '.*'
-    else if (ch === '?') re += '.'
-    else if (ch === '[') {
-      const close = glob.indexOf(']', i + 1)
-      if (close < 0) re += '\\['
-      else {
-        const body = glob.slice(i + 1, close).replace(/^!/, '^').replace(/\\/g, '\\\\')
-        re += `[${body}]`
-        i = close
-      }
-    } else re += ch.replace(/[.+^${}()|\\\]]/g, '\\$&')
-  }
-  return new RegExp(re + '$', 'i').test(s)
+  return compileGlob(glob).test(s)
 }
 
 /** For the `schema config` command. */

@@ -24,7 +24,8 @@
  *    "nothing matches" for plain HTTP and "narrower than full" for CONNECT: enforce → deny.
  */
 import { canonicalizeHost, parseCidr, checkAddress, classifyAddress, type CanonicalHost, type Cidr, type IpAddress } from './address.js'
-import { compileGlob, type Glob } from './glob.js'
+import { compileGlob, MAX_INSPECTED_HEADER_BYTES, type Glob } from '../rules/glob.js'
+import { HostPattern, hostPatternProblem } from '../rules/host-pattern.js'
 import { providerHosts } from '../credentials/types.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -76,9 +77,9 @@ export interface ProviderAttachment {
 // ---------------------------------------------------------------------------------------------
 
 type HostMatcher =
-  | { readonly kind: 'any' } // hostless endpoint with allowed_ips
+  | { readonly kind: 'ip-only' } // hostless endpoint with allowed_ips: IP literals only, never a name
   | { readonly kind: 'exact'; readonly host: string }
-  | { readonly kind: 'glob'; readonly glob: Glob }
+  | { readonly kind: 'glob'; readonly glob: HostPattern }
   | { readonly kind: 'none'; readonly why: string } // host that can never match (invalid)
 
 interface CompiledQuery {
@@ -115,6 +116,8 @@ export interface CompiledEndpoint {
   /** allowed_ips, plus the host itself when the host is an IP literal (OpenShell's implicit rule). */
   readonly allowedIps: readonly Cidr[] | undefined
   readonly allowEncodedSlash: boolean
+  /** `tls: skip`: CONNECTs to it are always tunnelled, never terminated (src/gateway/tls-terminate.ts). */
+  readonly tlsSkip: boolean
 }
 
 interface CompiledL7 {
@@ -156,6 +159,16 @@ export interface Decision {
   readonly providers: readonly string[]
   /** Endpoints whose address rules the resolved addresses are checked against (allowed decisions). */
   readonly addressRules: readonly AddressRule[]
+  /**
+   * Whether the gateway may resolve the host name (DNS). True only for an ALLOWED decision on a
+   * name that a policy host matched; a denied name, an IP literal, or a name no endpoint names
+   * never reaches a resolver, so a lookup cannot carry data out (`<secret>.attacker.example`).
+   */
+  readonly resolve: boolean
+}
+
+function withResolution(d: Omit<Decision, 'resolve'>, host: CanonicalHost): Decision {
+  return { ...d, resolve: d.allowed && host.kind === 'name' && d.addressRules.length > 0 }
 }
 
 export interface AddressRule {
@@ -194,12 +207,19 @@ const WEBSOCKET_PRESET_METHODS: Record<string, readonly string[]> = {
 function compileHost(ep: EndpointInput): HostMatcher {
   const raw = ep.host
   if (raw === undefined || raw === '') {
-    // OpenShell: a hostless endpoint with allowed_ips matches any host on its ports; the resolved
-    // addresses must then be inside allowed_ips. Without allowed_ips it matches nothing.
-    return ep.allowed_ips && ep.allowed_ips.length > 0 ? { kind: 'any' } : { kind: 'none', why: 'endpoint has no host' }
+    // A hostless endpoint with allowed_ips matches IP-literal destinations inside allowed_ips and
+    // NO name: matching a name would mean resolving an attacker-chosen name to find out whether
+    // its addresses are inside allowed_ips, and that lookup is itself the leak
+    // (`<secret>.attacker.example` reaches the attacker's DNS server). Without allowed_ips it
+    // matches nothing.
+    return ep.allowed_ips && ep.allowed_ips.length > 0 ? { kind: 'ip-only' } : { kind: 'none', why: 'endpoint has no host' }
   }
   const lower = raw.toLowerCase().replace(/\.$/, '')
-  if (lower.includes('*')) return { kind: 'glob', glob: compileGlob(lower, '.') }
+  if (lower.includes('*')) {
+    // The one host-pattern rule (src/rules/host-pattern.ts); an invalid pattern matches nothing.
+    const pat = HostPattern.parse(lower)
+    return pat ? { kind: 'glob', glob: pat } : { kind: 'none', why: `invalid host pattern ${JSON.stringify(raw)}: ${hostPatternProblem(lower)}` }
+  }
   try {
     return { kind: 'exact', host: canonicalizeHost(lower).host }
   } catch {
@@ -211,7 +231,7 @@ function compileQuery(q: L7RuleFieldsInput['query']): CompiledQuery[] {
   if (!q) return []
   return Object.entries(q).map(([key, m]) => {
     const pats = typeof m === 'string' ? [m] : [...(m.any ?? []), ...(m.glob !== undefined ? [m.glob] : [])]
-    return { key, patterns: pats.map(p => compileGlob(p, null)) }
+    return { key, patterns: pats.map(p => compileGlob(p)) }
   })
 }
 
@@ -219,8 +239,8 @@ function compileRule(r: L7RuleFieldsInput, ref: string, side: 'allow' | 'deny'):
   // Allow rules need both method and path (OpenShell's schema requires them; a rule missing one
   // matches nothing, so a half-written allow rule cannot widen access). Deny rules missing one
   // match every value of it: a half-written deny rule errs towards denying.
-  const method = r.method !== undefined && r.method !== '' ? compileGlob(r.method.toUpperCase(), null) : side === 'deny' ? compileGlob('*', null) : undefined
-  const path = r.path !== undefined && r.path !== '' ? compileGlob(r.path, null) : side === 'deny' ? compileGlob('**', null) : undefined
+  const method = r.method !== undefined && r.method !== '' ? compileGlob(r.method.toUpperCase()) : side === 'deny' ? compileGlob('*') : undefined
+  const path = r.path !== undefined && r.path !== '' ? compileGlob(r.path) : side === 'deny' ? compileGlob('**') : undefined
   const query = compileQuery(r.query)
   return { ref, method, path, query, matchesAll: r.method === '*' && (r.path === '**' || r.path === '/**') && query.length === 0 }
 }
@@ -228,7 +248,7 @@ function compileRule(r: L7RuleFieldsInput, ref: string, side: 'allow' | 'deny'):
 function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, index: number): CompiledEndpoint {
   const host = compileHost(ep)
   const ports = new Set<number>(ep.ports && ep.ports.length > 0 ? ep.ports : ep.port !== undefined ? [ep.port] : [])
-  const pathGlob = ep.path !== undefined && ep.path !== '' && ep.path !== '**' ? compileGlob(ep.path, null) : undefined
+  const pathGlob = ep.path !== undefined && ep.path !== '' && ep.path !== '**' ? compileGlob(ep.path) : undefined
   const allowed: Cidr[] = []
   let allowedInvalid = false
   for (const s of ep.allowed_ips ?? []) {
@@ -276,7 +296,16 @@ function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, 
     l7,
     allowedIps: allowed.length > 0 ? allowed : undefined,
     allowEncodedSlash: ep.allow_encoded_slash === true,
+    tlsSkip: ep.tls === 'skip',
   }
+}
+
+/**
+ * Whether the gateway terminates TLS on this endpoint to check each request (OpenShell's auto
+ * mode): an inspectable L7 endpoint (rest, websocket) that is not `tls: skip`.
+ */
+export function terminates(e: CompiledEndpoint): boolean {
+  return e.l7 !== undefined && e.l7.inspectable && !e.tlsSkip
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +356,7 @@ export class PolicyEngine {
     return this.providers.filter(p => p.hosts.some(m => hostMatches(m, host))).map(p => p.name)
   }
 
-  private noMatch(host: CanonicalHost, port: number, layer: 'l4' | 'l7', rule = '-'): Decision {
+  private noMatch(host: CanonicalHost, port: number, layer: 'l4' | 'l7', rule = '-'): Omit<Decision, 'resolve'> {
     const reason = this.policyCount === 0 || this.endpoints.length === 0
       ? 'network connections not allowed by policy'
       : `endpoint ${host.host}:${port} is not allowed by any policy`
@@ -338,16 +367,38 @@ export class PolicyEngine {
     return this.endpoints.filter(e => e.ports.has(port) && hostMatches(e.host, host))
   }
 
-  /** Decision for `CONNECT host:port` (an opaque, usually TLS, tunnel). */
-  decideConnect(host: CanonicalHost, port: number): Decision {
+  /** Whether a CONNECT to host:port is terminated for L7 inspection (any matching endpoint `terminates`). */
+  inspects(host: CanonicalHost, port: number): boolean {
+    return this.matching(host, port).some(terminates)
+  }
+
+  /**
+   * Decision for `CONNECT host:port` (an opaque, usually TLS, tunnel). With `inspect` (the gateway
+   * terminates TLS), endpoints that `terminates()` do not make the CONNECT narrow: each request
+   * inside is decided by decideHttp instead.
+   */
+  decideConnect(host: CanonicalHost, port: number, opts: { inspect?: boolean } = {}): Decision {
+    return withResolution(this.connectDecision(host, port, opts), host)
+  }
+
+  /**
+   * Decision for one plain-HTTP (absolute-form) request; see httpDecision. The host is matched
+   * (and the request judged) BEFORE anything is resolved: `resolve` on the result is the only
+   * permission to look the name up.
+   */
+  decideHttp(req: HttpRequestInfo, opts: { upgrade?: boolean } = {}): Decision {
+    return withResolution(this.httpDecision(req, opts), req.host)
+  }
+
+  private connectDecision(host: CanonicalHost, port: number, opts: { inspect?: boolean }): Omit<Decision, 'resolve'> {
     const eps = this.matching(host, port)
     if (eps.length === 0) return this.noMatch(host, port, 'l4')
     const providers = this.providersFor(host)
     const l7 = eps.filter(e => e.l7)
-    const narrow = l7.filter(e => e.l7!.narrower !== undefined)
+    const narrow = l7.filter(e => e.l7!.narrower !== undefined && !(opts.inspect && terminates(e)))
     const first = eps[0]!
     if (narrow.length === 0) {
-      // Every matching endpoint is L4 or L7 `full` without restrictions: nothing to inspect.
+      // Every matching endpoint is L4, L7 `full` without restrictions, or inspected request by request.
       return {
         allowed: true, mode: 'allow', layer: 'l4', policy: first.policy, policyName: first.policyName,
         rule: `endpoints[${first.index}]`, matched: `${first.policy}.endpoints[${first.index}]`,
@@ -379,9 +430,20 @@ export class PolicyEngine {
    * messages the pipe will carry) with no deny rule for them. Otherwise: denied under enforce,
    * allowed as audit under audit.
    */
-  decideHttp(req: HttpRequestInfo, opts: { upgrade?: boolean } = {}): Decision {
+  private httpDecision(req: HttpRequestInfo, opts: { upgrade?: boolean }): Omit<Decision, 'resolve'> {
     const method = req.method.toUpperCase()
     const byHost = this.matching(req.host, req.port)
+    if (byHost.length > 0 && req.path.length + (req.query?.length ?? 0) > MAX_INSPECTED_HEADER_BYTES) {
+      // Bounded inspection (OpenShell: inspected headers 16 KiB): a longer request target is
+      // refused before any rule sees it, whatever the enforcement mode, so no request costs the
+      // shared gateway more than a bounded amount of matching.
+      const e = byHost[0]!
+      return {
+        allowed: false, mode: 'deny', layer: 'l7', policy: e.policy, policyName: e.policyName, rule: `${method} ${req.path.slice(0, 64)}…`,
+        matched: `${e.policy}.endpoints[${e.index}]`, reason: `request target longer than ${MAX_INSPECTED_HEADER_BYTES} bytes is not inspected`,
+        providers: this.providersFor(req.host), addressRules: [],
+      }
+    }
     if (byHost.length === 0) return this.noMatch(req.host, req.port, 'l4', `${method} ${req.path}`)
     const providers = this.providersFor(req.host)
     const l7eps = byHost.filter(e => e.l7)
@@ -394,7 +456,7 @@ export class PolicyEngine {
       }
     }
     // L7: canonical path per endpoint (allow_encoded_slash may differ between endpoints).
-    const denyOut = (e: CompiledEndpoint, reason: string, matched: string): Decision => ({
+    const denyOut = (e: CompiledEndpoint, reason: string, matched: string): Omit<Decision, 'resolve'> => ({
       allowed: false, mode: 'deny', layer: 'l7', policy: e.policy, policyName: e.policyName,
       rule: `${method} ${req.path}`, matched, reason, providers, addressRules: [],
     })
@@ -474,35 +536,43 @@ function addressRule(e: CompiledEndpoint): AddressRule {
 
 export function hostMatches(m: HostMatcher, host: CanonicalHost): boolean {
   switch (m.kind) {
-    case 'any':
-      return true
+    case 'ip-only':
+      return host.kind === 'ip'
     case 'none':
       return false
     case 'exact':
       return m.host === host.host
     case 'glob':
       // Globs describe DNS names; an IP literal only matches an explicit IP host.
-      return host.kind === 'name' && m.glob.test(host.host)
+      return host.kind === 'name' && m.glob.matches(host.host)
   }
+}
+
+/**
+ * A glob test for one rule side. An invalid glob (unbalanced braces, too many alternatives) never
+ * lets a request through: in an allow rule it matches nothing, in a deny rule it matches everything.
+ */
+function hit(g: Glob, value: string, side: 'allow' | 'deny'): boolean {
+  return g.invalid !== undefined ? side === 'deny' : g.test(value)
 }
 
 function ruleMatches(r: CompiledRule, method: string, path: string, query: Map<string, string[]>, side: 'allow' | 'deny'): boolean {
   if (!r.method || !r.path) return false
-  const methodOk = r.method.test(method) || (method === 'HEAD' && r.method.literal && r.method.pattern === 'GET')
+  const methodOk = hit(r.method, method, side) || (method === 'HEAD' && r.method.literal && r.method.pattern === 'GET')
   if (!methodOk) return false
-  if (!r.path.test(path)) return false
+  if (!hit(r.path, path, side)) return false
   if (r.query.length === 0) return true
   if (side === 'allow') {
     // Every configured key must be present and ALL its values must match.
     return r.query.every(q => {
       const vals = query.get(q.key)
-      return vals !== undefined && vals.length > 0 && vals.every(v => q.patterns.some(p => p.test(v)))
+      return vals !== undefined && vals.length > 0 && vals.every(v => q.patterns.some(p => hit(p, v, side)))
     })
   }
   // Deny: every configured key present and ANY of its values matching fires the rule.
   return r.query.every(q => {
     const vals = query.get(q.key)
-    return vals !== undefined && vals.some(v => q.patterns.some(p => p.test(v)))
+    return vals !== undefined && vals.some(v => q.patterns.some(p => hit(p, v, side)))
   })
 }
 

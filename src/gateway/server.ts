@@ -27,6 +27,7 @@ import { PolicyEngine, type ProviderAttachment, type PolicyInput } from './polic
 import { SandboxProxy, systemResolver, type ProxyLimits, type Resolver } from './proxy.js'
 import { AuditLog, type AuditOptions } from './audit.js'
 import type { IpAddress } from './address.js'
+import { GatewayTls } from '../tls/gateway-tls.js'
 import type { ReloadResult, StatsResult, SandboxStats, PingResult } from './client.js'
 
 // The engine reads only network_policies; the schema's Policy must stay assignable to its input.
@@ -59,6 +60,11 @@ export interface GatewayOptions {
    * a sandbox (or a user's config) can influence turns the SSRF guard off.
    */
   testHooks?: GatewayTestHooks
+  /**
+   * TLS inspection (src/gateway/tls-terminate.ts): load or create the sandbox CA at start and
+   * terminate CONNECTs to inspected endpoints. `gateway serve` turns it on.
+   */
+  tls?: boolean
 }
 
 interface Served {
@@ -87,6 +93,7 @@ export class Gateway {
   private rescanning = false
   private readonly started = Date.now()
   private stopped = false
+  private tls: GatewayTls | undefined
 
   constructor(opts: GatewayOptions) {
     this.dataDir = opts.dataDir
@@ -101,6 +108,11 @@ export class Gateway {
   async start(): Promise<void> {
     mkdirp(gatewayDir(this.dataDir))
     mkdirp(sandboxesDir(this.dataDir))
+    if (this.opts.tls) {
+      this.tls = new GatewayTls(this.dataDir, l => this.log(l))
+      const ca = await this.tls.start()
+      this.log(`TLS inspection on: sandbox CA ${ca.fingerprint.slice(0, 16)}…`)
+    }
     await this.listenControl()
     await this.rescan()
     const every = this.opts.rescanIntervalMs ?? 2000
@@ -154,6 +166,7 @@ export class Gateway {
         resolve: this.opts.testHooks?.resolve ?? systemResolver,
         permitAddress: this.opts.testHooks?.permitAddress,
         limits: this.opts.limits,
+        tls: this.tls ? await this.tls.forSandbox(name) : undefined,
       })
       ;(entry as { proxy: SandboxProxy }).proxy = proxy
       await proxy.listen(sandboxSocket(this.dataDir, name))

@@ -16,8 +16,6 @@ export {
   hostWildcardProblem,
   hostPatternProblem,
   HostPattern,
-  parseIpNet,
-  ipNetIsAlwaysBlocked,
   MAX_POLICY_BYTES,
   MAX_FILESYSTEM_PATHS,
   MAX_PATH_BYTES,

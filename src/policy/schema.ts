@@ -5,6 +5,12 @@ import { z } from 'zod'
 import { isMap, isPair, isScalar, isSeq, parseAllDocuments, stringify, type Document, type Node as YamlNode } from 'yaml'
 import { PodshellError } from '../errors.js'
 import { readFdBounded } from '../util/fs.js'
+import { HostPattern, hostPatternProblem } from '../rules/host-pattern.js'
+import { compileGlob } from '../rules/glob.js'
+import { checkAllowedIpsEntry } from '../rules/ip.js'
+
+// The one host-pattern rule lives in src/rules/host-pattern.ts; re-exported for existing importers.
+export { HostPattern, hostPatternProblem }
 
 /**
  * The OpenShell v1 sandbox policy: the YAML document users hand to `sandbox create --policy`,
@@ -141,37 +147,6 @@ export function hostWildcardProblem(host: string): string | undefined {
   return undefined
 }
 
-function hasWhitespace(s: string): boolean {
-  return /\s/u.test(s)
-}
-
-/** Validity of one DNS-label glob as OpenShell's `glob::Pattern::new` sees it. */
-function labelGlobProblem(label: string): string | undefined {
-  if (label === '**') return undefined
-  if (label.includes('**')) return `recursive wildcard '**' must be an entire DNS label, got '${label}'`
-  let depth = 0
-  for (const ch of label) {
-    if (ch === '[') depth++
-    else if (ch === ']' && depth > 0) depth--
-  }
-  if (depth > 0) return `unclosed '[' in '${label}'`
-  return undefined
-}
-
-/** OpenShell's `HostPattern::new`: returns a reason when the pattern is not a valid host selector. */
-export function hostPatternProblem(pattern: string): string | undefined {
-  if (pattern.length === 0) return 'host pattern must not be empty'
-  if (hasWhitespace(pattern)) return 'host pattern must not contain whitespace'
-  if (/[{}]/.test(pattern)) return 'host pattern must not contain brace alternates; list each host pattern separately'
-  const labels = pattern.toLowerCase().split('.')
-  if (labels.some(l => l === '')) return 'host pattern must not contain empty DNS labels'
-  for (const l of labels) {
-    const p = labelGlobProblem(l)
-    if (p) return `invalid host pattern: ${p}`
-  }
-  return undefined
-}
-
 /** `protocol: tcp` needs a host that policy DNS can answer for. Returns a reason, or undefined. */
 function tcpDnsHostProblem(host: string): string | undefined {
   if (host.trim() !== host) return 'leading or trailing whitespace is not allowed'
@@ -185,142 +160,6 @@ function tcpDnsHostProblem(host: string): string | undefined {
   }
   if (Buffer.byteLength(representative.join('.')) + 1 > 255) return 'selector cannot represent a valid DNS name: longer than 255 bytes'
   return undefined
-}
-
-type GlobTok = { t: 'lit'; c: string } | { t: 'one' } | { t: 'star' }
-
-function tokenizeLabelGlob(p: string): GlobTok[] {
-  const out: GlobTok[] = []
-  for (let i = 0; i < p.length; i++) {
-    const c = p[i]!
-    if (c === '*') {
-      if (out.at(-1)?.t !== 'star') out.push({ t: 'star' })
-    } else if (c === '?') out.push({ t: 'one' })
-    else if (c === '[') {
-      const close = p.indexOf(']', i + 2)
-      if (close < 0) out.push({ t: 'lit', c })
-      else {
-        // A character class is treated as "any one character": conservative for overlap checks.
-        out.push({ t: 'one' })
-        i = close
-      }
-    } else out.push({ t: 'lit', c: c.toLowerCase() })
-  }
-  return out
-}
-
-/** Whether two single-label globs can match a common label (`*` stays within the label). */
-function labelGlobsIntersect(a: string, b: string): boolean {
-  const x = tokenizeLabelGlob(a)
-  const y = tokenizeLabelGlob(b)
-  const memo = new Map<number, boolean>()
-  const go = (i: number, j: number): boolean => {
-    const key = i * (y.length + 1) + j
-    const hit = memo.get(key)
-    if (hit !== undefined) return hit
-    let r: boolean
-    if (i === x.length && j === y.length) r = true
-    else if (i < x.length && x[i]!.t === 'star') r = go(i + 1, j) || (j < y.length && go(i, j + 1))
-    else if (j < y.length && y[j]!.t === 'star') r = go(i, j + 1) || (i < x.length && go(i + 1, j))
-    else if (i < x.length && j < y.length) {
-      const p = x[i]!
-      const q = y[j]!
-      r = (p.t === 'one' || q.t === 'one' || (p.t === 'lit' && q.t === 'lit' && p.c === q.c)) && go(i + 1, j + 1)
-    } else r = false
-    memo.set(key, r)
-    return r
-  }
-  return go(0, 0)
-}
-
-function labelGlobMatches(pattern: string, label: string): boolean {
-  const x = tokenizeLabelGlob(pattern)
-  const s = label.toLowerCase()
-  const memo = new Map<number, boolean>()
-  const go = (i: number, j: number): boolean => {
-    const key = i * (s.length + 1) + j
-    const hit = memo.get(key)
-    if (hit !== undefined) return hit
-    let r: boolean
-    if (i === x.length) r = j === s.length
-    else {
-      const t = x[i]!
-      if (t.t === 'star') r = go(i + 1, j) || (j < s.length && go(i, j + 1))
-      else if (j >= s.length) r = false
-      else r = (t.t === 'one' || t.c === s[j]) && go(i + 1, j + 1)
-    }
-    memo.set(key, r)
-    return r
-  }
-  return go(0, 0)
-}
-
-/** A compiled DNS host pattern: `*` matches within one label, a `**` label matches one or more. */
-export class HostPattern {
-  readonly source: string
-  private readonly labels: string[]
-
-  private constructor(source: string) {
-    this.source = source
-    this.labels = source.split('.')
-  }
-
-  static parse(pattern: string): HostPattern | undefined {
-    return hostPatternProblem(pattern) ? undefined : new HostPattern(pattern.toLowerCase())
-  }
-
-  /** The host itself when it contains no wildcard. */
-  literal(): string | undefined {
-    return /[*?[]/.test(this.source) ? undefined : this.source
-  }
-
-  isUniversal(): boolean {
-    return this.source === '**'
-  }
-
-  matches(host: string): boolean {
-    const h = host.toLowerCase().split('.')
-    if (h.some(l => l === '')) return false
-    const memo = new Map<number, boolean>()
-    const go = (i: number, j: number): boolean => {
-      const key = i * (h.length + 1) + j
-      const hit = memo.get(key)
-      if (hit !== undefined) return hit
-      let r: boolean
-      if (i === this.labels.length) r = j === h.length
-      else if (j >= h.length) r = false
-      else if (this.labels[i] === '**') r = go(i + 1, j + 1) || go(i, j + 1)
-      else r = labelGlobMatches(this.labels[i]!, h[j]!) && go(i + 1, j + 1)
-      memo.set(key, r)
-      return r
-    }
-    return go(0, 0)
-  }
-
-  /** Whether some concrete host matches both patterns. */
-  overlaps(other: HostPattern): boolean {
-    const a = this.labels
-    const b = other.labels
-    const memo = new Map<number, boolean>()
-    const go = (i: number, j: number): boolean => {
-      const key = i * (b.length + 1) + j
-      const hit = memo.get(key)
-      if (hit !== undefined) return hit
-      let r: boolean
-      if (i === a.length && j === b.length) r = true
-      else if (i === a.length || j === b.length) r = false
-      else {
-        const ra = a[i] === '**'
-        const rb = b[j] === '**'
-        // Every step consumes one shared label; a `**` may stay to consume more.
-        const labelsMeet = ra || rb || labelGlobsIntersect(a[i]!, b[j]!)
-        r = labelsMeet && (go(i + 1, j + 1) || (ra && go(i, j + 1)) || (rb && go(i + 1, j)))
-      }
-      memo.set(key, r)
-      return r
-    }
-    return go(0, 0)
-  }
 }
 
 /** Middleware endpoint selector: includes, then exclusions win. */
@@ -342,75 +181,6 @@ class HostSelector {
       return !excluded
     })
   }
-}
-
-interface IpNet {
-  v: 4 | 6
-  network: bigint
-  broadcast: bigint
-  prefix: number
-}
-
-function ipToBigInt(ip: string, v: 4 | 6): bigint {
-  if (v === 4) return ip.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n)
-  let s = ip
-  const embedded = s.match(/^(.*:)(\d+\.\d+\.\d+\.\d+)$/)
-  if (embedded) {
-    const n = ipToBigInt(embedded[2]!, 4)
-    s = `${embedded[1]}${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`
-  }
-  const halves = s.split('::')
-  const head = halves[0] ? halves[0].split(':') : []
-  const tail = halves.length > 1 && halves[1] ? halves[1].split(':') : []
-  const fill = halves.length > 1 ? 8 - head.length - tail.length : 0
-  const groups = [...head, ...Array<string>(Math.max(fill, 0)).fill('0'), ...tail]
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n)
-}
-
-/** Parses `IP` or `IP/prefix` the way Rust's ipnet does (host bits may be set). */
-export function parseIpNet(entry: string): IpNet | undefined {
-  const parts = entry.split('/')
-  if (parts.length > 2) return undefined
-  const ip = parts[0]!
-  if (ip.includes('%')) return undefined
-  const v = isIP(ip)
-  if (v !== 4 && v !== 6) return undefined
-  if (v === 4 && ip.split('.').some(o => o.length > 1 && o.startsWith('0'))) return undefined
-  const bits = v === 4 ? 32 : 128
-  let prefix = bits
-  if (parts.length === 2) {
-    if (!/^\d{1,3}$/.test(parts[1]!)) return undefined
-    prefix = Number(parts[1])
-    if (prefix > bits) return undefined
-  }
-  const addr = ipToBigInt(ip, v)
-  const hostMask = (1n << BigInt(bits - prefix)) - 1n
-  const network = addr & ~hostMask & ((1n << BigInt(bits)) - 1n)
-  return { v, network, broadcast: network | hostMask, prefix }
-}
-
-const V4 = (s: string) => ipToBigInt(s, 4)
-const MAPPED = (v4: bigint) => (0xffffn << 32n) | v4
-
-/**
- * OpenShell's `is_always_blocked_net`: the range touches loopback, link-local or the unspecified
- * address. Such allowed_ips entries are rejected at load time because the proxy blocks those
- * destinations regardless of policy (proxy bypass via loopback, cloud metadata via link-local).
- */
-export function ipNetIsAlwaysBlocked(n: IpNet): boolean {
-  const overlaps = (lo: bigint, hi: bigint) => n.broadcast >= lo && n.network <= hi
-  const contains = (a: bigint) => n.network <= a && a <= n.broadcast
-  if (n.v === 4) {
-    return overlaps(V4('127.0.0.0'), V4('127.255.255.255')) || overlaps(V4('169.254.0.0'), V4('169.254.255.255')) || n.network === 0n
-  }
-  const fe80 = 0xfe80n << 112n
-  if (contains(1n) || contains(0n)) return true
-  if (((n.network >> 112n) & 0xffc0n) === 0xfe80n || contains(fe80)) return true
-  if (n.network >> 32n === 0xffffn) {
-    const v4 = n.network & 0xffffffffn
-    if (v4 >> 24n === 127n || v4 >> 16n === 0xa9fen || v4 === 0n) return true
-  }
-  return contains(MAPPED(V4('127.0.0.1'))) || contains(MAPPED(V4('169.254.0.0'))) || contains(MAPPED(0n))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,7 +366,7 @@ function matcherUsesWildcard(m: unknown): boolean {
 
 /** Simple glob (`*` `?` `[..]`, `*` crossing `/`) test used for MCP method matchers. */
 function globMatchesLiteral(glob: string, s: string): boolean {
-  return labelGlobMatches(glob, s)
+  return compileGlob(glob).test(s)
 }
 
 function methodMatchesToolsCall(method: string): boolean {
@@ -710,6 +480,12 @@ function checkEndpoint(ep: Endpoint, add: AddIssue) {
   }
   const wildcard = hostWildcardProblem(host)
   if (wildcard) add(['host'], wildcard)
+  else if (!tcp && host.trim() !== '' && isIP(host.replace(/^\[(.*)\]$/, '$1')) === 0) {
+    // The gateway matches with the same rule (src/rules/host-pattern.ts): what it could not read
+    // the same way (`[ab]`, `{a,b}`, `?`) is refused here rather than silently matching nothing.
+    const p = hostPatternProblem(host)
+    if (p) add(['host'], p)
+  }
 
   // Ports: `ports` wins over `port` (OpenShell promotes port into ports only when ports is empty).
   const ports = endpointPorts(ep)
@@ -723,13 +499,12 @@ function checkEndpoint(ep: Endpoint, add: AddIssue) {
     })
   }
 
-  // allowed_ips: CIDR/IP syntax; ranges the proxy always blocks are rejected up front.
+  // allowed_ips: the one rule (src/rules/ip.ts checkAllowedIpsEntry) with the gateway's own
+  // always-blocked list: entries the gateway could never honour are refused here, not loaded
+  // silently (partial overlaps are warnings, see validationWarnings).
   allowedIps.forEach((entry, i) => {
-    const net = parseIpNet(entry)
-    if (!net) add(['allowed_ips', i], `invalid CIDR/IP in allowed_ips: ${entry}`)
-    else if (ipNetIsAlwaysBlocked(net)) {
-      add(['allowed_ips', i], `allowed_ips entry ${entry} falls within always-blocked range (loopback/link-local/unspecified); SSRF hardening blocks these destinations regardless of policy`)
-    }
+    const v = checkAllowedIpsEntry(entry)
+    if (!v.ok) add(['allowed_ips', i], v.error)
   })
 
   // Credential signing.
@@ -1311,6 +1086,10 @@ function validationWarnings(p: Policy): string[] {
       if (ep.tls === 'skip' && proto !== undefined && endpointPorts(ep).includes(443)) {
         w.push(`${at('tls')}: 'tls: skip' with L7 rules on port 443: L7 inspection cannot work on encrypted traffic`)
       }
+      ;(ep.allowed_ips ?? []).forEach((entry, j) => {
+        const v = checkAllowedIpsEntry(entry)
+        if (v.ok && v.warning) w.push(`${at('allowed_ips', j)}: ${v.warning}`)
+      })
       if (nonEmpty(ep.path)) {
         const g = globSyntaxProblem(ep.path)
         if (g) w.push(`${at('path')}: ${g}`)

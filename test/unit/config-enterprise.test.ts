@@ -15,6 +15,8 @@ import { parsePolicyText, type Policy } from '../../src/policy/schema.js'
 import { renderTemplate } from '../../src/policy/templates.js'
 import type { CreateOptions } from '../../src/sandbox/types.js'
 import { errorOf } from '../helpers/errors.js'
+import { PolicyEngine } from '../../src/gateway/policy-engine.js'
+import { canonicalizeHost } from '../../src/gateway/address.js'
 
 let root: string
 let env: Record<string, string>
@@ -344,5 +346,35 @@ describe('network ceiling (tighten-only)', () => {
     expect(err.oneLine()).toMatch(/refused by the enterprise configuration .*: network_policies\.\w+\.endpoints\[\d+\] \([^)]+\): not within the enterprise network ceiling/)
     expect(err.oneLine()).toMatch(/\(\+\d+ more\)/)
     expect(() => enforceEnterprise(baseOpts({ sessionType: 'investigation' }), policyOf(renderTemplate('investigation')), e)).not.toThrow()
+  })
+})
+
+describe('enterprise ceiling bypass (issue 10): one host rule for the ceiling and the gateway', () => {
+  it('a ceiling host the gateway would read differently (api-[ab].example.com) is itself a config error', () => {
+    writeEnterprise({ network_ceiling: { api: { endpoints: [{ host: 'api-[ab].example.com', port: 443 }] } } })
+    const line = errorOf(() => load()).oneLine()
+    expect(line).toMatch(/network_ceiling\.api\.endpoints\.0\.host: host pattern 'api-\[ab\]\.example\.com' contains '\['/)
+    expect(line).not.toContain('\n')
+  })
+
+  it.each([
+    ['api.example.com', 'api-1.example.com', false],
+    ['api.example.com', 'api.example.com', true],
+    ['*.example.com', 'api-1.example.com', true],
+    ['api-*.example.com', 'api-1.example.com', true],
+    ['api-*.example.com', 'web-1.example.com', false],
+    ['*.example.com', 'a.b.example.com', false],
+    ['**.example.com', 'a.b.example.com', true],
+  ])('ceiling %s, user host %s: create-time check (enforceEnterprise) agrees with the gateway (%s)', (ceilingHost, userHost, within) => {
+    writeEnterprise({ network_ceiling: { c: { endpoints: [{ host: ceilingHost, port: 443 }] } } })
+    const eff = load().effective
+    const policy = policyOf(stringify({ version: 1, network_policies: { u: { endpoints: [{ host: userHost, port: 443 }] } } }))
+    // The function SandboxRuntime's create path calls (src/sandbox/spec.ts), not the CLI hook.
+    const refuse = () => enforceEnterprise(baseOpts(), policy, eff)
+    if (within) expect(refuse).not.toThrow()
+    else expect(errorOf(refuse).oneLine()).toMatch(new RegExp(`not within the enterprise network ceiling: no ceiling endpoint allows host ${userHost.replace(/\./g, '\\.')}`))
+    // The gateway, given the ceiling as a policy, decides the same way for the user's host.
+    const gw = PolicyEngine.compile({ network_policies: eff.networkCeiling! }).decideConnect(canonicalizeHost(userHost), 443)
+    expect(gw.allowed).toBe(within)
   })
 })

@@ -357,12 +357,24 @@ describe('resolved addresses against allowed decisions', () => {
     expect(lo.allowed).toBe(true) // the policy names it…
     expect(checkResolved(lo, '127.0.0.1', 80, [A('127.0.0.1')]).ok).toBe(false) // …the SSRF guard still refuses it
   })
-  it('a hostless endpoint with allowed_ips matches any name whose addresses are inside it', () => {
+  it('a hostless endpoint with allowed_ips matches IP literals inside it and never a name (issue 9 finding 8)', () => {
     const e = PolicyEngine.compile(one({ port: 8080, allowed_ips: ['192.168.5.0/24'] }))
-    const d = e.decideConnect(H('printer.lan'), 8080)
-    expect(d.allowed).toBe(true)
-    expect(checkResolved(d, 'printer.lan', 8080, [A('192.168.5.9')]).ok).toBe(true)
-    expect(checkResolved(d, 'printer.lan', 8080, [A('8.8.8.8')]).ok).toBe(false)
+    const ip = e.decideConnect(H('192.168.5.9'), 8080)
+    expect(ip.allowed).toBe(true)
+    expect(ip.resolve).toBe(false) // an IP literal is never resolved
+    expect(checkResolved(ip, '192.168.5.9', 8080, [A('192.168.5.9')]).ok).toBe(true)
+    expect(checkResolved(e.decideConnect(H('8.8.8.8'), 8080), '8.8.8.8', 8080, [A('8.8.8.8')]).ok).toBe(false)
+    // A name is denied before anything is resolved: the lookup itself would carry the secret out.
+    const name = e.decideConnect(H('c2VjcmV0.attacker.example'), 8080)
+    expect(name).toMatchObject({ allowed: false, resolve: false })
+    const http = e.decideHttp({ method: 'GET', host: H('c2VjcmV0.attacker.example'), port: 8080, path: '/', query: null })
+    expect(http).toMatchObject({ allowed: false, resolve: false })
+  })
+  it('resolution is permitted only for an allowed decision on a name a policy host matched', () => {
+    const e = PolicyEngine.compile(one({ host: '*.example.com', port: 443 }))
+    expect(e.decideConnect(H('api.example.com'), 443)).toMatchObject({ allowed: true, resolve: true })
+    expect(e.decideConnect(H('api.example.org'), 443)).toMatchObject({ allowed: false, resolve: false })
+    expect(e.decideConnect(H('api.example.com'), 80)).toMatchObject({ allowed: false, resolve: false })
   })
   it('an invalid allowed_ips entry disables the endpoint (fails closed)', () => {
     expect(connect(one({ host: 'a.com', port: 443, allowed_ips: ['not-a-cidr'] }), 'a.com').allowed).toBe(false)
