@@ -265,7 +265,10 @@ export async function streamUpload(podman: Podman, sandbox: string, plan: Upload
     throw new PodshellError(`upload failed reading ${feedError instanceof Error ? feedError.message : String(feedError)}`, { hint: 'a file changed or vanished while it was read; retry', code: 'UPLOAD_FAILED' })
   }
   if (r.code !== 0) {
-    throw new PodshellError(`upload into sandbox ${sandbox} failed: ${firstLine(r.stderr)}`, {
+    // Podman 4.3's exec can drop the output of a command that exits while its stdin is still being
+    // fed (a refused destination fails at once): then the exit code is all there is to say.
+    const why = r.stderr.trim() ? firstLine(r.stderr) : `the sandbox side exited with code ${r.code} and printed no reason`
+    throw new PodshellError(`upload into sandbox ${sandbox} failed: ${why}`, {
       hint: 'choose a destination the agent can write (its home, its workdir, /tmp); nothing was left behind',
       code: 'UPLOAD_FAILED',
     })

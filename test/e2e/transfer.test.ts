@@ -83,7 +83,7 @@ describe('upload', () => {
     const p = join(work, 'proj')
     const ro = await cli(['sandbox', 'upload', name, p, '/usr/share/podshell-x'])
     expect(ro.code).toBe(1)
-    expect(ro.stderr.trim().split('\n').at(-1), ro.stderr).toMatch(/^podshell: upload into sandbox .* failed: .*(Read-only file system|Permission denied).*: choose a destination/)
+    expect(ro.stderr.trim().split('\n').at(-1), ro.stderr).toMatch(/^podshell: upload into sandbox .* failed: .*(Read-only file system|Permission denied|exited with code [1-9]\d* and printed no reason).*: choose a destination/)
     const missing = await cli(['sandbox', 'upload', name, join(work, 'nope')])
     expect(missing.code).toBe(2)
     expect(missing.stderr).toBe(`podshell: local path does not exist: ${join(work, 'nope')}: give an existing file or directory\n`)
