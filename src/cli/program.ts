@@ -15,6 +15,7 @@ import { registerPolicyTemplate } from './template.js'
 import { registerLivePolicy } from './policy-live.js'
 import { register as registerStatus } from './status.js'
 import { register as registerCompletions } from './completions.js'
+import { register as registerForward } from './forward.js'
 
 /**
  * podshell's CLI root. Each area registers its commands; this file only wires them and turns every
@@ -39,6 +40,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerDoctor(program, ctx)
   registerGateway(program, ctx)
   registerLogs(program, ctx)
+  registerForward(program, ctx)
   registerStatus(program, ctx)
   registerCompletions(program, ctx)
   return program

@@ -10,7 +10,7 @@ import { trace } from '../util/trace.js'
 import { PolicyStore } from '../policy/store.js'
 import { sandboxPolicyDir } from '../config/paths.js'
 import { CliContext, collect } from './context.js'
-import { parseOutputFormat, serialize, table } from './output.js'
+import { OK, parseOutputFormat, serialize, table } from './output.js'
 import type { Policy } from '../policy/schema.js'
 import {
   createdSandboxHeader,
@@ -26,6 +26,7 @@ import {
 } from './openshell-format.js'
 import { openRuntime } from './runtime.js'
 import { parseUploadSpec, register as registerTransfer, uploadOne } from './transfer.js'
+import { accessUrl, parseForwardSpec, startBackground, stopSandboxForwards } from './forward.js'
 
 /**
  * `podshell sandbox …` (alias `sb`): OpenShell's verbs and flags. Thin: parse, validate, call the
@@ -53,6 +54,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     .option('--memory <size>', 'memory limit, e.g. 4Gi')
     .option('--upload <LOCAL[:DEST]>', "copy a local file or tree in before the command runs (honours .gitignore; DEST default: the sandbox's home); repeatable", collect, [])
     .option('--no-git-ignore', 'with --upload: upload everything, .gitignore\'d files included')
+    .option('--forward <[bind:]port>', 'forward a host port (loopback by default) to the same port inside, in the background, before the command runs')
     .option('--auto-providers', "create a missing provider that the command needs (e.g. `claude` → claude-code) from this shell's credentials")
     .option('--no-auto-providers', 'never create providers; a provider the command needs and that does not exist is skipped')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']))
@@ -61,6 +63,8 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
   create.action(async (command: string[], flags: CreateFlags) => {
     const format = flags.output ? parseOutputFormat(flags.output) : undefined
     const uploads = (flags.upload ?? []).map(parseUploadSpec)
+    const forward = flags.forward !== undefined ? parseForwardSpec(flags.forward) : undefined
+    if (forward && flags.keep === false) throw new PodshellError('--forward needs a kept sandbox', { hint: 'drop --no-keep', exitCode: 2, code: 'INVALID_INPUT' })
     if (uploads.length && flags.keep === false) throw new PodshellError('--upload needs a kept sandbox', { hint: 'drop --no-keep (with --no-keep the command starts as the sandbox starts: there is no moment to copy files in)', exitCode: 2, code: 'INVALID_INPUT' })
     let opts = hooks.resolveCreate ? await hooks.resolveCreate(flags, command, ctx) : createOptionsFromFlags(flags, command, ctx)
     trace('options resolved')
@@ -79,6 +83,12 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       }
       // Uploads land before the command runs; a failure fails the create (which removes the sandbox).
       for (const u of uploads) await uploadOne(ctx, name, u.local, u.dest, flags.gitIgnore !== false, undefined, { checked: true })
+      if (forward) {
+        await startBackground(ctx, name, forward)
+        ctx.out.note(`  ${OK} Forwarding port ${forward.port} to sandbox ${name} in the background\n`)
+        ctx.out.note(`  Access at: ${accessUrl(forward)}`)
+        ctx.out.note(`  Stop with: podshell forward stop ${forward.port} ${name}`)
+      }
     }
     const res = await rt.create({ ...opts, onReady })
     for (const w of res.warnings) ctx.out.note(`warning: ${w}`)
@@ -138,6 +148,8 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       await gcQuietly(rt, ctx)
       const targets = flags.all ? (await rt.list()).map(s => s.name) : names
       if (flags.all && targets.length === 0) return ctx.out.stdout(noSandboxesToDeleteLine)
+      // A sandbox's forwards end with it (OpenShell stops them first, and says so).
+      for (const n of targets) for (const port of await stopSandboxForwards(ctx.dataDir, n)) ctx.out.note(`${OK} Stopped forward of port ${port} for sandbox ${n}`)
       for (const n of await rt.delete(targets)) ctx.out.stdout(deletedSandboxLine(n))
     })
 
@@ -148,6 +160,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       .action(async (name: string | undefined) => {
         const n = resolveName(name, ctx)
         const rt = await openRuntime(ctx)
+        if (verb === 'stop') for (const port of await stopSandboxForwards(ctx.dataDir, n)) ctx.out.note(`${OK} Stopped forward of port ${port} for sandbox ${n}`)
         const info = verb === 'stop' ? await rt.stop(n) : await rt.start(n)
         ctx.out.stdout(verb === 'stop' ? stoppedSandboxLine(info.name) : startedSandboxLine(info.name))
       })
@@ -252,6 +265,7 @@ export interface CreateFlags {
   autoProviders?: boolean
   upload?: string[]
   gitIgnore?: boolean
+  forward?: string
   [more: string]: unknown
 }
 

@@ -8,6 +8,7 @@ import { download } from '../transfer/download.js'
 import type { CliContext } from './context.js'
 import { openRuntime } from './runtime.js'
 import { OK } from './output.js'
+import { appendLifecycle } from '../gateway/audit.js'
 
 /**
  * `sandbox upload <name> <local> [dest]`, `sandbox download <name> <path> [dest]` and the
@@ -43,7 +44,18 @@ export function register(sb: Command, ctx: CliContext): void {
       await requireRunning(rt, n)
       const to = dest ?? '.'
       ctx.out.note(`Downloading sandbox:${sandboxPath} -> ${to}`)
-      const r = await download(await ctx.podman(), n, sandboxPath, to, { ...limits(flags), force: Boolean(flags.force) })
+      let r: Awaited<ReturnType<typeof download>>
+      try {
+        r = await download(await ctx.podman(), n, sandboxPath, to, { ...limits(flags), force: Boolean(flags.force) })
+      } catch (e) {
+        // A refused archive is the agent attacking the host (or an archive over the limits): it is
+        // in the sandbox's audit log, as every decision about what crosses the boundary.
+        if (e instanceof PodshellError && (e.code === 'DOWNLOAD_REFUSED' || e.code === 'TRANSFER_LIMIT')) {
+          appendLifecycle(ctx.dataDir, n, { event: 'download_failed', path: sandboxPath, dest: to, reason: e.message })
+        }
+        throw e
+      }
+      appendLifecycle(ctx.dataDir, n, { event: 'downloaded', path: sandboxPath, dest: r.target, entries: r.files, bytes: r.bytes })
       ctx.out.note(`${OK} Download complete (${r.files} entries, ${r.bytes} bytes -> ${r.target})`)
     })
 }
@@ -78,6 +90,7 @@ export async function uploadOne(ctx: CliContext, n: string, local: string, dest:
   ctx.out.note(`Uploading ${local} -> sandbox:${dest ?? '~'}`)
   if (plan.filteredEmpty) ctx.out.note(`\u26a0 .gitignore filtering excluded all files in ${local}; uploading unfiltered`)
   await streamUpload(await ctx.podman(), n, plan, target.dir)
+  appendLifecycle(ctx.dataDir, n, { event: 'uploaded', source: local, dest: dest ?? '~', entries: plan.entries.length, bytes: plan.bytes })
   ctx.out.note(`${OK} Upload complete (${plan.entries.length} entries, ${plan.bytes} bytes)`)
 }
 

@@ -60,16 +60,20 @@ function lstatOrUndefined(p: string): Stats | undefined {
  * `parentOnly`) exists as a real directory, creating what is missing. A symlink or a
  * non-directory on the way is refused.
  */
-function ensureDirs(dest: string, rel: string, parentOnly: boolean, dirMode = 0o755): void {
+function ensureDirs(dest: string, rel: string, parentOnly: boolean, dirMode = 0o755, known?: Set<string>): void {
   const parts = rel.split('/')
   if (parentOnly) parts.pop()
   let cur = dest
   for (const p of parts) {
     cur = join(cur, p)
+    // A directory checked (or made) earlier in this extraction is still one: only this process
+    // writes under DEST meanwhile, and it never replaces a directory (clearTarget refuses).
+    if (known?.has(cur)) continue
     const st = lstatOrUndefined(cur)
     if (!st) mkdirSync(cur, { mode: (dirMode & 0o777) | 0o700 })
     else if (st.isSymbolicLink()) throw refuse(`archive entry ${JSON.stringify(rel)} would be written through the symlink ${JSON.stringify(cur)}`)
     else if (!st.isDirectory()) throw refuse(`archive entry ${JSON.stringify(rel)} needs ${JSON.stringify(cur)} to be a directory, and it is not`)
+    known?.add(cur)
   }
 }
 
@@ -94,6 +98,7 @@ export async function extractSafe(input: Readable, dest: string, o: DownloadOpti
   let files = 0
   let bytes = 0
   const regular = new Set<string>()
+  const dirs = new Set<string>()
   const done = new Promise<void>((resolveDone, reject) => {
     ex.on('finish', () => resolveDone())
     ex.on('error', reject)
@@ -113,7 +118,7 @@ export async function extractSafe(input: Readable, dest: string, o: DownloadOpti
       const mode = (h.mode ?? 0o644) & 0o777
       switch (h.type) {
         case 'directory': {
-          ensureDirs(dest, rel, false, mode)
+          ensureDirs(dest, rel, false, mode, dirs)
           entry.resume()
           break
         }
@@ -121,9 +126,18 @@ export async function extractSafe(input: Readable, dest: string, o: DownloadOpti
         case 'contiguous-file': {
           const size = h.size ?? 0
           if (bytes + size > o.maxBytes) throw new PodshellError(`the download is larger than ${o.maxBytes} bytes (entry ${JSON.stringify(rel)} alone is ${size})`, { hint: 'download a smaller path, or raise the limit with --max-bytes', code: 'TRANSFER_LIMIT' })
-          ensureDirs(dest, rel, true)
-          clearTarget(abs, rel, o.force)
-          const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+          ensureDirs(dest, rel, true, 0o755, dirs)
+          // O_EXCL|O_NOFOLLOW: never through a symlink, never over anything; only when something is
+          // there does clearTarget decide (refuse, or unlink it with --force) and the open is retried.
+          const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+          let fd: number
+          try {
+            fd = openSync(abs, flags, mode)
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+            clearTarget(abs, rel, o.force)
+            fd = openSync(abs, flags, mode)
+          }
           let written = 0
           try {
             for await (const chunk of entry as AsyncIterable<Buffer>) {

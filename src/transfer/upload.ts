@@ -223,6 +223,8 @@ done
 ok=1
 `
 
+const SMALL_FILE = 1024 * 1024
+
 /** Streams the plan into the sandbox. Throws a one-line PodshellError when the sandbox side fails. */
 export async function streamUpload(podman: Podman, sandbox: string, plan: UploadPlan, dir: string): Promise<void> {
   const x = execStream(podman, sandbox, EXTRACT_SCRIPT, [dir])
@@ -232,9 +234,16 @@ export async function streamUpload(podman: Podman, sandbox: string, plan: Upload
   const feed = (async () => {
     for (const e of plan.entries) {
       const header = { name: e.name, mode: e.mode, mtime: e.mtime, uid, gid, type: e.type, size: e.size, ...(e.linkname !== undefined ? { linkname: e.linkname } : {}) }
-      if (e.type === 'file') {
+      if (e.type === 'file' && e.size <= SMALL_FILE) {
+        // Small files (most of a source tree) in one read: a stream per file costs more than the file.
+        const body = readFileSync(e.abs)
+        if (body.length !== e.size) throw new Error(`${e.abs} changed size while it was read`)
+        // The callback comes once the entry is in the pack's buffer below its high-water mark
+        // (tar-stream holds the write until the reader drains): backpressure per entry.
+        await new Promise<void>((res, rej) => pack.entry(header, body, err => (err ? rej(err) : res())))
+      } else if (e.type === 'file') {
         const sink = pack.entry(header)
-        await pipeline(createReadStream(e.abs), sink)
+        await pipeline(createReadStream(e.abs, { highWaterMark: 1024 * 1024 }), sink)
       } else {
         await new Promise<void>((res, rej) => pack.entry(header, err => (err ? rej(err) : res())))
       }
@@ -256,7 +265,10 @@ export async function streamUpload(podman: Podman, sandbox: string, plan: Upload
     throw new PodshellError(`upload failed reading ${feedError instanceof Error ? feedError.message : typeof feedError === 'string' ? feedError : JSON.stringify(feedError)}`, { hint: 'a file changed or vanished while it was read; retry', code: 'UPLOAD_FAILED' })
   }
   if (r.code !== 0) {
-    throw new PodshellError(`upload into sandbox ${sandbox} failed: ${firstLine(r.stderr)}`, {
+    // Podman 4.3's exec can drop the output of a command that exits while its stdin is still being
+    // fed (a refused destination fails at once): then the exit code is all there is to say.
+    const why = r.stderr.trim() ? firstLine(r.stderr) : `the sandbox side exited with code ${r.code} and printed no reason`
+    throw new PodshellError(`upload into sandbox ${sandbox} failed: ${why}`, {
       hint: 'choose a destination the agent can write (its home, its workdir, /tmp); nothing was left behind',
       code: 'UPLOAD_FAILED',
     })

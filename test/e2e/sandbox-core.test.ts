@@ -248,7 +248,7 @@ describe('bad input and failures leave nothing behind', () => {
 
   it.each([
     [['sandbox', 'create', '--name', 'Bad_Name', '--', 'true'], /invalid sandbox name "Bad_Name"/],
-    [['sandbox', 'create', '--name', 'a-name-that-is-far-too-long', '--', 'true'], /invalid sandbox name/],
+    [['sandbox', 'create', '--name', 'a-name-that-is-far-too-long-for-a-dns-label-of-sixty-three-chars', '--', 'true'], /invalid sandbox name/],
     [['sandbox', 'create', '--name', '--privileged', '--', 'true'], /invalid sandbox name/],
     [['sandbox', 'create', '--workdir', 'relative/dir', '--', 'true'], /not an absolute path|must be an absolute path/],
     [['sandbox', 'create', '--mount', '/etc/../root:ro', '--', 'true'], /must not contain "\.\."|refusing to mount --mount \/etc\/\.\.\/root/],
