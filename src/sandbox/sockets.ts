@@ -78,7 +78,7 @@ export function socketMasks(
   const dirMasks: string[] = []
   const masked: string[] = []
   for (const m of masks) {
-    let sock = false
+    let sock: boolean
     try {
       sock = lstatSync(m).isSocket()
     } catch {
