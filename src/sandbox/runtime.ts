@@ -50,6 +50,8 @@ import { allowedSockets, isSocketMaskMount, socketMasks } from './sockets.js'
 import { parsePolicyText } from '../policy/schema.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { missingSecretHint } from '../credentials/inject.js'
+import { sysfsNetMasks } from '../podman/sysfs.js'
+import { watchHook } from '../watch/lifecycle.js'
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
 export type Phase = 'Provisioning' | 'Ready' | 'Error' | 'Deleting' | 'Stopping' | 'Stopped' | 'Starting' | 'Unknown'
@@ -275,6 +277,9 @@ export class SandboxRuntime {
     markOperation(this.dataDir, name)
     for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
     this.prepareHomeMountpoints(plan)
+    // Host-executed-file watcher (src/watch/): spawned now, in parallel with the rest; its baseline
+    // and watches are awaited below, BEFORE the agent starts. Never throws.
+    const watching = watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, say: this.say, env: this.env })
     // Before the gateway is asked to serve the sandbox: it signs with the CA this bundle holds.
     const trust = await this.deps.prepareTrust(name)
     const warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
@@ -319,6 +324,7 @@ export class SandboxRuntime {
     for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
     for (const p of plan.maskedSockets) this.deps.audit(name, 'socket_masked', { path: p, reason: 'host unix socket in a mounted tree (allow with --allow-socket)' })
     writeLastUsed(this.dataDir, name)
+    await watching
     step()
     return { secretArgs: creds.secretArgs, trust, warnings }
   }
@@ -387,7 +393,7 @@ export class SandboxRuntime {
   }
 
   private renderContext(values: Record<string, string>): RenderContext {
-    return { values, cgroupLimits: this.podman.rootlessLimits }
+    return { values, cgroupLimits: this.podman.rootlessLimits, podSysfsMasks: sysfsNetMasks(this.podman.version) }
   }
 
   /** Validates and resolves CreateOptions into everything podman will be given. No side effects. */
@@ -654,7 +660,7 @@ export class SandboxRuntime {
       : 'up'
     const user: Record<string, string> = {}
     for (const [k, v] of Object.entries(labels)) if (k.startsWith(L.userPrefix)) user[k.slice(L.userPrefix.length)] = v
-    let mounts: MountSpec[] = []
+    let mounts: MountSpec[]
     try {
       mounts = JSON.parse(labels[L.mounts] || '[]') as MountSpec[]
     } catch {
@@ -694,6 +700,7 @@ export class SandboxRuntime {
         this.deps.audit(name, 'deleting')
         await this.podman.run(['pod', 'rm', '-f', '-t', '2', '--ignore', podName(name)])
       }
+      await watchHook(this.dataDir, name, 'delete', { say: this.say, env: this.env })
       await this.deps.removeCredentials(this.podman, name)
       await this.deps.unregisterFromGateway(name).catch(() => undefined)
       await this.removeState(name)
@@ -706,7 +713,7 @@ export class SandboxRuntime {
   desiredProviders(name: string): { current: string[]; desired: string[] } {
     const spec = peekAgentDescription(this.dataDir, name)
     const current = spec?.providers ?? []
-    let desired = current
+    let desired: string[]
     try {
       desired = JSON.parse(readFileSync(join(sandboxDir(this.dataDir, name), 'providers.desired.json'), 'utf8')) as string[]
     } catch {
@@ -773,6 +780,7 @@ export class SandboxRuntime {
     writePhaseHint(this.dataDir, name, 'stopping')
     this.deps.audit(name, 'stopping')
     await this.podman.run(['pod', 'stop', '-t', '5', podName(name)])
+    await watchHook(this.dataDir, name, 'stop', { say: this.say, env: this.env })
     writePhaseHint(this.dataDir, name, 'stopped')
     this.deps.audit(name, 'stopped')
     return this.get(name)
@@ -783,6 +791,7 @@ export class SandboxRuntime {
     writePhaseHint(this.dataDir, name, 'starting')
     await this.deps.ensureGateway(this.podman, this.say)
     await this.deps.registerWithGateway(name)
+    await watchHook(this.dataDir, name, 'start', { say: this.say, env: this.env })
     try {
       await this.podman.run(['pod', 'start', podName(name)])
     } catch (e) {
@@ -821,6 +830,7 @@ export class SandboxRuntime {
     await this.deps.ensureGateway(this.podman, this.say).catch((e: unknown) => {
       this.say(`warning: the egress gateway is not running, so this command has no network: ${e instanceof Error ? e.message : String(e)}`)
     })
+    await watchHook(this.dataDir, name, 'command', { say: this.say, env: this.env })
     const code = await runInteractive(this.podman, session.args, { ...session.options, signals: this.signals })
     if (PODMAN_EXEC_FAILURE_CODES.has(code)) await this.explainExecFailure(name)
     return code
