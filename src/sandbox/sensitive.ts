@@ -487,7 +487,25 @@ function finish(s: TreeScan, top: string): TreeScan {
   }
   if (f.includes(top)) s.complete = false
   s.frontier = f.sort()
-  const masked = minimal([...s.readDeny, ...s.frontier])
+  // A path with ":" or "," cannot be given to podman's --mount (hostPath refuses it), so a marker,
+  // socket or protected path below such a name could not be masked or bound, and the launch would
+  // fail: a name the agent can plant. Its nearest expressible ancestor is masked instead (never the
+  // root: then the scan is incomplete and the launch fails closed, as before).
+  const inexpressible = (p: string) => /[:,]/.test(p.slice(top.length))
+  const expressible = (p: string) => {
+    let a = p
+    while (a !== top && inexpressible(a)) a = dirname(a)
+    if (a === top) s.complete = false
+    return a
+  }
+  const odd: string[] = []
+  for (const list of [s.readDeny, s.frontier, s.gitEntries, s.agentSettings, s.hookConfigs, s.sockets]) {
+    for (const p of list) if (inexpressible(p)) odd.push(expressible(p))
+  }
+  const clean = (l: string[]) => l.filter(p => !inexpressible(p))
+  s.readDeny = clean(s.readDeny)
+  s.frontier = clean(s.frontier)
+  const masked = minimal([...s.readDeny, ...s.frontier, ...odd.filter(p => p !== top)])
   s.readDeny = masked.sort()
   const hidden = (p: string) => masked.some(m => p !== m && isWithin(p, m))
   s.gitEntries = s.gitEntries.filter(p => !hidden(p)).sort()

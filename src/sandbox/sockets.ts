@@ -27,8 +27,9 @@ import type { MountSpec } from './types.js'
  *   - Landlock's LANDLOCK_ACCESS_FS_MAKE_SOCK restricts creating socket files, not connecting to
  *     existing ones; scoping pathname-socket connects (LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET covers
  *     abstract sockets only) is not in the kernel API.
- * Sockets that appear AFTER start (a dev server started on the host later) are the watcher's job:
- * it reuses `isHostSocketRisk` below. The user can let a sandbox reach a socket on purpose with
+ * Sockets that appear AFTER start (a dev server started on the host later) are not masked: a running
+ * container's mounts cannot be changed; `isHostSocketRisk` below is for the watcher to report them
+ * (not wired yet). The user can let a sandbox reach a socket on purpose with
  * `--allow-socket PATH` (spec `allow_sockets`).
  */
 

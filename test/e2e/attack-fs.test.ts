@@ -443,16 +443,18 @@ except OSError as e:
       const sb = await createSandbox('fsk', { image, workdir: dir, extra: ['--session-type', 'investigation'] })
       own.push(sb)
       const r = await cli(['sandbox', 'exec', '-n', sb, '--', 'python3', '-c', CONNECT_PY, sock])
+      const acceptedFromMasked = accepted
       const line = await expectLogged(sb, /socket_masked/, /\.s\.PGSQL\.5432/)
       // Control: the same connect from a sandbox given the socket on purpose reaches the host server.
       const allowed = await createSandbox('fska', { image, workdir: dir, extra: ['--session-type', 'investigation', '--allow-socket', sock] })
       own.push(allowed)
       const c = await cli(['sandbox', 'exec', '-n', allowed, '--', 'python3', '-c', CONNECT_PY, sock])
-      task.meta.observed = `${r.stdout.trim()}; server accepted ${accepted} connection(s) from the masked sandbox; audit: ${line.slice(0, 160)}`
+      task.meta.observed = `${r.stdout.trim()}; the host server accepted ${acceptedFromMasked} connection(s) from the masked sandbox; audit: ${line.slice(line.indexOf('[event:'), line.indexOf('[event:') + 120)}`
       task.meta.control = `--allow-socket: ${c.stdout.trim()}`
       // EACCES: the empty mask file is read-only (0444), and connect() needs write permission on the path.
       expect(r.stdout).toMatch(/connect: (Connection refused|Permission denied)/)
       expect(r.stdout).not.toContain('HOST-POSTGRES-HELLO')
+      expect(acceptedFromMasked).toBe(0)
       expect(c.stdout).toContain('CONNECTED HOST-POSTGRES-HELLO')
       expect(accepted).toBe(1)
     } finally {

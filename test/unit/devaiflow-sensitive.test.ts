@@ -151,6 +151,21 @@ describe('.ai-read-deny discovery', () => {
     expect(r.frontier).toEqual(r.readDeny)
   })
 
+  it('a marker or protected path under a name podman cannot mount ("," or ":") masks its nearest expressible ancestor instead of failing the launch', async () => {
+    const p = join(home, 'src', 'proj')
+    mkdirSync(join(p, 'sub', 'x,y', '.vscode'), { recursive: true })
+    mkdirSync(join(p, 'docs', 'a:b'), { recursive: true })
+    writeFileSync(join(p, 'docs', 'a:b', '.ai-read-deny'), '')
+    mkdirSync(join(p, 'plain,dir'), { recursive: true })
+    const r = await scanTree(p)
+    expect(r.complete).toBe(true)
+    expect(r.readDeny).toEqual([join(p, 'docs'), join(p, 'sub')])
+    expect(r.agentSettings).toEqual([])
+    // At the top level there is no expressible ancestor but the root: fail closed, as before.
+    mkdirSync(join(p, 'top,level', '.claude'), { recursive: true })
+    expect((await scanTree(p)).complete).toBe(false)
+  })
+
   it('reports an incomplete scan when the time budget runs out before the root is read (callers fail closed)', async () => {
     const p = join(home, 'src', 'proj')
     for (let i = 0; i < 50; i++) mkdirSync(join(p, `d${i}`, 'e'), { recursive: true })
