@@ -24,7 +24,8 @@ import { SANDBOX_NAME_RE } from '../util/validate.js'
 import { PolicyStore, type PolicyRevision } from '../policy/store.js'
 import type { Policy } from '../policy/schema.js'
 import { PolicyEngine, type ProviderAttachment, type PolicyInput } from './policy-engine.js'
-import { SandboxProxy, systemResolver, type ProxyLimits, type Resolver } from './proxy.js'
+import { SandboxProxy, type ProxyLimits, type Resolver } from './proxy.js'
+import { createSandboxResolver } from '../rules/dns.js'
 import { AuditLog, type AuditOptions } from './audit.js'
 import type { IpAddress } from './address.js'
 import type { ReloadResult, StatsResult, SandboxStats, PingResult } from './client.js'
@@ -151,7 +152,8 @@ export class Gateway {
         engine: () => entry.engine,
         policyVersion: () => entry.version,
         audit,
-        resolve: this.opts.testHooks?.resolve ?? systemResolver,
+        // One resolver per sandbox, off libuv's shared thread pool (src/rules/dns.ts).
+        resolve: this.opts.testHooks?.resolve ?? createSandboxResolver(),
         permitAddress: this.opts.testHooks?.permitAddress,
         limits: this.opts.limits,
       })
