@@ -118,6 +118,7 @@ export class Gateway {
     for (const s of this.controlSockets) s.destroy()
     if (this.control) await new Promise<void>(r => this.control!.close(() => r()))
     await Promise.all([...this.served.values()].map(s => s.proxy.close()))
+    for (const s of this.served.values()) s.audit.close() // pending denial summaries are written
     this.served.clear()
     this.log('gateway stopped')
   }
@@ -177,6 +178,7 @@ export class Gateway {
     if (!s) return false
     this.served.delete(name)
     await s.proxy.close()
+    s.audit.close()
     this.log(`stopped serving sandbox ${name}`)
     return true
   }
