@@ -547,7 +547,10 @@ export class AuditLog {
   private denial(host: string, port: number, policy: string | null, reason: string | undefined, sample: { method: string; path: string } | undefined, r: Rendered): void {
     const now = this.now()
     this.rollSecond(Math.floor(now / 1000))
-    const key = `${host}:${port}`
+    // The destination, as OpenShell's aggregator keys it. Refusals with no destination (malformed
+    // requests, connection limits: host "-") are keyed by their reason (first 64 characters) instead, so each
+    // first occurrence is logged and retained; the key count per second is bounded anyway.
+    const key = host === '-' ? `-:${(reason ?? '').slice(0, 64)}` : `${host}:${port}`
     if (!this.seen.has(key) && this.seen.size < MAX_SEEN_DESTINATIONS) {
       // The first denial per destination is the probe an investigation needs: retained.
       this.seen.add(key)
