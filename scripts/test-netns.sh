@@ -9,6 +9,9 @@
 # through an endpoint's allowed_ips, exactly as a LAN test host would be.
 set -euo pipefail
 NS=${PODSHELL_TEST_NETNS:-podshell-test}
+# Callers may run concurrently (every as-test-user.sh call comes here): one at a time.
+exec 9>/run/podshell-test-netns.lock
+flock 9
 if ! ip netns list | grep -qw "$NS"; then
   ip netns add "$NS"
 fi
