@@ -20,6 +20,10 @@ if [ "$(podman info --format '{{.Store.GraphDriverName}}' 2>/dev/null)" != overl
   podman system reset -f >/dev/null 2>&1 || true
 fi
 npm ci --no-audit --no-fund
+# Lint before anything runs: ESLint (type-aware) over src, test, bench and scripts, and the formatter
+# over the files it covers (package.json format:check).
+npm run lint
+npm run format:check
 npm run build
 node dist/cli/main.js doctor
 node dist/cli/main.js image build all --offline

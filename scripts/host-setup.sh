@@ -47,10 +47,13 @@ if ! id "$TEST_USER" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash "$TEST_USER"
 fi
 uid=$(id -u "$TEST_USER")
-# Distinct ranges per user: overlapping ranges would let two users' containers share host ids.
-start=$(( 200000 + 65536 * (uid - 1000) ))
-grep -q "^$TEST_USER:" /etc/subuid || echo "$TEST_USER:$start:65536" >> /etc/subuid
-grep -q "^$TEST_USER:" /etc/subgid || echo "$TEST_USER:$start:65536" >> /etc/subgid
+# Distinct ranges per user: overlapping ranges would let two users' containers share host ids. A new
+# range starts after the highest one in either file (CI makes two users: Podman 4 and Podman 5).
+if ! grep -q "^$TEST_USER:" /etc/subuid || ! grep -q "^$TEST_USER:" /etc/subgid; then
+  start=$(awk -F: 'BEGIN { m = 100000 } NF == 3 && $2 + $3 > m { m = $2 + $3 } END { print m }' /etc/subuid /etc/subgid)
+  grep -q "^$TEST_USER:" /etc/subuid || echo "$TEST_USER:$start:65536" >> /etc/subuid
+  grep -q "^$TEST_USER:" /etc/subgid || echo "$TEST_USER:$start:65536" >> /etc/subgid
+fi
 home=$(getent passwd "$TEST_USER" | cut -d: -f6)
 
 # Overlay storage: rootless Podman here defaults to vfs, which copies the image per container (~20x slower).

@@ -106,7 +106,7 @@ function readJson(name) {
   try {
     return JSON.parse(readFileSync(p, 'utf8'))
   } catch (e) {
-    throw new Error(`${p}: ${e.message}`)
+    throw new Error(`${p}: ${e.message}`, { cause: e })
   }
 }
 

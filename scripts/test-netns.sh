@@ -12,7 +12,8 @@ NS=${PODSHELL_TEST_NETNS:-podshell-test}
 # Callers may run concurrently (every as-test-user.sh call comes here): one at a time.
 exec 9>/run/podshell-test-netns.lock
 flock 9
-if ! ip netns list | grep -qw "$NS"; then
+# (No `ip ... | grep -q` here: with pipefail, grep's early exit can fail the pipeline by SIGPIPE.)
+if [ ! -e "/run/netns/$NS" ]; then
   ip netns add "$NS"
 fi
 if ! ip link show psht0 >/dev/null 2>&1; then
@@ -22,6 +23,6 @@ if ! ip link show psht0 >/dev/null 2>&1; then
 fi
 ip link set psht0 up
 ip -n "$NS" link set lo up
-ip -n "$NS" addr show dev psht1 | grep -q 198.18.0.2 || ip -n "$NS" addr add 198.18.0.2/24 dev psht1
+[[ $(ip -n "$NS" addr show dev psht1) == *" 198.18.0.2/"* ]] || ip -n "$NS" addr add 198.18.0.2/24 dev psht1
 ip -n "$NS" link set psht1 up
 echo "[test-netns] $NS ready: tests bind 198.18.0.2" >&2

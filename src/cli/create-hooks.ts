@@ -1,15 +1,15 @@
 import { Command, Option } from 'commander'
-import { loadEffectiveConfig } from '../config/enterprise.js'
-import { addSpecOption, createOptionsFromSpecFlag, secureCreateOptions, sessionTypePolicy } from '../sandbox/spec.js'
+import { addSpecOption, createOptionsFromSpecFlag } from '../sandbox/spec.js'
 import { SESSION_TYPES, type CreateOptions, type SessionType } from '../sandbox/types.js'
 import type { CliContext } from './context.js'
-import { createOptionsFromFlags, readPolicyFile, type CreateFlags, type SandboxCliHooks } from './sandbox.js'
+import { createOptionsFromFlags, type CreateFlags, type SandboxCliHooks } from './sandbox.js'
 
 /**
- * `sandbox create` beyond plain flags: the DevAIFlow launch spec (`--spec`), session types, the
- * user/enterprise configuration and the mount protections (sensitive paths refused, `.ai-read-deny`
- * masked, git hooks and agent settings read-only inside read-write trees). Every path to a sandbox
- * goes through secureCreateOptions or prepareSpecLaunch, which apply the same rules.
+ * `sandbox create` beyond plain flags: the DevAIFlow launch spec (`--spec`), session types and
+ * `--allow-sensitive`. Parsing only: the configuration defaults, the mount protections (sensitive
+ * paths refused, `.ai-read-deny` masked, git dirs and agent settings read-only inside read-write
+ * trees) and the enterprise rules are applied by SandboxRuntime.create itself
+ * (src/sandbox/spec.ts secureCreateOptions), for every caller of the library alike.
  */
 export const createHooks: SandboxCliHooks = {
   extendCreate(cmd: Command) {
@@ -26,17 +26,7 @@ export const createHooks: SandboxCliHooks = {
     let o = createOptionsFromFlags(flags, command, ctx)
     const sessionType = flags.sessionType as SessionType | undefined
     if (flags.allowSensitive === true) o = { ...o, allowSensitive: true }
-    const eff = loadEffectiveConfig(ctx.env).effective
-    const type = sessionType ?? eff.defaultSessionType
-    if (type !== undefined) {
-      o = { ...o, sessionType: type, workdirMode: type === 'development' ? 'rw' : 'ro' }
-      if (o.policyText === undefined) o = { ...o, ...sessionTypePolicy(type, eff) }
-    } else if (o.policyText === undefined && eff.defaultPolicy) {
-      o = { ...o, policyFile: eff.defaultPolicy, policyText: readPolicyFile(eff.defaultPolicy) }
-    }
-    const { options, warnings } = await secureCreateOptions(o, ctx.env)
-    for (const w of warnings) note(`warning: ${w}`)
-    return options
+    if (sessionType !== undefined) o = { ...o, sessionType, workdirMode: sessionType === 'development' ? 'rw' : 'ro' }
+    return o
   },
 }
-

@@ -12,7 +12,7 @@ import { SANDBOX_NAME_RE, ENV_KEY_RE } from '../util/patterns.js'
  * agent's commands through it, and each one should cost little more than `podman exec`.
  *
  * It handles only the plain form — `sandbox|sb exec [-n NAME] [--workdir DIR] [--timeout S]
- * [--tty|--no-tty] [--env K=V]... -- CMD...` — with the same validation rules as the full command
+ * [--tty|--no-tty] [--no-login-shell] [--env K=V]... -- CMD...` — with the same validation rules as the full command
  * (src/util/patterns.ts). Anything else (an unknown flag, an invalid value, help, no `--`, no cached
  * OCI-runtime probe) returns undefined and the full CLI handles it, with its one-line errors.
  * Failures that podman reports are explained by the full runtime, loaded only then.
@@ -44,6 +44,8 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
       if (eq <= 0) return undefined
       env.push([v.slice(0, eq), v.slice(eq + 1)])
       i++
+    } else if (f === '--no-login-shell') {
+      // podshell's exec never goes through a login shell; the flag (OpenShell ≥ v0.0.111) changes nothing
     } else if (f === '--tty') tty = true
     else if (f === '--no-tty') tty = false
     else return undefined
@@ -69,7 +71,7 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
   const session = execSession({ name, command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout })
   writeLastUsed(data, name)
-  const code = await spawnInteractive(rt.bin, ['--runtime', rt.runtime, ...session.args], session.options)
+  const code = await spawnInteractive(rt.bin, ['--runtime', rt.runtime, ...session.args], { ...session.options, signals: process })
   if (PODMAN_EXEC_FAILURE_CODES.has(code)) {
     // Podman's own failure (sandbox gone or stopped)? The full runtime says which, in one line.
     const { explainExecFailure } = await import('./program.js')

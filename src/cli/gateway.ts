@@ -12,6 +12,7 @@ import { parseOutputFormat, serialize, table } from './output.js'
  *   start              start it if it is not answering (any sandbox command does this too)
  *   stop               stop and remove the gateway container (sandboxes lose egress until start)
  *   status [-o]        container state, control-socket answer, per-sandbox connections
+ *   ca [--rotate]      the sandbox CA the gateway signs inspected TLS with (docs/tls.md)
  */
 export function register(program: Command, ctx: CliContext): Command {
   const gw = program.command('gateway').alias('gw').description('manage the per-user egress gateway')
@@ -36,6 +37,23 @@ export function register(program: Command, ctx: CliContext): Command {
     .action(async () => {
       const removed = await stopGateway(await ctx.podman(), ctx.dataDir, ctx.env)
       ctx.out.stdout(removed ? 'Gateway stopped\n' : 'Gateway was not running\n')
+    })
+
+  gw.command('ca')
+    .description("print the podshell sandbox CA (PEM) and its SHA-256 fingerprint; --rotate replaces it")
+    .option('--rotate', 'generate a new CA; running sandboxes keep the old one until they are recreated')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['pem', 'yaml', 'json']).default('pem'))
+    .action(async (flags: { rotate?: boolean; output: string }) => {
+      const { caSummary, rotateSandboxCa, currentSandboxCa } = await import('../tls/admin.js')
+      const r = flags.rotate ? await rotateSandboxCa(ctx.dataDir, ctx.env) : { ca: await currentSandboxCa(ctx.dataDir, ctx.env), previous: undefined }
+      const sum = caSummary(r.ca)
+      if (flags.output === 'pem') ctx.out.stdout(`${r.ca.certPem}SHA-256 Fingerprint=${sum.fingerprint_sha256}\n`)
+      else ctx.out.stdout(serialize(sum, flags.output === 'json' ? 'json' : 'yaml'))
+      if (flags.rotate) {
+        ctx.out.note(
+          `new sandbox CA ${sum.fingerprint_sha256.slice(0, 23)}…: sandboxes created from now on trust it; running sandboxes keep working with the previous CA until they are recreated (delete and create)`,
+        )
+      }
     })
 
   gw.command('status')
@@ -77,7 +95,7 @@ export async function serveGateway(dataDir: string, ctx: CliContext): Promise<vo
   // Loaded here, not at the top: node:http (which the proxy needs) pulls in undici through its
   // ESM facade, ~15 ms that every other command, `sandbox create` first, would pay for nothing.
   const { Gateway } = await import('../gateway/server.js')
-  const gateway = new Gateway({ dataDir, version: podshellVersion(), log })
+  const gateway = new Gateway({ dataDir, version: podshellVersion(), log, tls: true })
   process.on('unhandledRejection', e => log(`unhandled rejection: ${e instanceof Error ? e.message : String(e)}`))
   process.on('uncaughtException', e => {
     log(`fatal: ${e.message}`)

@@ -11,11 +11,15 @@ export function parseOutputFormat(v: string | undefined, allowed: readonly Outpu
   return f
 }
 
-/** Renders rows as a left-aligned table with a header line (OpenShell's plain style). */
-export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
+/**
+ * Renders rows as a left-aligned table with a header line, columns two spaces apart (OpenShell's
+ * plain style: `{:<w$}  {:<w$}  {}`). `minWidths` fixes a column's width where OpenShell does
+ * (CREATED is always 19, the width of `YYYY-MM-DD HH:MM:SS`).
+ */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[], minWidths: readonly number[] = []): string {
+  const widths = headers.map((h, i) => Math.max(h.length, minWidths[i] ?? 0, ...rows.map(r => (r[i] ?? '').length)))
   const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ').trimEnd()
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()
   return [line(headers), ...rows.map(line)].join('\n') + '\n'
 }
 
@@ -35,3 +39,17 @@ export const processOut: Out = {
   stdout: t => void process.stdout.write(t),
   note: t => void process.stderr.write(t.endsWith('\n') ? t : t + '\n'),
 }
+
+/**
+ * A timestamp as OpenShell prints CREATED (`format_epoch_ms`): `YYYY-MM-DD HH:MM:SS` in UTC, "-"
+ * when there is none. Accepts epoch milliseconds or an ISO-8601 string (podshell's labels).
+ */
+export function formatCreated(t: string | number | undefined | null): string {
+  if (t === undefined || t === null || t === '') return '-'
+  const d = new Date(typeof t === 'number' ? t : /^\d+$/.test(t) ? Number(t) : t)
+  if (Number.isNaN(d.getTime()) || d.getTime() < 0) return '-'
+  return d.toISOString().slice(0, 19).replace('T', ' ')
+}
+
+/** OpenShell's check mark prefix for a completed action (`✓ Deleted sandbox NAME`); no colour codes. */
+export const OK = '\u2713'

@@ -10,7 +10,18 @@ import { GatewayClient } from '../gateway/client.js'
 import { ensureGateway } from '../gateway/lifecycle.js'
 import { check } from '../util/validate.js'
 import { CliContext, collect } from './context.js'
-import { parseOutputFormat, serialize, table } from './output.js'
+import { parseOutputFormat, serialize } from './output.js'
+import {
+  policyEffective,
+  policyFailedLine,
+  policyListTable,
+  policyLoadedLine,
+  policyRevision,
+  policySubmittedLine,
+  policySupersededLine,
+  policyTimeoutLine,
+  policyUnchangedLine,
+} from './openshell-format.js'
 import { resolveName } from './sandbox.js'
 import { openRuntime } from './runtime.js'
 import { enforcePolicyFile, enforcePolicyCeiling } from './enterprise-hooks.js'
@@ -78,26 +89,22 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
     .command('get')
     .description('show the policy of a sandbox: a Version/Hash/Status header, a --- line, then the YAML')
     .argument('[name]', 'sandbox name (default: last used)')
-    .option('--rev <n>', 'a specific revision')
-    .option('--full', 'the whole document (podshell always prints it; accepted for OpenShell compatibility)')
-    .option('--base', 'accepted for OpenShell compatibility: podshell has no gateway-global base policy')
+    .option('--rev <n>', 'a specific stored revision (default: the policy in force)')
+    .option('--full', 'include the policy document after a --- line')
+    .option('--base', 'include the policy document (podshell composes no provider rules into it: same as --full)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
-    .action(async (name: string | undefined, flags: { rev?: string; full?: boolean; output: string }) => {
+    .action(async (name: string | undefined, flags: { rev?: string; full?: boolean; base?: boolean; output: string }) => {
       const n = resolveName(name, ctx)
-      const format = parseOutputFormat(flags.output, ['table', 'json'])
+      const format = parseOutputFormat(flags.output, ['table', 'json']) as 'table' | 'json'
+      if (flags.full && flags.base) throw new PodshellError('--full and --base cannot be combined', { hint: 'give one of them', exitCode: 2, code: 'INVALID_INPUT' })
+      const withPolicy = Boolean(flags.full || flags.base)
       await requireSandbox(ctx, n)
       const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, n))
       const rev = flags.rev !== undefined ? store.get(check(posInt, flags.rev, '--rev')) : inForce(store) ?? latestEntry(store)
       if (!rev) throw flags.rev !== undefined ? new PodshellError(`revision ${flags.rev} of sandbox ${n} not found`, { hint: `\`podshell policy list ${n}\` shows the revisions`, code: 'NOT_FOUND' }) : noPolicy(n)
       for (const w of unenforcedWarnings(rev.policy)) ctx.out.note(`warning: ${w}`)
-      if (format === 'json') {
-        return ctx.out.stdout(serialize({ ...revisionJson(rev.revision), policy: rev.policy }, 'json'))
-      }
-      const r = rev.revision
-      let text = `Version: ${r.version}\nHash: ${r.hash}\nStatus: ${r.status}\nSource: ${r.source}\n`
-      if (r.load_error) text += `Error: ${r.load_error.replace(/\n/g, ' ')}\n`
-      text += `---\n${rev.yaml.endsWith('\n') ? rev.yaml : rev.yaml + '\n'}`
-      ctx.out.stdout(text)
+      if (flags.rev !== undefined) ctx.out.stdout(policyRevision(n, rev.revision, store.current()?.version, rev, format, withPolicy))
+      else ctx.out.stdout(policyEffective(n, rev.revision, rev, format, withPolicy))
     })
 
   policy
@@ -113,7 +120,8 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
       const revs = new PolicyStore(sandboxPolicyDir(ctx.dataDir, n)).list().reverse().slice(0, limit)
       const format = parseOutputFormat(flags.output)
       if (format !== 'table') return ctx.out.stdout(serialize(revs.map(revisionJson), format))
-      ctx.out.stdout(table(['VERSION', 'HASH', 'STATUS', 'CREATED'], revs.map(r => [String(r.version), r.hash.slice(0, 12), r.status, new Date(r.created_at_ms).toISOString()])))
+      if (revs.length === 0) return ctx.out.note(`No policy history found for sandbox '${n}'`)
+      ctx.out.stdout(policyListTable(revs))
     })
 }
 
@@ -180,7 +188,12 @@ async function submit(ctx: CliContext, name: string, next: Policy, source: strin
   }
   for (const w of unenforcedWarnings(next)) ctx.out.note(`warning: ${w}`)
   const rev = store.add(next, source)
-  ctx.out.note(`Policy version ${rev.version} submitted (hash ${rev.hash.slice(0, 12)})`)
+  if (rev.unchanged) {
+    // OpenShell: an identical policy keeps its version, and `--wait` has nothing to wait for.
+    ctx.out.note(policyUnchangedLine(rev.version, rev.hash))
+    return
+  }
+  ctx.out.note(policySubmittedLine(rev.version, rev.hash))
   const gw = new GatewayClient(ctx.dataDir)
   const started = Date.now()
   let status: { status: string; error?: string } = { status: 'PENDING' }
@@ -193,24 +206,26 @@ async function submit(ctx: CliContext, name: string, next: Policy, source: strin
       return
     }
   }
+  if (!o.wait) return
   // The gateway answers reload with the outcome of *its* newest revision; confirm it is ours.
-  while (o.wait) {
+  // Lines and exit codes as OpenShell's `policy set --wait` (stderr; 0 loaded or superseded,
+  // 1 failed, 124 timeout).
+  for (;;) {
     const r = store.list().find(x => x.version === rev.version)
-    if (r && (r.status === 'LOADED' || r.status === 'SUPERSEDED')) break
-    if (r && r.status === 'FAILED') {
-      ctx.out.stdout(`Policy version ${rev.version} FAILED: ${r.load_error ?? status.error ?? ''}\n`)
+    const active = store.current()?.version ?? 0
+    if (r?.status === 'LOADED') return ctx.out.note(policyLoadedLine(rev.version, active))
+    if (r?.status === 'SUPERSEDED') return ctx.out.note(policySupersededLine(rev.version, active))
+    if (r?.status === 'FAILED') {
+      ctx.out.note(policyFailedLine(rev.version, (r.load_error ?? status.error ?? '').replace(/\n/g, ' ')))
       process.exitCode = 1
       return
     }
     if (Date.now() - started > o.timeout * 1000) {
-      ctx.out.stdout(`Policy version ${rev.version} not loaded after ${o.timeout}s\n`)
+      ctx.out.note(policyTimeoutLine(rev.version))
       process.exitCode = 124
       return
     }
     await new Promise(r => setTimeout(r, 50))
     if (status.status === 'PENDING') status = await gw.reload(name).catch(() => status)
   }
-  const final = store.list().find(x => x.version === rev.version)
-  ctx.out.stdout(`Policy version ${rev.version} ${final?.status ?? status.status}${final?.load_error ? `: ${final.load_error}` : ''}\n`)
-  if (final?.status === 'FAILED') process.exitCode = 1
 }

@@ -13,6 +13,8 @@ import { registerPolicyValidate } from './policy.js'
 import { register as registerSchema } from './schema.js'
 import { registerPolicyTemplate } from './template.js'
 import { registerLivePolicy } from './policy-live.js'
+import { register as registerStatus } from './status.js'
+import { register as registerCompletions } from './completions.js'
 
 /**
  * podshell's CLI root. Each area registers its commands; this file only wires them and turns every
@@ -37,6 +39,8 @@ export function buildProgram(ctx: CliContext): Command {
   registerDoctor(program, ctx)
   registerGateway(program, ctx)
   registerLogs(program, ctx)
+  registerStatus(program, ctx)
+  registerCompletions(program, ctx)
   return program
 }
 

@@ -3,6 +3,7 @@ import { PodshellError } from '../errors.js'
 import { check, objectName } from '../util/validate.js'
 import { CliContext, collect } from './context.js'
 import { parseOutputFormat, serialize, table } from './output.js'
+import { createdProviderLine, providerGetBlock, providerJson } from './openshell-format.js'
 import { Redactor } from '../credentials/redact.js'
 import { parseCredentialFlags, parseConfigFlags, fromExisting, checkProviderType } from '../credentials/input.js'
 import {
@@ -62,8 +63,18 @@ export function register(program: Command, ctx: CliContext): Command {
         warnShort(ctx, redactor)
         const podman = await ctx.podman()
         await gcProviderSecrets(podman, ctx.dataDir)
-        const rec = await createProvider(podman, ctx.dataDir, { name, type, credentials, config })
-        ctx.out.stdout(`Created provider '${rec.name}' (${rec.type}: ${rec.credentials.join(', ')})\n`)
+        let rec: ProviderRecord
+        try {
+          rec = await createProvider(podman, ctx.dataDir, { name, type, credentials, config })
+        } catch (e) {
+          // OpenShell's clients (NemoClaw) recognise a duplicate by the gRPC status name in the error.
+          if (e instanceof PodshellError && e.code === 'PROVIDER_EXISTS') {
+            throw new PodshellError(`status: AlreadyExists, message: provider ${name} already exists`, { hint: e.hint, code: e.code, exitCode: e.exitCode })
+          }
+          throw e
+        }
+        ctx.out.stdout(createdProviderLine(rec.name))
+        ctx.out.note(`(${rec.type}: ${rec.credentials.join(', ')})`)
       })
     })
 
@@ -75,16 +86,7 @@ export function register(program: Command, ctx: CliContext): Command {
       const format = parseOutputFormat(flags.output)
       const rec = requireProvider(ctx.dataDir, name)
       if (format !== 'table') return ctx.out.stdout(serialize(toJson(rec), format))
-      ctx.out.stdout(
-        [
-          `Name:         ${rec.name}`,
-          `Type:         ${rec.type}`,
-          `Credentials:  ${rec.credentials.join(', ') || '-'}`,
-          `Config:       ${configText(rec) || '-'}`,
-          `Created:      ${rec.created_at}`,
-          `Updated:      ${rec.updated_at}`,
-        ].join('\n') + '\n',
-      )
+      ctx.out.stdout(providerGetBlock(rec))
     })
 
   pv.command('list')
@@ -174,7 +176,7 @@ export function register(program: Command, ctx: CliContext): Command {
 
 /** What -o json|yaml print for a provider: metadata only (there is no value to print). */
 export function toJson(p: ProviderRecord): Record<string, unknown> {
-  return { name: p.name, type: p.type, credentials: [...p.credentials], config: { ...p.config }, created_at: p.created_at, updated_at: p.updated_at }
+  return providerJson(p)
 }
 
 function configText(p: ProviderRecord): string {

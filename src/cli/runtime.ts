@@ -11,5 +11,7 @@ export async function openRuntime(ctx: CliContext): Promise<SandboxRuntime> {
     env: ctx.env,
     deps: defaultDeps(ctx.dataDir, ctx.env),
     say: msg => ctx.out.note(msg),
+    // The CLI owns the process: its signals reach create's cleanup and foreground commands.
+    signals: process,
   })
 }

@@ -11,7 +11,21 @@ import { PolicyStore } from '../policy/store.js'
 import { sandboxPolicyDir } from '../config/paths.js'
 import { CliContext, collect } from './context.js'
 import { parseOutputFormat, serialize, table } from './output.js'
+import type { Policy } from '../policy/schema.js'
+import {
+  createdSandboxHeader,
+  deletedSandboxLine,
+  noSandboxesLine,
+  noSandboxesToDeleteLine,
+  sandboxDetailJson,
+  sandboxGetBlock,
+  sandboxJson,
+  sandboxListTable,
+  startedSandboxLine,
+  stoppedSandboxLine,
+} from './openshell-format.js'
 import { openRuntime } from './runtime.js'
+import { parseUploadSpec, register as registerTransfer, uploadOne } from './transfer.js'
 
 /**
  * `podshell sandbox …` (alias `sb`): OpenShell's verbs and flags. Thin: parse, validate, call the
@@ -23,7 +37,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
   const create = sb
     .command('create')
     .description('create a sandbox and run a command in it (no command: an interactive login shell)')
-    .option('--name <name>', 'sandbox name (DNS-1123 label, at most 19 characters); generated when absent')
+    .option('--name <name>', 'sandbox name (DNS-1123 label, at most 63 characters); generated when absent')
     .option('--from <image>', 'image to run (default: the podshell sandbox image)')
     .option('--workdir <dir>', 'host directory mounted at the same path and used as the working directory')
     .option('--mount <spec>', 'SRC[:DST][:ro|rw] bind mount (DST defaults to SRC); repeatable', collect, [])
@@ -37,20 +51,38 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     .option('--no-tty', 'do not allocate a TTY')
     .option('--cpu <cpu>', 'CPU limit, e.g. 2 or 500m')
     .option('--memory <size>', 'memory limit, e.g. 4Gi')
+    .option('--upload <LOCAL[:DEST]>', "copy a local file or tree in before the command runs (honours .gitignore; DEST default: the sandbox's home); repeatable", collect, [])
+    .option('--no-git-ignore', 'with --upload: upload everything, .gitignore\'d files included')
+    .option('--auto-providers', "create a missing provider that the command needs (e.g. `claude` → claude-code) from this shell's credentials")
+    .option('--no-auto-providers', 'never create providers; a provider the command needs and that does not exist is skipped')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']))
     .argument('[command...]', 'command to run (after --)')
   hooks.extendCreate?.(create)
   create.action(async (command: string[], flags: CreateFlags) => {
     const format = flags.output ? parseOutputFormat(flags.output) : undefined
-    const opts = hooks.resolveCreate ? await hooks.resolveCreate(flags, command, ctx) : createOptionsFromFlags(flags, command, ctx)
+    const uploads = (flags.upload ?? []).map(parseUploadSpec)
+    if (uploads.length && flags.keep === false) throw new PodshellError('--upload needs a kept sandbox', { hint: 'drop --no-keep (with --no-keep the command starts as the sandbox starts: there is no moment to copy files in)', exitCode: 2, code: 'INVALID_INPUT' })
+    let opts = hooks.resolveCreate ? await hooks.resolveCreate(flags, command, ctx) : createOptionsFromFlags(flags, command, ctx)
     trace('options resolved')
+    const { resolveAutoProviders } = await import('./auto-providers.js')
+    opts = { ...opts, providers: await resolveAutoProviders(ctx, opts.providers, command, flags.autoProviders, { spec: flags.spec !== undefined }) }
     const rt = await openRuntime(ctx)
     await gcQuietly(rt, ctx)
     trace('gc done')
-    const res = await rt.create(opts)
+    // OpenShell prints `Created sandbox: NAME` on stdout before the command runs; clients (its e2e
+    // harness, NemoClaw) read it from stdout+stderr. A foreground command's stdout is the
+    // command's own (DevAIFlow pipes it), so there the header goes to stderr.
+    const onReady = async (name: string) => {
+      if (!format) {
+        if (opts.detach) ctx.out.stdout(createdSandboxHeader(name))
+        else ctx.out.note(createdSandboxHeader(name).trim())
+      }
+      // Uploads land before the command runs; a failure fails the create (which removes the sandbox).
+      for (const u of uploads) await uploadOne(ctx, name, u.local, u.dest, flags.gitIgnore !== false, undefined, { checked: true })
+    }
+    const res = await rt.create({ ...opts, onReady })
     for (const w of res.warnings) ctx.out.note(`warning: ${w}`)
     if (format) printInfos([res.info], format, ctx, true)
-    else if (opts.detach) ctx.out.note(`Created sandbox '${res.info.name}'`)
     if (res.exitCode !== undefined) process.exitCode = res.exitCode
   })
 
@@ -69,25 +101,26 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       const rt = await openRuntime(ctx)
       await gcQuietly(rt, ctx)
       const all = (await rt.list(selector)).slice(offset, offset + limit)
+      const format = parseOutputFormat(flags.output)
+      if ((flags.ids || flags.names) && format !== 'table') throw new PodshellError('--ids/--names and -o cannot be combined', { hint: 'give one of them', exitCode: 2, code: 'INVALID_INPUT' })
       if (flags.ids) return ctx.out.stdout(all.map(s => s.id + '\n').join(''))
       if (flags.names) return ctx.out.stdout(all.map(s => s.name + '\n').join(''))
-      printInfos(all, parseOutputFormat(flags.output), ctx, false)
+      printInfos(all, format, ctx, false)
     })
 
   sb.command('get')
     .description('show one sandbox')
     .argument('[name]', 'sandbox name (default: last used)')
-    .option('--policy-only', 'print only the policy in force')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']).default('table'))
-    .action(async (name: string | undefined, flags: { output: string; policyOnly?: boolean }) => {
+    .option('--policy-only', 'print only the policy in force (YAML, stdout only)')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']))
+    .action(async (name: string | undefined, flags: { output?: string; policyOnly?: boolean }) => {
+      if (flags.policyOnly && flags.output) throw new PodshellError('--policy-only and -o cannot be combined', { hint: 'give one of them', exitCode: 2, code: 'INVALID_INPUT' })
       const n = resolveName(name, ctx)
       const rt = await openRuntime(ctx)
       const info = await rt.get(n)
       if (flags.policyOnly) {
-        const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, n))
-        const rev = store.current() ?? store.latest()
-        const got = rev && store.get(rev.version)
-        if (!got) throw new PodshellError(`sandbox ${n} has no policy revision`, { hint: `set one with \`podshell policy set ${n} --policy FILE\``, code: 'NOT_FOUND' })
+        const got = policyInForce(ctx, n)
+        if (!got) throw new PodshellError(`no active policy configured for sandbox ${n}`, { hint: `set one with \`podshell policy set ${n} --policy FILE\``, code: 'NOT_FOUND' })
         return ctx.out.stdout(got.yaml.endsWith('\n') ? got.yaml : got.yaml + '\n')
       }
       printInfos([info], parseOutputFormat(flags.output), ctx, true)
@@ -104,7 +137,8 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       const rt = await openRuntime(ctx)
       await gcQuietly(rt, ctx)
       const targets = flags.all ? (await rt.list()).map(s => s.name) : names
-      for (const n of await rt.delete(targets)) ctx.out.stdout(`Deleted sandbox '${n}'\n`)
+      if (flags.all && targets.length === 0) return ctx.out.stdout(noSandboxesToDeleteLine)
+      for (const n of await rt.delete(targets)) ctx.out.stdout(deletedSandboxLine(n))
     })
 
   for (const verb of ['stop', 'start'] as const) {
@@ -115,7 +149,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
         const n = resolveName(name, ctx)
         const rt = await openRuntime(ctx)
         const info = verb === 'stop' ? await rt.stop(n) : await rt.start(n)
-        ctx.out.stdout(`${info.name}   ${info.phase}\n`)
+        ctx.out.stdout(verb === 'stop' ? stoppedSandboxLine(info.name) : startedSandboxLine(info.name))
       })
   }
   sb.command('restart')
@@ -125,7 +159,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       const n = resolveName(name, ctx)
       const rt = await openRuntime(ctx)
       const info = await rt.restart(n)
-      ctx.out.stdout(`${info.name}   ${info.phase}\n`)
+      ctx.out.stdout(stoppedSandboxLine(info.name) + startedSandboxLine(info.name))
     })
 
   sb.command('exec')
@@ -136,6 +170,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     .option('--tty', 'allocate a TTY (default: when stdin is a terminal)')
     .option('--no-tty', 'do not allocate a TTY')
     .option('--env <K=V>', 'environment variable; repeatable', collect, [])
+    .option('--no-login-shell', "run the command directly, not through a login shell (podshell's exec always does)")
     .argument('<command...>', 'command (after --)')
     .action(async (command: string[], flags: { name?: string; workdir?: string; timeout: string; tty?: boolean; env: string[] }) => {
       const n = resolveName(flags.name, ctx)
@@ -194,6 +229,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       })
   }
 
+  registerTransfer(sb, ctx)
   hooks.extendGroup?.(sb)
   return sb
 }
@@ -213,6 +249,9 @@ export interface CreateFlags {
   cpu?: string
   memory?: string
   output?: string
+  autoProviders?: boolean
+  upload?: string[]
+  gitIgnore?: boolean
   [more: string]: unknown
 }
 
@@ -292,16 +331,37 @@ export function resolveName(name: string | undefined, ctx: CliContext): string {
   return last
 }
 
-function printInfos(infos: SandboxInfo[], format: 'table' | 'yaml' | 'json', ctx: CliContext, single: boolean): void {
-  if (format === 'table') {
-    ctx.out.stdout(table(['NAME', 'CREATED', 'PHASE'], infos.map(i => [i.name, i.created_at, i.phase])))
-    if (single && infos[0]) {
-      const i = infos[0]
-      ctx.out.stdout(`\nImage:    ${i.image}\nEgress:   ${i.egress}\nWorkdir:  ${i.workdir ?? '-'}\n` + (i.mounts.length ? `Mounts:   ${i.mounts.map(m => `${m.source}${m.target !== m.source ? ':' + m.target : ''}:${m.mode}`).join(', ')}\n` : '') + (i.exit_code !== null ? `Exit:     ${i.exit_code}\n` : ''))
-    }
-    return
+/** The policy revision in force (the latest loaded one, else the latest stored), with its document. */
+function policyInForce(ctx: CliContext, name: string): { version: number; policy: Policy; yaml: string } | undefined {
+  const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, name))
+  const rev = store.current() ?? store.latest()
+  const got = rev && store.get(rev.version)
+  return got ? { version: got.revision.version, policy: got.policy, yaml: got.yaml } : undefined
+}
+
+function policyVersionInForce(ctx: CliContext, name: string): number | null {
+  try {
+    const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, name))
+    return (store.current() ?? store.latest())?.version ?? null
+  } catch {
+    return null
   }
-  ctx.out.stdout(serialize(single ? infos[0] : infos, format))
+}
+
+function printInfos(infos: SandboxInfo[], format: 'table' | 'yaml' | 'json', ctx: CliContext, single: boolean): void {
+  if (single && infos[0]) {
+    const i = infos[0]
+    let rev: ReturnType<typeof policyInForce>
+    try {
+      rev = policyInForce(ctx, i.name)
+    } catch {
+      rev = undefined // a damaged policy store does not hide the sandbox; `policy get` names the problem
+    }
+    if (format === 'table') return ctx.out.stdout(sandboxGetBlock(i, rev))
+    return ctx.out.stdout(serialize(sandboxDetailJson(i, rev), format))
+  }
+  if (format === 'table') return ctx.out.stdout(infos.length ? sandboxListTable(infos) : noSandboxesLine)
+  ctx.out.stdout(serialize(infos.map(i => sandboxJson(i, policyVersionInForce(ctx, i.name))), format))
 }
 
 const nonNegInt = z.string().regex(/^\d{1,9}$/, 'must be a non-negative integer').transform(Number)

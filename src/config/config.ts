@@ -42,6 +42,8 @@ export const imageRef = z
   .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/i, 'must be an image reference like localhost/name:tag (no leading "-")')
   .refine(r => !r.includes('..') && !r.includes('//'), 'must not contain ".." or "//"')
 
+const SIZE_RE = /^\d+(\.\d+)?([kmgtKMGT]i?)?[bB]?$/
+
 export const ResourcesSchema = z
   .strictObject({
     cpu: z
@@ -60,7 +62,18 @@ export const ResourcesSchema = z
       .min(32, 'must be at least 32')
       .max(4_194_304)
       .optional()
-      .describe('Maximum number of processes in the agent container (podman --pids-limit)'),
+      .describe('Maximum number of processes in the agent container (podman --pids-limit; needs cgroup v2, refused elsewhere). Default 4096 where the host enforces it'),
+    nproc: z
+      .number()
+      .int()
+      .min(32, 'must be at least 32')
+      .max(4_194_304)
+      .optional()
+      .describe("RLIMIT_NPROC of the sandbox's processes (--ulimit nproc), counted per sandbox (its own user namespace); works on cgroup v1 too. Default 4096"),
+    tmp_size: z.string().regex(SIZE_RE, 'must be a size like "512Mi" or "1Gi"').optional().describe('Size of the /tmp tmpfs inside the sandbox (RAM-backed; writes past it fail with ENOSPC). Default 1Gi'),
+    var_tmp_size: z.string().regex(SIZE_RE, 'must be a size like "64Mi"').optional().describe('Size of the /var/tmp tmpfs inside the sandbox. Default 256Mi'),
+    run_size: z.string().regex(SIZE_RE, 'must be a size like "16Mi"').optional().describe('Size of the /run tmpfs inside the sandbox. Default 64Mi'),
+    log_max_size: z.string().regex(SIZE_RE, 'must be a size like "10Mi"').optional().describe("Largest log file of a sandbox's containers (podman --log-opt max-size, k8s-file driver). Default 10Mi"),
   })
   .describe('Resource limits applied to every sandbox unless the command line sets them')
 
@@ -70,6 +83,16 @@ export const ReadDenyScanSchema = z
     timeout_ms: z.number().int().min(100).max(600_000).optional().describe('Time budget of the marker scan in milliseconds (default 5000); a scan that runs out refuses the launch'),
   })
   .describe('Bounds of the .ai-read-deny marker scan over mounted trees (an unfinished scan fails closed)')
+
+export const TlsConfigSchema = z
+  .strictObject({
+    extra_ca_files: z
+      .array(configPath)
+      .max(64)
+      .optional()
+      .describe('PEM files of CA certificates the gateway trusts for upstream HTTPS, in addition to the host\'s system trust store (e.g. a corporate TLS-inspecting proxy\'s CA); also added to every sandbox\'s trust bundle. Each file is checked when the config loads. Enterprise and user lists are combined'),
+  })
+  .describe('TLS inspection in the gateway (docs/tls.md)')
 
 /** The fields shared by config.yaml and enterprise.yaml. */
 export const configFields = {
@@ -88,6 +111,7 @@ export const configFields = {
   resources: ResourcesSchema.optional(),
   runtime: z.enum(['auto', 'crun', 'runc']).optional().describe('OCI runtime podman uses for sandboxes; auto (default) probes for one that works on this host'),
   read_deny_scan: ReadDenyScanSchema.optional(),
+  tls: TlsConfigSchema.optional(),
 }
 
 export const UserConfigSchema = z
@@ -161,10 +185,11 @@ export function loadUserConfig(env: Env = process.env): { file: string; config: 
 }
 
 /** `~/` expansion of the path fields of a config, against the caller's $HOME. */
-export function expandConfigPaths<T extends { policy_dir?: string | undefined; default_policy?: string | undefined }>(c: T, env: Env): T {
+export function expandConfigPaths<T extends { policy_dir?: string | undefined; default_policy?: string | undefined; tls?: { extra_ca_files?: string[] | undefined } | undefined }>(c: T, env: Env): T {
   const home = homeDir(env)
   return {
     ...c,
+    ...(c.tls?.extra_ca_files !== undefined ? { tls: { ...c.tls, extra_ca_files: c.tls.extra_ca_files.map(f => expandHome(f, home)) } } : {}),
     ...(c.policy_dir !== undefined ? { policy_dir: expandHome(c.policy_dir, home) } : {}),
     ...(c.default_policy !== undefined ? { default_policy: expandHome(c.default_policy, home) } : {}),
   }

@@ -11,6 +11,7 @@ import { endpointPorts, PolicySchema, type Endpoint, type NetworkPolicy, type Po
 import { SESSION_TYPES, type CreateOptions, type SessionType } from '../sandbox/types.js'
 import { isWithin } from '../sandbox/sensitive.js'
 import { homeDir, type Env } from './paths.js'
+import { loadExtraCaFiles } from '../tls/pem.js'
 import { configFields, configPath, expandConfigPaths, expandHome, loadUserConfig, readYamlConfig, type UserConfig } from './config.js'
 
 /**
@@ -165,7 +166,7 @@ export interface EffectiveConfig {
   /** A name in policyDir or an absolute path. */
   defaultPolicy: string | undefined
   image: string | undefined
-  resources: { cpu?: string; memory?: string; pids?: number }
+  resources: { cpu?: string; memory?: string; pids?: number; nproc?: number; tmp_size?: string; var_tmp_size?: string; run_size?: string; log_max_size?: string }
   runtime: 'auto' | 'crun' | 'runc'
   readDenyScan: { maxDepth: number; timeoutMs: number }
   /** Mandatory seccomp profile (enterprise), expanded. */
@@ -175,6 +176,8 @@ export interface EffectiveConfig {
   /** Extra sensitive paths (enterprise), expanded. */
   sensitivePaths: string[]
   networkCeiling: Record<string, NetworkPolicy> | undefined
+  /** `tls.extra_ca_files`, enterprise then user (expanded, each checked at load). */
+  tlsExtraCaFiles: string[]
   required: { images: string[] | undefined; readOnlyWorkdir: SessionType[]; sessionType: boolean; defaultSeccomp: boolean }
   /** The enterprise file in force, if any. */
   enterpriseFile: string | undefined
@@ -209,6 +212,7 @@ export function mergeConfigs(user: UserConfig, enterprise: EnterpriseConfig | un
     allowSensitive: e ? e.allow_sensitive ?? false : true,
     sensitivePaths: (e?.sensitive_paths ?? []).map(p => expandHome(p, home)),
     networkCeiling: e?.network_ceiling,
+    tlsExtraCaFiles: [...new Set([...(e?.tls?.extra_ca_files ?? []), ...(u.tls?.extra_ca_files ?? [])])],
     required: {
       images: e?.required?.images,
       readOnlyWorkdir: e ? e.required?.read_only_workdir ?? ['investigation', 'ticket_creation'] : [],
@@ -229,6 +233,8 @@ export function loadEffectiveConfig(env: Env = process.env, opts: LoadOptions = 
   const ent = loadEnterpriseConfig(env, opts)
   const effective = mergeConfigs(user, ent.config, env, { user: userFile, enterprise: ent.file })
   const warnings = [...ent.warnings]
+  // A missing or unparsable CA file is an error now, naming it, not a TLS failure later.
+  if (effective.tlsExtraCaFiles.length > 0) loadExtraCaFiles(effective.tlsExtraCaFiles)
   if (effective.policyDirLocked && effective.policyDir && existsSync(effective.policyDir)) {
     warnings.push(...writableWarnings(effective.policyDir, 'the locked policy_dir'))
   }

@@ -1,4 +1,5 @@
 import { compareVersion, MIN_PODMAN } from '../podman/podman.js'
+import { pickGatewayNetwork } from '../podman/network.js'
 import type { DoctorFacts, SubIdRange } from './facts.js'
 
 /**
@@ -26,6 +27,8 @@ export interface DoctorReport {
   has_openshell: boolean
   podman_version: string | null
   runtime: { name: string; reason: string; fallback: boolean; failed: { runtime: string; error: string }[] } | null
+  /** podman's network backend (netavark or cni) and the helper the gateway runs with (src/podman/network.ts). */
+  network: { backend: string | null; gateway_helper: 'pasta' | 'slirp4netns' | null }
   checks: Check[]
 }
 
@@ -150,6 +153,7 @@ export function evaluate(f: DoctorFacts): DoctorReport {
     has_openshell: Boolean(f.binaries.openshell),
     podman_version: f.podman.ok ? f.podman.version : null,
     runtime: rt ? { name: rt.runtime, reason: rt.reason, fallback: rt.failed.length > 0, failed: rt.failed } : null,
+    network: { backend: f.info?.networkBackend ?? null, gateway_helper: f.podman.ok ? gatewayPick(f).helper ?? null : null },
     checks,
   }
 }
@@ -170,20 +174,32 @@ function subIdCheck(f: DoctorFacts): Check {
   return { id: 'subids', name: 'subuid/subgid', status: 'ok', detail: `${u} subuids, ${g} subgids (${src})` }
 }
 
+/** The gateway's helper as src/podman/network.ts picks it, from what podman info and the disk show. */
+function gatewayPick(f: DoctorFacts) {
+  const have = { pasta: Boolean(f.info?.pasta ?? f.binaries.pasta), slirp4netns: Boolean(f.info?.slirp4netns ?? f.binaries.slirp4netns) }
+  return { have, ...pickGatewayNetwork(f.podman.ok ? f.podman.version : '0', have) }
+}
+
 function networkCheck(f: DoctorFacts): Check {
-  const helpers = [f.info?.pasta ?? f.binaries.pasta ? 'pasta' : undefined, f.info?.slirp4netns ?? f.binaries.slirp4netns ? 'slirp4netns' : undefined].filter(Boolean) as string[]
+  const pick = gatewayPick(f)
+  const found = (['pasta', 'slirp4netns'] as const).filter(h => pick.have[h])
   const name = 'network helpers'
-  if (helpers.length === 0) {
+  if (found.length === 0) {
     return { id: 'network', name, status: 'fail', detail: 'neither pasta nor slirp4netns found: the gateway container has no network for egress', fix: 'install passt (pasta) or slirp4netns' }
   }
-  if (f.platform !== 'linux') return { id: 'network', name, status: 'ok', detail: `${helpers.join(', ')} (in the podman machine)` }
+  const backend = f.info?.networkBackend ? `; ${f.info.networkBackend} backend` : ''
+  if (f.platform !== 'linux') return { id: 'network', name, status: 'ok', detail: `${found.join(', ')} (in the podman machine)${backend}` }
+  if (f.podman.ok && !pick.helper) {
+    return { id: 'network', name, status: 'fail', detail: `found ${found.join(', ')}, but ${pick.reason}`, fix: 'install slirp4netns (podman 4 uses it for rootless networking)' }
+  }
+  const uses = pick.helper ? `gateway uses ${pick.reason}` : `found ${found.join(', ')}`
   if (!f.tun.exists) {
-    return { id: 'network', name, status: 'fail', detail: `${helpers.join(', ')} found but /dev/net/tun does not exist`, fix: 'as root: modprobe tun (or mknod -m 666 /dev/net/tun c 10 200)' }
+    return { id: 'network', name, status: 'fail', detail: `${uses}, but /dev/net/tun does not exist`, fix: 'as root: modprobe tun (or mknod -m 666 /dev/net/tun c 10 200)' }
   }
   if (!f.tun.readWrite) {
-    return { id: 'network', name, status: 'fail', detail: `${helpers.join(', ')} found but /dev/net/tun is not readable and writable by this user (${f.tun.error ?? 'denied'}): the gateway cannot start`, fix: 'as root: chmod 666 /dev/net/tun (its usual mode)' }
+    return { id: 'network', name, status: 'fail', detail: `${uses}, but /dev/net/tun is not readable and writable by this user (${f.tun.error ?? 'denied'}): the gateway cannot start`, fix: 'as root: chmod 666 /dev/net/tun (its usual mode)' }
   }
-  return { id: 'network', name, status: 'ok', detail: `${helpers.join(', ')}; /dev/net/tun read-write` }
+  return { id: 'network', name, status: 'ok', detail: `${pick.helper ? pick.reason : found.join(', ')}${backend}; found: ${found.join(', ')}; /dev/net/tun read-write` }
 }
 
 function cgroupCheck(f: DoctorFacts): Check {

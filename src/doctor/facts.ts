@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { cacheDir, type Env } from '../config/paths.js'
 import { isPodshellError } from '../errors.js'
 import { findOnPath, Podman, type RuntimeChoice } from '../podman/podman.js'
+import { findHelper } from '../podman/network.js'
 import { imageStatus, type ImageStatus } from '../images/build.js'
 import { packageRoot } from '../images/context.js'
 
@@ -67,7 +68,8 @@ export async function gatherFacts(env: Env, opts: { podmanBin?: string } = {}): 
   const bin = (name: string) => findOnPath(name, env)
   const binaries: DoctorFacts['binaries'] = {}
   for (const n of ['podman', 'docker', 'openshell', 'pasta', 'slirp4netns', 'getsubids'] as const) {
-    const p = bin(n)
+    // Network helpers also where podman looks for them (helper_binaries_dir), not only on PATH.
+    const p = n === 'pasta' || n === 'slirp4netns' ? findHelper(n, env) : bin(n)
     if (p) binaries[n] = p
   }
 

@@ -16,13 +16,15 @@
  * podshell does not install units).
  */
 import { createHash } from 'node:crypto'
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { GATEWAY_IMAGE } from '../images/names.js'
 import { dataDir as defaultDataDir, gatewayDir, sandboxesDir, GATEWAY_DATA_MOUNT, type Env } from '../config/paths.js'
 import { PodshellError } from '../errors.js'
 import { mkdirp } from '../util/fs.js'
 import { hostPath, check } from '../util/validate.js'
 import type { Podman } from '../podman/podman.js'
+import { runArgs, type ContainerSpec } from '../podman/container-spec.js'
+import { gatewayNetwork } from '../podman/network.js'
 import { GatewayClient, type PingResult, type StatsResult } from './client.js'
 
 export const GATEWAY_CONTAINER = 'podshell-gateway'
@@ -61,46 +63,31 @@ export function podshellVersion(): string {
   }
 }
 
-let selinux: boolean | undefined
 /**
- * SELinux label for the data-dir mount: the SHARED label (`relabel=shared`, i.e. `:z`).
- *
- * Why not `:Z` (private to this container)? The data dir is not the gateway's alone: each sandbox's
- * bridge bind-mounts its `sandboxes/<name>/egress` dir and the agent its `sandboxes/<name>/home`,
- * both with the shared label (src/sandbox/runtime.ts). A private MCS label applied recursively by
- * the gateway would lock every bridge and agent out of those dirs, and their relabel would in turn
- * lock the gateway out. With the shared label everything below the data dir is `container_file_t`
- * without categories: readable by these containers and by the user, still not by host daemons
- * confined to other types. Sandboxes stay separated from each other by what they mount (only their
- * own subdirectories), not by MCS categories.
- *
- * Rule for every podshell mount below the data dir: shared (`:z`), never private (`:Z`).
- * Off SELinux (Debian, Ubuntu) no relabel option is passed.
+ * The gateway container (rendered by src/podman/container-spec.ts, which adds the hardening every
+ * podshell container gets: no capabilities — it listens on unix sockets and dials out — no
+ * privilege gain, read-only root; it writes only below the data dir). The data-dir mount gets the
+ * shared SELinux label there (why shared, never private: see container-spec.ts relabel()).
  */
-function relabel(): string {
-  selinux ??= existsSync('/sys/fs/selinux/enforce')
-  return selinux ? ',relabel=shared' : ''
+export function gatewayContainerSpec(data: string, env: Env = process.env, image = GATEWAY_IMAGE): ContainerSpec {
+  check(hostPath, data, 'data dir', 'set PODSHELL_HOME to an absolute path without ":" or ","')
+  return {
+    name: gatewayContainerName(data, env),
+    image,
+    command: GATEWAY_COMMAND,
+    labels: { [GATEWAY_ROLE_LABEL]: 'gateway', [GATEWAY_DATA_LABEL]: data },
+    restart: 'always',
+    stopTimeoutSeconds: 5,
+    mounts: [{ type: 'bind', source: data, target: GATEWAY_DATA_MOUNT }],
+    env: [],
+    logMaxBytes: 10 * 1024 * 1024,
+  }
 }
 
-/** `podman run` arguments for the gateway container. */
-export function gatewayRunArgs(data: string, env: Env = process.env, image = GATEWAY_IMAGE): string[] {
-  check(hostPath, data, 'data dir', 'set PODSHELL_HOME to an absolute path without ":" or ","')
-  return [
-    'run', '-d',
-    '--name', gatewayContainerName(data, env),
-    '--label', `${GATEWAY_ROLE_LABEL}=gateway`,
-    '--label', `${GATEWAY_DATA_LABEL}=${data}`,
-    '--restart', 'always',
-    // Hardening: the gateway needs no capability (it listens on unix sockets and dials out), no
-    // privilege gain, and writes only below the data dir.
-    '--cap-drop', 'ALL',
-    '--security-opt', 'no-new-privileges',
-    '--read-only',
-    '--stop-timeout', '5',
-    '--mount', `type=bind,source=${data},destination=${GATEWAY_DATA_MOUNT}${relabel()}`,
-    image,
-    ...GATEWAY_COMMAND,
-  ]
+/** `podman run` arguments for the gateway container; `network` from src/podman/network.ts. */
+export function gatewayRunArgs(data: string, env: Env = process.env, image = GATEWAY_IMAGE, network: readonly string[] = []): string[] {
+  const spec = { ...gatewayContainerSpec(data, env, image), networkArgs: network }
+  return runArgs(spec, { values: {}, cgroupLimits: false }, { verb: 'run-detached' }).args
 }
 
 interface ContainerInfo {
@@ -168,6 +155,9 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
   mkdirp(data)
   mkdirp(gatewayDir(data))
   mkdirp(sandboxesDir(data))
+  // TLS inspection: the CA (named after the user, created on first start) and the upstream roots
+  // (the host's trust store + tls.extra_ca_files), which the container cannot read itself.
+  await (await import('../tls/host.js')).prepareHostTrust(data, env)
   const info = await inspect(podman, name)
   if (info && !stale) {
     if (info.State.Running) {
@@ -193,7 +183,7 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
   if (stale) say('podshell gateway is from another podshell version; replacing it')
   else if (!info) say('starting the podshell gateway')
   await podman.run(['rm', '-f', '-t', '5', name], { reject: false, timeoutMs: 60_000 })
-  await podman.run(gatewayRunArgs(data, env, opts.image), { timeoutMs: 120_000 })
+  await podman.run(gatewayRunArgs(data, env, opts.image, gatewayNetwork(podman.version, env).args), { timeoutMs: 120_000 })
   await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000)
 }
 

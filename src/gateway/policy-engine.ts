@@ -116,6 +116,8 @@ export interface CompiledEndpoint {
   /** allowed_ips, plus the host itself when the host is an IP literal (OpenShell's implicit rule). */
   readonly allowedIps: readonly Cidr[] | undefined
   readonly allowEncodedSlash: boolean
+  /** `tls: skip`: CONNECTs to it are always tunnelled, never terminated (src/gateway/tls-terminate.ts). */
+  readonly tlsSkip: boolean
 }
 
 interface CompiledL7 {
@@ -294,7 +296,16 @@ function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, 
     l7,
     allowedIps: allowed.length > 0 ? allowed : undefined,
     allowEncodedSlash: ep.allow_encoded_slash === true,
+    tlsSkip: ep.tls === 'skip',
   }
+}
+
+/**
+ * Whether the gateway terminates TLS on this endpoint to check each request (OpenShell's auto
+ * mode): an inspectable L7 endpoint (rest, websocket) that is not `tls: skip`.
+ */
+export function terminates(e: CompiledEndpoint): boolean {
+  return e.l7 !== undefined && e.l7.inspectable && !e.tlsSkip
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,9 +367,18 @@ export class PolicyEngine {
     return this.endpoints.filter(e => e.ports.has(port) && hostMatches(e.host, host))
   }
 
-  /** Decision for `CONNECT host:port` (an opaque, usually TLS, tunnel). */
-  decideConnect(host: CanonicalHost, port: number): Decision {
-    return withResolution(this.connectDecision(host, port), host)
+  /** Whether a CONNECT to host:port is terminated for L7 inspection (any matching endpoint `terminates`). */
+  inspects(host: CanonicalHost, port: number): boolean {
+    return this.matching(host, port).some(terminates)
+  }
+
+  /**
+   * Decision for `CONNECT host:port` (an opaque, usually TLS, tunnel). With `inspect` (the gateway
+   * terminates TLS), endpoints that `terminates()` do not make the CONNECT narrow: each request
+   * inside is decided by decideHttp instead.
+   */
+  decideConnect(host: CanonicalHost, port: number, opts: { inspect?: boolean } = {}): Decision {
+    return withResolution(this.connectDecision(host, port, opts), host)
   }
 
   /**
@@ -370,15 +390,15 @@ export class PolicyEngine {
     return withResolution(this.httpDecision(req, opts), req.host)
   }
 
-  private connectDecision(host: CanonicalHost, port: number): Omit<Decision, 'resolve'> {
+  private connectDecision(host: CanonicalHost, port: number, opts: { inspect?: boolean }): Omit<Decision, 'resolve'> {
     const eps = this.matching(host, port)
     if (eps.length === 0) return this.noMatch(host, port, 'l4')
     const providers = this.providersFor(host)
     const l7 = eps.filter(e => e.l7)
-    const narrow = l7.filter(e => e.l7!.narrower !== undefined)
+    const narrow = l7.filter(e => e.l7!.narrower !== undefined && !(opts.inspect && terminates(e)))
     const first = eps[0]!
     if (narrow.length === 0) {
-      // Every matching endpoint is L4 or L7 `full` without restrictions: nothing to inspect.
+      // Every matching endpoint is L4, L7 `full` without restrictions, or inspected request by request.
       return {
         allowed: true, mode: 'allow', layer: 'l4', policy: first.policy, policyName: first.policyName,
         rule: `endpoints[${first.index}]`, matched: `${first.policy}.endpoints[${first.index}]`,

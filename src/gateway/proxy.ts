@@ -26,11 +26,13 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect as netConnect, type Socket } from 'node:net'
 import { lookup } from 'node:dns/promises'
-import { lstatSync, unlinkSync, chmodSync } from 'node:fs'
+import { lstatSync, unlinkSync, chmodSync, openSync, closeSync } from 'node:fs'
+import { basename, dirname } from 'node:path'
 import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
 import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
 import type { AuditLog } from './audit.js'
 import { MAX_INSPECTED_HEADER_BYTES } from '../rules/glob.js'
+import { TlsTerminator, type TlsInspection } from './tls-terminate.js'
 
 /** Resolves a DNS name to all its addresses. */
 export type Resolver = (host: string) => Promise<IpAddress[]>
@@ -90,6 +92,8 @@ export interface ProxyOptions {
    */
   permitAddress?: ((ip: IpAddress) => boolean) | undefined
   limits?: Partial<ProxyLimits>
+  /** TLS inspection (src/gateway/tls-terminate.ts); without it, CONNECTs are only ever tunnelled. */
+  tls?: TlsInspection | undefined
 }
 
 /** An absolute-form request target, parsed and validated. */
@@ -125,6 +129,7 @@ export class SandboxProxy {
   private readonly tunnels = new Set<Tunnel>()
   private readonly sockets = new Set<Socket>()
   private socketPath: string | undefined
+  private readonly terminator: TlsTerminator | undefined
   allowed = 0
   denied = 0
 
@@ -144,6 +149,20 @@ export class SandboxProxy {
       joinDuplicateHeaders: false,
     })
     this.server.maxConnections = this.limits.maxConnections
+    this.terminator = opts.tls
+      ? new TlsTerminator({
+          sandbox: this.sandbox,
+          engine: opts.engine,
+          audit: opts.audit,
+          tls: opts.tls,
+          limits: { ...this.limits, handshakeTimeoutMs: Math.min(this.limits.headersTimeoutMs, 10_000), maxFreeSockets: 16 },
+          addressCheck: (d, label, port, addrs) => this.addressCheck(d, label, port, addrs),
+          denyBody: (d, method, host, port, path, detail) => this.denyBody(d, method, host, port, path, detail),
+          forwardHeaders,
+          sendJson,
+          counted: ok => void (ok ? this.allowed++ : this.denied++),
+        })
+      : undefined
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s)
       s.on('close', () => this.sockets.delete(s))
@@ -173,12 +192,29 @@ export class SandboxProxy {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
     }
+    // A unix socket path holds at most 107 bytes; a 63-character sandbox name under the data dir
+    // can exceed it. Such a path is bound through the directory's descriptor
+    // (/proc/self/fd/N/proxy.sock), which creates the same socket file.
+    let dirFd: number | undefined
+    let bindPath = path
+    if (Buffer.byteLength(path) > 100) {
+      dirFd = openSync(dirname(path), 'r')
+      bindPath = `/proc/self/fd/${dirFd}/${basename(path)}`
+    }
+    const closeDir = () => {
+      if (dirFd !== undefined) closeSync(dirFd)
+      dirFd = undefined
+    }
     return new Promise((resolve, reject) => {
-      const onErr = (e: Error) => reject(e)
+      const onErr = (e: Error) => {
+        closeDir()
+        reject(e)
+      }
       this.server.once('error', onErr)
       const old = process.umask(0o177)
       try {
-        this.server.listen(path, () => {
+        this.server.listen(bindPath, () => {
+          closeDir()
           this.server.off('error', onErr)
           try {
             chmodSync(path, 0o600)
@@ -204,6 +240,7 @@ export class SandboxProxy {
 
   /** Stops listening, closes every client connection and tunnel, removes the socket file. */
   async close(): Promise<void> {
+    this.terminator?.dropPool()
     for (const t of this.tunnels) {
       t.client.destroy()
       t.upstream.destroy()
@@ -226,6 +263,8 @@ export class SandboxProxy {
    */
   revalidate(): number {
     const engine = this.opts.engine()
+    // Pooled upstream connections of inspected endpoints were checked under the old policy.
+    this.terminator?.dropPool()
     let closed = 0
     for (const t of [...this.tunnels]) {
       const d = t.recheck(engine)
@@ -345,7 +384,9 @@ export class SandboxProxy {
       this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason })
       return refuse(400, 'Bad Request', { error: 'bad_request', detail: reason })
     }
-    const d = this.opts.engine().decideConnect(host, port)
+    const engine = this.opts.engine()
+    const inspect = this.terminator !== undefined && engine.inspects(host, port)
+    const d = engine.decideConnect(host, port, { inspect: this.terminator !== undefined })
     const denyConnect = (reason: string, policy: string | null) => {
       this.denied++
       this.opts.audit.network({ activity: 'open', action: 'denied', mode: 'deny', host: host.host, port, policy, rule: d.matched, reason, providers: d.providers })
@@ -355,6 +396,16 @@ export class SandboxProxy {
     const checked = await this.resolveChecked(d, host, port)
     if (!checked.ok) return denyConnect(checked.reason, d.policy)
     if (client.destroyed) return
+    if (inspect) {
+      // Terminated: every request inside is decided on its own (src/gateway/tls-terminate.ts);
+      // upstream connections are made per request, to the addresses checked here.
+      this.allowed++
+      this.opts.audit.network({ activity: 'open', action: 'allowed', mode: d.mode, host: host.host, port, policy: d.policy, rule: d.matched, reason: `${d.reason}; TLS inspected: each request is checked against the L7 rules`, providers: d.providers })
+      client.setNoDelay(true)
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+      this.terminator!.take(client, head, host, port, checked.addresses)
+      return
+    }
     let up: Dialed
     try {
       up = await this.dial(checked.addresses, port, client)

@@ -28,6 +28,7 @@ import { SandboxProxy, type ProxyLimits, type Resolver } from './proxy.js'
 import { createSandboxResolver } from '../rules/dns.js'
 import { AuditLog, type AuditOptions } from './audit.js'
 import type { IpAddress } from './address.js'
+import { GatewayTls } from '../tls/gateway-tls.js'
 import type { ReloadResult, StatsResult, SandboxStats, PingResult } from './client.js'
 
 // The engine reads only network_policies; the schema's Policy must stay assignable to its input.
@@ -60,6 +61,11 @@ export interface GatewayOptions {
    * a sandbox (or a user's config) can influence turns the SSRF guard off.
    */
   testHooks?: GatewayTestHooks
+  /**
+   * TLS inspection (src/gateway/tls-terminate.ts): load or create the sandbox CA at start and
+   * terminate CONNECTs to inspected endpoints. `gateway serve` turns it on.
+   */
+  tls?: boolean
 }
 
 interface Served {
@@ -88,6 +94,7 @@ export class Gateway {
   private rescanning = false
   private readonly started = Date.now()
   private stopped = false
+  private tls: GatewayTls | undefined
 
   constructor(opts: GatewayOptions) {
     this.dataDir = opts.dataDir
@@ -102,6 +109,11 @@ export class Gateway {
   async start(): Promise<void> {
     mkdirp(gatewayDir(this.dataDir))
     mkdirp(sandboxesDir(this.dataDir))
+    if (this.opts.tls) {
+      this.tls = new GatewayTls(this.dataDir, l => this.log(l))
+      const ca = await this.tls.start()
+      this.log(`TLS inspection on: sandbox CA ${ca.fingerprint.slice(0, 16)}…`)
+    }
     await this.listenControl()
     await this.rescan()
     const every = this.opts.rescanIntervalMs ?? 2000
@@ -157,6 +169,7 @@ export class Gateway {
         resolve: this.opts.testHooks?.resolve ?? createSandboxResolver(),
         permitAddress: this.opts.testHooks?.permitAddress,
         limits: this.opts.limits,
+        tls: this.tls ? await this.tls.forSandbox(name) : undefined,
       })
       ;(entry as { proxy: SandboxProxy }).proxy = proxy
       await proxy.listen(sandboxSocket(this.dataDir, name))

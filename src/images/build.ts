@@ -361,7 +361,7 @@ export async function ensureOfflineBase(podman: Podman, ctx: ImageContext, opts:
 }
 
 function noMmdebstrap(): PodshellError {
-  let osRelease = ''
+  let osRelease: string
   try {
     osRelease = readFileSync('/etc/os-release', 'utf8')
   } catch {

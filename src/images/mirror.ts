@@ -129,7 +129,7 @@ export function readAptSources(root = '/etc/apt'): SourcesFile[] {
     }
   }
   read(join(root, 'sources.list'))
-  let names: string[] = []
+  let names: string[]
   try {
     names = readdirSync(join(root, 'sources.list.d')).sort()
   } catch {

@@ -5,8 +5,19 @@ import { PodshellError } from '../errors.js'
  * Spawning podman as a transparent foreground child. Kept free of heavy imports: `sandbox exec`
  * loads only this (src/cli/fast-exec.ts), so its cost over `podman exec` stays small.
  */
+/**
+ * Where interrupts come from. Only the CLI layer holds the process: it passes `process` (which has
+ * this shape); library code never installs process signal handlers itself.
+ */
+export interface SignalSource {
+  on(sig: NodeJS.Signals, handler: () => void): unknown
+  off(sig: NodeJS.Signals, handler: () => void): unknown
+}
+
 export interface InteractiveOptions {
-  /** Called for SIGINT, SIGTERM and SIGHUP reaching podshell (default: pass them to podman). */
+  /** Source of SIGINT, SIGTERM and SIGHUP to relay; absent: none are relayed. */
+  signals?: SignalSource | undefined
+  /** Called for each relayed signal (default: pass it to podman). */
   onSignal?: (sig: NodeJS.Signals) => void
   timeoutMs?: number | undefined
   onTimeout?: () => void
@@ -28,7 +39,7 @@ export function spawnInteractive(file: string, args: readonly string[], opts: In
         if (opts.onSignal) opts.onSignal(sig)
         else child.kill(sig)
       }
-      process.on(sig, h)
+      opts.signals?.on(sig, h)
       return [sig, h] as const
     })
     let timer: NodeJS.Timeout | undefined
@@ -40,7 +51,7 @@ export function spawnInteractive(file: string, args: readonly string[], opts: In
       }, opts.timeoutMs)
     }
     const done = () => {
-      for (const [sig, h] of handlers) process.off(sig, h)
+      for (const [sig, h] of handlers) opts.signals?.off(sig, h)
       if (timer) clearTimeout(timer)
     }
     child.on('error', e => {

@@ -126,15 +126,24 @@ export class PolicyStore {
   /**
    * CLI side: stores `policy` as the next revision (PENDING until the gateway reports). The policy
    * is validated again first: the store never holds a document the gateway would have to reject.
+   * A policy identical (same hash) to the newest revision is not stored again: as OpenShell, the
+   * version stays and the result says `unchanged` (unless that revision FAILED to load).
    */
-  add(policy: Policy, source: string): PolicyRevision {
+  add(policy: Policy, source: string): PolicyRevision & { unchanged?: true } {
     const { policy: valid } = validatePolicy(policy, source)
     const yaml = policyToYaml(valid)
     const hash = policyHash(valid)
     const src = source.replace(/[\0-\x1f\x7f]/g, ' ').slice(0, MAX_SOURCE)
     return this.withLock(() => {
       const revs = this.readRevisions()
-      const version = (revs.at(-1)?.version ?? 0) + 1
+      const last = revs.at(-1)
+      if (last && last.hash === hash) {
+        // A revision that FAILED to load is retried by a new one, as anything else would leave the
+        // user with no way to load a policy whose stored copy was damaged.
+        const cur = this.list().find(r => r.version === last.version)!
+        if (cur.status !== 'FAILED') return { ...cur, unchanged: true as const }
+      }
+      const version = (last?.version ?? 0) + 1
       // The revision file first: a listed revision always has its document.
       writeFileAtomic(this.revFile(version), yaml)
       const entry: RevisionEntry = { version, hash, created_at_ms: Date.now(), source: src }

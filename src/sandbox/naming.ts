@@ -1,6 +1,6 @@
 
 /**
- * Names. A sandbox name is a DNS-1123 label of at most 19 characters (OpenShell's routable-name
+ * Names. A sandbox name is a DNS-1123 label of at most 63 characters (OpenShell's sandbox-name
  * limit). Podman objects derive from it with "." separators, which a DNS label cannot contain, so
  * no two sandboxes' objects can collide ("a-agent" vs "a" + "-agent").
  */

@@ -4,6 +4,13 @@ import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import { PodshellError } from '../errors.js'
 import { Podman, runInteractive } from '../podman/podman.js'
+import type { SignalSource } from '../podman/interactive.js'
+import { podCreateArgs, runArgs, type ContainerSpec, type RenderContext } from '../podman/container-spec.js'
+import { agentSpec, bridgeSpec, podSpec, PROXY_URL } from './containers.js'
+import { peekAgentDescription, readAgentDescription, writeAgentDescription, type AgentDescription } from './description.js'
+import { checkTreeSource, isSecured } from './mount-pipeline.js'
+import { pipelineOptions, secureCreateOptions } from './spec.js'
+import { loadEffectiveConfig, type LoadOptions } from '../config/enterprise.js'
 import {
   sandboxDir,
   sandboxesDir,
@@ -11,16 +18,14 @@ import {
   sandboxAuditDir,
   sandboxHomeDir,
   sandboxPolicyDir,
-  BRIDGE_EGRESS_MOUNT,
-  BRIDGE_SOCKET,
-  PROXY_PORT,
   homeDir,
+  configDir,
   type Env,
 } from '../config/paths.js'
-import { SANDBOX_IMAGE, GATEWAY_IMAGE } from '../images/names.js'
+import { SANDBOX_IMAGE } from '../images/names.js'
 import { check, sandboxName, objectName, hostPath, envKey, envValue, labelKey, labelValue, normalizePath } from '../util/validate.js'
 import type { CreateOptions, MountSpec } from './types.js'
-import { podName, agentContainer, bridgeContainer, infraContainer, L } from './naming.js'
+import { podName, agentContainer, L } from './naming.js'
 import { generateName } from './petname.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import {
@@ -35,14 +40,13 @@ import {
   operationState,
   writeLastUsed,
 } from './state.js'
-import { parseCpu, parseMemory } from './resources.js'
+import { parseCpu, parseMemory, pidsLimit, sandboxLimits, type SandboxLimits } from './resources.js'
 import { writeFileAtomic, fsError } from '../util/fs.js'
 import { trace } from '../util/trace.js'
 import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
 import { parsePolicyText } from '../policy/schema.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
-import { envArgs } from '../podman/env-args.js'
 import { missingSecretHint } from '../credentials/inject.js'
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
@@ -65,6 +69,12 @@ export interface SandboxInfo {
   egress: string
   exit_code: number | null
   pod: string
+}
+
+/** What the agent container gets for TLS inspection (one call site; see src/tls/trust.ts). */
+export interface SandboxTrustArgs {
+  readonly mounts: readonly { readonly source: string; readonly target: string }[]
+  readonly env: Readonly<Record<string, string>>
 }
 
 /**
@@ -94,6 +104,8 @@ export interface SandboxDeps {
   audit(name: string, event: string, detail?: Record<string, unknown>): void
   /** Path of the default seccomp profile. */
   seccompProfile: string
+  /** TLS trust for the agent (src/tls/): writes the sandbox's CA bundle; read-only mounts + variables. */
+  prepareTrust(name: string): Promise<SandboxTrustArgs>
 }
 
 export interface RuntimeOptions {
@@ -103,6 +115,15 @@ export interface RuntimeOptions {
   deps: SandboxDeps
   /** Progress/notes (stderr). */
   say: (msg: string) => void
+  /**
+   * Where interrupts come from: the CLI passes its `process`; a library caller passes its own
+   * emitter or nothing (then no signal is handled: the runtime installs no process handlers).
+   * SIGINT/SIGTERM during create's provisioning remove the half-made sandbox; during a foreground
+   * command they are passed on to it.
+   */
+  signals?: SignalSource
+  /** Where the user/enterprise configuration is read from (tests); default: the usual files. */
+  configLoad?: LoadOptions
 }
 
 interface PodJson {
@@ -123,7 +144,15 @@ interface CtrJson {
   PodName?: string
 }
 
-export const PROXY_URL = `http://127.0.0.1:${PROXY_PORT}`
+export { PROXY_URL }
+
+/** What provisioning hands to the agent launch. */
+interface Launch {
+  secretArgs: string[]
+  /** The sandbox's CA bundle (src/tls/): read-only mounts and variables. */
+  trust: SandboxTrustArgs
+  warnings: string[]
+}
 
 /**
  * Sandbox lifecycle on rootless Podman. A sandbox is a pod `podshell.<name>` whose network
@@ -139,8 +168,12 @@ export class SandboxRuntime {
   readonly env: Env
   private readonly deps: SandboxDeps
   private readonly say: (msg: string) => void
+  private readonly signals: SignalSource | undefined
+  private readonly configLoad: LoadOptions | undefined
 
   constructor(o: RuntimeOptions) {
+    this.signals = o.signals
+    this.configLoad = o.configLoad
     this.podman = o.podman
     this.dataDir = o.dataDir
     this.env = o.env
@@ -151,128 +184,207 @@ export class SandboxRuntime {
   // ───────────────────────────── create ─────────────────────────────
 
   /**
-   * Creates a sandbox. Every input is validated before podman is called. A failure at any step
-   * removes what this call made (pod, containers, secrets, state dir); a kill -9 mid-create leaves
-   * a pod labelled with a dead creator, which the next podshell command's gc removes.
+   * Creates a sandbox. Every input is validated before podman is called, and the security rules
+   * are applied HERE, for every caller (CLI, spec, library): configuration defaults, the mount
+   * pipeline (sensitive paths refused, `.ai-read-deny` masked, read-write trees protected) and the
+   * enterprise rules (src/sandbox/spec.ts secureCreateOptions; options that already passed it are
+   * not scanned twice). A failure at any step removes what this call made (pod, containers,
+   * secrets, state dir); a kill -9 mid-create leaves a pod labelled with a dead creator, which the
+   * next podshell command's gc removes. A signal from the `signals` source during provisioning
+   * removes the half-made sandbox and rejects with exit code 130.
    */
-  async create(o: CreateOptions): Promise<{ info: SandboxInfo; exitCode?: number; warnings: string[] }> {
+  async create(input: CreateOptions): Promise<{ info: SandboxInfo; exitCode?: number; warnings: string[] }> {
+    const sec = isSecured(input) ? { options: input, warnings: [] } : await secureCreateOptions(input, this.env, this.configLoad)
+    const o = sec.options
     const plan = await this.plan(o)
     const { name } = plan
     const made = { pod: false, state: false, secrets: false }
-    const cleanup = async () => {
-      if (made.pod) await this.podman.run(['pod', 'rm', '-f', '--ignore', podName(name)], { reject: false })
-      if (made.secrets) await this.deps.removeCredentials(this.podman, name).catch(() => undefined)
-      if (made.state) {
-        await this.deps.unregisterFromGateway(name).catch(() => undefined)
-        await this.removeState(name)
-      }
-    }
-    // Ctrl-C during provisioning removes the half-made sandbox instead of leaving it to gc.
-    const onInterrupt = () => {
-      void cleanup().finally(() => process.exit(130))
-    }
-    process.once('SIGINT', onInterrupt)
-    process.once('SIGTERM', onInterrupt)
-    let warnings: string[] = []
-    try {
-      trace('planned')
-      // Images are checked while the state is written and the pod is created (podman calls are
-      // mostly waiting); the bridge and agent need them, so those wait for the check.
-      const images = this.deps.ensureImages(this.podman, plan.needImages, this.say).then(async r => {
-        if (plan.image !== SANDBOX_IMAGE && !(await this.imageExists(plan.image))) {
-          throw new PodshellError(`image ${plan.image} not found`, {
-            hint: 'build or pull it first (podman images lists what exists), or omit --from to use the podshell sandbox image',
-            code: 'IMAGE_NOT_FOUND',
-          })
+    let cleaning: Promise<void> | undefined
+    const cleanup = () =>
+      (cleaning ??= (async () => {
+        if (made.pod) await this.podman.run(['pod', 'rm', '-f', '--ignore', podName(name)], { reject: false })
+        if (made.secrets) await this.deps.removeCredentials(this.podman, name).catch(() => undefined)
+        if (made.state) {
+          await this.deps.unregisterFromGateway(name).catch(() => undefined)
+          await this.removeState(name)
         }
-        trace('images ok')
-        return r
-      })
-      images.catch(() => undefined) // awaited below; never an unhandled rejection meanwhile
-      // State dir first: the gateway needs it to create the socket before the bridge starts. Its
-      // creation is the name lock: mkdir fails if another create took the name meanwhile.
-      ensureDir(sandboxesDir(this.dataDir))
-      claimStateDir(this.dataDir, name)
-      made.state = true
-      // The creator file marks an operation in flight: if this process dies before removing it,
-      // the next podshell command's gc removes whatever of this sandbox exists.
-      markOperation(this.dataDir, name)
-      for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
-      this.prepareHomeMountpoints(plan)
-      warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
-      trace('state written')
-      if (!(await this.deps.gatewayAlive())) {
-        await images // starting the gateway needs its image
-        await this.deps.ensureGateway(this.podman, this.say)
+      })())
+    // Ctrl-C during provisioning removes the half-made sandbox instead of leaving it to gc. The
+    // signals come from the caller (the CLI passes its process); the runtime installs nothing.
+    let cancelled = false
+    let onSignal = () => undefined as void
+    const interrupted = new Promise<never>((_, reject) => {
+      onSignal = () => {
+        cancelled = true
+        void cleanup().finally(() => reject(new PodshellError(`create of sandbox ${name} interrupted; nothing of it is left`, { code: 'INTERRUPTED', exitCode: 130 })))
       }
-      trace('gateway ok')
-      const reg = await this.deps.registerWithGateway(name)
-      if (reg.status === 'FAILED') throw new PodshellError(`policy failed to load: ${reg.error ?? 'unknown error'}`, { hint: 'fix the policy and retry', code: 'POLICY_FAILED' })
-
-      trace('registered')
-      made.secrets = o.providers.length > 0
-      const creds = await this.deps.prepareCredentials(this.podman, name, o.providers)
-      // A secret would silently win over --env of the same name; say so instead.
-      for (const v of creds.variables) {
-        if (v.name in o.env) throw new PodshellError(`--env ${v.name} is also set by provider ${v.provider}`, { hint: 'drop one of them', exitCode: 2, code: 'INVALID_INPUT' })
-      }
-
-      made.pod = true
-      await this.podman.run(this.podCreateArgs(plan, o))
-      if ((await images).gatewayReplaced) {
-        // The gateway this sandbox registered with was on an old image and is gone.
-        await this.deps.ensureGateway(this.podman, this.say)
-        await this.deps.registerWithGateway(name)
-      }
-      await this.podman.run(this.bridgeArgs(plan))
-      trace('bridge running')
-      this.deps.audit(name, 'created', {
-        image: plan.image,
-        mounts: plan.mounts.map(m => `${m.source}:${m.mode}`),
-        providers: o.providers,
-        injected: creds.variables.map(v => `${v.provider}:${v.name}`),
-      })
-      for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
-      writeLastUsed(this.dataDir, name)
-
-      const agentArgs = this.agentArgs(plan, o, creds.secretArgs)
-      const main = o.detach && o.command.length ? o.command : ['sleep', 'infinity']
-      // What re-creating the agent container needs (restart after provider attach/detach). No
-      // credential value is in here: secrets are referenced by name and added at re-creation.
-      writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ flags: this.agentArgs(plan, o, []).flags, env: agentArgs.env, image: plan.image, main, providers: o.providers } satisfies AgentSpec) + '\n')
-      if (o.detach) {
-        await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, ...main], { env: agentArgs.env })
-        finishOperation(this.dataDir, name)
-        process.off('SIGINT', onInterrupt)
-        process.off('SIGTERM', onInterrupt)
-        return { info: await this.get(name), warnings }
-      }
-      if (!o.keep) {
-        // Fast path (DevAIFlow's launch): the command IS the agent container's main process, so
-        // `podman run` proxies signals and the TTY natively; the sandbox goes afterwards.
-        process.off('SIGINT', onInterrupt)
-        process.off('SIGTERM', onInterrupt)
-        finishOperation(this.dataDir, name)
-        const code = await runInteractive(this.podman, [
-          'run', '--rm', '-i', ...(plan.tty ? ['-t'] : []), '--sig-proxy=true', ...agentArgs.flags, plan.image, ...plan.command,
-        ], { env: agentArgs.env })
-        await this.delete([name], { quiet: true })
-        return { info: { ...this.planInfo(plan, o), phase: 'Deleting', exit_code: code }, exitCode: code, warnings }
-      }
-      // Kept sandbox: an idle main process keeps it Ready for later exec/connect; the foreground
-      // command runs as an exec session whose signals podshell forwards.
-      await this.podman.run(['run', '-d', ...agentArgs.flags, plan.image, 'sleep', 'infinity'], { env: agentArgs.env })
-      finishOperation(this.dataDir, name)
-      process.off('SIGINT', onInterrupt)
-      process.off('SIGTERM', onInterrupt)
-      const code = await this.exec(name, plan.command, { tty: plan.tty, workdir: plan.workdir ?? undefined, env: {} })
-      return { info: await this.get(name), exitCode: code, warnings }
+    })
+    interrupted.catch(() => undefined)
+    const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM']
+    for (const s of sigs) this.signals?.on(s, onSignal)
+    const unsubscribe = () => {
+      for (const s of sigs) this.signals?.off(s, onSignal)
+    }
+    const step = () => {
+      if (cancelled) throw new PodshellError('interrupted', { code: 'INTERRUPTED', exitCode: 130 })
+    }
+    let launch: Launch
+    try {
+      launch = await Promise.race([this.provision(plan, o, made, step), interrupted])
     } catch (e) {
-      process.off('SIGINT', onInterrupt)
-      process.off('SIGTERM', onInterrupt)
+      unsubscribe()
+      await cleanup()
+      throw cancelled ? await interrupted.catch((x: unknown) => x) : e
+    }
+    unsubscribe()
+    const warnings = [...sec.warnings, ...launch.warnings]
+    try {
+      return await this.launch(plan, o, launch, warnings)
+    } catch (e) {
       await cleanup()
       throw e
     }
+  }
+
+  /** State dir, policy, gateway registration, credentials, pod and bridge: everything but the agent. */
+  private async provision(plan: Plan, o: CreateOptions, made: { pod: boolean; state: boolean; secrets: boolean }, step: () => void): Promise<Launch> {
+    const { name } = plan
+    trace('planned')
+    // Images are checked while the state is written and the pod is created (podman calls are
+    // mostly waiting); the bridge and agent need them, so those wait for the check.
+    const images = this.deps.ensureImages(this.podman, plan.needImages, this.say).then(async r => {
+      if (plan.image !== SANDBOX_IMAGE && !(await this.imageExists(plan.image))) {
+        throw new PodshellError(`image ${plan.image} not found`, {
+          hint: 'build or pull it first (podman images lists what exists), or omit --from to use the podshell sandbox image',
+          code: 'IMAGE_NOT_FOUND',
+        })
+      }
+      trace('images ok')
+      return r
+    })
+    images.catch(() => undefined) // awaited below; never an unhandled rejection meanwhile
+    // State dir first: the gateway needs it to create the socket before the bridge starts. Its
+    // creation is the name lock: mkdir fails if another create took the name meanwhile.
+    ensureDir(sandboxesDir(this.dataDir))
+    claimStateDir(this.dataDir, name)
+    made.state = true
+    // The creator file marks an operation in flight: if this process dies before removing it,
+    // the next podshell command's gc removes whatever of this sandbox exists.
+    markOperation(this.dataDir, name)
+    for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
+    this.prepareHomeMountpoints(plan)
+    // Before the gateway is asked to serve the sandbox: it signs with the CA this bundle holds.
+    const trust = await this.deps.prepareTrust(name)
+    const warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
+    trace('state written')
+    step()
+    if (!(await this.deps.gatewayAlive())) {
+      await images // starting the gateway needs its image
+      await this.deps.ensureGateway(this.podman, this.say)
+    }
+    trace('gateway ok')
+    step()
+    const reg = await this.deps.registerWithGateway(name)
+    if (reg.status === 'FAILED') throw new PodshellError(`policy failed to load: ${reg.error ?? 'unknown error'}`, { hint: 'fix the policy and retry', code: 'POLICY_FAILED' })
+
+    trace('registered')
+    step()
+    made.secrets = o.providers.length > 0
+    const creds = await this.deps.prepareCredentials(this.podman, name, o.providers)
+    // A secret would silently win over --env of the same name; say so instead.
+    for (const v of creds.variables) {
+      if (v.name in o.env || v.name in (o.passEnv ?? {})) throw new PodshellError(`--env ${v.name} is also set by provider ${v.provider}`, { hint: 'drop one of them', exitCode: 2, code: 'INVALID_INPUT' })
+    }
+
+    step()
+    made.pod = true
+    await this.podman.run(podCreateArgs(podSpec(name, this.podLabels(plan, o))))
+    if ((await images).gatewayReplaced) {
+      // The gateway this sandbox registered with was on an old image and is gone.
+      await this.deps.ensureGateway(this.podman, this.say)
+      await this.deps.registerWithGateway(name)
+    }
+    step()
+    const bridge = runArgs(bridgeSpec(name, this.dataDir, plan.uid, plan.gid, plan.limits, this.podman.rootlessLimits), this.renderContext({}), { verb: 'run-detached' })
+    await this.podman.run(bridge.args, { env: bridge.podmanEnv })
+    trace('bridge running')
+    this.deps.audit(name, 'created', {
+      image: plan.image,
+      mounts: plan.mounts.map(m => `${m.source}:${m.mode}`),
+      providers: o.providers,
+      injected: creds.variables.map(v => `${v.provider}:${v.name}`),
+    })
+    for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
+    writeLastUsed(this.dataDir, name)
+    step()
+    return { secretArgs: creds.secretArgs, trust, warnings }
+  }
+
+  /** Starts the agent: detached, as the foreground main process (--no-keep), or idle + exec. */
+  private async launch(plan: Plan, o: CreateOptions, l: Launch, warnings: string[]): Promise<{ info: SandboxInfo; exitCode?: number; warnings: string[] }> {
+    const { name } = plan
+    const main = o.detach && o.command.length ? o.command : ['sleep', 'infinity']
+    const desc = this.describeAgent(plan, o, main)
+    // What re-creating the agent container needs (restart): the description, never argv, and no
+    // secret value (see description.ts).
+    writeAgentDescription(this.dataDir, desc)
+    const agent = this.renderAgent(desc, l.secretArgs, o.passEnv ?? {}, l.trust)
+    if (o.detach || o.keep) {
+      const run = runArgs(agent.spec, agent.ctx, { verb: 'run-detached' })
+      await this.podman.run(run.args, { env: run.podmanEnv })
+      await o.onReady?.(name)
+      finishOperation(this.dataDir, name)
+      if (o.detach) return { info: await this.get(name), warnings }
+      // Kept sandbox: an idle main process keeps it Ready for later exec/connect; the foreground
+      // command runs as an exec session whose signals podshell forwards.
+      const code = await this.exec(name, plan.command, { tty: plan.tty, workdir: plan.workdir ?? undefined, env: {} })
+      return { info: await this.get(name), exitCode: code, warnings }
+    }
+    // Fast path (DevAIFlow's launch): the command IS the agent container's main process, so
+    // `podman run` proxies signals and the TTY natively; the sandbox goes afterwards.
+    await o.onReady?.(name)
+    finishOperation(this.dataDir, name)
+    const fg = runArgs(agent.spec, agent.ctx, { verb: 'run-foreground', tty: plan.tty, command: plan.command })
+    const code = await runInteractive(this.podman, fg.args, { env: fg.podmanEnv, signals: this.signals })
+    await this.delete([name], { quiet: true })
+    return { info: { ...this.planInfo(plan, o), phase: 'Deleting', exit_code: code }, exitCode: code, warnings }
+  }
+
+  /** The stored description of the agent container (no secret value: see description.ts). */
+  private describeAgent(p: Plan, o: CreateOptions, main: string[]): AgentDescription {
+    return {
+      version: 2,
+      name: p.name,
+      image: p.image,
+      main,
+      home: p.home,
+      uid: p.uid,
+      gid: p.gid,
+      workdir: p.workdir,
+      mounts: p.mounts,
+      masks: p.masks,
+      tmpfsDirs: p.tmpfsDirs,
+      seccomp: p.seccomp,
+      resources: { ...(p.cpus !== undefined ? { cpus: p.cpus } : {}), ...(p.memory !== undefined ? { memory: p.memory } : {}), ...(p.pids !== undefined ? { pids: p.pids } : {}) },
+      env: { ...o.env },
+      callerEnv: Object.keys(o.passEnv ?? {}).sort(),
+      ...(p.tty && this.env.TERM && /^[\w.+-]{1,64}$/.test(this.env.TERM) ? { term: this.env.TERM } : {}),
+      providers: o.providers,
+      ...(o.allowSensitive ? { allowSensitive: true } : {}),
+    }
+  }
+
+  /** The agent container spec of a description, with this release's limits and hardening. */
+  private renderAgent(d: AgentDescription, secretArgs: readonly string[], callerValues: Record<string, string>, trust: SandboxTrustArgs): { spec: ContainerSpec; ctx: RenderContext } {
+    const eff = loadEffectiveConfig(this.env, this.configLoad).effective
+    const limits = sandboxLimits(eff.resources)
+    const pids = pidsLimit(d.resources.pids ?? eff.resources.pids, this.podman.rootlessLimits)
+    const { spec, values } = agentSpec(d, { dataDir: this.dataDir, limits, pids, secretArgs, trust })
+    return { spec, ctx: this.renderContext({ ...callerValues, ...values }) }
+  }
+
+  private renderContext(values: Record<string, string>): RenderContext {
+    return { values, cgroupLimits: this.podman.rootlessLimits }
   }
 
   /** Validates and resolves CreateOptions into everything podman will be given. No side effects. */
@@ -294,6 +406,12 @@ export class SandboxRuntime {
     for (const p of o.providers) check(objectName, p, 'provider name')
     const cpus = o.cpu !== undefined ? parseCpu(o.cpu) : undefined
     const memory = o.memory !== undefined ? parseMemory(o.memory) : undefined
+    // Limits: the configured bounds (validated here, before any podman call) and the pids cgroup,
+    // which an explicit request needs the host to enforce (refused otherwise, like cpu/memory).
+    const eff = loadEffectiveConfig(this.env, this.configLoad).effective
+    const limits = sandboxLimits(eff.resources)
+    const pids = o.pids ?? eff.resources.pids
+    pidsLimit(pids, this.podman.rootlessLimits)
     if ((cpus !== undefined || memory !== undefined) && !this.podman.rootlessLimits) {
       throw new PodshellError('--cpu/--memory need cgroup v2: rootless Podman ignores limits on this cgroup v1/hybrid host', {
         hint: 'boot with systemd.unified_cgroup_hierarchy=1, or omit the limits (`podshell doctor` shows the cgroup check)',
@@ -332,6 +450,8 @@ export class SandboxRuntime {
       tty,
       cpus,
       memory,
+      pids,
+      limits,
       seccomp,
       needImages,
       masks,
@@ -412,7 +532,7 @@ export class SandboxRuntime {
     }
   }
 
-  private podCreateArgs(p: Plan, o: CreateOptions): string[] {
+  private podLabels(p: Plan, o: CreateOptions): Record<string, string> {
     const labels: Record<string, string> = {
       [L.sandbox]: p.name,
       [L.id]: p.id,
@@ -426,96 +546,7 @@ export class SandboxRuntime {
       [L.keep]: String(o.keep),
     }
     for (const [k, v] of Object.entries(o.labels)) labels[L.userPrefix + k] = v
-    return [
-      'pod', 'create',
-      '--name', podName(p.name),
-      '--infra-name', infraContainer(p.name),
-      // Only loopback: a process that ignores the proxy variables has no route anywhere.
-      '--network', 'none',
-      // The agent runs as the user's uid, so files it writes in mounted repos stay the user's.
-      '--userns', 'keep-id',
-      ...labelArgs(labels),
-    ]
-  }
-
-  private bridgeArgs(p: Plan): string[] {
-    return [
-      'run', '-d',
-      '--pod', podName(p.name),
-      '--name', bridgeContainer(p.name),
-      '--label', `${L.sandbox}=${p.name}`,
-      '--label', `${L.role}=bridge`,
-      '--user', `${p.uid}:${p.gid}`,
-      '--cap-drop', 'ALL',
-      '--security-opt', 'no-new-privileges',
-      '--read-only',
-      ...(this.podman.rootlessLimits ? ['--pids-limit', '256'] : []),
-      // Only the bridge sees the socket dir; the agent container cannot reach the gateway but
-      // through the bridge's TCP port, and so only with this sandbox's policy.
-      '--mount', `type=bind,source=${sandboxEgressDir(this.dataDir, p.name)},destination=${BRIDGE_EGRESS_MOUNT}${selinuxRelabel()}`,
-      GATEWAY_IMAGE,
-      'socat', '-b', '262144',
-      `TCP-LISTEN:${PROXY_PORT},bind=127.0.0.1,fork,reuseaddr`,
-      `UNIX-CONNECT:${BRIDGE_SOCKET}`,
-    ]
-  }
-
-  private agentArgs(p: Plan, o: CreateOptions, secretArgs: string[]): { flags: string[]; env: Record<string, string> } {
-    const env: Record<string, string> = {
-      ...o.env,
-      HOME: p.home,
-      PODSHELL_SANDBOX: p.name,
-      HTTP_PROXY: PROXY_URL,
-      HTTPS_PROXY: PROXY_URL,
-      ALL_PROXY: PROXY_URL,
-      http_proxy: PROXY_URL,
-      https_proxy: PROXY_URL,
-      all_proxy: PROXY_URL,
-      NO_PROXY: 'localhost,127.0.0.1,::1',
-      no_proxy: 'localhost,127.0.0.1,::1',
-      NODE_USE_ENV_PROXY: '1',
-    }
-    if (p.tty && this.env.TERM && /^[\w.+-]{1,64}$/.test(this.env.TERM)) env.TERM = this.env.TERM
-    const envPass = envArgs(env)
-    const flags = [
-      '--pod', podName(p.name),
-      '--name', agentContainer(p.name),
-      '--label', `${L.sandbox}=${p.name}`,
-      '--label', `${L.role}=agent`,
-      // Podman would copy the caller's proxy variables in (--http-proxy defaults to true): the
-      // sandbox environment is an allowlist, and its proxy is the bridge.
-      '--http-proxy=false',
-      // The user's own uid:gid, whatever USER the image names (keep-id alone keeps the image's USER).
-      '--user', `${p.uid}:${p.gid}`,
-      '--init',
-      '--cap-drop', 'ALL',
-      '--security-opt', 'no-new-privileges',
-      '--security-opt', `seccomp=${p.seccomp}`,
-      '--read-only',
-      '--read-only-tmpfs',
-      '--tmpfs', '/tmp:rw,nosuid,nodev,mode=1777',
-      ...(this.podman.rootlessLimits ? ['--pids-limit', '4096'] : []),
-      // No core dumps: a crashing agent must not write its memory (credentials) to disk.
-      '--ulimit', 'core=0:0',
-      ...(p.cpus !== undefined ? ['--cpus', String(p.cpus)] : []),
-      ...(p.memory !== undefined ? ['--memory', p.memory] : []),
-      '--mount', `type=bind,source=${sandboxHomeDir(this.dataDir, p.name)},destination=${p.home}${selinuxRelabel()}`,
-      ...p.mounts.flatMap(m => [
-        '--mount',
-        `type=bind,source=${m.source},destination=${m.target}${m.mode === 'ro' ? ',ro=true' : ''}${selinuxRelabel()}`,
-      ]),
-      // Writable scratch parents (e.g. a CLAUDE_CONFIG_DIR outside $HOME), owned by the agent's uid.
-      ...p.tmpfsDirs.flatMap(d => ['--mount', `type=tmpfs,destination=${d},tmpfs-mode=0700,U=true,notmpcopyup`]),
-      // Masks: an empty read-only tmpfs on top of each hidden path (`.ai-read-deny` trees). Podman
-      // orders mounts parent-first, so a mask inside a bind mount lands on top of it. notmpcopyup:
-      // podman would otherwise COPY the hidden content into the tmpfs (measured: it does).
-      ...p.masks.flatMap(d => ['--mount', `type=tmpfs,destination=${d},ro=true,tmpfs-mode=000,notmpcopyup`]),
-      ...(p.workdir ? ['--workdir', p.workdir] : ['--workdir', p.home]),
-      // Values by name through podman's environment, not argv (see env-args.ts).
-      ...envPass.args,
-      ...secretArgs,
-    ]
-    return { flags, env: envPass.podmanEnv }
+    return labels
   }
 
   private planInfo(p: Plan, o: CreateOptions): SandboxInfo {
@@ -628,7 +659,7 @@ export class SandboxRuntime {
       image: labels[L.image] ?? '',
       workdir: labels[L.workdir] || null,
       mounts,
-      providers: readAgentSpec(this.dataDir, name)?.providers ?? (labels[L.providers] ?? '').split(',').filter(Boolean),
+      providers: peekAgentDescription(this.dataDir, name)?.providers ?? (labels[L.providers] ?? '').split(',').filter(Boolean),
       session_type: labels[L.sessionType] || null,
       egress,
       exit_code: exitCode,
@@ -663,7 +694,7 @@ export class SandboxRuntime {
 
   /** Providers to inject at the next restart (attach/detach change this, not the running agent). */
   desiredProviders(name: string): { current: string[]; desired: string[] } {
-    const spec = readAgentSpec(this.dataDir, name)
+    const spec = peekAgentDescription(this.dataDir, name)
     const current = spec?.providers ?? []
     let desired = current
     try {
@@ -681,23 +712,48 @@ export class SandboxRuntime {
   }
 
   /**
-   * Stop + start, re-creating the agent container when the attached providers changed: Podman
-   * binds secrets to a container at creation, so new credentials need a new container. The pod,
-   * bridge, home dir, state and policy stay.
+   * Stop + start, re-creating the agent container from its stored description (description.ts)
+   * with THIS release's rendering: a sandbox made by an older podshell gets the current hardening
+   * and limits, and provider changes (attach/detach) take effect (Podman binds secrets to a
+   * container at creation). The pod, bridge, home dir, state and policy stay. env_pass values are
+   * not stored: they are read again from this process's environment; names missing there are left
+   * unset, with a warning.
    */
   async restart(name: string): Promise<SandboxInfo> {
-    const { current, desired } = this.desiredProviders(name)
+    const { desired } = this.desiredProviders(name)
+    const desc = readAgentDescription(this.dataDir, name)
+    if (!desc) throw new PodshellError(`sandbox ${name} has no agent description`, { hint: 'its state dir lost agent.json; recreate the sandbox', code: 'STATE' })
+    // The file is outside input (the gateway container mounts the data dir): validated when read,
+    // and its mounts pass the sensitive-path and .ai-read-deny checks again before podman sees them.
+    const eff = loadEffectiveConfig(this.env, this.configLoad).effective
+    const pipe = pipelineOptions(eff, this.env, { podshellDataDir: this.dataDir, podshellConfigDir: configDir(this.env) }, desc.allowSensitive === true && eff.allowSensitive)
+    for (const m of desc.mounts) checkTreeSource({ path: m.source, mode: m.mode, what: 'stored mount' }, pipe)
+    if (!existsSync(desc.seccomp)) {
+      // Fails closed, as at create: the agent never runs unfiltered.
+      throw new PodshellError(`seccomp profile not found: ${desc.seccomp}`, { hint: 'reinstall podshell, or recreate the sandbox', code: 'SECCOMP_MISSING' })
+    }
     await this.stop(name)
-    const same = current.length === desired.length && current.every(p => desired.includes(p))
-    if (!same) {
-      const spec = readAgentSpec(this.dataDir, name)
-      if (!spec) throw new PodshellError(`sandbox ${name} has no agent spec`, { hint: 'it was created by an older podshell; recreate it', code: 'STATE' })
-      const creds = await this.deps.prepareCredentials(this.podman, name, desired)
-      await this.podman.run(['rm', '-f', '--ignore', agentContainer(name)])
-      await this.podman.run(['create', ...spec.flags, ...creds.secretArgs, spec.image, ...spec.main], { env: spec.env ?? {} })
-      writeFileAtomic(agentSpecPath(this.dataDir, name), JSON.stringify({ ...spec, providers: desired } satisfies AgentSpec) + '\n')
-      for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
-      this.deps.audit(name, 'providers_changed', { providers: desired })
+    const callerValues: Record<string, string> = {}
+    const missing: string[] = []
+    for (const k of desc.callerEnv) {
+      const v = this.env[k]
+      if (v !== undefined && envValue.safeParse(v).success) callerValues[k] = v
+      else missing.push(k)
+    }
+    const creds = await this.deps.prepareCredentials(this.podman, name, desired)
+    const next: AgentDescription = { ...desc, providers: desired }
+    // The CA bundle is re-derived: a rotated CA reaches a sandbox at its restart.
+    const trust = await this.deps.prepareTrust(name)
+    const agent = this.renderAgent(next, creds.secretArgs, callerValues, trust)
+    const created = runArgs(agent.spec, agent.ctx, { verb: 'create' })
+    await this.podman.run(['rm', '-f', '--ignore', agentContainer(name)])
+    await this.podman.run(created.args, { env: created.podmanEnv })
+    // Rewritten in the current shape: a legacy agent.json (argv and env values) is gone now.
+    writeAgentDescription(this.dataDir, next)
+    for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
+    if (desired.length !== desc.providers.length || desired.some(p => !desc.providers.includes(p))) this.deps.audit(name, 'providers_changed', { providers: desired })
+    if (missing.length) {
+      this.say(`warning: env_pass variable${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not set in this environment, so unset in the restarted sandbox (podshell never stores their values)`)
     }
     return this.start(name)
   }
@@ -755,7 +811,7 @@ export class SandboxRuntime {
     await this.deps.ensureGateway(this.podman, this.say).catch((e: unknown) => {
       this.say(`warning: the egress gateway is not running, so this command has no network: ${e instanceof Error ? e.message : String(e)}`)
     })
-    const code = await runInteractive(this.podman, session.args, session.options)
+    const code = await runInteractive(this.podman, session.args, { ...session.options, signals: this.signals })
     if (PODMAN_EXEC_FAILURE_CODES.has(code)) await this.explainExecFailure(name)
     return code
   }
@@ -836,23 +892,6 @@ export class SandboxRuntime {
   }
 }
 
-interface AgentSpec {
-  flags: string[]
-  /** Values for the `--env NAME` flags (the state dir is the user's own, 0700). */
-  env?: Record<string, string>
-  image: string
-  main: string[]
-  providers: string[]
-}
-const agentSpecPath = (data: string, name: string) => join(sandboxDir(data, name), 'agent.json')
-function readAgentSpec(data: string, name: string): AgentSpec | undefined {
-  try {
-    return JSON.parse(readFileSync(agentSpecPath(data, name), 'utf8')) as AgentSpec
-  } catch {
-    return undefined
-  }
-}
-
 export interface Plan {
   name: string
   id: string
@@ -863,6 +902,9 @@ export interface Plan {
   tty: boolean
   cpus: number | undefined
   memory: string | undefined
+  /** Explicit pids cgroup limit (CreateOptions.pids, else config resources.pids). */
+  pids: number | undefined
+  limits: SandboxLimits
   seccomp: string
   needImages: ('sandbox' | 'gateway')[]
   masks: string[]
@@ -881,10 +923,6 @@ const RESERVED_ENV = new Set(['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROX
 const WRITABLE_IN_IMAGE = ['/tmp', '/var/tmp', '/run']
 const RESERVED_TARGETS = ['/proc', '/sys', '/dev', '/run/podshell', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname']
 
-
-function labelArgs(labels: Record<string, string>): string[] {
-  return Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])
-}
 
 function alreadyExists(name: string): PodshellError {
   return new PodshellError(`sandbox ${name} already exists`, { hint: `choose another --name or run \`podshell sandbox delete ${name}\``, code: 'ALREADY_EXISTS' })
@@ -922,16 +960,3 @@ export function checkImageRef(ref: string): void {
     })
   }
 }
-
-let selinuxEnabled: boolean | undefined
-/**
- * SELinux hosts (Fedora/RHEL) deny containers access to unlabelled bind mounts. podshell relabels
- * with the *shared* label (`:z` semantics): a repo mounted into two sandboxes of one multi-repo
- * session stays usable by both, and host processes keep access. Not needed (and not passed) where
- * SELinux is off, as on Debian.
- */
-function selinuxRelabel(): string {
-  selinuxEnabled ??= existsSync('/sys/fs/selinux/enforce')
-  return selinuxEnabled ? ',relabel=shared' : ''
-}
-

@@ -152,9 +152,9 @@ export function sensitivePaths(home: string, opts: SensitiveOptions = {}): Sensi
   for (const [p, why] of SYSTEM_ESCAPES) out.push({ path: p, why, class: 'escape' })
   const runtime = opts.runtimeDir && isAbsolute(opts.runtimeDir) ? opts.runtimeDir : opts.uid !== undefined ? `/run/user/${opts.uid}` : undefined
   if (runtime) out.push({ path: normalizePath(runtime), why: '$XDG_RUNTIME_DIR (podman, ssh-agent and D-Bus sockets)', class: 'escape' })
-  out.push({ path: join(h, '.local/share/podshell'), why: "podshell's data (policies, gateway sockets)", class: 'escape' })
+  out.push({ path: join(h, '.local/share/podshell'), why: "podshell's data (policies, gateway sockets, the sandbox CA key)", class: 'escape' })
   out.push({ path: join(h, '.config/podshell'), why: "podshell's configuration", class: 'escape' })
-  if (opts.podshellDataDir) out.push({ path: normalizePath(opts.podshellDataDir), why: "podshell's data (policies, gateway sockets)", class: 'escape' })
+  if (opts.podshellDataDir) out.push({ path: normalizePath(opts.podshellDataDir), why: "podshell's data (policies, gateway sockets, the sandbox CA key)", class: 'escape' })
   if (opts.podshellConfigDir) out.push({ path: normalizePath(opts.podshellConfigDir), why: "podshell's configuration", class: 'escape' })
   for (const e of opts.extra ?? []) {
     out.push({ path: normalizePath(isAbsolute(e) ? e : join(h, e)), why: 'listed as sensitive by the enterprise configuration', class: 'secret' })

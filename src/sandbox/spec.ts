@@ -12,7 +12,8 @@ import { applyEffectiveDefaults, enforceEnterprise, loadEffectiveConfig, type Ef
 import { formatKeyPath, MAX_POLICY_BYTES, parsePolicyText, type Policy } from '../policy/schema.js'
 import { renderTemplate, resolveTemplateParams, type TemplateParams } from '../policy/templates.js'
 import { envKey, envValue, hostPath, labelKey, labelValue, normalizePath, objectName, sandboxName } from '../util/validate.js'
-import { checkMount, devProtections, isWithin, readDenyAncestor, scanTree, type SensitiveOptions } from './sensitive.js'
+import { checkMount, isWithin } from './sensitive.js'
+import { checkTreeSource, isDir, markSecured, secureTrees, type PipelineOptions, type Tree } from './mount-pipeline.js'
 import { SESSION_TYPES, type CreateOptions, type MountMode, type MountSpec, type SessionType } from './types.js'
 
 /**
@@ -125,7 +126,7 @@ const DevaiflowSchema = z
 export const SpecSchema = z
   .strictObject({
     version: z.literal(1, 'must be 1').describe('Spec format version; must be 1'),
-    name: sandboxName.optional().describe('Sandbox name (DNS-1123 label, at most 19 characters); generated when absent'),
+    name: sandboxName.optional().describe('Sandbox name (DNS-1123 label, at most 63 characters); generated when absent'),
     session_type: z.enum(SESSION_TYPES).describe('DevAIFlow session type: development gets read-write project mounts, the others read-only'),
     cwd: path('Working directory of the agent: the project, the workspace root (multi-project) or the temp clone'),
     workspace: path('Workspace root of a multi-project session; mounted like a project').optional(),
@@ -300,6 +301,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
   const binds: Bind[] = []
   const tmpfsDirs: string[] = []
   const env: Record<string, string> = { ...(spec.env ?? {}) }
+  const pipe = pipelineOptions(ctx.config, callerEnv, ctx, spec.allow_sensitive === true)
 
   // Project trees.
   binds.push({ path: spec.cwd, mode: projMode, kind: 'project', what: 'cwd', workdir: true })
@@ -329,7 +331,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     if (!isDir(c)) throw fail(`spec claude_config_dir ${c} is not a directory`, 'pass $CLAUDE_CONFIG_DIR or ~/.claude of the host')
     const projects = join(c, 'projects')
     // Checked before creating anything: a claude_config_dir pointing into ~/.ssh must not get a projects/ dir.
-    const early = checkMount(projects, home, sensitiveOptions(spec, callerEnv, ctx))
+    const early = checkMount(projects, home, pipe.sensitive)
     if (early) throw fail(`refusing to mount spec claude_config_dir (projects/): ${early}`, 'pass $CLAUDE_CONFIG_DIR or ~/.claude of the host', 'SENSITIVE_PATH')
     try {
       mkdirSync(projects, { recursive: true, mode: 0o700 })
@@ -373,50 +375,32 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     }
   }
 
-  // Every source: exists, not sensitive, not under a .ai-read-deny marker.
-  const sens = sensitiveOptions(spec, callerEnv, ctx)
+  // Every source exists; then THE mount pipeline (src/sandbox/mount-pipeline.ts): not sensitive,
+  // not under a .ai-read-deny marker, marked dirs masked, read-write source trees protected.
+  pipe.sensitiveByKey = true
+  pipe.sensitiveHint = spec.allow_sensitive ? 'this path is never mountable' : 'mount only the project directories (allow_sensitive permits secret paths where the enterprise config allows it)'
   for (const b of binds) {
     if (!existsSync(b.path)) throw fail(`spec ${b.what} ${b.path} does not exist`, 'create it or fix the path')
     if (b.workdir && !isDir(b.path)) throw fail(`spec cwd ${b.path} is not a directory`, 'cwd must be a directory')
-    const why = checkMount(b.path, home, sens)
-    if (why) {
-      throw fail(`refusing to mount spec ${b.what}: ${why}`, spec.allow_sensitive ? 'this path is never mountable' : 'mount only the project directories (allow_sensitive permits secret paths where the enterprise config allows it)', 'SENSITIVE_PATH')
-    }
-    const marked = readDenyAncestor(b.path)
-    if (marked) throw fail(`refusing to mount spec ${b.what} ${b.path}: ${marked} is marked .ai-read-deny`, 'remove the marker or do not mount this tree', 'READ_DENY')
+    checkTreeSource(treeOf(b), pipe)
   }
 
   // Same path twice: fine when the modes agree; a same-mode path inside another is redundant.
   const kept = dedupeBinds(binds)
-
-  // Marker scan and development protections over every mounted directory tree.
-  const masks = new Set<string>()
-  const readOnly = new Set<string>(readOnlyExtra)
-  for (const b of kept) {
-    if (!isDir(b.path)) continue
-    const scan = await scanTree(b.path, ctx.config.readDenyScan)
-    if (!scan.complete) {
-      throw fail(
-        `cannot finish the .ai-read-deny scan of spec ${b.what} ${b.path} (${scan.stoppedBy === 'timeout' ? `time budget ${ctx.config.readDenyScan.timeoutMs} ms` : `depth ${ctx.config.readDenyScan.maxDepth}`} reached after ${scan.scannedDirs} directories)`,
-        'raise read_deny_scan.timeout_ms / max_depth in ~/.config/podshell/config.yaml, or mount a smaller tree',
-        'READ_DENY_SCAN',
-      )
-    }
-    for (const d of scan.readDeny) masks.add(d)
-    if (b.mode === 'rw' && (b.kind === 'project' || b.kind === 'clone' || b.kind === 'extra')) {
-      const prot = devProtections(scan)
-      for (const p of prot.readOnly) readOnly.add(p)
-      for (const p of createProtected(prot.create)) readOnly.add(p)
-    }
-  }
+  const secured = await secureTrees(kept.map(treeOf), pipe)
+  const masks = new Set<string>(secured.masks)
+  const readOnly = new Set<string>([...readOnlyExtra, ...secured.readOnly])
 
   // Environment: explicit values, pass-through names, daf variables.
+  // env_pass values travel apart from `env`: the runtime hands them to podman at create and never
+  // stores them (src/sandbox/description.ts).
+  const passEnv: Record<string, string> = {}
   for (const k of spec.env_pass ?? []) {
     const v = callerEnv[k]
     if (v === undefined) continue
     const r = envValue.safeParse(v)
     if (!r.success) throw fail(`spec env_pass ${k}: the caller's value ${r.error.issues[0]!.message}`, 'fix the variable in the environment daf runs in')
-    env[k] = v
+    passEnv[k] = v
   }
   if (spec.daf) {
     if (spec.daf.in_session !== false) env.DEVAIFLOW_IN_SESSION = '1'
@@ -449,6 +433,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     workdirMode: projMode,
     mounts,
     env,
+    ...(Object.keys(passEnv).length ? { passEnv } : {}),
     labels,
     detach: ctx.detach ?? false,
     keep: ctx.keep ?? true,
@@ -467,38 +452,24 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
   }
 }
 
-function sensitiveOptions(spec: Spec, callerEnv: Env, ctx: SpecContext): SensitiveOptions {
+/** The pipeline's inputs from the effective configuration (sensitive paths, scan bounds). */
+export function pipelineOptions(eff: EffectiveConfig, env: Env, dirs: { podshellDataDir: string; podshellConfigDir: string; uid?: number | undefined }, allowSensitive: boolean): PipelineOptions {
   return {
-    podshellDataDir: ctx.podshellDataDir,
-    podshellConfigDir: ctx.podshellConfigDir,
-    runtimeDir: callerEnv.XDG_RUNTIME_DIR,
-    uid: ctx.uid ?? process.getuid?.(),
-    extra: ctx.config.sensitivePaths,
-    allowSensitive: spec.allow_sensitive === true,
+    home: homeDir(env),
+    sensitive: {
+      podshellDataDir: dirs.podshellDataDir,
+      podshellConfigDir: dirs.podshellConfigDir,
+      runtimeDir: env.XDG_RUNTIME_DIR,
+      uid: dirs.uid ?? process.getuid?.(),
+      extra: eff.sensitivePaths,
+      allowSensitive,
+    },
+    scan: eff.readDenyScan,
   }
 }
 
-/**
- * Creates absent protected directories (empty, owned by the user) so they can be bound read-only.
- * Fails closed: if one cannot be created, the agent could create it, so the launch is refused.
- */
-function createProtected(paths: readonly string[]): string[] {
-  for (const p of paths) {
-    try {
-      mkdirSync(p, { recursive: true, mode: 0o755 })
-    } catch (e) {
-      throw fail(`cannot create ${p} to protect it (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check the permissions of the project directory')
-    }
-  }
-  return [...paths]
-}
-
-function isDir(p: string): boolean {
-  try {
-    return statSync(p).isDirectory()
-  } catch {
-    return false
-  }
+function treeOf(b: Bind): Tree {
+  return { path: b.path, mode: b.mode, kind: b.kind === 'claude' || b.kind === 'devaiflow' ? 'data' : 'source', what: `spec ${b.what}` }
 }
 
 /**
@@ -605,7 +576,7 @@ export async function prepareSpecLaunch(
   })
   const { policy, warnings } = parsePolicyText(options.policyText!, options.policyFile ?? `template:${spec.session_type}`)
   enforceEnterprise(options, policy, loaded.effective)
-  return { options, policy, warnings: [...loaded.warnings, ...warnings] }
+  return { options: markSecured(options), policy, warnings: [...loaded.warnings, ...warnings] }
 }
 
 // ───────────────────────────── CLI glue for `sandbox create --spec` ─────────────────────────────
@@ -658,39 +629,15 @@ export async function createOptionsFromSpecFlag(
 export async function secureCreateOptions(opts: CreateOptions, env: Env, load?: LoadOptions): Promise<{ options: CreateOptions; warnings: string[] }> {
   const loaded = loadEffectiveConfig(env, load)
   const eff = loaded.effective
-  const o = applyEffectiveDefaults(opts, eff)
-  const home = homeDir(env)
-  const sens: SensitiveOptions = {
-    podshellDataDir: dataDir(env),
-    podshellConfigDir: configDir(env),
-    runtimeDir: env.XDG_RUNTIME_DIR,
-    uid: process.getuid?.(),
-    extra: eff.sensitivePaths,
-    allowSensitive: o.allowSensitive === true,
-  }
-  const trees: { path: string; mode: MountMode; what: string }[] = []
+  const o = withConfigPolicy(applyEffectiveDefaults(opts, eff), eff)
+  const pipe = pipelineOptions(eff, env, { podshellDataDir: dataDir(env), podshellConfigDir: configDir(env) }, o.allowSensitive === true)
+  const trees: Tree[] = []
   if (o.workdir !== undefined) trees.push({ path: o.workdir, mode: o.workdirMode ?? 'rw', what: '--workdir' })
   for (const m of o.mounts) trees.push({ path: m.source, mode: m.mode, what: '--mount' })
-  const masks = new Set(o.masks ?? [])
-  const extra: MountSpec[] = []
-  for (const t of trees) {
-    const why = checkMount(t.path, home, sens)
-    if (why) throw fail(`refusing to mount ${t.what} ${t.path}: ${why}`, 'mount only project directories', 'SENSITIVE_PATH')
-    const marked = existsSync(t.path) ? readDenyAncestor(t.path) : undefined
-    if (marked) throw fail(`refusing to mount ${t.what} ${t.path}: ${marked} is marked .ai-read-deny`, 'remove the marker or do not mount this tree', 'READ_DENY')
-    if (!isDir(t.path)) continue
-    const scan = await scanTree(t.path, eff.readDenyScan)
-    if (!scan.complete) {
-      throw fail(`cannot finish the .ai-read-deny scan of ${t.what} ${t.path} (${scan.scannedDirs} directories)`, 'raise read_deny_scan.timeout_ms / max_depth in ~/.config/podshell/config.yaml, or mount a smaller tree', 'READ_DENY_SCAN')
-    }
-    for (const d of scan.readDeny) masks.add(d)
-    if (t.mode === 'rw') {
-      const prot = devProtections(scan)
-      for (const p of [...prot.readOnly, ...createProtected(prot.create)]) extra.push({ source: p, target: p, mode: 'ro' })
-    }
-  }
+  const sec = await secureTrees(trees, pipe)
+  const masks = new Set([...(o.masks ?? []), ...sec.masks])
   const mounts = [...o.mounts]
-  for (const m of extra) if (!mounts.some(x => x.target === m.target)) mounts.push(m)
+  for (const p of sec.readOnly) if (!mounts.some(x => x.target === p)) mounts.push({ source: p, target: p, mode: 'ro' })
   const options: CreateOptions = { ...o, mounts, masks: [...masks].sort() }
   let policy: Policy | undefined
   const warnings = [...loaded.warnings]
@@ -700,7 +647,22 @@ export async function secureCreateOptions(opts: CreateOptions, env: Env, load?: 
     warnings.push(...r.warnings)
   }
   enforceEnterprise(options, policy, eff)
-  return { options, warnings }
+  return { options: markSecured(options), warnings }
+}
+
+/**
+ * The policy a sandbox starts with when the caller named none: its session type's
+ * (`<policy_dir>/<type>.yaml`, else built in), else the configured default_policy, else none
+ * (podshell's restrictive default, deny all egress).
+ */
+function withConfigPolicy(o: CreateOptions, eff: EffectiveConfig): CreateOptions {
+  if (o.policyText !== undefined) return o
+  if (o.sessionType !== undefined) return { ...o, ...sessionTypePolicy(o.sessionType, eff) }
+  if (eff.defaultPolicy) {
+    const file = eff.policyDir && !eff.defaultPolicy.startsWith('/') ? join(eff.policyDir, eff.defaultPolicy) : eff.defaultPolicy
+    return { ...o, policyFile: file, policyText: readPolicyText(file, 'default_policy') }
+  }
+  return o
 }
 
 // ───────────────────────────── mount points inside the sandbox home ─────────────────────────────

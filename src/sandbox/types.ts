@@ -17,7 +17,7 @@ export type SessionType = 'investigation' | 'ticket_creation' | 'development'
 export const SESSION_TYPES: readonly SessionType[] = ['investigation', 'ticket_creation', 'development']
 
 export interface CreateOptions {
-  /** DNS-1123 label ≤ 19 chars; generated when absent. */
+  /** DNS-1123 label ≤ 63 chars; generated when absent. */
   name?: string
   /** Image reference (`--from`); default: the podshell sandbox image. */
   image?: string
@@ -26,8 +26,14 @@ export interface CreateOptions {
   /** Mode of the workdir mount (session types decide: investigation/ticket_creation → ro). */
   workdirMode?: MountMode
   mounts: MountSpec[]
-  /** Explicit environment (`--env K=V`). Never the caller's whole environment. */
+  /** Explicit environment (`--env K=V`): configuration, stored with the sandbox's description. */
   env: Record<string, string>
+  /**
+   * Variables copied from the caller's environment (a spec's `env_pass`: tokens, API keys). Their
+   * values reach podman through its own environment at create and are NEVER stored (not in
+   * agent.json, labels or argv); `sandbox restart` reads them again from its own environment.
+   */
+  passEnv?: Record<string, string>
   /** User labels (`--label K=V`), stored as io.podshell.label.<k>. */
   labels: Record<string, string>
   detach: boolean
@@ -39,6 +45,8 @@ export interface CreateOptions {
   cpu?: string
   /** Memory limit, OpenShell style ("4Gi", "512Mi"). */
   memory?: string
+  /** pids cgroup limit (default: config resources.pids, else 4096 where enforced); cgroup v2 only. */
+  pids?: number
   /** Foreground command; empty = interactive login shell. */
   command: string[]
   /** Policy source: a file path, already loaded by the front end into `policyText`. */
@@ -65,4 +73,11 @@ export interface CreateOptions {
    * CLAUDE_CONFIG_DIR outside $HOME, whose projects/ and settings.json are bind-mounted inside).
    */
   tmpfsDirs?: string[]
+  /**
+   * Called once the sandbox is up, before the foreground command runs: the agent container is
+   * running (detached and kept sandboxes; with `keep: false` the command is the agent's main
+   * process and starts right after). A throw fails the create, which removes what it made. The CLI
+   * prints OpenShell's `Created sandbox:` header here and runs `--upload` and `--forward`.
+   */
+  onReady?: (name: string) => Promise<void>
 }

@@ -12,8 +12,8 @@ import { SANDBOX_NAME_RE, ENV_KEY_RE } from './patterns.js'
 export { SANDBOX_NAME_RE }
 export const sandboxName = z
   .string()
-  .regex(SANDBOX_NAME_RE, 'must be a DNS-1123 label of 1-19 characters: lowercase letters, digits and "-", starting and ending with a letter or digit')
-  .describe('Sandbox name: a DNS-1123 label of at most 19 characters')
+  .regex(SANDBOX_NAME_RE, 'must be a DNS-1123 label of 1-63 characters: lowercase letters, digits and "-", starting and ending with a letter or digit')
+  .describe('Sandbox name: a DNS-1123 label of at most 63 characters')
 
 /** Provider and other object names: DNS-1123 subdomain-ish, at most 63. */
 export const objectName = z

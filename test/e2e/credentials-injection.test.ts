@@ -152,7 +152,8 @@ describe('provider create', () => {
       GITHUB_TOKEN: VALUE,
     })
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout).toBe(`Created provider '${gh}' (github: GITHUB_TOKEN)\n`)
+    expect(r.stdout).toBe(`\u2713 Created provider ${gh}\n`)
+    expect(r.stderr).toContain('(github: GITHUB_TOKEN)')
     const text = readFileSync(providerFile(data, gh), 'utf8')
     expect(text).not.toContain(VALUE)
     expect(JSON.parse(text)).toMatchObject({ name: gh, type: 'github', credentials: ['GITHUB_TOKEN'], config: { GH_HOST: 'github.com' } })

@@ -25,14 +25,16 @@ afterAll(async () => {
 })
 
 describe('policy get / set / update / list on a live sandbox', () => {
-  it('policy get prints Version/Hash/Status, a --- line, then the policy YAML (as NemoClaw parses it)', async () => {
+  it('policy get --full prints Version/Hash/Status, a --- line, then the policy YAML (as NemoClaw parses it)', async () => {
     const r = await cli(['policy', 'get', name, '--full'])
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout).toMatch(/^Version: 1\nHash: [0-9a-f]{64}\nStatus: LOADED\n/)
+    expect(r.stdout).toMatch(/^Version: {6}1\nHash: {9}[0-9a-f]{64}\nStatus: {7}Effective\n/)
     const yaml = r.stdout.slice(r.stdout.indexOf('\n---\n') + 5)
     expect(parse(yaml)).toMatchObject({ version: 1, network_policies: { a: { endpoints: [{ host: 'api.example.test', port: 443 }] } } })
-    const j = JSON.parse((await cli(['policy', 'get', name, '-o', 'json'])).stdout)
-    expect(j).toMatchObject({ version: 1, status: 'LOADED', policy: { version: 1 } })
+    const j = JSON.parse((await cli(['policy', 'get', name, '--full', '-o', 'json'])).stdout)
+    expect(j).toMatchObject({ version: 1, status: 'effective', revision_status: 'loaded', policy: { version: 1 } })
+    // Without --full (OpenShell's metadata view) there is no document.
+    expect((await cli(['policy', 'get', name])).stdout).not.toContain('---')
   })
 
   it('policy update --add-endpoint --wait loads revision 2 with the generated rule name; --dry-run changes nothing', async () => {
@@ -41,8 +43,8 @@ describe('policy get / set / update / list on a live sandbox', () => {
     expect(dry.stdout).toContain('registry.npmjs.org')
     const up = await cli(['policy', 'update', name, '--add-endpoint', 'registry.npmjs.org:443', '--wait'])
     expect(up.code, up.stderr).toBe(0)
-    const got = await cli(['policy', 'get', name])
-    expect(got.stdout).toMatch(/^Version: 2\n/)
+    const got = await cli(['policy', 'get', name, '--full'])
+    expect(got.stdout).toMatch(/^Version: {6}2\n/)
     expect(got.stdout).toContain('allow_registry_npmjs_org_443')
   })
 
@@ -51,7 +53,7 @@ describe('policy get / set / update / list on a live sandbox', () => {
     const r = await cli(['policy', 'set', name, '--policy', join(dir, 'shrink.yaml'), '--wait'])
     expect(r.code).not.toBe(0)
     expect(r.stderr).toMatch(/filesystem/i)
-    expect((await cli(['policy', 'get', name])).stdout).toMatch(/^Version: 2\n/)
+    expect((await cli(['policy', 'get', name])).stdout).toMatch(/^Version: {6}2\n/)
   })
 
   it('an invalid policy is refused before anything is stored, naming the key path', async () => {
@@ -61,11 +63,11 @@ describe('policy get / set / update / list on a live sandbox', () => {
     expect(r.stderr).toMatch(/network_policies\.a\.endpoints\[0\]\.hots/)
   })
 
-  it('policy list shows VERSION HASH STATUS CREATED, newest first, the older revision SUPERSEDED', async () => {
+  it('policy list shows VERSION HASH STATUS CREATED ERROR, newest first, the older revision Superseded', async () => {
     const r = await cli(['policy', 'list', name])
     const lines = r.stdout.trim().split('\n')
-    expect(lines[0]).toMatch(/^VERSION\s+HASH\s+STATUS\s+CREATED$/)
-    expect(lines[1]).toMatch(/^2\s+[0-9a-f]{12}\s+LOADED\s/)
-    expect(lines[2]).toMatch(/^1\s+[0-9a-f]{12}\s+SUPERSEDED\s/)
+    expect(lines[0]).toMatch(/^VERSION\s+HASH\s+STATUS\s+CREATED\s+ERROR$/)
+    expect(lines[1]).toMatch(/^2\s+[0-9a-f]{12}\s+Loaded\s+\d{13}$/)
+    expect(lines[2]).toMatch(/^1\s+[0-9a-f]{12}\s+Superseded\s+\d{13}$/)
   })
 })

@@ -224,9 +224,8 @@ export async function logs(name: string): Promise<string> {
 /** Waits (up to 5 s) until `podshell logs <name>` has a line matching every pattern; returns that line. */
 export async function expectLogged(name: string, ...patterns: RegExp[]): Promise<string> {
   const deadline = Date.now() + 5000
-  let text = ''
   for (;;) {
-    text = await logs(name)
+    const text = await logs(name)
     const line = text.split('\n').find(l => patterns.every(p => p.test(l)))
     if (line) return line
     if (Date.now() > deadline) throw new Error(`no line of \`podshell logs ${name}\` matches ${patterns.map(String).join(' and ')}; log was:\n${text.split('\n').slice(-30).join('\n')}`)
@@ -466,7 +465,7 @@ export function recordFigures(file: 'load' | 'faults', key: string, value: unkno
   const dir = join(ROOT, 'test-results')
   mkdirSync(dir, { recursive: true })
   const p = join(dir, `${file}.json`)
-  let cur: Record<string, unknown> = {}
+  let cur: Record<string, unknown>
   try {
     cur = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>
   } catch {

@@ -12,7 +12,12 @@ export default async function setup(): Promise<void> {
     throw new Error('e2e tests must run as an unprivileged user (they prove podshell works rootless); see .ci/run')
   }
   const env = testEnv()
-  const build = await execa(process.execPath, [CLI, 'image', 'build', 'all', '--offline'], { env, extendEnv: false, reject: false, stdin: 'ignore' })
+  const build = await execa(process.execPath, [CLI, 'image', 'build', 'all', '--offline'], {
+    env,
+    extendEnv: false,
+    reject: false,
+    stdin: 'ignore',
+  })
   if (build.exitCode !== 0) throw new Error(`image build failed: ${build.stderr}`)
   await execa(process.execPath, [CLI, 'sandbox', 'delete', '--all'], { env, extendEnv: false, reject: false, stdin: 'ignore' })
 }

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BUNDLED = join(ROOT, 'dist', 'cli', 'main.js')
 const PLAIN = join(ROOT, 'dist', 'cli', 'run.js')
-const FIXTURES = join(ROOT, '..', 'shared', 'fixtures', 'openshell-policies')
+const FIXTURES = join(ROOT, 'test', 'fixtures', 'openshell-policies')
 
 function run(entry: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const home = mkdtempSync(join(tmpdir(), 'podshell-bundle-home-'))

@@ -197,7 +197,10 @@ describe('specToCreateOptions: DevAIFlow launch shapes', () => {
     // ~/.claude is the default location under $HOME: no CLAUDE_CONFIG_DIR, no scratch dir needed.
     expect(o.env.CLAUDE_CONFIG_DIR).toBeUndefined()
     expect(o.tmpfsDirs).toEqual([])
-    expect(o.env).toMatchObject({ DEVAIFLOW_IN_SESSION: '1', DAF_SESSION_NAME: 'PROJ-123', CS_SESSION_NAME: 'PROJ-123', DAF_COMMAND: 'new', AI_AGENT_SESSION_ID: UUID, ANTHROPIC_API_KEY: 'sk-ant-test' })
+    expect(o.env).toMatchObject({ DEVAIFLOW_IN_SESSION: '1', DAF_SESSION_NAME: 'PROJ-123', CS_SESSION_NAME: 'PROJ-123', DAF_COMMAND: 'new', AI_AGENT_SESSION_ID: UUID })
+    // env_pass values travel apart from env: handed to podman at create, never stored (issue 12).
+    expect(o.passEnv).toEqual({ ANTHROPIC_API_KEY: 'sk-ant-test' })
+    expect('ANTHROPIC_API_KEY' in o.env).toBe(false)
     expect('GH_TOKEN' in o.env).toBe(false)
     expect(o.labels).toEqual({ 'devaiflow.session': 'PROJ-123', 'devaiflow.session-type': 'development' })
     // Development protections: git hooks/config stay read-only, an absent .claude cannot be planted:
@@ -446,6 +449,13 @@ describe('secureCreateOptions: plain `sandbox create` flags get the same rules',
     expect(mountOf(options, join(proj, '.git'))?.mode).toBe('ro')
     expect(mountOf(options, join(proj, '.claude'))?.mode).toBe('ro')
     expect(options.masks).toEqual([join(proj, 'private')])
+  })
+
+  it('a session type without a policy gets that session type\'s policy (resolved by the library, not the CLI)', async () => {
+    const { options } = await secureCreateOptions(flags({ workdir: proj, sessionType: 'investigation' }), env, noEnterprise)
+    expect(options.policyFile).toMatch(/policies\/investigation\.yaml$/)
+    expect(options.workdirMode).toBe('ro')
+    expect(Object.isFrozen(options.mounts)).toBe(true)
   })
 
   it('applies the enterprise file: a policy outside the locked dir is refused', async () => {

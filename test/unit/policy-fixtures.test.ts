@@ -8,7 +8,7 @@ import { parsePolicyText, policyToYaml, policyHash, unenforcedWarnings, loadPoli
  * Every OpenShell policy collected from the OpenShell and OpenShell-Community repositories must be
  * accepted: parity means a document OpenShell accepts, podshell accepts.
  */
-const fixturesDir = process.env.PODSHELL_FIXTURES_DIR ?? fileURLToPath(new URL('../../../shared/fixtures/openshell-policies/', import.meta.url))
+const fixturesDir = process.env.PODSHELL_FIXTURES_DIR ?? fileURLToPath(new URL('../fixtures/openshell-policies/', import.meta.url))
 
 function fixtureFiles(): string[] {
   return readdirSync(fixturesDir)

@@ -188,3 +188,24 @@ describe('PolicyStore: concurrent CLI writers', () => {
     for (const r of list) expect(policyHash(store.get(r.version)!.policy)).toBe(r.hash)
   }, 120_000)
 })
+
+describe('PolicyStore.add is idempotent (OpenShell keeps the version of an identical policy)', () => {
+  it('the same policy again returns the newest revision, unchanged, and stores nothing', () => {
+    const store = new PolicyStore(mkdtempSync(join(tmpdir(), 'pstore-idem-')))
+    const r1 = store.add(pol('a.example.com'), 's1')
+    const again = store.add(pol('a.example.com'), 's2')
+    expect(again).toMatchObject({ version: r1.version, hash: r1.hash, unchanged: true })
+    expect(store.list()).toHaveLength(1)
+    const r2 = store.add(pol('b.example.com'), 's3')
+    expect(r2.version).toBe(2)
+    expect(r2.unchanged).toBeUndefined()
+  })
+  it('a FAILED newest revision is retried by a new revision of the same policy', () => {
+    const store = new PolicyStore(mkdtempSync(join(tmpdir(), 'pstore-idem-')))
+    const r1 = store.add(pol('a.example.com'), 's1')
+    store.markFailed(r1.version, 'boom')
+    const r2 = store.add(pol('a.example.com'), 's2')
+    expect(r2.version).toBe(2)
+    expect(r2.unchanged).toBeUndefined()
+  })
+})

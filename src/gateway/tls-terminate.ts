@@ -1,0 +1,367 @@
+/**
+ * TLS termination on the CONNECT path: the gateway ends the sandbox's TLS with a leaf certificate
+ * from the podshell sandbox CA (src/tls/), decides EVERY request inside with the same L7 engine as
+ * plain HTTP, and forwards allowed requests over its own, verified TLS connection to the upstream.
+ *
+ * When (OpenShell's auto mode; `PolicyEngine.inspects`): a matching endpoint is inspectable L7
+ * (`protocol: rest`/`websocket`) and not `tls: skip`. Everything else is tunnelled as before and
+ * sees the upstream's own certificate chain.
+ *
+ * The first bytes after "200 Connection Established" are peeked: a TLS handshake record (0x16) is
+ * terminated; anything else is read as plain HTTP under the same rules (no way around the rules by
+ * speaking cleartext to port 443).
+ *
+ * Identity checks (domain fronting: CONNECT to an allowed front, another site's name inside):
+ *  - the ClientHello must carry SNI, not an IP literal, equal to the CONNECT host (case-insensitive,
+ *    one trailing dot ignored). A ClientHello without SNI, with a NUL or an oversized name (OpenSSL
+ *    refuses those itself), or with another name fails the handshake; the attempt is logged.
+ *  - every request's Host must name the CONNECT host and port: else 403 `policy_denied` with a
+ *    `detail` naming both, logged. The SNI check alone would not do: one TLS connection carries
+ *    many requests, each with its own Host.
+ *
+ * Upstream: Node's TLS client with the host's trust store + `tls.extra_ca_files` (never the image's
+ * or Node's built-in list alone), hostname verification on the CONNECT host; a certificate that does
+ * not verify or does not name the host fails closed: 502 with the deny body and a log line saying
+ * why. Upstream connections are pooled per sandbox (keep-alive), so hundreds of package downloads
+ * do not pay a handshake each; the pool is dropped when the policy changes. Connections only ever
+ * go to addresses checked against the policy's address rules for this CONNECT (`lookup` answers
+ * from the checked list; there is no second DNS lookup).
+ *
+ * ALPN: http/1.1 only, to the client and to the upstream.
+ *
+ * Seam for the request pipeline (src/gateway/proxy.ts): the decrypted request's admission,
+ * L7 decision and forwarding are `handleRequest` here, built on the proxy's exported pieces
+ * (`l7DenyBody`, `forwardHeaders`, `sendJson`) and the `TerminateContext` it passes in. When the
+ * proxy grows one shared admission + L7 + forward pipeline for IncomingMessage/ServerResponse, this
+ * handler becomes a call into it with `{ host, port, scheme: 'https' }` fixed by the CONNECT.
+ */
+import { createServer as createHttpServer, request as httpRequest, Agent as HttpAgent, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { request as httpsRequest, Agent as HttpsAgent } from 'node:https'
+import { TLSSocket, createSecureContext, type SecureContext } from 'node:tls'
+import type { Socket } from 'node:net'
+import type { LookupFunction } from 'node:net'
+import { canonicalizeHost, parseAuthority, type CanonicalHost, type IpAddress } from './address.js'
+import type { Decision, PolicyEngine } from './policy-engine.js'
+import type { AuditLog } from './audit.js'
+import type { LeafIssuer } from '../tls/leaf.js'
+
+/** What the gateway gives a sandbox's proxy for TLS inspection. */
+export interface TlsInspection {
+  /** The leaf issuer of the CA this sandbox's bundle trusts. */
+  readonly leaves: LeafIssuer
+  /** Upstream roots (host store + tls.extra_ca_files), PEM; re-read by the caller when they change. */
+  readonly upstreamRoots: () => string
+}
+
+export interface TerminateLimits {
+  /** Time a client has to complete its TLS handshake, ms. */
+  handshakeTimeoutMs: number
+  maxHttpHeaderBytes: number
+  headersTimeoutMs: number
+  keepAliveTimeoutMs: number
+  idleTimeoutMs: number
+  /** Pooled idle upstream connections per sandbox and host. */
+  maxFreeSockets: number
+}
+
+/** What the sandbox's proxy provides: policy, logging and its shared request pieces. */
+export interface TerminateContext {
+  readonly sandbox: string
+  readonly engine: () => PolicyEngine
+  readonly audit: AuditLog
+  readonly limits: TerminateLimits
+  readonly tls: TlsInspection
+  addressCheck(d: Decision, label: string, port: number, addrs: IpAddress[]): { ok: true; addresses: IpAddress[] } | { ok: false; reason: string }
+  denyBody(d: Decision, method: string, host: string, port: number, path: string, detail: string): Record<string, unknown>
+  forwardHeaders(raw: readonly string[], response?: boolean): string[]
+  sendJson(res: ServerResponse, status: number, text: string, body: Record<string, unknown>): void
+  counted(allowed: boolean): void
+}
+
+/** The CONNECT this connection came from: fixed for every request on it. */
+interface ConnMeta {
+  readonly host: CanonicalHost
+  readonly port: number
+  /** Addresses checked for this CONNECT (the only ones the upstream connection may use). */
+  readonly addresses: readonly IpAddress[]
+  /** true = decrypted TLS; false = cleartext HTTP after CONNECT. */
+  readonly tls: boolean
+}
+
+/** Why an SNI is refused, or undefined when it names the CONNECT host. */
+export function sniMismatch(sni: string | false | undefined | null, connectHost: CanonicalHost): string | undefined {
+  if (!sni) return 'ClientHello without SNI (server name); the gateway needs it to check the name against the CONNECT target'
+  if (sni.length > 253) return `SNI of ${sni.length} bytes is not a host name`
+  if (/[\0-\x20\x7f-\uffff]/.test(sni)) return 'SNI contains control, space or non-ASCII characters'
+  let h: CanonicalHost
+  try {
+    h = canonicalizeHost(sni)
+  } catch (e) {
+    return `SNI ${JSON.stringify(sni)} is not a host name (${(e as Error).message})`
+  }
+  if (h.kind === 'ip') return `SNI ${JSON.stringify(sni)} is an IP literal (RFC 6066 forbids it; a name is needed to check the target)`
+  if (h.host !== connectHost.host) return `SNI ${h.host} does not match the CONNECT target ${connectHost.host} (domain fronting)`
+  return undefined
+}
+
+/** Why a decrypted request's Host is refused, or undefined when it names the CONNECT host and port. */
+export function hostMismatch(req: IncomingMessage, meta: { host: CanonicalHost; port: number; tls: boolean }): string | undefined {
+  let n = 0
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') n++
+  if (n === 0) return 'request without Host header'
+  if (n > 1) return 'more than one Host header'
+  const raw = req.headers.host!
+  try {
+    const h = parseAuthority(raw, meta.tls ? 443 : 80)
+    if (h.host.host === meta.host.host && h.port === meta.port) return undefined
+    return `Host ${h.host.host}:${h.port} does not match the CONNECT target ${meta.host.host}:${meta.port} (domain fronting)`
+  } catch {
+    return `Host header ${JSON.stringify(raw.slice(0, 100))} is not a valid authority`
+  }
+}
+
+const HANDSHAKE = 0x16
+
+/** OpenSSL/Node codes of an upstream certificate that does not verify or does not name the host. */
+const CERT_ERRORS = /^(ERR_TLS_CERT_ALTNAME_INVALID|UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_(HAS_EXPIRED|NOT_YET_VALID|REVOKED|UNTRUSTED|REJECTED|SIGNATURE_FAILURE)|ERR_SSL_.*|INVALID_CA|INVALID_PURPOSE|HOSTNAME_MISMATCH)$/
+
+export class TlsTerminator {
+  private readonly ctx: TerminateContext
+  private readonly server: Server
+  private readonly meta = new WeakMap<object, ConnMeta>()
+  private readonly defaultContext: SecureContext
+  private pool: { https: HttpsAgent; http: HttpAgent; roots: string } | undefined
+  terminated = 0
+  refusedHandshakes = 0
+
+  constructor(ctx: TerminateContext) {
+    this.ctx = ctx
+    // No certificate: a ClientHello without SNI (no SNICallback call) fails the handshake.
+    this.defaultContext = createSecureContext({ minVersion: 'TLSv1.2' })
+    this.server = createHttpServer({
+      maxHeaderSize: ctx.limits.maxHttpHeaderBytes,
+      requestTimeout: 0,
+      headersTimeout: ctx.limits.headersTimeoutMs,
+      keepAliveTimeout: ctx.limits.keepAliveTimeoutMs,
+      insecureHTTPParser: false,
+      requireHostHeader: false,
+      joinDuplicateHeaders: false,
+    })
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handleRequest(req, res).catch(() => res.destroy()))
+    // Upgrades inside terminated TLS (wss://) are not relayed yet: refused, logged (fail closed).
+    this.server.on('upgrade', (req: IncomingMessage, sock: Socket) => this.refuseUpgrade(req, sock))
+    this.server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
+      if (err.code !== 'ECONNRESET' && sock.writable) {
+        const m = this.meta.get(sock)
+        this.ctx.audit.network({ activity: 'open', action: 'denied', host: m?.host.host ?? '-', port: m?.port ?? 0, policy: null, reason: `malformed request inside CONNECT rejected (${err.code ?? 'ERR'})` })
+        sock.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+      } else sock.destroy()
+    })
+  }
+
+  /** Drops pooled upstream connections (policy changed, roots changed, shutdown). */
+  dropPool(): void {
+    this.pool?.https.destroy()
+    this.pool?.http.destroy()
+    this.pool = undefined
+  }
+
+  private agents(): { https: HttpsAgent; http: HttpAgent } {
+    const roots = this.ctx.tls.upstreamRoots()
+    if (this.pool && this.pool.roots === roots) return this.pool
+    this.dropPool()
+    const common = { keepAlive: true, maxFreeSockets: this.ctx.limits.maxFreeSockets, timeout: this.ctx.limits.idleTimeoutMs || undefined, scheduling: 'lifo' as const }
+    // The trust anchors: exactly the host store + extra CAs (an empty list trusts nothing).
+    const secureContext = createSecureContext({ ca: roots === '' ? [] : roots, minVersion: 'TLSv1.2' })
+    this.pool = { https: new HttpsAgent({ ...common, secureContext, ALPNProtocols: ['http/1.1'] } as ConstructorParameters<typeof HttpsAgent>[0]), http: new HttpAgent(common), roots }
+    return this.pool
+  }
+
+  /**
+   * Takes over an allowed CONNECT's client socket after "200 Connection Established" was written:
+   * peeks, then terminates TLS or parses cleartext HTTP. `head` = bytes already read after the
+   * CONNECT request.
+   */
+  take(client: Socket, head: Buffer, host: CanonicalHost, port: number, addresses: readonly IpAddress[]): void {
+    const go = (first: Buffer) => {
+      if (first.length === 0) return
+      client.pause()
+      client.unshift(first)
+      if (first[0] === HANDSHAKE) this.terminate(client, host, port, addresses)
+      else this.serveClear(client, host, port, addresses)
+    }
+    if (head.length > 0) return go(head)
+    const timer = setTimeout(() => client.destroy(), this.ctx.limits.handshakeTimeoutMs)
+    client.once('data', (chunk: Buffer) => {
+      clearTimeout(timer)
+      go(chunk)
+    })
+    client.once('close', () => clearTimeout(timer))
+  }
+
+  private serveClear(client: Socket, host: CanonicalHost, port: number, addresses: readonly IpAddress[]): void {
+    this.meta.set(client, { host, port, addresses, tls: false })
+    this.server.emit('connection', client)
+    client.resume()
+  }
+
+  private terminate(client: Socket, host: CanonicalHost, port: number, addresses: readonly IpAddress[]): void {
+    let refusal: string | undefined
+    let sniSeen = false
+    const tls = new TLSSocket(client, {
+      isServer: true,
+      secureContext: this.defaultContext,
+      ALPNProtocols: ['http/1.1'],
+      SNICallback: (name, cb) => {
+        sniSeen = true
+        const why = sniMismatch(name, host)
+        if (why) {
+          refusal = why
+          return cb(new Error(why))
+        }
+        this.ctx.tls.leaves.get(host.host).then(
+          l => cb(null, l.context),
+          (e: Error) => {
+            refusal = `cannot issue a certificate for ${host.host}: ${e.message}`
+            cb(e)
+          },
+        )
+      },
+    })
+    // A client that stalls its handshake holds its own connection only, and not for long.
+    const timer = setTimeout(() => {
+      refusal ??= `TLS handshake not completed within ${this.ctx.limits.handshakeTimeoutMs} ms`
+      fail()
+    }, this.ctx.limits.handshakeTimeoutMs)
+    let secure = false
+    function failLater(err?: Error) {
+      fail(err)
+    }
+    const fail = (err?: Error) => {
+      clearTimeout(timer)
+      if (secure) return
+      secure = true // log once
+      this.refusedHandshakes++
+      const reason = refusal ?? (sniSeen ? `TLS handshake failed: ${err?.message ?? 'closed'}` : 'ClientHello without SNI (server name) or not acceptable; the gateway needs the name to check it against the CONNECT target')
+      this.ctx.counted(false)
+      this.ctx.audit.network({ activity: 'open', action: 'denied', mode: 'deny', host: host.host, port, policy: null, reason: `TLS refused: ${reason}` })
+      tls.destroy()
+      client.destroy()
+    }
+    tls.on('error', failLater)
+    tls.once('close', () => {
+      if (!secure) fail()
+    })
+    tls.once('secure', () => {
+      clearTimeout(timer)
+      secure = true
+      this.terminated++
+      this.meta.set(tls, { host, port, addresses, tls: true })
+      tls.removeListener('error', failLater)
+      tls.on('error', () => tls.destroy())
+      this.server.emit('connection', tls)
+    })
+    // No client.resume(): the peeked bytes sit in the socket's buffer, and TLSSocket feeds a
+    // wrapped socket's buffered data to the TLS engine itself (Node's initRead); resuming would
+    // emit them as 'data' nobody reads.
+  }
+
+  private refuseUpgrade(req: IncomingMessage, sock: Socket): void {
+    const m = this.meta.get(sock)
+    const d = m ? this.ctx.engine().decideHttp({ method: req.method ?? 'GET', host: m.host, port: m.port, path: pathOf(req.url ?? '/'), query: null }, { upgrade: true }) : undefined
+    const reason = 'WebSocket upgrade inside inspected TLS is not relayed by podshell yet'
+    this.ctx.counted(false)
+    if (m) this.ctx.audit.http({ method: req.method ?? 'GET', host: m.host.host, port: m.port, path: pathOf(req.url ?? '/'), action: 'denied', mode: 'deny', policy: d?.policy ?? null, reason, status: 403 })
+    const body = JSON.stringify(d && m ? this.ctx.denyBody(d, req.method ?? 'GET', m.host.host, m.port, pathOf(req.url ?? '/'), reason) : { error: 'policy_denied', detail: reason })
+    sock.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+
+  /** One decrypted (or cleartext-after-CONNECT) request: identity, L7 decision, forward. */
+  private async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = this.meta.get(req.socket)
+    if (!m) return void res.destroy()
+    const method = req.method ?? 'GET'
+    const url = req.url ?? ''
+    const { host, port } = m
+    const deny = (status: number, d: Decision | undefined, path: string, reason: string) => {
+      this.ctx.counted(false)
+      this.ctx.audit.http({ method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
+      const body = d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: 'bad_request', detail: reason }
+      this.ctx.sendJson(res, status, status === 403 ? 'Forbidden' : 'Bad Request', body)
+    }
+    // Origin-form only: the target of every request is the CONNECT's host.
+    if (!url.startsWith('/')) return deny(400, undefined, '-', 'request target must be origin-form (/path) inside a CONNECT')
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
+    const query = q === -1 ? null : url.slice(q + 1)
+    if (path.includes('#') || (query ?? '').includes('#')) return deny(400, undefined, path, 'fragment in request target')
+    const te = req.headers['transfer-encoding']
+    if (te !== undefined && (req.headers['content-length'] !== undefined || te.trim().toLowerCase() !== 'chunked')) return deny(400, undefined, path, 'unsupported Transfer-Encoding framing')
+    const d = this.ctx.engine().decideHttp({ method, host, port, path, query })
+    const mismatch = hostMismatch(req, m)
+    if (mismatch) {
+      const fronting: Decision = { ...d, allowed: false, mode: 'deny', layer: 'l7', rule: `${method} ${path}`, addressRules: [] }
+      return deny(403, fronting, path, mismatch)
+    }
+    if (!d.allowed) return deny(403, d, path, d.reason)
+    const checked = this.ctx.addressCheck(d, host.host, port, [...m.addresses])
+    if (!checked.ok) return deny(403, d, path, checked.reason)
+    this.ctx.counted(true)
+    const addrs = checked.addresses
+    const lookup: LookupFunction = (_name, opts, cb) => {
+      const all = (opts as { all?: boolean }).all
+      if (all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addrs.map(a => ({ address: a.text, family: a.family })))
+      else cb(null, addrs[0]!.text, addrs[0]!.family)
+    }
+    const headers = this.ctx.forwardHeaders(req.rawHeaders)
+    if (te !== undefined) headers.push('Transfer-Encoding', 'chunked')
+    const agents = this.agents()
+    const opts = {
+      host: host.host,
+      port,
+      method,
+      path: url,
+      headers,
+      setHost: false,
+      lookup,
+      agent: m.tls ? agents.https : agents.http,
+      ...(m.tls ? { servername: host.host } : {}),
+    }
+    const ureq = m.tls ? httpsRequest(opts) : httpRequest(opts)
+    if (this.ctx.limits.idleTimeoutMs > 0) ureq.setTimeout(this.ctx.limits.idleTimeoutMs, () => ureq.destroy(new Error('upstream idle timeout')))
+    let logged = false
+    const ip = () => ureq.socket?.remoteAddress
+    ureq.on('response', ures => {
+      logged = true
+      this.ctx.audit.http({ method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: ures.statusCode ?? 0 })
+      if (res.destroyed) return void ures.destroy()
+      res.writeHead(ures.statusCode ?? 502, ures.statusMessage, this.ctx.forwardHeaders(ures.rawHeaders, true))
+      ures.pipe(res)
+      ures.on('error', () => res.destroy())
+    })
+    ureq.on('error', (e: NodeJS.ErrnoException) => {
+      const cert = e.code !== undefined && CERT_ERRORS.test(e.code)
+      const reason = cert
+        ? `upstream certificate of ${host.host}:${port} refused: ${e.code} (${e.message}); the gateway trusts the host's trust store and tls.extra_ca_files`
+        : `upstream error: ${e.message}`
+      if (!logged) {
+        logged = true
+        this.ctx.audit.http({ method, host: host.host, port, path, action: cert ? 'denied' : 'allowed', mode: cert ? 'deny' : d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason, providers: d.providers, status: 502 })
+      }
+      if (res.headersSent) return void res.destroy()
+      const body = cert
+        ? { ...this.ctx.denyBody(d, method, host.host, port, path, reason), error: 'upstream_certificate_invalid' }
+        : { error: 'upstream_error', detail: `request to ${host.host}:${port} failed` }
+      this.ctx.sendJson(res, 502, 'Bad Gateway', body)
+    })
+    res.on('close', () => {
+      if (!res.writableFinished) ureq.destroy()
+    })
+    req.pipe(ureq)
+  }
+}
+
+function pathOf(url: string): string {
+  const q = url.search(/[?#]/)
+  return q === -1 ? url : url.slice(0, q)
+}

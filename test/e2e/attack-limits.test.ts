@@ -1,0 +1,157 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { stringify } from 'yaml'
+import { cli, podman, uniqueName, podExists, TEST_HOME } from '../helpers/cli.js'
+
+/**
+ * Issue 9 finding 11 (one sandbox starving the host), performed for real in rootless sandboxes.
+ * Before: RLIMIT_NPROC inside was the host's pid_max (32,768: 3,000 processes started without
+ * resistance), /tmp, /run and /var/tmp were 12 GiB tmpfs each, and container logs unbounded.
+ * The kernel refuses these (EAGAIN, ENOSPC) and conmon truncates the log: nothing reaches the
+ * gateway, so there is no podshell log line to assert; `observed` records what the attack got.
+ */
+
+/** A config dir of its own for this file's sandboxes (resources.* keys). */
+function configWith(resources: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'podshell-limits-cfg-'))
+  mkdirSync(join(dir, 'podshell'))
+  writeFileSync(join(dir, 'podshell', 'config.yaml'), stringify({ resources }))
+  return dir
+}
+
+async function inspectAgent(name: string): Promise<{ HostConfig: { Ulimits: { Name: string; Soft: number }[]; Tmpfs?: Record<string, string>; LogConfig: { Type: string; Path?: string; Size?: string } }; Mounts: { Destination: string; Type: string; Options?: string[] }[] }> {
+  const r = await podman(['container', 'inspect', `podshell.${name}.agent`])
+  expect(r.code, r.stderr).toBe(0)
+  return (JSON.parse(r.stdout) as never[])[0]!
+}
+
+const FORK_BOMB = `
+import os, time, errno
+pids = []
+err = None
+for i in range(3500):
+    try:
+        p = os.fork()
+    except OSError as e:
+        err = errno.errorcode.get(e.errno, str(e.errno))
+        break
+    if p == 0:
+        os.execv('/bin/sleep', ['sleep', '60'])
+    pids.append(p)
+print(len(pids), err, flush=True)
+time.sleep(float(os.environ.get('HOLD', '0')))
+for p in pids:
+    os.kill(p, 9)
+`
+
+describe('limits: one sandbox cannot take the host', () => {
+  const names: string[] = []
+  let cfg: string
+  beforeAll(() => {
+    cfg = configWith({ nproc: 1024 })
+  })
+  afterAll(async () => {
+    if (names.length) await cli(['sandbox', 'delete', ...names])
+  })
+
+  const create = async (env: Record<string, string> = {}, extra: string[] = []) => {
+    const name = uniqueName('lim')
+    const r = await cli(['sandbox', 'create', '--name', name, '--detach', ...extra], { env })
+    expect(r.code, r.stderr).toBe(0)
+    names.push(name)
+    return name
+  }
+
+  it('fork 3,500 processes: refused (EAGAIN) past RLIMIT_NPROC, counted per sandbox', async ({ task }) => {
+    const a = await create({ XDG_CONFIG_HOME: cfg })
+    const b = await create({ XDG_CONFIG_HOME: cfg })
+    // A holds its processes while B forks: the count is per sandbox (its own user namespace), so
+    // A at its limit neither stops B nor the user's own processes on the host.
+    const holding = cli(['sandbox', 'exec', '-n', a, '--env', 'HOLD=8', '--', 'python3', '-c', FORK_BOMB], { timeoutMs: 120_000 })
+    await new Promise(r => setTimeout(r, 3000))
+    const rb = await cli(['sandbox', 'exec', '-n', b, '--', 'python3', '-c', FORK_BOMB], { timeoutMs: 120_000 })
+    const ra = await holding
+    for (const [r, who] of [[ra, 'A'], [rb, 'B']] as const) {
+      expect(r.code, `${who}: ${r.stderr}`).toBe(0)
+      const [count, err] = r.stdout.trim().split(' ')
+      expect(err, `${who} forked ${count} without an error`).toBe('EAGAIN')
+      expect(Number(count)).toBeGreaterThan(900)
+      expect(Number(count)).toBeLessThan(1024)
+    }
+    task.meta.observed = `A: ${ra.stdout.trim()} while holding, B: ${rb.stdout.trim()} (forks, then the error)`
+    const ulimit = await cli(['sandbox', 'exec', '-n', a, '--', 'sh', '-c', 'cat /proc/self/limits | grep "Max processes"'])
+    expect(ulimit.stdout).toMatch(/Max processes\s+1024\s+1024/)
+  }, 240_000)
+
+  it('the default is 4096 processes; /tmp 1 GiB, /var/tmp 256 MiB, /run 64 MiB; log capped (podman inspect)', async () => {
+    const name = await create()
+    const info = await inspectAgent(name)
+    expect(info.HostConfig.Ulimits.find(u => u.Name === 'RLIMIT_NPROC')?.Soft).toBe(4096)
+    const df = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'df -B1 --output=target,size /tmp /var/tmp /run | tail -n +2'])
+    const sizes = Object.fromEntries(df.stdout.trim().split('\n').map(l => l.trim().split(/\s+/) as [string, string]))
+    expect(Number(sizes['/tmp'])).toBe(1024 ** 3)
+    expect(Number(sizes['/var/tmp'])).toBe(256 * 1024 ** 2)
+    expect(Number(sizes['/run'])).toBe(64 * 1024 ** 2)
+    expect(info.HostConfig.LogConfig.Type).toBe('k8s-file')
+  })
+
+  it('write 2 GiB to /tmp: ENOSPC at 1 GiB inside, the host is untouched', async ({ task }) => {
+    const name = names[names.length - 1]!
+    const r = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'dd if=/dev/zero of=/tmp/fill bs=1M count=2048 2>&1; echo "exit=$?"; du -B1 /tmp/fill | cut -f1; rm -f /tmp/fill'], { timeoutMs: 120_000 })
+    expect(r.stdout).toMatch(/No space left on device/)
+    expect(r.stdout).toMatch(/exit=1/)
+    const written = Number(r.stdout.trim().split('\n').at(-1))
+    expect(written).toBeLessThanOrEqual(1024 ** 3)
+    task.meta.observed = `dd: No space left on device after ${written} bytes`
+    // The same for /var/tmp and /run (smaller bounds).
+    const v = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'dd if=/dev/zero of=/var/tmp/fill bs=1M count=512 2>&1; echo "exit=$?"; rm -f /var/tmp/fill'])
+    expect(v.stdout).toMatch(/No space left on device[\s\S]*exit=1/)
+  }, 180_000)
+
+  it('log flood: 40 MB on the agent\'s stdout leaves a log file of at most log_max_size', async ({ task }) => {
+    const flood = configWith({ log_max_size: '1Mi' })
+    const name = uniqueName('lim')
+    const r = await cli(['sandbox', 'create', '--name', name, '--detach', '--', 'sh', '-c', 'head -c 40000000 /dev/zero | tr "\\0" x | fold -w 120; touch /tmp/flood-done; sleep 600'], { env: { XDG_CONFIG_HOME: flood } })
+    expect(r.code, r.stderr).toBe(0)
+    names.push(name)
+    const info = await inspectAgent(name)
+    const path = info.HostConfig.LogConfig.Path!
+    expect(path).toBeTruthy()
+    // Sample the log's size while the flood runs, until the writer says it is through. The file is
+    // in podman's storage, which only the user namespace may stat.
+    const logSize = async () => Number((await podman(['unshare', 'stat', '-c', '%s', path])).stdout.trim() || '0')
+    const deadline = Date.now() + 90_000
+    let max = 0
+    for (;;) {
+      max = Math.max(max, await logSize())
+      const done = await cli(['sandbox', 'exec', '-n', name, '--', 'test', '-e', '/tmp/flood-done'])
+      if (done.code === 0) break
+      expect(Date.now() < deadline, 'the flood did not finish in 90 s').toBe(true)
+      await new Promise(r => setTimeout(r, 300))
+    }
+    const size = await logSize()
+    expect(size).toBeGreaterThan(0)
+    expect(size).toBeLessThanOrEqual(1024 * 1024 + 64 * 1024)
+    expect(max).toBeLessThanOrEqual(1024 * 1024 + 64 * 1024)
+    task.meta.observed = `log file at most ${max} bytes while 40 MB were written (log_max_size 1 MiB)`
+  }, 120_000)
+
+  it('resources.pids on a host without the pids cgroup: refused in one line, nothing left behind', async () => {
+    const enforced = existsSync('/sys/fs/cgroup/cgroup.controllers')
+    const name = uniqueName('lim')
+    const r = await cli(['sandbox', 'create', '--name', name, '--detach'], { env: { XDG_CONFIG_HOME: configWith({ pids: 512 }) } })
+    if (enforced) {
+      names.push(name)
+      expect(r.code, r.stderr).toBe(0)
+      const pids = await podman(['container', 'inspect', '--format', '{{.HostConfig.PidsLimit}}', `podshell.${name}.agent`])
+      expect(pids.stdout.trim()).toBe('512')
+    } else {
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(/resources\.pids needs cgroup v2/)
+      expect(await podExists(name)).toBe(false)
+      expect(existsSync(join(TEST_HOME, 'sandboxes', name))).toBe(false)
+    }
+  })
+})

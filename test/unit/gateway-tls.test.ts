@@ -1,0 +1,297 @@
+/**
+ * TLS inspection in the gateway, in-process: a real Gateway (tls: true) on a temp data dir, real
+ * TLS clients on the sandbox's unix socket that trust only the sandbox bundle, real HTTPS upstreams
+ * on 127.0.0.1 with their own test CA (passed like tls.extra_ca_files). No podman; the e2e suite
+ * (test/e2e/tls-inspection.test.ts) runs the real clients in real sandboxes.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { request, type IncomingMessage } from 'node:http'
+import { createServer as createHttpsServer, type Server } from 'node:https'
+import { connect as tlsConnect, type TLSSocket, type PeerCertificate } from 'node:tls'
+import { connect as netConnect, type Socket, type AddressInfo } from 'node:net'
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Gateway } from '../../src/gateway/server.js'
+import { parseIp, type IpAddress } from '../../src/gateway/address.js'
+import { PolicyStore } from '../../src/policy/store.js'
+import { parsePolicyText } from '../../src/policy/schema.js'
+import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir } from '../../src/config/paths.js'
+import { ensureCa, generateCa } from '../../src/tls/ca.js'
+import { LeafIssuer } from '../../src/tls/leaf.js'
+import { prepareSandboxTrust, writeUpstreamRoots } from '../../src/tls/trust.js'
+import { sniMismatch } from '../../src/gateway/tls-terminate.js'
+import { canonicalizeHost } from '../../src/gateway/address.js'
+
+const HOSTS = ['api.test', 'front.test', 'other.test', 'skip.test', 'wrongname.test', 'untrusted.test', 'plain.test', 'audit.test']
+const resolve = async (host: string): Promise<IpAddress[]> => {
+  if (!HOSTS.includes(host)) throw Object.assign(new Error(`ENOTFOUND ${host}`), { code: 'ENOTFOUND' })
+  return [parseIp('127.0.0.1')!]
+}
+
+let data: string
+let sock: string
+let gw: Gateway
+let bundle: string
+let good: Server // serves a leaf for whatever name is asked, from the trusted test CA
+let wrong: Server // always a leaf for api.test (trusted CA, wrong name for others)
+let untrusted: Server // a CA nobody configured
+let PORT: number
+let WRONG: number
+let UNTRUSTED: number
+let upstreamConnections = 0
+
+function echoServer(issue: (name: string) => Promise<{ context: import('node:tls').SecureContext }>): Server {
+  const s = createHttpsServer({ SNICallback: (n, cb) => void issue(n).then(l => cb(null, l.context), cb) }, (req, res) => {
+    let n = 0
+    req.on('data', c => (n += c.length))
+    req.on('end', () => {
+      const body = JSON.stringify({ method: req.method, url: req.url, host: req.headers.host, bytes: n, sni: (req.socket as TLSSocket).servername })
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) })
+      res.end(body)
+    })
+  })
+  s.on('secureConnection', () => upstreamConnections++)
+  return s
+}
+
+const listen = (s: Server) => new Promise<number>(r => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)))
+
+function policy(): string {
+  return `version: 1
+network_policies:
+  github:
+    endpoints:
+      - { host: api.test, port: ${PORT}, protocol: rest, enforcement: enforce, access: read-only }
+      - { host: wrongname.test, port: ${WRONG}, protocol: rest, enforcement: enforce, access: read-only }
+      - { host: untrusted.test, port: ${UNTRUSTED}, protocol: rest, enforcement: enforce, access: read-only }
+      - { host: audit.test, port: ${PORT}, protocol: rest, access: read-only }
+      - host: front.test
+        port: ${PORT}
+        protocol: rest
+        enforcement: enforce
+        rules:
+          - allow: { method: GET, path: "/repos/**" }
+        deny_rules:
+          - { method: GET, path: "/repos/secret/**" }
+  cdn:
+    endpoints:
+      - { host: other.test, port: ${PORT} }
+      - { host: skip.test, port: ${PORT}, tls: skip }
+`
+}
+
+/** CONNECT over the sandbox socket. */
+function connectTunnel(target: string): Promise<{ status: number; socket: Socket }> {
+  return new Promise((res, rej) => {
+    const r = request({ socketPath: sock, method: 'CONNECT', path: target, headers: { Host: target }, agent: false })
+    r.on('connect', (m: IncomingMessage, s: Socket) => res({ status: m.statusCode!, socket: s }))
+    r.on('error', rej)
+    r.end()
+  })
+}
+
+/** CONNECT + TLS with the sandbox bundle as the only trust. */
+async function tlsVia(target: string, servername: string | undefined): Promise<TLSSocket> {
+  const t = await connectTunnel(target)
+  expect(t.status).toBe(200)
+  return new Promise((res, rej) => {
+    const s = tlsConnect({ socket: t.socket, ...(servername !== undefined ? { servername } : {}), ca: bundle, ALPNProtocols: ['h2', 'http/1.1'], checkServerIdentity: () => undefined })
+    s.once('secureConnect', () => res(s))
+    s.once('error', rej)
+  })
+}
+
+/** Sends one request on a (kept-alive) socket and reads one Content-Length-framed response. */
+function exchange(s: Socket, method: string, path: string, host: string, body = ''): Promise<{ status: number; json: Record<string, unknown>; raw: string }> {
+  return new Promise((res, rej) => {
+    let out = ''
+    const onData = (d: Buffer) => {
+      out += d.toString('latin1')
+      const end = out.indexOf('\r\n\r\n')
+      if (end === -1) return
+      const len = Number(/content-length: (\d+)/i.exec(out.slice(0, end))?.[1] ?? -1)
+      if (len >= 0 && out.length - end - 4 >= len) {
+        s.off('data', onData)
+        const text = out.slice(end + 4, end + 4 + len)
+        res({ status: Number(out.slice(9, 12)), json: text ? (JSON.parse(text) as Record<string, unknown>) : {}, raw: out })
+      }
+    }
+    s.on('data', onData)
+    s.once('error', rej)
+    s.write(`${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  })
+}
+
+const auditText = () => {
+  const dir = sandboxAuditDir(data, 'demo')
+  const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '')
+  return read('openshell.log')
+}
+
+beforeAll(async () => {
+  data = mkdtempSync(join(tmpdir(), 'podshell-gwtls-'))
+  const testCa = await generateCa('upstream test CA')
+  const testLeaves = new LeafIssuer(testCa)
+  const otherCa = await generateCa('nobody trusts this CA')
+  const otherLeaves = new LeafIssuer(otherCa)
+  good = echoServer(n => testLeaves.get(n))
+  wrong = echoServer(() => testLeaves.get('api.test'))
+  untrusted = echoServer(n => otherLeaves.get(n))
+  ;[PORT, WRONG, UNTRUSTED] = await Promise.all([listen(good), listen(wrong), listen(untrusted)])
+  writeFileSync(join(data, 'test-ca.pem'), testCa.certPem)
+  // Host side: CA, upstream roots (no host store here: only the test CA), the sandbox's bundle.
+  const ca = await ensureCa(data, { user: 'tester', host: 'unit' })
+  const roots = writeUpstreamRoots(data, { hostBundle: undefined, extraCaFiles: [join(data, 'test-ca.pem')] })
+  for (const d of [sandboxDir(data, 'demo'), sandboxPolicyDir(data, 'demo'), sandboxEgressDir(data, 'demo'), sandboxAuditDir(data, 'demo')]) mkdirSync(d, { recursive: true, mode: 0o700 })
+  prepareSandboxTrust(data, 'demo', ca, roots)
+  bundle = readFileSync(join(sandboxDir(data, 'demo'), 'tls/ca-bundle.pem'), 'utf8')
+  new PolicyStore(sandboxPolicyDir(data, 'demo')).add(parsePolicyText(policy(), 'test').policy, 'test')
+  gw = new Gateway({ dataDir: data, rescanIntervalMs: 0, tls: true, testHooks: { resolve, permitAddress: ip => ip.text === '127.0.0.1' } })
+  await gw.start()
+  sock = sandboxSocket(data, 'demo')
+})
+
+afterAll(async () => {
+  await gw?.stop()
+  for (const s of [good, wrong, untrusted]) s?.close()
+  rmSync(data, { recursive: true, force: true })
+})
+
+describe('TLS inspection (in-process)', () => {
+  it('GET allowed, POST denied under access: read-only, each request on one keep-alive connection checked', async () => {
+    const s = await tlsVia(`api.test:${PORT}`, 'api.test')
+    // The client sees the gateway's leaf for the name it asked, from the sandbox CA; ALPN http/1.1.
+    const peer = s.getPeerCertificate(true) as PeerCertificate
+    expect(peer.subjectaltname).toBe('DNS:api.test')
+    expect(peer.issuer.CN).toBe('podshell sandbox CA tester@unit')
+    expect(s.alpnProtocol).toBe('http/1.1')
+    const a = await exchange(s, 'GET', '/repos/x?token=secret', `api.test:${PORT}`)
+    expect(a.status).toBe(200)
+    expect(a.json).toMatchObject({ method: 'GET', url: '/repos/x?token=secret', sni: 'api.test' })
+    const b = await exchange(s, 'GET', '/second', `api.test:${PORT}`)
+    expect(b.status).toBe(200)
+    const c = await exchange(s, 'POST', '/repos/x/issues', `api.test:${PORT}`, '{"title":"x"}')
+    expect(c.status).toBe(403)
+    expect(c.json).toMatchObject({ error: 'policy_denied', policy: 'github', rule: 'POST /repos/x/issues', layer: 'l7', protocol: 'rest', method: 'POST', path: '/repos/x/issues', host: 'api.test', port: PORT })
+    expect(c.json.detail).toMatch(/POST \/repos\/x\/issues not permitted by policy/)
+    expect(c.json.rule_missing).toMatchObject({ type: 'rest_allow' })
+    s.destroy()
+    const log = auditText()
+    expect(log).toMatch(/HTTP:GET \[INFO\] ALLOWED GET http:\/\/api.test:\d+\/repos\/x /)
+    expect(log).toMatch(/HTTP:POST .*DENIED POST http:\/\/api.test:\d+\/repos\/x\/issues/)
+    // Never the query value.
+    expect(log).not.toContain('secret')
+  })
+
+  it('path rules and deny rules apply to decrypted requests', async () => {
+    const s = await tlsVia(`front.test:${PORT}`, 'front.test')
+    expect((await exchange(s, 'GET', '/repos/a', `front.test:${PORT}`)).status).toBe(200)
+    expect((await exchange(s, 'GET', '/repos/secret/a', `front.test:${PORT}`)).json.detail).toMatch(/blocked by deny rule/)
+    s.destroy()
+    const t = await tlsVia(`front.test:${PORT}`, 'front.test')
+    expect((await exchange(t, 'GET', '/user', `front.test:${PORT}`)).status).toBe(403)
+    t.destroy()
+  })
+
+  it('domain fronting: a Host other than the CONNECT target is refused and logged', async () => {
+    const s = await tlsVia(`front.test:${PORT}`, 'front.test')
+    const r = await exchange(s, 'GET', '/repos/a', `other.test:${PORT}`)
+    expect(r.status).toBe(403)
+    expect(r.json).toMatchObject({ error: 'policy_denied', host: 'front.test' })
+    expect(r.json.detail).toBe(`Host other.test:${PORT} does not match the CONNECT target front.test:${PORT} (domain fronting)`)
+    expect(auditText()).toMatch(/DENIED GET http:\/\/front.test:\d+\/repos\/a .*domain fronting/)
+  })
+
+  it('SNI must name the CONNECT target: mismatch, IP literal and no SNI fail the handshake, logged', async () => {
+    await expect(tlsVia(`front.test:${PORT}`, 'other.test')).rejects.toThrow()
+    await expect(tlsVia(`front.test:${PORT}`, '')).rejects.toThrow()
+    await expect(tlsVia(`front.test:${PORT}`, undefined)).rejects.toThrow()
+    await new Promise(r => setTimeout(r, 100))
+    const log = auditText()
+    expect(log).toMatch(/DENIED -> front.test:\d+ .*TLS refused: SNI other.test does not match the CONNECT target front.test \(domain fronting\)/)
+    expect(log).toMatch(/TLS refused: ClientHello without SNI/)
+  })
+
+  it('sniMismatch: case, trailing dot, NUL, oversize, IP literal', () => {
+    const h = canonicalizeHost('api.test')
+    expect(sniMismatch('API.Test', h)).toBeUndefined()
+    expect(sniMismatch('api.test.', h)).toBeUndefined()
+    expect(sniMismatch('api.test\0.evil', h)).toMatch(/control/)
+    expect(sniMismatch('a'.repeat(65536), h)).toMatch(/65536 bytes/)
+    expect(sniMismatch('198.18.0.2', canonicalizeHost('198.18.0.2'))).toMatch(/IP literal/)
+    expect(sniMismatch(false, h)).toMatch(/without SNI/)
+    expect(sniMismatch('api.test..', h)).toBeDefined()
+  })
+
+  it('a stalled handshake is closed after the handshake timeout; others are unaffected', async () => {
+    const t = await connectTunnel(`api.test:${PORT}`)
+    // A partial TLS record header, then silence.
+    t.socket.write(Buffer.from([0x16, 0x03, 0x01]))
+    const closed = new Promise(r => t.socket.once('close', r))
+    const s = await tlsVia(`api.test:${PORT}`, 'api.test')
+    expect((await exchange(s, 'GET', '/x', `api.test:${PORT}`)).status).toBe(200)
+    s.destroy()
+    await closed
+    expect(auditText()).toMatch(/TLS handshake not completed within/)
+  }, 30_000)
+
+  it('upstream with an untrusted CA or a certificate for another name: 502 deny body, logged', async () => {
+    const s = await tlsVia(`untrusted.test:${UNTRUSTED}`, 'untrusted.test')
+    const r = await exchange(s, 'GET', '/', `untrusted.test:${UNTRUSTED}`)
+    expect(r.status).toBe(502)
+    expect(r.json).toMatchObject({ error: 'upstream_certificate_invalid', host: 'untrusted.test', layer: 'l7' })
+    expect(r.json.detail).toMatch(/upstream certificate of untrusted.test:\d+ refused: (SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)/)
+    s.destroy()
+    const w = await tlsVia(`wrongname.test:${WRONG}`, 'wrongname.test')
+    const r2 = await exchange(w, 'GET', '/', `wrongname.test:${WRONG}`)
+    expect(r2.status).toBe(502)
+    expect(r2.json.detail).toMatch(/ERR_TLS_CERT_ALTNAME_INVALID/)
+    w.destroy()
+    expect(auditText()).toMatch(/DENIED GET http:\/\/wrongname.test:\d+\/ .*ERR_TLS_CERT_ALTNAME_INVALID/)
+  })
+
+  it('tls: skip and L4 endpoints are tunnelled: the client sees the upstream\'s own chain', async () => {
+    for (const host of ['skip.test', 'other.test']) {
+      const t = await connectTunnel(`${host}:${PORT}`)
+      const s = tlsConnect({ socket: t.socket, servername: host, ca: readFileSync(join(data, 'test-ca.pem'), 'utf8') })
+      await new Promise<void>((res, rej) => {
+        s.once('secureConnect', res)
+        s.once('error', rej)
+      })
+      expect(s.getPeerCertificate().issuer.CN).toBe('upstream test CA')
+      s.destroy()
+    }
+  })
+
+  it('cleartext HTTP after CONNECT to an inspected endpoint gets the same rules', async () => {
+    const t = await connectTunnel(`api.test:${PORT}`)
+    const r = await exchange(t.socket, 'DELETE', '/repos/x', `api.test:${PORT}`)
+    expect(r.status).toBe(403)
+    expect(r.json).toMatchObject({ error: 'policy_denied', method: 'DELETE' })
+    t.socket.destroy()
+  })
+
+  it('audit enforcement: a would-be denial passes and is logged as audit', async () => {
+    const s = await tlsVia(`audit.test:${PORT}`, 'audit.test')
+    expect((await exchange(s, 'POST', '/x', `audit.test:${PORT}`)).status).toBe(200)
+    s.destroy()
+    expect(auditText()).toMatch(/POST http:\/\/audit.test:\d+\/x .*allowed because enforcement is audit/)
+  })
+
+  it('upstream connections are pooled across client connections', async () => {
+    const before = upstreamConnections
+    for (let i = 0; i < 5; i++) {
+      const s = await tlsVia(`api.test:${PORT}`, 'api.test')
+      expect((await exchange(s, 'GET', `/n${i}`, `api.test:${PORT}`)).status).toBe(200)
+      s.destroy()
+    }
+    expect(upstreamConnections - before).toBeLessThanOrEqual(1)
+  })
+
+  it('the CA key is nowhere in the sandbox dir', () => {
+    const dir = join(sandboxDir(data, 'demo'), 'tls')
+    for (const f of ['ca-bundle.pem', 'podshell-ca.pem', 'truststore.p12']) expect(readFileSync(join(dir, f), 'latin1')).not.toMatch(/PRIVATE KEY/)
+    void netConnect
+  })
+})
