@@ -96,7 +96,7 @@ function redactDetail(detail: Record<string, unknown>): Record<string, unknown> 
   for (const [k, v] of Object.entries(detail)) {
     if (SECRET_KEYS.test(k)) out[k] = '[REDACTED]'
     else if (typeof v === 'string') out[k] = redact(v)
-    else if (Array.isArray(v)) out[k] = v.map(x => (typeof x === 'string' ? redact(x) : x))
+    else if (Array.isArray(v)) out[k] = (v as unknown[]).map(x => (typeof x === 'string' ? redact(x) : x))
     else if (v === null || typeof v === 'number' || typeof v === 'boolean') out[k] = v
     else if (typeof v === 'object') out[k] = redactDetail(v as Record<string, unknown>)
   }
@@ -417,7 +417,7 @@ interface DenialWindow {
 
 /** Appends one line to `file`, rotating first when it would grow past maxBytes. */
 function appendRotating(file: string, line: string, maxBytes: number, keep: number): void {
-  let size = 0
+  let size: number
   try {
     size = statSync(file).size
   } catch {
@@ -631,7 +631,7 @@ export class AuditLog {
     const path = join(this.dir, file)
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 })
-      let size = 0
+      let size: number
       try {
         size = statSync(path).size
       } catch {

@@ -86,7 +86,7 @@ function hostsLookup(file: string, host: string): IpAddress[] | undefined {
   }
   let c = hostsCaches.get(file)
   if (!c || c.mtimeMs !== st.mtimeMs) {
-    let text = ''
+    let text: string
     try {
       text = readFileSync(file, 'utf8')
     } catch {
