@@ -517,6 +517,11 @@ export class AuditLog {
    */
   retain(r: Rendered, why: string): void {
     this.write(r)
+    this.retainOnly(r, why)
+  }
+
+  /** Appends to the retained files only (the rolling log gets a summary instead). */
+  private retainOnly(r: Rendered, why: string): void {
     const json = { ...r.json, unmapped: { ...((r.json.unmapped as Record<string, unknown> | undefined) ?? {}), retained: why } }
     const ts = new Date(r.json.time as number).toISOString()
     const a = this.appendCapped(RETAINED_OCSF_FILE, JSON.stringify(json) + '\n')
@@ -547,24 +552,35 @@ export class AuditLog {
   private denial(host: string, port: number, policy: string | null, reason: string | undefined, sample: { method: string; path: string } | undefined, r: Rendered): void {
     const now = this.now()
     this.rollSecond(Math.floor(now / 1000))
-    // The destination, as OpenShell's aggregator keys it. Refusals with no destination (malformed
-    // requests, connection limits: host "-") are keyed by their reason (first 64 characters) instead, so each
-    // first occurrence is logged and retained; the key count per second is bounded anyway.
-    const key = host === '-' ? `-:${(reason ?? '').slice(0, 64)}` : `${host}:${port}`
+    // The destination, as OpenShell's aggregator keys it. HTTP denials to one destination share a
+    // key (their methods and paths go into the summary's samples); CONNECT/TLS refusals are keyed
+    // by their reason too (first 48 characters: "TLS refused: SNI … is an IP literal" must not
+    // vanish into a summary of other refusals). Refusals with no destination (malformed requests,
+    // connection limits: host "-") are keyed by their reason alone. Every key count is bounded
+    // (maxAggregationKeys per second, MAX_SEEN_DESTINATIONS in all).
+    const stage = sample ? '' : (reason ?? '').slice(0, 48)
+    const key = host === '-' ? `-:${(reason ?? '').slice(0, 64)}` : `${host}:${port}|${stage}`
+    const budget = this.linesThisSecond < this.perSecond
     if (!this.seen.has(key) && this.seen.size < MAX_SEEN_DESTINATIONS) {
-      // The first denial per destination is the probe an investigation needs: retained.
+      // The first denial per destination is the probe an investigation needs: always retained
+      // (the retained files are capped), and in the rolling log while the second's budget lasts —
+      // so many NEW destinations cannot flood the rolling log either.
       this.seen.add(key)
-      this.linesThisSecond++
-      this.lineCounts.set(key, (this.lineCounts.get(key) ?? 0) + 1)
-      this.retain(r, 'first denial for this destination')
-      return
-    }
-    const lines = this.lineCounts.get(key) ?? 0
-    if (lines < this.perDestination && this.linesThisSecond < this.perSecond) {
-      this.lineCounts.set(key, lines + 1)
-      this.linesThisSecond++
-      this.write(r)
-      return
+      if (budget) {
+        this.linesThisSecond++
+        this.lineCounts.set(key, (this.lineCounts.get(key) ?? 0) + 1)
+        this.retain(r, 'first denial for this destination')
+        return
+      }
+      this.retainOnly(r, 'first denial for this destination')
+    } else {
+      const lines = this.lineCounts.get(key) ?? 0
+      if (lines < this.perDestination && budget) {
+        this.lineCounts.set(key, lines + 1)
+        this.linesThisSecond++
+        this.write(r)
+        return
+      }
     }
     let w = this.windows.get(key)
     if (!w) {

@@ -242,7 +242,12 @@ describe('audit an agent cannot erase (issue 9 finding 5)', () => {
     now += 1000
     log.flush()
     const text = read(SHORTHAND_FILE)
-    expect(text).toMatch(/AUDIT:DROPPED \[HIGH\] 4 records dropped \[reason:denials_to_more_than_2_destinations_in_one_second\]/)
+    // a: one line; b: retained only (budget spent), then summarised with a; c and d (3 each) find
+    // no aggregation slot: 6 dropped from the rolling log — their first denials are still retained.
+    expect(text).toMatch(/AUDIT:DROPPED \[HIGH\] 6 records dropped \[reason:denials_to_more_than_2_destinations_in_one_second\]/)
+    expect(text).toMatch(/NET:AGGREGATE \[MED\] DENIED x4 -> b\.example:1/)
+    const retained = read('retained.log')
+    for (const h of ['a', 'b', 'c', 'd']) expect(retained).toContain(`DENIED -> ${h}.example:1`)
   })
 
   it('appendRetained (for other modules: quarantines, credential mismatches) writes to the retained files', () => {
