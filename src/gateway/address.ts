@@ -18,7 +18,7 @@ import { parseIPv4, parseIPv6, endsInNumber, type IpAddress } from '../rules/ip.
 // here for the gateway's existing importers.
 export {
   parseIPv4, parseIPv6, parseIp, formatIPv6, parseCidr, cidrContains, cidrWithin, classifyAddress, checkAddress, embeddedV4,
-  cidrOverlapsAlwaysBlocked, checkAllowedIpsEntry, ALWAYS_BLOCKED, PRIVATE_RANGES,
+  checkAllowedIpsEntry, ALWAYS_BLOCKED, PRIVATE_RANGES,
 } from '../rules/ip.js'
 export type { IpFamily, IpAddress, Cidr, AddressVerdict, AddressClass, AddressCheck, NamedRange } from '../rules/ip.js'
 

@@ -24,7 +24,8 @@ import { SANDBOX_NAME_RE } from '../util/validate.js'
 import { PolicyStore, type PolicyRevision } from '../policy/store.js'
 import type { Policy } from '../policy/schema.js'
 import { PolicyEngine, type ProviderAttachment, type PolicyInput } from './policy-engine.js'
-import { SandboxProxy, systemResolver, type ProxyLimits, type Resolver } from './proxy.js'
+import { SandboxProxy, type ProxyLimits, type Resolver } from './proxy.js'
+import { createSandboxResolver } from '../rules/dns.js'
 import { AuditLog, type AuditOptions } from './audit.js'
 import type { IpAddress } from './address.js'
 import { GatewayTls } from '../tls/gateway-tls.js'
@@ -129,6 +130,7 @@ export class Gateway {
     for (const s of this.controlSockets) s.destroy()
     if (this.control) await new Promise<void>(r => this.control!.close(() => r()))
     await Promise.all([...this.served.values()].map(s => s.proxy.close()))
+    for (const s of this.served.values()) s.audit.close() // pending denial summaries are written
     this.served.clear()
     this.log('gateway stopped')
   }
@@ -163,7 +165,8 @@ export class Gateway {
         engine: () => entry.engine,
         policyVersion: () => entry.version,
         audit,
-        resolve: this.opts.testHooks?.resolve ?? systemResolver,
+        // One resolver per sandbox, off libuv's shared thread pool (src/rules/dns.ts).
+        resolve: this.opts.testHooks?.resolve ?? createSandboxResolver(),
         permitAddress: this.opts.testHooks?.permitAddress,
         limits: this.opts.limits,
         tls: this.tls ? await this.tls.forSandbox(name) : undefined,
@@ -188,6 +191,7 @@ export class Gateway {
     if (!s) return false
     this.served.delete(name)
     await s.proxy.close()
+    s.audit.close()
     this.log(`stopped serving sandbox ${name}`)
     return true
   }

@@ -440,12 +440,6 @@ function unmapped(c: Cidr): Cidr {
   return parseCidr(`${m.text}/${c.prefix - 96}`)!
 }
 
-/** True when a CIDR overlaps an always-blocked range (such entries can reach blocked addresses). */
-export function cidrOverlapsAlwaysBlocked(c: Cidr): boolean {
-  const u = unmapped(c)
-  return ALWAYS_BLOCKED.some(r => overlaps(r.cidr, u))
-}
-
 /** The validation verdict on one allowed_ips entry. */
 export type AllowedIpsVerdict =
   | { readonly ok: true; readonly cidr: Cidr; readonly warning?: string }

