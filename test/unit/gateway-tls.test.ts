@@ -42,7 +42,12 @@ let UNTRUSTED: number
 let upstreamConnections = 0
 
 function echoServer(issue: (name: string) => Promise<{ context: import('node:tls').SecureContext }>): Server {
+  const perSocket = new WeakMap<object, number>()
   const s = createHttpsServer({ SNICallback: (n, cb) => void issue(n).then(l => cb(null, l.context), cb) }, (req, res) => {
+    const seen = (perSocket.get(req.socket) ?? 0) + 1
+    perSocket.set(req.socket, seen)
+    // An upstream that closed a kept-alive connection just as the next request arrived.
+    if (req.url?.startsWith('/drop-if-reused') && seen > 1) return void req.socket.destroy()
     let n = 0
     req.on('data', c => (n += c.length))
     req.on('end', () => {
@@ -342,6 +347,18 @@ describe('TLS inspection (in-process)', () => {
     })
     expect(denied).toMatch(/^HTTP\/1.1 403/)
     expect(denied).toMatch(/upgrade not permitted/)
+  })
+
+  it('a pooled connection the upstream dropped: a GET is retried once on a new one, a POST gets 502', async () => {
+    const s = await tlsVia(`audit.test:${PORT}`, 'audit.test')
+    expect((await exchange(s, 'GET', '/warm', `audit.test:${PORT}`)).status).toBe(200)
+    const r = await exchange(s, 'GET', '/drop-if-reused', `audit.test:${PORT}`)
+    expect(r.status).toBe(200)
+    expect(r.json).toMatchObject({ url: '/drop-if-reused' })
+    expect((await exchange(s, 'GET', '/warm2', `audit.test:${PORT}`)).status).toBe(200)
+    const p = await exchange(s, 'POST', '/drop-if-reused', `audit.test:${PORT}`, 'x')
+    expect(p.status).toBe(502)
+    s.destroy()
   })
 
   it('upstream connections are pooled across client connections', async () => {
