@@ -305,7 +305,7 @@ export class TlsTerminator {
     const info = { method, host, port, path, query }
     const d = this.ctx.engine().decideHttp(info, { upgrade: true })
     const log = (action: 'allowed' | 'denied', status: number, reason: string, ip?: string) =>
-      this.ctx.audit.http({ method, host: host.host, port, path, action, mode: action === 'denied' ? 'deny' : d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
+      this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action, mode: action === 'denied' ? 'deny' : d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
     const deny = (status: number, reason: string, body?: Record<string, unknown>) => {
       this.ctx.counted(false)
       log('denied', status, reason)
@@ -371,7 +371,7 @@ export class TlsTerminator {
     const { host, port } = m
     const deny = (status: number, d: Decision | undefined, path: string, reason: string) => {
       this.ctx.counted(false)
-      this.ctx.audit.http({ method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
+      this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
       const body = d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: 'bad_request', detail: reason }
       // A 400 (framing in doubt) closes the connection. A policy denial keeps it: the request body
       // is read and discarded (its end is known from the parsed framing, so nothing of it can be
@@ -438,7 +438,7 @@ export class TlsTerminator {
       const ip = () => ureq.socket?.remoteAddress
       ureq.on('response', ures => {
         logged = true
-        this.ctx.audit.http({ method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: ures.statusCode ?? 0 })
+        this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: ures.statusCode ?? 0 })
         if (res.destroyed) return void ures.destroy()
         res.writeHead(ures.statusCode ?? 502, ures.statusMessage, this.ctx.forwardHeaders(ures.rawHeaders, true))
         ures.pipe(res)
@@ -452,7 +452,7 @@ export class TlsTerminator {
           : `upstream error: ${e.message}`
         if (!logged) {
           logged = true
-          this.ctx.audit.http({ method, host: host.host, port, path, action: cert ? 'denied' : 'allowed', mode: cert ? 'deny' : d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason, providers: d.providers, status: 502 })
+          this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: cert ? 'denied' : 'allowed', mode: cert ? 'deny' : d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason, providers: d.providers, status: 502 })
         }
         if (res.headersSent) return void res.destroy()
         const body = cert

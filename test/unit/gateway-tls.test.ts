@@ -191,8 +191,8 @@ describe('TLS inspection (in-process)', () => {
     expect((await exchange(s, 'GET', '/third', `api.test:${PORT}`)).json).toMatchObject({ url: '/third' })
     s.destroy()
     const log = auditText()
-    expect(log).toMatch(/HTTP:GET \[INFO\] ALLOWED GET http:\/\/api.test:\d+\/repos\/x /)
-    expect(log).toMatch(/HTTP:POST .*DENIED POST http:\/\/api.test:\d+\/repos\/x\/issues/)
+    expect(log).toMatch(/HTTP:GET \[INFO\] ALLOWED GET https:\/\/api.test:\d+\/repos\/x /)
+    expect(log).toMatch(/HTTP:POST .*DENIED POST https:\/\/api.test:\d+\/repos\/x\/issues/)
     // Never the query value.
     expect(log).not.toContain('secret')
   })
@@ -213,7 +213,7 @@ describe('TLS inspection (in-process)', () => {
     expect(r.status).toBe(403)
     expect(r.json).toMatchObject({ error: 'policy_denied', host: 'front.test' })
     expect(r.json.detail).toBe(`Host other.test:${PORT} does not match the CONNECT target front.test:${PORT} (domain fronting)`)
-    expect(auditText()).toMatch(/DENIED GET http:\/\/front.test:\d+\/repos\/a .*domain fronting/)
+    expect(auditText()).toMatch(/DENIED GET https:\/\/front.test:\d+\/repos\/a .*domain fronting/)
   })
 
   it('SNI must name the CONNECT target: mismatch, IP literal and no SNI fail the handshake, logged', async () => {
@@ -294,7 +294,7 @@ describe('TLS inspection (in-process)', () => {
     expect(r2.status).toBe(502)
     expect(r2.json.detail).toMatch(/ERR_TLS_CERT_ALTNAME_INVALID/)
     w.destroy()
-    expect(auditText()).toMatch(/DENIED GET http:\/\/wrongname.test:\d+\/ .*ERR_TLS_CERT_ALTNAME_INVALID/)
+    expect(auditText()).toMatch(/DENIED GET https:\/\/wrongname.test:\d+\/ .*ERR_TLS_CERT_ALTNAME_INVALID/)
   })
 
   it('tls: skip and L4 endpoints are tunnelled: the client sees the upstream\'s own chain', async () => {
@@ -322,7 +322,7 @@ describe('TLS inspection (in-process)', () => {
     const s = await tlsVia(`audit.test:${PORT}`, 'audit.test')
     expect((await exchange(s, 'POST', '/x', `audit.test:${PORT}`)).status).toBe(200)
     s.destroy()
-    expect(auditText()).toMatch(/POST http:\/\/audit.test:\d+\/x .*allowed because enforcement is audit/)
+    expect(auditText()).toMatch(/POST https:\/\/audit.test:\d+\/x .*allowed because enforcement is audit/)
   })
 
   it('wss:// inside inspected TLS: the upgrade is decided like ws://, then relayed; a narrower endpoint refuses it', async () => {
