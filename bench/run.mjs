@@ -108,6 +108,12 @@ benches.gateway = () => {
   if (r.status !== 0) throw new Error('bench/gateway.mjs failed')
   results.gateway = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'gateway.json'), 'utf8'))
 }
+// The host-executed-file watcher's window (bench/watch.mjs): creation inside → quarantine, p50/p99.
+benches.watch = () => {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'watch.mjs')], { env: process.env, stdio: ['ignore', 'inherit', 'inherit'] })
+  if (r.status !== 0) throw new Error('bench/watch.mjs failed')
+  results.watch = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'watch.json'), 'utf8'))
+}
 // TLS inspection (bench/tls.mjs): 200 sequential HTTPS requests, pooling, 100 MB inspected/tunnel/direct.
 benches.tls = () => {
   const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'tls.mjs')], { env: process.env, stdio: ['ignore', 'inherit', 'inherit'] })

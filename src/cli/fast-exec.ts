@@ -6,6 +6,7 @@ import { spawnInteractive } from '../podman/interactive.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from '../sandbox/exec-session.js'
 import { readLastUsed, writeLastUsed } from '../sandbox/state.js'
 import { SANDBOX_NAME_RE, ENV_KEY_RE } from '../util/patterns.js'
+import { watcherMissing } from '../watch/paths.js'
 
 /**
  * `podshell sandbox exec` without loading the CLI framework, zod or execa: DevAIFlow runs the
@@ -68,6 +69,8 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
     if (!name) return undefined
     process.stderr.write(`→ Using sandbox '${name}' (last used)\n`)
   }
+  // No host-executed-file watcher running: the full path rescans and restarts it first.
+  if (watcherMissing(data, name)) return undefined
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
   const session = execSession({ name, command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout })
   writeLastUsed(data, name)

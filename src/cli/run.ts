@@ -3,9 +3,17 @@
 
 // `sandbox exec` in its plain form skips the CLI framework (see fast-exec.ts).
 const { fastExec } = await import('./fast-exec.js')
-const code = await fastExec(process.argv)
+const code = process.argv[2] === '_watch' ? undefined : await fastExec(process.argv)
 if (code !== undefined) process.exitCode = code
-else {
+else if (process.argv[2] === '_watch') {
+  // The host-executed-file watcher of one sandbox (src/watch/lifecycle.ts), spawned by the runtime.
+  const { watchMain } = await import('../watch/lifecycle.js')
+  const w = await watchMain(process.argv.slice(3))
+  process.once('SIGTERM', w.stop)
+  process.once('SIGINT', w.stop)
+  process.exitCode = await w.done
+  process.exit()
+} else {
   const { main } = await import('./program.js')
   await main()
 }

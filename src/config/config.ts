@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml'
 import { PodshellError } from '../errors.js'
 import { SESSION_TYPES } from '../sandbox/types.js'
 import { configDir, homeDir, type Env } from './paths.js'
+import { HostExecFilesSchema } from '../watch/schema.js'
 
 /**
  * The user's podshell configuration: `~/.config/podshell/config.yaml` ($XDG_CONFIG_HOME honoured).
@@ -111,6 +112,7 @@ export const configFields = {
   resources: ResourcesSchema.optional(),
   runtime: z.enum(['auto', 'crun', 'runc']).optional().describe('OCI runtime podman uses for sandboxes; auto (default) probes for one that works on this host'),
   read_deny_scan: ReadDenyScanSchema.optional(),
+  host_exec_files: HostExecFilesSchema.optional(),
   tls: TlsConfigSchema.optional(),
 }
 

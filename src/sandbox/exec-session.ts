@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { envArgs } from '../podman/env-args.js'
 import type { InteractiveOptions } from '../podman/interactive.js'
 import { agentContainer } from './naming.js'
-import { killMarkedProcesses } from './signals.js'
+import { ExecSessionProcesses } from './signals.js'
 
 /**
  * One `sandbox exec` session as podman arguments plus its signal and timeout handling, shared by
@@ -10,7 +10,9 @@ import { killMarkedProcesses } from './signals.js'
  * purpose: no zod, no execa. Inputs must be validated by the caller.
  *
  * `podman exec` does not proxy signals, so the session carries a random PODSHELL_EXEC_ID in its
- * environment and podshell signals the marked processes itself (killMarkedProcesses).
+ * environment and podshell signals the exec's processes itself: its root and everything in its
+ * session, found through the marker and the exec's conmon (ExecSessionProcesses, signals.ts) — a
+ * child that drops the marker is still in the session.
  */
 export interface ExecRequest {
   name: string
@@ -35,14 +37,13 @@ export function execSession(r: ExecRequest): { args: string[]; options: Interact
     agentContainer(r.name),
     ...r.command,
   ]
+  const procs = new ExecSessionProcesses(marker, agentContainer(r.name))
+  procs.track()
   const options: InteractiveOptions = {
     env: env.podmanEnv,
-    onSignal: sig => killMarkedProcesses(marker, sig),
+    onSignal: sig => procs.signal(sig),
     timeoutMs: r.timeoutSeconds ? r.timeoutSeconds * 1000 : undefined,
-    onTimeout: () => {
-      killMarkedProcesses(marker, 'SIGTERM')
-      setTimeout(() => killMarkedProcesses(marker, 'SIGKILL'), 2000).unref()
-    },
+    onTimeout: () => procs.terminate(2000),
   }
   return { args, options }
 }

@@ -1,0 +1,214 @@
+import { spawn } from 'node:child_process'
+import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { sandboxDir } from '../config/paths.js'
+import { creatorAlive, selfCreatorId } from '../util/process.js'
+import { recordFinding } from './quarantine.js'
+import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing, writeWatchFile } from './paths.js'
+export { watcherIdentity } from './paths.js'
+import { extraPatternsFromEnv, hostExecRules } from './rules.js'
+import { loadEffectiveConfig } from '../config/enterprise.js'
+import { COMMAND_SCAN, HostExecWatcher, loadBaseline, saveBaseline, writableRoots, type ScanBudget } from './watcher.js'
+
+/**
+ * The watcher's place in a sandbox's life (called by the runtime, src/sandbox/runtime.ts, at one
+ * call site per verb, and by the fast exec path):
+ *   - create: the writable mount roots are recorded, the watcher process is spawned (detached, as
+ *     the user) and awaited until it has taken the baseline and set its watches — BEFORE the agent
+ *     container starts, so the baseline is what the user had;
+ *   - start: a watcher is spawned again (it rescans everything at its start);
+ *   - every command touching the sandbox (exec, connect, start): when the watcher is not running
+ *     (killed, crashed, the machine rebooted), a bounded full rescan in the command's own process,
+ *     then a new watcher; while it runs, its unbroken watch and its own periodic rescans cover it;
+ *   - stop / delete: after the containers are down (nothing can change any more), a final full
+ *     rescan, then the watcher is stopped.
+ * None of this may fail a launch: every failure is a warning on stderr and an audit record.
+ */
+
+export type WatchEvent = 'create' | 'start' | 'command' | 'stop' | 'delete'
+
+export interface WatchHookOptions {
+  /** Writable mounts (create only): `{ source, mode }` of every bind mount. */
+  mounts?: readonly { source: string; mode: string }[]
+  say?: (msg: string) => void
+  env?: { readonly [k: string]: string | undefined }
+  /** How long create/start wait for the watcher's first scan (default 15 s). */
+  readyTimeoutMs?: number
+}
+
+
+/** The entry that runs `podshell _watch` (dist/cli/main.js, from dist/watch/ or dist/bundle/). */
+function cliMain(): string {
+  const near = fileURLToPath(new URL('../cli/main.js', import.meta.url))
+  if (existsSync(near)) return near
+  return fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
+}
+
+/** The one entry point for the runtime. Never throws. */
+export async function watchHook(dataDir: string, name: string, event: WatchEvent, o: WatchHookOptions = {}): Promise<void> {
+  const say = o.say ?? (() => undefined)
+  try {
+    if (event === 'create') {
+      const roots = writableRoots(o.mounts ?? [])
+      writeWatchFile(rootsFile(dataDir, name), JSON.stringify(roots) + '\n')
+      if (!roots.length) return
+      await spawnWatcher(dataDir, name, o)
+      return
+    }
+    if (!existsSync(rootsFile(dataDir, name))) return // created before the watcher existed, or nothing writable
+    const roots = JSON.parse(readFileSync(rootsFile(dataDir, name), 'utf8')) as string[]
+    if (!roots.length) return
+    if (event === 'stop' || event === 'delete') {
+      rescan(dataDir, name, roots, o)
+      await stopWatcher(dataDir, name)
+      return
+    }
+    if (!watcherMissing(dataDir, name)) return
+    // No watcher (or one without its inotify watch): what happened is found now, before the command.
+    const r = rescan(dataDir, name, roots, o)
+    if (r && r.findings) say(`host-executed files found while the watcher was not running: ${r.findings} quarantined (see podshell logs ${name})`)
+    await spawnWatcher(dataDir, name, o)
+  } catch (e) {
+    say(`warning: the host-executed-file watcher of ${name}: ${(e as Error).message.split('\n')[0]}`)
+  }
+}
+
+/** A bounded full rescan in this process. Undefined when there is no baseline to compare against. */
+export function rescan(dataDir: string, name: string, roots: string[], o: WatchHookOptions = {}, budget: ScanBudget = COMMAND_SCAN): { findings: number; complete: boolean } | undefined {
+  const baseline = loadBaseline(baselineFile(dataDir, name))
+  if (!baseline) return undefined
+  const w = new HostExecWatcher({ q: { dataDir, name, say: o.say ? l => o.say!(l) : undefined }, roots, rules: hostExecRules(extraPatterns(o.env ?? process.env).patterns), baseline })
+  const r = w.scan(budget)
+  if (!r.complete) {
+    recordFinding({ dataDir, name }, { path: roots.join(','), rule: 'rescan', reason: `rescan stopped after ${r.entries} entries (budget): the live watcher covers the rest`, action: 'quarantined' })
+  }
+  return r
+}
+
+/** Extra patterns: config.yaml's and enterprise.yaml's `host_exec_files`, and PODSHELL_HOST_EXEC_FILES. */
+function extraPatterns(env: { readonly [k: string]: string | undefined }): { patterns: string[]; errors: string[] } {
+  const fromEnv = extraPatternsFromEnv(env)
+  try {
+    const c = loadEffectiveConfig(env)
+    return { patterns: [...(c.user.host_exec_files ?? []), ...(c.enterprise?.host_exec_files ?? []), ...fromEnv.patterns], errors: fromEnv.errors }
+  } catch (e) {
+    // An invalid config fails the command that reads it, with its one line; here: the defaults.
+    return { patterns: fromEnv.patterns, errors: [...fromEnv.errors, (e as Error).message] }
+  }
+}
+
+async function spawnWatcher(dataDir: string, name: string, o: WatchHookOptions): Promise<void> {
+  if (watcherIdentity(dataDir, name)) return
+  if (!existsSync(sandboxDir(dataDir, name))) return
+  rmSync(readyFile(dataDir, name), { force: true })
+  // The quarantine dir is made by the first quarantine only: a sandbox that never had one leaves
+  // nothing outside its state dir.
+  const log = openSync(join(watchDir(dataDir, name), 'watcher.log'), 'a', 0o600)
+  try {
+    const child = spawn(process.execPath, [cliMain(), '_watch', '--data', dataDir, name], {
+      detached: true,
+      stdio: ['ignore', 'ignore', log],
+      env: { ...(o.env ?? process.env) } as NodeJS.ProcessEnv,
+      cwd: '/',
+    })
+    child.unref()
+  } finally {
+    closeSync(log)
+  }
+  const deadline = Date.now() + (o.readyTimeoutMs ?? 15_000)
+  while (Date.now() < deadline) {
+    if (existsSync(readyFile(dataDir, name))) return
+    await new Promise(r => setTimeout(r, 10))
+  }
+  o.say?.(`warning: the host-executed-file watcher of ${name} is not ready yet; continuing (it keeps starting)`)
+}
+
+export async function stopWatcher(dataDir: string, name: string): Promise<void> {
+  const id = watcherIdentity(dataDir, name)
+  if (!id) return
+  const pid = Number(id.split(':')[0])
+  try {
+    process.kill(pid, 'SIGTERM')
+  } catch {
+    return
+  }
+  for (let i = 0; i < 100 && creatorAlive(id); i++) await new Promise(r => setTimeout(r, 10))
+  if (creatorAlive(id)) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // gone
+    }
+  }
+}
+
+/**
+ * The watcher process (`podshell _watch --data DIR NAME`): baseline (first start only), full
+ * rescan, live watch until stop() or the sandbox's state dir disappears, a full rescan every
+ * RESCAN_MS as a backstop for anything inotify did not report. The CLI entry (src/cli/run.ts)
+ * wires stop() to SIGTERM/SIGINT; `done` resolves with the exit code.
+ */
+export async function watchMain(argv: readonly string[]): Promise<{ done: Promise<number>; stop: () => void }> {
+  const i = argv.indexOf('--data')
+  const dataDir = i >= 0 ? argv[i + 1] : undefined
+  const name = argv.filter((a, k) => !a.startsWith('--') && k !== i + 1)[0]
+  const finished = (code: number) => ({ done: Promise.resolve(code), stop: () => undefined })
+  if (!dataDir || !name || !/^[a-z0-9]([a-z0-9-]{0,17}[a-z0-9])?$/.test(name)) {
+    process.stderr.write('usage: podshell _watch --data DIR NAME\n')
+    return finished(2)
+  }
+  if (watcherIdentity(dataDir, name)) return finished(0) // one watcher per sandbox
+  writeWatchFile(pidFile(dataDir, name), selfCreatorId() + '\n')
+  const roots = JSON.parse(readFileSync(rootsFile(dataDir, name), 'utf8')) as string[]
+  const extra = extraPatterns(process.env)
+  for (const err of extra.errors) process.stderr.write(`podshell watch: ${err}\n`)
+  const rules = hostExecRules(extra.patterns)
+  let baseline = loadBaseline(baselineFile(dataDir, name))
+  const fresh = !baseline
+  const say = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`)
+  const q = { dataDir, name, say }
+  if (!baseline) {
+    // First start (create): the agent's container has not started yet (the runtime waits for
+    // `ready`), so the tree IS the user's.
+    baseline = HostExecWatcher.takeBaseline(roots, rules)
+    saveBaseline(baselineFile(dataDir, name), baseline)
+  }
+  const w = new HostExecWatcher({ q, roots, rules, baseline })
+  // Watches first, then the scan: anything created meanwhile is seen by one or the other. Right
+  // after the baseline walk (create: the agent not started yet) the scan would find nothing.
+  let rescanMs = RESCAN_MS
+  w.watch(e => {
+    // Lost watch (ENOSPC: the user's inotify watches exhausted — an agent can make directories
+    // until they are): say so where commands look, rescan now and every 5 s from here on.
+    say(`watch error: ${e.message}; rescanning every 5 s, and at every command`)
+    try {
+      writeWatchFile(degradedFile(dataDir, name), `${e.message}\n`)
+    } catch {
+      // the rescans below still run
+    }
+    rescanMs = 5_000
+    w.scan()
+  })
+  if (!fresh) w.scan()
+  writeWatchFile(readyFile(dataDir, name), selfCreatorId() + '\n')
+  let stop: () => void = () => undefined
+  const done = new Promise<number>(resolve => {
+    let last = Date.now()
+    const timer = setInterval(() => {
+      if (!existsSync(sandboxDir(dataDir, name))) return stop()
+      if (Date.now() - last >= rescanMs) {
+        last = Date.now()
+        w.scan()
+      }
+    }, 1000)
+    stop = () => {
+      clearInterval(timer)
+      w.close()
+      resolve(0)
+    }
+  })
+  return { done, stop: () => stop() }
+}
+
+export const RESCAN_MS = 60_000

@@ -1,0 +1,67 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { dirname, join } from 'node:path'
+import { sandboxDir } from '../config/paths.js'
+import { creatorAlive } from '../util/process.js'
+
+/**
+ * Where the host-executed-file watcher keeps its files, and the cheap "is it running" check the
+ * fast exec path uses (no other module loaded: `sandbox exec` stays light).
+ */
+
+/**
+ * `<data>/quarantine/<sandbox>/`: outside the sandbox's state dir on purpose, so `sandbox delete`
+ * does not delete the evidence; the user inspects and removes it. watch.log lives there too.
+ */
+export const quarantineDir = (data: string, name: string) => join(data, 'quarantine', name)
+export const watchLogFile = (data: string, name: string) => join(quarantineDir(data, name), 'watch.log')
+/** The watcher's own state (baseline, roots, pid): in the sandbox's state dir, gone with it. */
+export const watchDir = (data: string, name: string) => join(sandboxDir(data, name), 'watch')
+export const baselineFile = (data: string, name: string) => join(watchDir(data, name), 'baseline.json')
+export const rootsFile = (data: string, name: string) => join(watchDir(data, name), 'roots.json')
+export const pidFile = (data: string, name: string) => join(watchDir(data, name), 'watcher.pid')
+export const readyFile = (data: string, name: string) => join(watchDir(data, name), 'ready')
+/** Written by a watcher whose inotify watch failed (e.g. the user's max_user_watches is exhausted). */
+export const degradedFile = (data: string, name: string) => join(watchDir(data, name), 'degraded')
+
+/** `pid:start-time` of the running watcher, or undefined. */
+export function watcherIdentity(data: string, name: string): string | undefined {
+  try {
+    const id = readFileSync(pidFile(data, name), 'utf8').trim()
+    if (!creatorAlive(id)) return undefined
+    // A killed watcher not yet reaped (a zombie) is not watching.
+    const stat = readFileSync(`/proc/${id.split(':')[0]}/stat`, 'utf8')
+    return /\) [ZX] /.test(stat) ? undefined : id
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * True when the sandbox has writable mounts to watch but no watcher runs, or the running one lost
+ * its inotify watch (degraded): a rescan is due before the command.
+ */
+export function watcherMissing(data: string, name: string): boolean {
+  if (!existsSync(rootsFile(data, name))) return false
+  try {
+    if ((JSON.parse(readFileSync(rootsFile(data, name), 'utf8')) as string[]).length === 0) return false
+  } catch {
+    return true
+  }
+  return watcherIdentity(data, name) === undefined || existsSync(degradedFile(data, name))
+}
+
+/**
+ * Writes a file of the watcher's own state (temp + rename). Never creates the sandbox's state dir:
+ * a watcher outliving a sandbox that gc or delete just removed must not resurrect it (ENOENT then).
+ */
+export function writeWatchFile(file: string, content: string): void {
+  try {
+    mkdirSync(dirname(file), { mode: 0o700 })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+  }
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`
+  writeFileSync(tmp, content, { mode: 0o600 })
+  renameSync(tmp, file)
+}
