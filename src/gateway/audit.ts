@@ -142,6 +142,8 @@ export interface HttpEvent {
   readonly providers?: readonly string[]
   /** Response status the client got (403 for denials, the upstream's otherwise). */
   readonly status?: number
+  /** `https` for requests decrypted by TLS inspection (src/gateway/tls-terminate.ts); default http. */
+  readonly scheme?: 'http' | 'https'
 }
 
 export interface ConfigEvent {
@@ -259,13 +261,14 @@ export function renderHttp(sandbox: string, e: HttpEvent, time: number): Rendere
   const path = logPath(e.path)
   const reason = e.reason ? clip(redact(e.reason)) : undefined
   const policy = e.policy ?? '-'
+  const scheme = e.scheme ?? 'http'
   const json: Record<string, unknown> = {
     ...base(4002, 'HTTP Activity', 4, 'Network Activity', aid, aname, sev, time),
     ...statusFields(e.action === 'allowed'),
-    message: `${method} http://${e.host}:${e.port}${path} ${e.action}`,
+    message: `${method} ${scheme}://${e.host}:${e.port}${path} ${e.action}`,
     ...(reason ? { status_detail: reason } : {}),
     metadata: metadata(sandbox, ['security_control', 'network_proxy']),
-    http_request: { http_method: method, url: { scheme: 'http', hostname: e.host, path, port: e.port } },
+    http_request: { http_method: method, url: { scheme, hostname: e.host, path, port: e.port } },
     ...(e.status !== undefined ? { http_response: { code: e.status } } : {}),
     dst_endpoint: { domain: e.host, ...(e.ip ? { ip: e.ip } : {}), port: e.port },
     firewall_rule: { name: policy, type: ENGINE },
@@ -277,7 +280,7 @@ export function renderHttp(sandbox: string, e: HttpEvent, time: number): Rendere
       providers: e.providers && e.providers.length ? [...e.providers] : undefined,
     }),
   }
-  const url = `http://${e.host}${e.port === 80 ? '' : `:${e.port}`}${path}`
+  const url = `${scheme}://${e.host}${e.port === (scheme === 'https' ? 443 : 80) ? '' : `:${e.port}`}${path}`
   let line = `HTTP:${method} ${SEV_TAG[sev]} ${e.action === 'allowed' ? 'ALLOWED' : 'DENIED'} ${method} ${url} [policy:${ctxEscape(policy)} engine:${ENGINE}]`
   if (reason && (e.action === 'denied' || e.mode === 'audit')) line += ` [reason:${reason}]`
   return { json, shorthand: line }

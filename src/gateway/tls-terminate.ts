@@ -305,7 +305,7 @@ export class TlsTerminator {
     const info = { method, host, port, path, query }
     const d = this.ctx.engine().decideHttp(info, { upgrade: true })
     const log = (action: 'allowed' | 'denied', status: number, reason: string, ip?: string) =>
-      this.ctx.audit.http({ method, host: host.host, port, path, action, mode: action === 'denied' ? 'deny' : d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
+      this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action, mode: action === 'denied' ? 'deny' : d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
     const deny = (status: number, reason: string, body?: Record<string, unknown>) => {
       this.ctx.counted(false)
       log('denied', status, reason)
@@ -371,7 +371,7 @@ export class TlsTerminator {
     const { host, port } = m
     const deny = (status: number, d: Decision | undefined, path: string, reason: string) => {
       this.ctx.counted(false)
-      this.ctx.audit.http({ method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
+      this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
       const body = d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: 'bad_request', detail: reason }
       // A 400 (framing in doubt) closes the connection. A policy denial keeps it: the request body
       // is read and discarded (its end is known from the parsed framing, so nothing of it can be
@@ -426,37 +426,47 @@ export class TlsTerminator {
       agent: m.tls ? agents.https : agents.http,
       ...(m.tls ? { servername: host.host } : {}),
     }
-    const ureq = m.tls ? httpsRequest(opts) : httpRequest(opts)
-    if (this.ctx.limits.idleTimeoutMs > 0) ureq.setTimeout(this.ctx.limits.idleTimeoutMs, () => ureq.destroy(new Error('upstream idle timeout')))
-    let logged = false
-    const ip = () => ureq.socket?.remoteAddress
-    ureq.on('response', ures => {
-      logged = true
-      this.ctx.audit.http({ method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: ures.statusCode ?? 0 })
-      if (res.destroyed) return void ures.destroy()
-      res.writeHead(ures.statusCode ?? 502, ures.statusMessage, this.ctx.forwardHeaders(ures.rawHeaders, true))
-      ures.pipe(res)
-      ures.on('error', () => res.destroy())
-    })
-    ureq.on('error', (e: NodeJS.ErrnoException) => {
-      const cert = e.code !== undefined && CERT_ERRORS.test(e.code)
-      const reason = cert
-        ? `upstream certificate of ${host.host}:${port} refused: ${e.code} (${e.message}); the gateway trusts the host's trust store and tls.extra_ca_files`
-        : `upstream error: ${e.message}`
-      if (!logged) {
+    // A pooled connection the upstream closed while idle fails the next request with a reset
+    // before any response; a request without a body that is safe to repeat is then sent once more
+    // on a new connection (Node's documented `reusedSocket` pattern). Anything else is a 502.
+    const bodyless = te === undefined && Number(req.headers['content-length'] ?? 0) === 0
+    const retryable = bodyless && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')
+    const send = (attempt: number): void => {
+      const ureq = m.tls ? httpsRequest(opts) : httpRequest(opts)
+      if (this.ctx.limits.idleTimeoutMs > 0) ureq.setTimeout(this.ctx.limits.idleTimeoutMs, () => ureq.destroy(new Error('upstream idle timeout')))
+      let logged = false
+      const ip = () => ureq.socket?.remoteAddress
+      ureq.on('response', ures => {
         logged = true
-        this.ctx.audit.http({ method, host: host.host, port, path, action: cert ? 'denied' : 'allowed', mode: cert ? 'deny' : d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason, providers: d.providers, status: 502 })
-      }
-      if (res.headersSent) return void res.destroy()
-      const body = cert
-        ? { ...this.ctx.denyBody(d, method, host.host, port, path, reason), error: 'upstream_certificate_invalid' }
-        : { error: 'upstream_error', detail: `request to ${host.host}:${port} failed` }
-      this.ctx.sendJson(res, 502, 'Bad Gateway', body)
-    })
-    res.on('close', () => {
-      if (!res.writableFinished) ureq.destroy()
-    })
-    req.pipe(ureq)
+        this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: ures.statusCode ?? 0 })
+        if (res.destroyed) return void ures.destroy()
+        res.writeHead(ures.statusCode ?? 502, ures.statusMessage, this.ctx.forwardHeaders(ures.rawHeaders, true))
+        ures.pipe(res)
+        ures.on('error', () => res.destroy())
+      })
+      ureq.on('error', (e: NodeJS.ErrnoException) => {
+        if (!logged && attempt === 0 && retryable && ureq.reusedSocket && e.code === 'ECONNRESET' && !res.destroyed) return send(1)
+        const cert = e.code !== undefined && CERT_ERRORS.test(e.code)
+        const reason = cert
+          ? `upstream certificate of ${host.host}:${port} refused: ${e.code} (${e.message}); the gateway trusts the host's trust store and tls.extra_ca_files`
+          : `upstream error: ${e.message}`
+        if (!logged) {
+          logged = true
+          this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: cert ? 'denied' : 'allowed', mode: cert ? 'deny' : d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason, providers: d.providers, status: 502 })
+        }
+        if (res.headersSent) return void res.destroy()
+        const body = cert
+          ? { ...this.ctx.denyBody(d, method, host.host, port, path, reason), error: 'upstream_certificate_invalid' }
+          : { error: 'upstream_error', detail: `request to ${host.host}:${port} failed` }
+        this.ctx.sendJson(res, 502, 'Bad Gateway', body)
+      })
+      res.once('close', () => {
+        if (!res.writableFinished) ureq.destroy()
+      })
+      if (attempt === 0) req.pipe(ureq)
+      else ureq.end()
+    }
+    send(0)
   }
 }
 

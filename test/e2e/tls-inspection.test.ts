@@ -256,4 +256,26 @@ print('host:', head.split(b' ')[1].decode(), json.loads(body)['detail'])
     const j = await cli(['gateway', 'ca', '-o', 'json'], { env: env() })
     expect(JSON.parse(j.stdout).subject).toMatch(/^CN=podshell sandbox CA /)
   })
+
+  it('gateway ca --rotate: running sandboxes keep working on the old CA; after a restart they trust the new one', async () => {
+    const issuer = async () => {
+      const r = await inSandbox(['curl', '-sS', '-v', '-o', '/dev/null', url('api.tls.test', '/ok')])
+      expect(r.code, r.stderr).toBe(0)
+      return /issuer: (.*)/.exec(r.stderr)![1]!.trim()
+    }
+    const before = await issuer()
+    const rot = await cli(['gateway', 'ca', '--rotate', '-o', 'json'], { env: env() })
+    expect(rot.code, rot.stderr).toBe(0)
+    expect(rot.stderr).toMatch(/running sandboxes keep working with the previous CA until they are recreated/)
+    expect(await issuer()).toBe(before)
+    const rs = await cli(['sandbox', 'restart', name], { env: env() })
+    expect(rs.code, rs.stderr).toBe(0)
+    const bundleCa = await inSandbox(['sh', '-c', 'grep -c "BEGIN CERTIFICATE" /etc/podshell-tls/podshell-ca.pem'])
+    expect(bundleCa.stdout.trim()).toBe('1')
+    // Same subject (same user@host), new key: the chain verifies against the rewritten bundle.
+    expect(await issuer()).toBe(before)
+    const fp = JSON.parse(rot.stdout).fingerprint_sha256.replace(/:/g, '').toLowerCase()
+    const inBundle = await inSandbox(['sh', '-c', 'openssl x509 -noout -fingerprint -sha256 -in /etc/podshell-tls/podshell-ca.pem 2>/dev/null || python3 -c "import ssl,hashlib,sys; print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(sys.argv[1]).read())).hexdigest())" /etc/podshell-tls/podshell-ca.pem'])
+    expect(inBundle.stdout.replace(/.*=/, '').replace(/:/g, '').trim().toLowerCase()).toBe(fp)
+  })
 })

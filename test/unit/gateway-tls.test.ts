@@ -42,7 +42,12 @@ let UNTRUSTED: number
 let upstreamConnections = 0
 
 function echoServer(issue: (name: string) => Promise<{ context: import('node:tls').SecureContext }>): Server {
+  const perSocket = new WeakMap<object, number>()
   const s = createHttpsServer({ SNICallback: (n, cb) => void issue(n).then(l => cb(null, l.context), cb) }, (req, res) => {
+    const seen = (perSocket.get(req.socket) ?? 0) + 1
+    perSocket.set(req.socket, seen)
+    // An upstream that closed a kept-alive connection just as the next request arrived.
+    if (req.url?.startsWith('/drop-if-reused') && seen > 1) return void req.socket.destroy()
     let n = 0
     req.on('data', c => (n += c.length))
     req.on('end', () => {
@@ -186,8 +191,8 @@ describe('TLS inspection (in-process)', () => {
     expect((await exchange(s, 'GET', '/third', `api.test:${PORT}`)).json).toMatchObject({ url: '/third' })
     s.destroy()
     const log = auditText()
-    expect(log).toMatch(/HTTP:GET \[INFO\] ALLOWED GET http:\/\/api.test:\d+\/repos\/x /)
-    expect(log).toMatch(/HTTP:POST .*DENIED POST http:\/\/api.test:\d+\/repos\/x\/issues/)
+    expect(log).toMatch(/HTTP:GET \[INFO\] ALLOWED GET https:\/\/api.test:\d+\/repos\/x /)
+    expect(log).toMatch(/HTTP:POST .*DENIED POST https:\/\/api.test:\d+\/repos\/x\/issues/)
     // Never the query value.
     expect(log).not.toContain('secret')
   })
@@ -208,7 +213,7 @@ describe('TLS inspection (in-process)', () => {
     expect(r.status).toBe(403)
     expect(r.json).toMatchObject({ error: 'policy_denied', host: 'front.test' })
     expect(r.json.detail).toBe(`Host other.test:${PORT} does not match the CONNECT target front.test:${PORT} (domain fronting)`)
-    expect(auditText()).toMatch(/DENIED GET http:\/\/front.test:\d+\/repos\/a .*domain fronting/)
+    expect(auditText()).toMatch(/DENIED GET https:\/\/front.test:\d+\/repos\/a .*domain fronting/)
   })
 
   it('SNI must name the CONNECT target: mismatch, IP literal and no SNI fail the handshake, logged', async () => {
@@ -289,7 +294,7 @@ describe('TLS inspection (in-process)', () => {
     expect(r2.status).toBe(502)
     expect(r2.json.detail).toMatch(/ERR_TLS_CERT_ALTNAME_INVALID/)
     w.destroy()
-    expect(auditText()).toMatch(/DENIED GET http:\/\/wrongname.test:\d+\/ .*ERR_TLS_CERT_ALTNAME_INVALID/)
+    expect(auditText()).toMatch(/DENIED GET https:\/\/wrongname.test:\d+\/ .*ERR_TLS_CERT_ALTNAME_INVALID/)
   })
 
   it('tls: skip and L4 endpoints are tunnelled: the client sees the upstream\'s own chain', async () => {
@@ -317,7 +322,7 @@ describe('TLS inspection (in-process)', () => {
     const s = await tlsVia(`audit.test:${PORT}`, 'audit.test')
     expect((await exchange(s, 'POST', '/x', `audit.test:${PORT}`)).status).toBe(200)
     s.destroy()
-    expect(auditText()).toMatch(/POST http:\/\/audit.test:\d+\/x .*allowed because enforcement is audit/)
+    expect(auditText()).toMatch(/POST https:\/\/audit.test:\d+\/x .*allowed because enforcement is audit/)
   })
 
   it('wss:// inside inspected TLS: the upgrade is decided like ws://, then relayed; a narrower endpoint refuses it', async () => {
@@ -342,6 +347,18 @@ describe('TLS inspection (in-process)', () => {
     })
     expect(denied).toMatch(/^HTTP\/1.1 403/)
     expect(denied).toMatch(/upgrade not permitted/)
+  })
+
+  it('a pooled connection the upstream dropped: a GET is retried once on a new one, a POST gets 502', async () => {
+    const s = await tlsVia(`audit.test:${PORT}`, 'audit.test')
+    expect((await exchange(s, 'GET', '/warm', `audit.test:${PORT}`)).status).toBe(200)
+    const r = await exchange(s, 'GET', '/drop-if-reused', `audit.test:${PORT}`)
+    expect(r.status).toBe(200)
+    expect(r.json).toMatchObject({ url: '/drop-if-reused' })
+    expect((await exchange(s, 'GET', '/warm2', `audit.test:${PORT}`)).status).toBe(200)
+    const p = await exchange(s, 'POST', '/drop-if-reused', `audit.test:${PORT}`, 'x')
+    expect(p.status).toBe(502)
+    s.destroy()
   })
 
   it('upstream connections are pooled across client connections', async () => {
