@@ -114,6 +114,12 @@ benches.watch = () => {
   if (r.status !== 0) throw new Error('bench/watch.mjs failed')
   results.watch = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'watch.json'), 'utf8'))
 }
+// TLS inspection (bench/tls.mjs): 200 sequential HTTPS requests, pooling, 100 MB inspected/tunnel/direct.
+benches.tls = () => {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'tls.mjs')], { env: process.env, stdio: ['ignore', 'inherit', 'inherit'] })
+  if (r.status !== 0) throw new Error('bench/tls.mjs failed')
+  results.tls = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'tls.json'), 'utf8'))
+}
 for (const [k, fn] of Object.entries(benches)) {
   if (only && only !== k) continue
   process.stderr.write(`bench ${k} (${RUNS} runs)…\n`)

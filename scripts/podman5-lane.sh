@@ -24,8 +24,9 @@ set -euo pipefail
 ROOT=${PODSHELL_PODMAN5_ROOT:-/var/tmp/podshell-podman5}
 SUITE=trixie
 # podman pulls in conmon, netavark, aardvark-dns, passt (pasta) and containers-storage; slirp4netns
-# is listed so doctor can compare the two helpers; mmdebstrap so `image build --offline` works inside.
-PKGS=podman,crun,runc,passt,slirp4netns,uidmap,fuse-overlayfs,catatonit,mmdebstrap,debian-archive-keyring,ca-certificates,curl,git,iproute2,procps,socat
+# is listed so doctor can compare the two helpers; mmdebstrap so `image build --offline` works inside;
+# gcc and libc6-dev because the e2e attack tests compile their static probe on the host.
+PKGS=podman,crun,runc,passt,slirp4netns,uidmap,fuse-overlayfs,catatonit,mmdebstrap,debian-archive-keyring,ca-certificates,curl,git,iproute2,procps,socat,gcc,libc6-dev
 NS=${PODSHELL_TEST_NETNS:-podshell-test}
 # The lane user's XDG_RUNTIME_DIR, kept on the host's /run across `run` calls as a login session
 # keeps /run/user/UID: podman's pause process and running containers (the gateway) are recorded in
@@ -46,14 +47,16 @@ host_mirror() {
 
 setup() {
   exec 9>"$ROOT.lock"; flock 9   # two CI runs or helpers building at once: one builds, one waits
-  if [ -x "$ROOT/usr/bin/podman" ]; then log "$ROOT ready (podman $(version))"; return; fi
+  # A tree made from another package list is rebuilt.
+  if [ -x "$ROOT/usr/bin/podman" ] && [ "$(cat "$ROOT/.podshell-pkgs" 2>/dev/null)" = "$PKGS" ]; then log "$ROOT ready (podman $(version))"; return; fi
   command -v mmdebstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; }
   local mirror t0=$SECONDS
   mirror=$(host_mirror)
   rm -rf "$ROOT.tmp"
   # --variant=apt: essential + apt, then PKGS with their dependencies (not recommends: no extras).
   mmdebstrap --variant=apt --include="$PKGS" "$SUITE" "$ROOT.tmp" ${mirror:+"$mirror"} >/dev/null
-  mv "$ROOT.tmp" "$ROOT"
+  echo "$PKGS" >"$ROOT.tmp/.podshell-pkgs"
+  rm -rf "$ROOT"; mv "$ROOT.tmp" "$ROOT"
   log "built $ROOT in $((SECONDS - t0)) s (podman $(version))"
 }
 

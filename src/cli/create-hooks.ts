@@ -17,13 +17,16 @@ export const createHooks: SandboxCliHooks = {
     cmd.addOption(
       new Option('--session-type <type>', 'DevAIFlow session type: picks the policy template and the workdir mode (investigation/ticket_creation: read-only)').choices([...SESSION_TYPES]),
     )
+    cmd.option('--allow-socket <path>', 'let the sandbox reach this host unix socket in a mounted tree (every other socket found there is masked); repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
     cmd.option('--allow-sensitive', 'permit mounting sensitive host paths (~/.ssh …) when the enterprise configuration allows it')
   },
   async resolveCreate(flags: CreateFlags, command: string[], ctx: CliContext): Promise<CreateOptions> {
     const note = (m: string) => ctx.out.note(m)
     const fromSpec = await createOptionsFromSpecFlag(flags as CreateFlags & { spec?: unknown }, command, ctx.env, note)
     if (fromSpec) return fromSpec
+    const allowSocket = (flags.allowSocket as string[] | undefined) ?? []
     let o = createOptionsFromFlags(flags, command, ctx)
+    if (allowSocket.length) o = { ...o, allowSockets: allowSocket }
     const sessionType = flags.sessionType as SessionType | undefined
     if (flags.allowSensitive === true) o = { ...o, allowSensitive: true }
     if (sessionType !== undefined) o = { ...o, sessionType, workdirMode: sessionType === 'development' ? 'rw' : 'ro' }

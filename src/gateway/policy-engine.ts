@@ -54,6 +54,7 @@ export interface EndpointInput {
   readonly deny_rules?: readonly L7RuleFieldsInput[]
   readonly allowed_ips?: readonly string[]
   readonly allow_encoded_slash?: boolean
+  readonly credential_binding?: unknown
 }
 
 export interface NetworkPolicyInput {
@@ -118,6 +119,8 @@ export interface CompiledEndpoint {
   readonly allowEncodedSlash: boolean
   /** `tls: skip`: CONNECTs to it are always tunnelled, never terminated (src/gateway/tls-terminate.ts). */
   readonly tlsSkip: boolean
+  /** A `credential_binding`: placeholders are substituted on its decrypted requests (issue 12), so it is terminated. */
+  readonly credentialBinding: boolean
 }
 
 interface CompiledL7 {
@@ -297,15 +300,16 @@ function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, 
     allowedIps: allowed.length > 0 ? allowed : undefined,
     allowEncodedSlash: ep.allow_encoded_slash === true,
     tlsSkip: ep.tls === 'skip',
+    credentialBinding: ep.credential_binding !== undefined,
   }
 }
 
 /**
- * Whether the gateway terminates TLS on this endpoint to check each request (OpenShell's auto
- * mode): an inspectable L7 endpoint (rest, websocket) that is not `tls: skip`.
+ * Whether the gateway terminates TLS on this endpoint (OpenShell's auto mode): an inspectable L7
+ * endpoint (rest, websocket) or one with a credential binding, unless it is `tls: skip`.
  */
 export function terminates(e: CompiledEndpoint): boolean {
-  return e.l7 !== undefined && e.l7.inspectable && !e.tlsSkip
+  return !e.tlsSkip && ((e.l7 !== undefined && e.l7.inspectable) || e.credentialBinding)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -65,6 +65,8 @@ export interface ProxyLimits {
   keepAliveTimeoutMs: number
   /** Idle time after which an upstream connection or tunnel is closed, ms (0 = never). */
   idleTimeoutMs: number
+  /** Idle upstream connections kept per host for inspected TLS (0 = no pooling; bench/tls.mjs compares). */
+  upstreamPoolPerHost: number
 }
 
 export const DEFAULT_LIMITS: ProxyLimits = {
@@ -76,6 +78,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   resolveTimeoutMs: 10_000,
   keepAliveTimeoutMs: 30_000,
   idleTimeoutMs: 15 * 60_000,
+  upstreamPoolPerHost: 16,
 }
 
 export interface ProxyOptions {
@@ -155,11 +158,13 @@ export class SandboxProxy {
           engine: opts.engine,
           audit: opts.audit,
           tls: opts.tls,
-          limits: { ...this.limits, handshakeTimeoutMs: Math.min(this.limits.headersTimeoutMs, 10_000), maxFreeSockets: 16 },
+          limits: { ...this.limits, handshakeTimeoutMs: Math.min(this.limits.headersTimeoutMs, 10_000), maxFreeSockets: this.limits.upstreamPoolPerHost },
           addressCheck: (d, label, port, addrs) => this.addressCheck(d, label, port, addrs),
           denyBody: (d, method, host, port, path, detail) => this.denyBody(d, method, host, port, path, detail),
           forwardHeaders,
           sendJson,
+          endJson,
+          relayUpgrade: (t, held, logged) => this.awaitUpgrade(t, held, logged),
           counted: ok => void (ok ? this.allowed++ : this.denied++),
         })
       : undefined

@@ -180,6 +180,11 @@ export interface RenderContext {
   values: Readonly<Record<string, string>>
   /** Whether this host enforces cgroup limits for rootless containers (cgroup v2). */
   cgroupLimits: boolean
+  /**
+   * Mounts that hide the host's network interfaces in a pod container's /sys (Podman 5 hands the
+   * pod's containers the host's /sys: src/podman/sysfs.ts). A host fact, never stored in a spec.
+   */
+  podSysfsMasks?: readonly string[]
 }
 
 /**
@@ -224,6 +229,7 @@ export function containerFlags(c: ContainerSpec, ctx: RenderContext): Rendered {
     ...(ctx.cgroupLimits && r.memoryBytes !== undefined ? ['--memory', r.memoryBytes] : []),
     ...(c.logMaxBytes !== undefined ? ['--log-driver', 'k8s-file', '--log-opt', `max-size=${c.logMaxBytes}`] : []),
     ...c.mounts.flatMap(m => ['--mount', mountArg(m)]),
+    ...(c.pod ? ctx.podSysfsMasks ?? [] : []),
     ...(c.workdir ? ['--workdir', c.workdir] : []),
     // Values by name through podman's environment, not argv (see env-args.ts).
     ...byName.args,

@@ -1081,10 +1081,14 @@ function validationWarnings(p: Policy): string[] {
       const at = (...rest: PropertyKey[]) => formatKeyPath(['network_policies', key, 'endpoints', i, ...rest])
       const proto = ep.protocol
       if (ep.tls === 'terminate' || ep.tls === 'passthrough') {
-        w.push(`${at('tls')}: 'tls: ${ep.tls}' is deprecated; TLS handling is automatic (use 'tls: skip' to disable it)`)
+        // OpenShell's notice (crates/openshell-sandbox l7 validation), word for word.
+        w.push(`${at('tls')}: 'tls: ${ep.tls}' is deprecated; TLS termination is now automatic. Use 'tls: skip' to disable.`)
       }
+      // A warning, not an error, as in OpenShell (a policy OpenShell loads must load here). The
+      // gateway fails closed on it: a `tls: skip` endpoint is never terminated, so L7 rules narrower
+      // than full deny its CONNECTs under enforce (src/gateway/policy-engine.ts decideConnect).
       if (ep.tls === 'skip' && proto !== undefined && endpointPorts(ep).includes(443)) {
-        w.push(`${at('tls')}: 'tls: skip' with L7 rules on port 443: L7 inspection cannot work on encrypted traffic`)
+        w.push(`${at('tls')}: 'tls: skip' with L7 rules on port 443 — L7 inspection cannot work on encrypted traffic`)
       }
       ;(ep.allowed_ips ?? []).forEach((entry, j) => {
         const v = checkAllowedIpsEntry(entry)
@@ -1395,8 +1399,8 @@ export function policyHash(p: Policy): string {
  * One line per field podshell accepts (for OpenShell compatibility) but does not enforce, so that
  * nothing is silently weaker than the document says. The gateway enforces: hosts and ports
  * (CONNECT and plain-HTTP proxy requests), allowed_ips, and REST/WebSocket-upgrade method/path/query
- * rules on plain HTTP (src/gateway/policy-engine.ts). It does not terminate TLS, so inside an HTTPS
- * tunnel method and path cannot be seen. filesystem_policy is mapped onto mounts
+ * rules on plain HTTP and on HTTPS, which it terminates for L7 endpoints that are not `tls: skip`
+ * (src/gateway/policy-engine.ts, src/gateway/tls-terminate.ts). filesystem_policy is mapped onto mounts
  * (src/sandbox/fs-policy.ts); what the mapping cannot express is warned here. Keep in step.
  */
 export function unenforcedWarnings(p: Policy): string[] {
@@ -1426,9 +1430,6 @@ export function unenforcedWarnings(p: Policy): string[] {
     )
     ;(rule.endpoints ?? []).forEach((ep, i) => {
       const at = (...rest: PropertyKey[]) => formatKeyPath(['network_policies', key, 'endpoints', i, ...rest])
-      if (ep.tls === 'terminate' || ep.tls === 'passthrough') {
-        w.push(`${at('tls')}: '${ep.tls}' has no effect — podshell never terminates TLS; HTTPS is tunnelled (CONNECT) uninspected`)
-      }
       for (const f of ['websocket_credential_rewrite', 'request_body_credential_rewrite', 'allow_uninspected_credentials'] as const) {
         if (ep[f]) w.push(`${at(f)}: not enforced — the podshell gateway does not rewrite or gate credentials in traffic`)
       }
@@ -1440,24 +1441,23 @@ export function unenforcedWarnings(p: Policy): string[] {
       const narrowed = (ep.rules?.length ?? 0) > 0 || (ep.deny_rules?.length ?? 0) > 0 || (ep.access !== undefined && ep.access !== 'full')
       if (proto === 'websocket') {
         w.push(
-          `${at('protocol')}: websocket — podshell checks the upgrade request (GET method/path/query) on plain HTTP only and does not inspect messages: ` +
-            'after an allowed upgrade every client message passes (WEBSOCKET_TEXT rules and read-only are not enforced); ' +
-            (enforce ? 'wss:// (CONNECT) upgrades narrower than full are denied' : 'with enforcement: audit (the default), wss:// upgrades are allowed and logged unchecked'),
+          `${at('protocol')}: websocket — podshell checks the upgrade request (GET method/path/query, ws:// and inspected wss://) and does not inspect messages: ` +
+            'an upgrade narrower than full is allowed only where WEBSOCKET_TEXT is allowed; after an allowed upgrade every client message passes',
         )
       } else if (proto === 'graphql' || proto === 'mcp' || proto === 'json-rpc' || proto === 'sql') {
         w.push(
-          `${at('protocol')}: ${proto} L7 rules are not enforced — podshell's gateway checks REST method/path/query on plain HTTP only; ` +
+          `${at('protocol')}: ${proto} L7 rules are not enforced — podshell's gateway checks REST method/path/query only; ` +
             (enforce
               ? 'with enforcement: enforce, requests it cannot check are denied'
               : 'with enforcement: audit (the default), requests are allowed and logged unchecked'),
         )
       } else if (proto === 'tcp') {
         w.push(`${at('protocol')}: tcp — podshell has no transparent TCP capture; only clients that use the proxy (HTTPS_PROXY/CONNECT) reach this endpoint`)
-      } else if (proto === 'rest' && narrowed) {
+      } else if (proto === 'rest' && narrowed && ep.tls === 'skip') {
         w.push(
-          `${at()}: REST rules narrower than full are checked on plain HTTP only — ` +
+          `${at()}: REST rules narrower than full with tls: skip — HTTPS to this endpoint is not inspected: ` +
             (enforce
-              ? 'HTTPS (CONNECT) requests to this endpoint are denied because method/path are inside TLS; set enforcement: audit to allow them unchecked, or access: full'
+              ? 'its CONNECTs are denied (method/path are inside TLS); drop tls: skip to have each request checked'
               : 'with enforcement: audit (the default), HTTPS requests are allowed and logged without a method/path check'),
         )
       }

@@ -10,9 +10,9 @@ import { hostPatternProblem, hostWildcardProblem } from './schema.js'
  * `podshell policy template <type> --jira-url … --github-host …` renders the same documents for the
  * user's own hosts. Every network entry is a separate key so users can delete what they do not use.
  *
- * Endpoints are L4 (host + port, no `protocol`): podshell's gateway does not terminate TLS, so REST
- * method/path rules cannot be checked on HTTPS and would either deny everything (enforce) or check
- * nothing (audit). Host + port is what both runtimes enforce identically.
+ * Endpoints are L4 (host + port, no `protocol`): what both runtimes enforce identically. (podshell's
+ * gateway now checks REST method/path rules on HTTPS too, by terminating TLS: docs/tls.md; adding
+ * such rules per session type is a separate change of these templates.)
  */
 
 export interface TemplateParams {

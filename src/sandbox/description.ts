@@ -61,7 +61,7 @@ export const AgentDescriptionSchema = z
     uid: z.number().int().min(0).max(2 ** 32 - 2).describe('uid the agent runs as'),
     gid: z.number().int().min(0).max(2 ** 32 - 2).describe('gid the agent runs as'),
     workdir: hostPath.nullable().describe('Working directory inside (null: the home)'),
-    mounts: z.array(MountSchema).max(512).describe('Bind mounts'),
+    mounts: z.array(MountSchema).max(4096).describe('Bind mounts (with the mount-guard pins and socket masks)'),
     masks: z.array(hostPath).max(4096).describe('Hidden paths (empty read-only tmpfs)'),
     tmpfsDirs: z.array(hostPath).max(64).describe('Writable scratch parents'),
     seccomp: hostPath.describe('Seccomp profile path'),

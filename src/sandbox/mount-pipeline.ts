@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs'
 import { PodshellError } from '../errors.js'
-import { checkMount, devProtections, readDenyAncestor, scanTree, type ScanOptions, type SensitiveOptions } from './sensitive.js'
+import { checkMount, checkWritable, devProtections, readDenyAncestor, scanTree, type ScanOptions, type SensitiveOptions } from './sensitive.js'
 import type { MountMode } from './types.js'
 
 /**
@@ -62,6 +62,9 @@ export function checkTreeSource(t: Tree, o: PipelineOptions): void {
   if (why) throw fail(`refusing to mount ${o.sensitiveByKey ? t.what : `${t.what} ${t.path}`}: ${why}`, o.sensitiveHint ?? 'mount only project directories', 'SENSITIVE_PATH')
   const marked = existsSync(t.path) ? readDenyAncestor(t.path) : undefined
   if (marked) throw fail(`refusing to mount ${t.what} ${t.path}: ${marked} is marked .ai-read-deny`, 'remove the marker or do not mount this tree', 'READ_DENY')
+  // Package caches and tool dirs host builds execute from: read-only only (sensitive.ts checkWritable).
+  const hostRuns = t.mode === 'rw' ? checkWritable(t.path, o.home) : undefined
+  if (hostRuns) throw fail(`refusing to mount ${t.what} ${t.path} read-write: ${hostRuns}`, 'mount it read-only', 'HOST_EXECUTED')
 }
 
 export async function secureTrees(trees: readonly Tree[], o: PipelineOptions): Promise<Secured> {
@@ -78,7 +81,10 @@ export async function secureTrees(trees: readonly Tree[], o: PipelineOptions): P
         'READ_DENY_SCAN',
       )
     }
+    // Marked dirs and what the bounded scan did not reach (scanTree), and host unix sockets (the
+    // runtime covers a socket with an empty file instead of a tmpfs: sockets.ts).
     for (const d of scan.readDeny) masks.add(d)
+    for (const d of scan.sockets) masks.add(d)
     if (t.mode === 'rw' && (t.kind ?? 'source') === 'source') {
       const prot = devProtections(scan)
       for (const p of prot.readOnly) readOnly.add(p)

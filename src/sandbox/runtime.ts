@@ -45,9 +45,12 @@ import { writeFileAtomic, fsError } from '../util/fs.js'
 import { trace } from '../util/trace.js'
 import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
+import { pinMounts } from './mount-guard.js'
+import { allowedSockets, isSocketMaskMount, socketMasks } from './sockets.js'
 import { parsePolicyText } from '../policy/schema.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { missingSecretHint } from '../credentials/inject.js'
+import { sysfsNetMasks } from '../podman/sysfs.js'
 import { watchHook } from '../watch/lifecycle.js'
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
@@ -319,6 +322,7 @@ export class SandboxRuntime {
       injected: creds.variables.map(v => `${v.provider}:${v.name}`),
     })
     for (const v of creds.variables) this.deps.audit(name, 'credential_injected', { provider: v.provider, variable: v.name })
+    for (const p of plan.maskedSockets) this.deps.audit(name, 'socket_masked', { path: p, reason: 'host unix socket in a mounted tree (allow with --allow-socket)' })
     writeLastUsed(this.dataDir, name)
     await watching
     step()
@@ -389,7 +393,7 @@ export class SandboxRuntime {
   }
 
   private renderContext(values: Record<string, string>): RenderContext {
-    return { values, cgroupLimits: this.podman.rootlessLimits }
+    return { values, cgroupLimits: this.podman.rootlessLimits, podSysfsMasks: sysfsNetMasks(this.podman.version) }
   }
 
   /** Validates and resolves CreateOptions into everything podman will be given. No side effects. */
@@ -444,7 +448,13 @@ export class SandboxRuntime {
     // Every sandbox has its state dir from the first step of create to the last of delete, so
     // the dir answers "is the name taken" without a podman call (claimStateDir makes it atomic).
     if (stateDirExists(this.dataDir, finalName)) throw alreadyExists(finalName)
-    const masks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
+    const allMasks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
+    // Host unix sockets found in the mounted trees: an empty read-only file on top (sockets.ts).
+    const sockets = socketMasks(allMasks, allowedSockets((o.allowSockets ?? []).map(p => check(hostPath, p, '--allow-socket'))), this.dataDir)
+    const masks = sockets.dirMasks
+    mounts.push(...sockets.socketMounts)
+    // Ancestors of protected mounts and masks bound onto themselves: they cannot be renamed away (mount-guard.ts).
+    mounts.push(...pinMounts(mounts, masks))
     const tmpfsDirs = [...(o.tmpfsDirs ?? []), ...fsMap.tmpfsDirs].map(m => normalizePath(check(hostPath, m, 'tmpfs dir')))
     const needImages: ('sandbox' | 'gateway')[] = image === SANDBOX_IMAGE ? ['sandbox', 'gateway'] : ['gateway']
     return {
@@ -460,6 +470,7 @@ export class SandboxRuntime {
       seccomp,
       needImages,
       masks,
+      maskedSockets: sockets.masked,
       tmpfsDirs,
       home: homeDir(this.env),
       uid: process.getuid?.() ?? 1000,
@@ -649,7 +660,7 @@ export class SandboxRuntime {
       : 'up'
     const user: Record<string, string> = {}
     for (const [k, v] of Object.entries(labels)) if (k.startsWith(L.userPrefix)) user[k.slice(L.userPrefix.length)] = v
-    let mounts: MountSpec[] = []
+    let mounts: MountSpec[]
     try {
       mounts = JSON.parse(labels[L.mounts] || '[]') as MountSpec[]
     } catch {
@@ -702,7 +713,7 @@ export class SandboxRuntime {
   desiredProviders(name: string): { current: string[]; desired: string[] } {
     const spec = peekAgentDescription(this.dataDir, name)
     const current = spec?.providers ?? []
-    let desired = current
+    let desired: string[]
     try {
       desired = JSON.parse(readFileSync(join(sandboxDir(this.dataDir, name), 'providers.desired.json'), 'utf8')) as string[]
     } catch {
@@ -733,7 +744,7 @@ export class SandboxRuntime {
     // and its mounts pass the sensitive-path and .ai-read-deny checks again before podman sees them.
     const eff = loadEffectiveConfig(this.env, this.configLoad).effective
     const pipe = pipelineOptions(eff, this.env, { podshellDataDir: this.dataDir, podshellConfigDir: configDir(this.env) }, desc.allowSensitive === true && eff.allowSensitive)
-    for (const m of desc.mounts) checkTreeSource({ path: m.source, mode: m.mode, what: 'stored mount' }, pipe)
+    for (const m of desc.mounts) if (!isSocketMaskMount(m, this.dataDir)) checkTreeSource({ path: m.source, mode: m.mode, what: 'stored mount' }, pipe)
     if (!existsSync(desc.seccomp)) {
       // Fails closed, as at create: the agent never runs unfiltered.
       throw new PodshellError(`seccomp profile not found: ${desc.seccomp}`, { hint: 'reinstall podshell, or recreate the sandbox', code: 'SECCOMP_MISSING' })
@@ -917,6 +928,8 @@ export interface Plan {
   seccomp: string
   needImages: ('sandbox' | 'gateway')[]
   masks: string[]
+  /** Host sockets hidden under an empty file (audited at create). */
+  maskedSockets: string[]
   tmpfsDirs: string[]
   home: string
   uid: number

@@ -202,6 +202,67 @@ export function checkMount(path: string, home: string, opts: SensitiveOptions = 
   return undefined
 }
 
+/**
+ * Relative to $HOME: package caches and tool dirs whose content HOST builds and shells execute
+ * later (issue 9, red-team lead). A Maven plugin jar planted in ~/.m2/repository runs at the user's
+ * next `mvn` on the host; the same holds for Gradle's caches and init scripts, Cargo's registry
+ * sources (build.rs) and ~/.cargo/bin, npm's cache (install scripts), pip/uv/poetry wheels, Go's
+ * module cache, and ~/.local/bin on PATH. Mounting them READ-ONLY is fine (the agent builds with
+ * them offline); read-write is refused: the agent would be writing the host's next build.
+ */
+const HOST_EXECUTED: readonly (readonly [string, string])[] = [
+  ['.m2', 'the Maven repository (plugins and dependencies host builds run)'],
+  ['.gradle', 'Gradle caches and init scripts (host builds run them)'],
+  ['.ivy2', 'the Ivy cache (host builds run what is in it)'],
+  ['.sbt', 'sbt plugins and boot jars (host builds run them)'],
+  ['.npm', 'the npm cache (install scripts run by host installs)'],
+  ['.cache/yarn', 'the Yarn cache (install scripts run by host installs)'],
+  ['.yarn', 'Yarn caches and plugins (host installs run them)'],
+  ['.local/share/pnpm', 'the pnpm store (install scripts run by host installs)'],
+  ['.pnpm-store', 'the pnpm store (install scripts run by host installs)'],
+  ['.cache/pip', 'the pip cache (wheels host installs unpack and run)'],
+  ['.cache/uv', 'the uv cache (wheels host installs unpack and run)'],
+  ['.cache/pypoetry', 'the Poetry cache (packages host installs run)'],
+  ['.conda', 'conda packages and environments (host shells run them)'],
+  ['.cargo', 'Cargo registry sources (build.rs) and ~/.cargo/bin (on PATH)'],
+  ['.rustup', 'Rust toolchains (host builds run them)'],
+  ['go/pkg/mod', 'the Go module cache (host builds compile and run it)'],
+  ['.cache/go-build', 'the Go build cache (host builds link it)'],
+  ['.gem', 'installed gems (host Ruby runs them)'],
+  ['.nuget/packages', 'the NuGet cache (host builds run its MSBuild targets)'],
+  ['.local/bin', 'executables on the host PATH'],
+]
+
+/**
+ * Why `path` must not be mounted READ-WRITE (it is, is inside, or contains a package cache or tool
+ * dir the host executes from), or undefined. Read-only mounts of these are fine.
+ */
+export function checkWritable(path: string, home: string): string | undefined {
+  const h = normalizePath(home)
+  let real: string
+  try {
+    real = realpathOrNearest(normalizePath(path))
+  } catch {
+    real = normalizePath(path)
+  }
+  const lexical = normalizePath(path)
+  const show = (p: string) => (p.startsWith(h + '/') ? '~/' + p.slice(h.length + 1) : p)
+  for (const [rel, why] of HOST_EXECUTED) {
+    const c = join(h, rel)
+    const forms = new Set([c])
+    try {
+      if (existsSync(c)) forms.add(realpathSync(c))
+    } catch {
+      // compared by name
+    }
+    for (const cp of forms) {
+      if (isWithin(real, cp) || isWithin(lexical, c)) return `${show(lexical)} ${real === cp || lexical === c ? 'is' : 'is inside'} ${show(c)}, ${why}: a file the agent plants there runs on the host`
+      if (isWithin(cp, real) || isWithin(c, lexical)) return `${show(lexical)} contains ${show(c)}, ${why}: a file the agent plants there runs on the host`
+    }
+  }
+  return undefined
+}
+
 /** True when `child` is `parent` or lies under it. */
 export function isWithin(child: string, parent: string): boolean {
   if (parent === '/') return child.startsWith('/')
@@ -231,8 +292,13 @@ function realpathOrNearest(p: string): string {
 /** ai-guardian's marker: a directory holding this file is unreadable for agents, with its subtree. */
 export const READ_DENY_MARKER = '.ai-read-deny'
 
-/** Directories the scan does not descend into (dependency trees and git internals). */
-const SKIP_DIRS = new Set(['node_modules', '.git'])
+/**
+ * Directories whose contents are not collected as git entries, agent settings or hook configs
+ * (dependency trees and git internals: their `.vscode`/`.git` are not the project's). The scan
+ * still descends into them for `.ai-read-deny` markers and sockets: a marker is honoured wherever
+ * the user put it (issue 9, finding 10).
+ */
+const NOT_PROJECT_DIRS = new Set(['node_modules', '.git'])
 
 /** Agent settings files and dirs: executable configuration for agents that run on the host. */
 export const AGENT_SETTINGS = ['.claude', '.mcp.json', '.vscode', '.cursor', '.gemini', '.opencode', 'opencode.json', 'opencode.jsonc', '.codex', '.continue', '.windsurf'] as const
@@ -241,81 +307,120 @@ export const AGENT_SETTINGS = ['.claude', '.mcp.json', '.vscode', '.cursor', '.g
 export const HOOK_CONFIGS = ['.pre-commit-config.yaml', '.husky', 'lefthook.yml', 'lefthook.yaml', '.lefthook.yml', '.lefthook.yaml'] as const
 
 export interface ScanOptions {
-  /** Directory levels below the root to visit (root = 0). */
+  /** Directory levels below the root to visit (root = 0); deeper directories are masked unvisited. */
   maxDepth?: number
-  /** Wall-clock budget for the whole scan. */
+  /** Wall-clock budget for the whole scan; what is left when it runs out is masked unvisited. */
   timeoutMs?: number
 }
 
 export const DEFAULT_SCAN: Required<ScanOptions> = { maxDepth: 32, timeoutMs: 5000 }
 
+/**
+ * At most this many unvisited directories are masked one by one; beyond it they are replaced by
+ * their parents (fewer, larger masks), so a tree planted to be wide cannot make the mount table
+ * explode either.
+ */
+export const MAX_FRONTIER_MASKS = 256
+
 export interface TreeScan {
   root: string
-  /** Directories (absolute) holding a `.ai-read-deny` marker; their subtrees were not visited. */
+  /**
+   * Directories to mask: those holding a `.ai-read-deny` marker (their subtrees were not visited),
+   * and the `frontier` (directories the bounded scan did not reach). Masking what was not looked at
+   * is what lets the scan be bounded without missing a marker.
+   */
   readDeny: string[]
+  /** Directories not visited because the depth or time budget ran out (also in readDeny). */
+  frontier: string[]
   /** `.git` entries found (directories, or files of worktrees and submodules). */
   gitEntries: string[]
   /** Existing agent-settings paths (AGENT_SETTINGS) anywhere in the tree. */
   agentSettings: string[]
   /** Existing hook-runner configs (HOOK_CONFIGS) next to a `.git` entry. */
   hookConfigs: string[]
-  /** False when the depth or time budget ran out: a marker below that point may have been missed. */
+  /** Unix socket files found (see sockets.ts: a host service the sandbox must not reach). */
+  sockets: string[]
+  /**
+   * True when every directory was visited or is masked. False only when the budget ran out so
+   * early that masking the unvisited part would mean masking the root itself: callers fail closed.
+   */
   complete: boolean
+  /** Why part of the tree was not visited (set whenever `frontier` is not empty). */
   stoppedBy?: 'depth' | 'timeout'
   scannedDirs: number
 }
 
 /**
  * Walks a tree once (breadth first, never following symlinks: a symlink inside a mount resolves
- * inside the sandbox, where its target is not mounted) and records markers, git entries and agent
- * settings. Bounded by depth and time; callers that need every marker must treat
- * `complete: false` as a failure (fail closed), because a missed marker is an exposed directory.
+ * inside the sandbox, where its target is not mounted) and records markers, git entries, agent
+ * settings and sockets.
+ *
+ * Bounded work, never a missed marker (issue 9, finding 10): an agent can plant a tree 40 levels
+ * deep or with millions of entries in a writable mount, and every later launch on the project
+ * scans it. The scan does bounded work (depth, time) and MASKS what it did not reach, instead of
+ * failing the launch (the old behaviour: a denial of service the agent could cause) or trusting the
+ * unvisited part (a marker there would be missed). The unvisited part is, in practice, what the
+ * agent planted: breadth-first order visits the user's shallow directories first, and within a
+ * level the project's own directories before dependency trees and git internals. What is masked is
+ * reported (`frontier`) so the caller can say so. A marker the user puts below the frontier stays
+ * hidden with it: honoured, just coarser.
  * Unreadable directories are skipped: the agent runs as the same uid and cannot read them either.
  */
 export async function scanTree(root: string, opts: ScanOptions = {}): Promise<TreeScan> {
   const maxDepth = opts.maxDepth ?? DEFAULT_SCAN.maxDepth
   const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_SCAN.timeoutMs)
-  const scan: TreeScan = { root, readDeny: [], gitEntries: [], agentSettings: [], hookConfigs: [], complete: true, scannedDirs: 0 }
+  const top = normalizePath(root)
+  const scan: TreeScan = { root, readDeny: [], frontier: [], gitEntries: [], agentSettings: [], hookConfigs: [], sockets: [], complete: true, scannedDirs: 0 }
   const agentNames = new Set<string>(AGENT_SETTINGS)
   const hookNames = new Set<string>(HOOK_CONFIGS)
-  let queue: string[] = [normalizePath(root)]
+  interface Item {
+    dir: string
+    /** Inside node_modules or .git: markers and sockets only. */
+    dep: boolean
+  }
+  let queue: Item[] = [{ dir: top, dep: false }]
   for (let depth = 0; queue.length; depth++) {
-    const next: string[] = []
-    // Directories of one level are read CONCURRENCY at a time (the kernel overlaps the I/O).
+    // The project's own directories first, dependency trees and git internals last.
+    queue.sort((a, b) => Number(a.dep) - Number(b.dep))
+    const next: Item[] = []
     for (let at = 0; at < queue.length; at += CONCURRENCY) {
       if (Date.now() > deadline) {
-        scan.complete = false
         scan.stoppedBy = 'timeout'
-        return finish(scan)
+        for (const it of [...queue.slice(at), ...next]) scan.frontier.push(it.dir)
+        return finish(scan, top)
       }
       const batch = queue.slice(at, at + CONCURRENCY)
-      const listings = await Promise.all(batch.map(listDir))
-      batch.forEach((dir, k) => {
+      const listings = await Promise.all(batch.map(it => listDir(it.dir)))
+      batch.forEach((it, k) => {
         const names = listings[k]
-        if (names) visit(dir, names, depth, next)
+        if (names) visit(it, names, depth, next)
       })
     }
     queue = next
   }
-  return finish(scan)
+  return finish(scan, top)
 
-  function visit(dir: string, names: { name: string; isDir: boolean }[], depth: number, next: string[]): void {
+  function visit(it: Item, names: DirEntry[], depth: number, next: Item[]): void {
+    const dir = it.dir
     scan.scannedDirs++
     if (names.some(n => n.name === READ_DENY_MARKER)) {
       scan.readDeny.push(dir)
       return
     }
-    const hasGit = names.some(n => n.name === '.git')
+    const hasGit = !it.dep && names.some(n => n.name === '.git')
     for (const n of names) {
       const p = join(dir, n.name)
-      if (n.name === '.git') scan.gitEntries.push(p)
-      if (agentNames.has(n.name)) scan.agentSettings.push(p)
-      if (hasGit && hookNames.has(n.name)) scan.hookConfigs.push(p)
-      if (n.isDir && !SKIP_DIRS.has(n.name)) {
+      if (n.isSocket) scan.sockets.push(p)
+      if (!it.dep) {
+        if (n.name === '.git') scan.gitEntries.push(p)
+        if (agentNames.has(n.name)) scan.agentSettings.push(p)
+        if (hasGit && hookNames.has(n.name)) scan.hookConfigs.push(p)
+      }
+      if (n.isDir) {
         if (depth + 1 > maxDepth) {
-          scan.complete = false
           scan.stoppedBy = 'depth'
-        } else next.push(p)
+          scan.frontier.push(p)
+        } else next.push({ dir: p, dep: it.dep || NOT_PROJECT_DIRS.has(n.name) })
       }
     }
   }
@@ -323,24 +428,93 @@ export async function scanTree(root: string, opts: ScanOptions = {}): Promise<Tr
 
 const CONCURRENCY = 32
 
+interface DirEntry {
+  name: string
+  isDir: boolean
+  isSocket: boolean
+}
+
 /** Entries of a directory, or undefined when it cannot be read (the agent, same uid, cannot either). */
-async function listDir(dir: string): Promise<{ name: string; isDir: boolean }[] | undefined> {
+async function listDir(dir: string): Promise<DirEntry[] | undefined> {
   try {
-    const names: { name: string; isDir: boolean }[] = []
+    const names: DirEntry[] = []
     const d = await opendir(dir, { bufferSize: 256 })
-    for await (const ent of d) names.push({ name: ent.name, isDir: ent.isDirectory() })
+    for await (const ent of d) names.push({ name: ent.name, isDir: ent.isDirectory(), isSocket: ent.isSocket() })
     return names
   } catch {
     return undefined
   }
 }
 
-function finish(s: TreeScan): TreeScan {
-  s.readDeny.sort()
-  s.gitEntries.sort()
-  s.agentSettings.sort()
-  s.hookConfigs.sort()
+/**
+ * Reduces the unvisited frontier to at most MAX_FRONTIER_MASKS directories by replacing the
+ * deepest ones with their parents (never the root: a scan that cannot mask less than the whole
+ * tree is incomplete, and callers refuse the launch), and adds it to the masked set.
+ */
+function finish(s: TreeScan, top: string): TreeScan {
+  let f = minimal(s.frontier)
+  // Lift the largest groups of close relatives first: 100 planted siblings (or cousins) become
+  // their one common ancestor, while a lone unvisited directory of the user's stays a small mask.
+  for (let round = 0; f.length > MAX_FRONTIER_MASKS; round++) {
+    let lifted: string[] | undefined
+    for (let k = 1; !lifted && k < 4096; k++) {
+      const groups = new Map<string, string[]>()
+      for (const p of f) {
+        const a = ancestor(p, k)
+        if (a !== top && isWithin(a, top) && a !== p) groups.set(a, [...(groups.get(a) ?? []), p])
+      }
+      if (!groups.size) break
+      const ranked = [...groups.entries()].filter(([, g]) => g.length > 1).sort((a, b) => b[1].length - a[1].length)
+      if (!ranked.length) continue
+      let count = f.length
+      const gone = new Set<string>()
+      const add: string[] = []
+      for (const [a, g] of ranked) {
+        if (count <= MAX_FRONTIER_MASKS) break
+        add.push(a)
+        for (const p of g) gone.add(p)
+        count -= g.length - 1
+      }
+      lifted = minimal([...f.filter(p => !gone.has(p)), ...add])
+    }
+    // No two share an ancestor below the root: each becomes the root's child that holds it.
+    lifted ??= minimal(f.map(p => ancestor(p, depthOf(p) - depthOf(top) - 1)))
+    if (round > 4096 || (lifted.length > MAX_FRONTIER_MASKS && lifted.length >= f.length)) {
+      s.complete = false
+      break
+    }
+    f = lifted
+  }
+  if (f.includes(top)) s.complete = false
+  s.frontier = f.sort()
+  const masked = minimal([...s.readDeny, ...s.frontier])
+  s.readDeny = masked.sort()
+  const hidden = (p: string) => masked.some(m => p !== m && isWithin(p, m))
+  s.gitEntries = s.gitEntries.filter(p => !hidden(p)).sort()
+  s.agentSettings = s.agentSettings.filter(p => !hidden(p)).sort()
+  s.hookConfigs = s.hookConfigs.filter(p => !hidden(p)).sort()
+  s.sockets = s.sockets.filter(p => !hidden(p)).sort()
   return s
+}
+
+const depthOf = (p: string) => (p === '/' ? 0 : p.split('/').length - 1)
+
+function ancestor(p: string, k: number): string {
+  let a = p
+  for (let i = 0; i < k; i++) a = dirname(a)
+  return a
+}
+
+/** The paths not inside another path of the list, deduplicated (O(n · depth): frontiers can be large). */
+function minimal(paths: readonly string[]): string[] {
+  const set = new Set(paths)
+  const out: string[] = []
+  for (const p of set) {
+    let covered = false
+    for (let c = p, d = dirname(p); d !== c && !covered; c = d, d = dirname(d)) covered = set.has(d)
+    if (!covered) out.push(p)
+  }
+  return out
 }
 
 /** Directories inside `root` that hold a `.ai-read-deny` marker (see scanTree for the bounds). */

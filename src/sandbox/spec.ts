@@ -14,6 +14,7 @@ import { renderTemplate, resolveTemplateParams, type TemplateParams } from '../p
 import { envKey, envValue, hostPath, labelKey, labelValue, normalizePath, objectName, sandboxName } from '../util/validate.js'
 import { checkMount, isWithin } from './sensitive.js'
 import { checkTreeSource, isDir, markSecured, secureTrees, type PipelineOptions, type Tree } from './mount-pipeline.js'
+import { claudeDataBinds } from './claude-data.js'
 import { SESSION_TYPES, type CreateOptions, type MountMode, type MountSpec, type SessionType } from './types.js'
 
 /**
@@ -151,8 +152,9 @@ export const SpecSchema = z
     image: imageRef.optional().describe('Sandbox image (default: the configured image, else the podshell sandbox image)'),
     policy: path('OpenShell v1 policy file; default: <policy_dir>/<session_type>.yaml, else the built-in session-type policy').optional(),
     template: TemplateSchema.optional(),
-    claude_config_dir: path("Claude Code's config dir ($CLAUDE_CONFIG_DIR or ~/.claude): projects/ read-write, settings.json, skills/, CLAUDE.md, commands/, agents/, plugins/ read-only; nothing else (no .credentials.json)").optional(),
+    claude_config_dir: path("Claude Code's config dir ($CLAUDE_CONFIG_DIR or ~/.claude): this session's projects/<encoded path> read-write (memory/ read-only outside development), no other project's, settings.json, skills/, CLAUDE.md, commands/, agents/, plugins/ read-only; nothing else (no .credentials.json)").optional(),
     devaiflow: DevaiflowSchema.optional(),
+    allow_sockets: z.array(path('A host unix socket inside a mounted tree')).max(64).optional().describe('Host unix sockets the agent may reach (e.g. a dev database it must use); every other socket found in the mounted trees is masked'),
     allow_sensitive: z.boolean().optional().describe('Permit mounting secret-class sensitive paths (~/.aws …); subject to the enterprise allow_sensitive. Escape-class paths are never mountable'),
   })
   .superRefine((s, ctx) => {
@@ -333,12 +335,15 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     // Checked before creating anything: a claude_config_dir pointing into ~/.ssh must not get a projects/ dir.
     const early = checkMount(projects, home, pipe.sensitive)
     if (early) throw fail(`refusing to mount spec claude_config_dir (projects/): ${early}`, 'pass $CLAUDE_CONFIG_DIR or ~/.claude of the host', 'SENSITIVE_PATH')
+    // Only this session's projects' directories (claude-data.ts): other projects' transcripts and
+    // auto-memory are neither readable nor writable; memory/ is read-only outside development.
+    const sessionPaths = [spec.cwd, ...(spec.workspace ? [spec.workspace] : []), ...(spec.projects ?? []), ...(spec.temp_clones ?? [])]
     try {
       mkdirSync(projects, { recursive: true, mode: 0o700 })
+      for (const b of claudeDataBinds(c, sessionPaths, type)) binds.push({ ...b, kind: 'claude' })
     } catch (e) {
-      throw fail(`cannot create ${projects} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check the permissions of the Claude config dir')
+      throw fail(`cannot create ${projects} or a project directory in it (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check the permissions of the Claude config dir')
     }
-    binds.push({ path: projects, mode: 'rw', kind: 'claude', what: 'claude_config_dir (projects/)' })
     for (const item of CLAUDE_READ_ONLY) {
       const p = join(c, item)
       if (existsSync(p)) binds.push({ path: p, mode: 'ro', kind: 'claude', what: `claude_config_dir (${item})` })
@@ -449,6 +454,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     seccompProfile: ctx.config.seccompProfile,
     masks: [...masks].sort(),
     tmpfsDirs,
+    ...(spec.allow_sockets ? { allowSockets: spec.allow_sockets.map(normalizePath) } : {}),
   }
 }
 
@@ -588,7 +594,7 @@ export function addSpecOption(cmd: Command): void {
 
 /** Flags that `--spec` replaces: giving them too is an error rather than a silent override. */
 const SPEC_EXCLUSIVE = ['name', 'from', 'workdir', 'policy', 'cpu', 'memory'] as const
-const SPEC_EXCLUSIVE_LISTS = ['mount', 'env', 'label', 'provider'] as const
+const SPEC_EXCLUSIVE_LISTS = ['mount', 'env', 'label', 'provider', 'allowSocket'] as const
 
 /**
  * For SandboxCliHooks.resolveCreate: returns the CreateOptions for `--spec`, or undefined when the
@@ -605,7 +611,7 @@ export async function createOptionsFromSpecFlag(
     if (flags[f] !== undefined) throw fail(`--spec and --${f} cannot be combined`, 'the spec carries the whole sandbox description; put the value in the spec')
   }
   for (const f of SPEC_EXCLUSIVE_LISTS) {
-    if (Array.isArray(flags[f]) && (flags[f] as unknown[]).length) throw fail(`--spec and --${f} cannot be combined`, 'the spec carries the whole sandbox description; put the value in the spec')
+    if (Array.isArray(flags[f]) && (flags[f] as unknown[]).length) throw fail(`--spec and --${f.replace(/[A-Z]/g, c => '-' + c.toLowerCase())} cannot be combined`, 'the spec carries the whole sandbox description; put the value in the spec')
   }
   if (command.length) throw fail('--spec and a command cannot be combined', 'the agent command is the spec\'s argv')
   const { text, source } = readSpecSource(flags.spec)

@@ -73,6 +73,8 @@ export interface CreateOptions {
    * CLAUDE_CONFIG_DIR outside $HOME, whose projects/ and settings.json are bind-mounted inside).
    */
   tmpfsDirs?: string[]
+  /** Host unix sockets the sandbox may reach (`--allow-socket`); every other socket found in a mount is masked (sockets.ts). */
+  allowSockets?: string[]
   /**
    * Called once the sandbox is up, before the foreground command runs: the agent container is
    * running (detached and kept sandboxes; with `keep: false` the command is the agent's main

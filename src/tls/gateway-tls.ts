@@ -16,7 +16,8 @@ import { statSync, readFileSync } from 'node:fs'
 import { userInfo, hostname } from 'node:os'
 import { ensureCa, caForFingerprint, type Ca } from './ca.js'
 import { LeafIssuer } from './leaf.js'
-import { upstreamRootsFile, sandboxCaFingerprint } from './trust.js'
+import { upstreamRootsFile, sandboxCaFingerprint, sandboxTlsDir } from './trust.js'
+import { join } from 'node:path'
 import type { TlsInspection } from '../gateway/tls-terminate.js'
 
 export class GatewayTls {
@@ -50,16 +51,29 @@ export class GatewayTls {
     return i
   }
 
+  /**
+   * The sandbox's TLS inspection. The CA is looked up per handshake from the sandbox's own
+   * `podshell-ca.pem` (cached on its inode and mtime): `sandbox restart` rewrites the bundle with the
+   * current CA, and the gateway must follow without re-serving the sandbox.
+   */
   async forSandbox(name: string): Promise<TlsInspection | undefined> {
     if (!this.current) return undefined
-    const fp = sandboxCaFingerprint(this.dataDir, name)
-    let ca = this.current
-    if (fp && fp !== ca.fingerprint) {
-      const old = await caForFingerprint(this.dataDir, fp)
-      if (old) ca = old
-      else this.log(`sandbox ${name} trusts a CA (${fp.slice(0, 16)}…) that is gone; it gets the current CA and must be recreated to trust it`)
+    let cached: { stamp: string; issuer: LeafIssuer } | undefined
+    const issuerFor = async (): Promise<LeafIssuer> => {
+      const stamp = fileStamp(join(sandboxTlsDir(this.dataDir, name), 'podshell-ca.pem'))
+      if (cached && cached.stamp === stamp) return cached.issuer
+      const fp = sandboxCaFingerprint(this.dataDir, name)
+      let ca = this.current!
+      if (fp && fp !== ca.fingerprint) {
+        const other = await caForFingerprint(this.dataDir, fp)
+        if (other) ca = other
+        else this.log(`sandbox ${name} trusts a CA (${fp.slice(0, 16)}…) that is gone; it gets the current CA and must be recreated to trust it`)
+      }
+      cached = { stamp, issuer: this.issuer(ca) }
+      return cached.issuer
     }
-    return { leaves: this.issuer(ca), upstreamRoots: () => this.upstreamRoots() }
+    await issuerFor()
+    return { leaf: async host => (await issuerFor()).get(host), upstreamRoots: () => this.upstreamRoots() }
   }
 
   upstreamRoots(): string {
@@ -83,6 +97,15 @@ export class GatewayTls {
     }
     if (this.roots === '') this.log(`no upstream trust roots in ${file}: HTTPS to inspected endpoints fails closed until podshell writes them (any podshell command on the host does)`)
     return this.roots
+  }
+}
+
+function fileStamp(file: string): string {
+  try {
+    const st = statSync(file)
+    return `${st.ino}:${st.mtimeMs}:${st.size}`
+  } catch {
+    return 'missing'
   }
 }
 

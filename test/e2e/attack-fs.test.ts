@@ -1,10 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { homedir, tmpdir } from 'node:os'
 import { execa } from 'execa'
 import { cli, hostDir, uniqueName, podExists, TEST_HOME } from '../helpers/cli.js'
-import { attackImage, createSandbox, deleteSandboxes, sh as shRaw, probeInSandbox } from '../helpers/attack.js'
+import { attackImage, createSandbox, deleteSandboxes, expectLogged, sh as shRaw, probeInSandbox } from '../helpers/attack.js'
 
 /**
  * Filesystem attacks (catalogue 30–41) from inside a rootless podshell sandbox created the way
@@ -315,5 +315,202 @@ describe('#41 device nodes and privilege escalation', () => {
     task.meta.observed = r.stdout.trim().split('\n').slice(-4).join(' | ')
     expect(r.stdout.trim().split('\n').pop()).toBe(String(process.getuid!()))
     expect(r.stdout).not.toMatch(/uid=0\(root\)/)
+  })
+})
+
+// ───────────────────────────── issue 9: what the host does later with what the agent moved ─────────────────────────────
+
+/** A superproject with a registered submodule at libs/sub (its `.git` is a pointer into .git/modules). */
+async function makeSuperproject(): Promise<{ dir: string; marker: string }> {
+  const base = hostDir('super')
+  const sub = join(base, 'subsrc')
+  const dir = join(base, 'super')
+  mkdirSync(sub)
+  mkdirSync(dir)
+  expect((await git(['init', '-q'], sub)).exitCode).toBe(0)
+  writeFileSync(join(sub, 'lib.c'), 'int x;\n')
+  await git(['add', 'lib.c'], sub)
+  expect((await git(['commit', '-q', '-m', 'lib'], sub)).exitCode).toBe(0)
+  expect((await git(['init', '-q'], dir)).exitCode).toBe(0)
+  writeFileSync(join(dir, 'README'), 'super\n')
+  await git(['add', 'README'], dir)
+  await git(['commit', '-q', '-m', 'init'], dir)
+  const add = await git(['-c', 'protocol.file.allow=always', 'submodule', 'add', '-q', sub, 'libs/sub'], dir)
+  expect(add.exitCode, add.stderr).toBe(0)
+  await git(['commit', '-q', '-m', 'submodule'], dir)
+  mkdirSync(join(dir, 'packages', 'web', '.claude'), { recursive: true })
+  writeFileSync(join(dir, 'packages', 'web', '.claude', 'settings.json'), '{"permissions":{}}\n')
+  mkdirSync(join(dir, 'team', 'secrets'), { recursive: true })
+  writeFileSync(join(dir, 'team', 'secrets', '.ai-read-deny'), '')
+  writeFileSync(join(dir, 'team', 'secrets', 'prod.env'), 'TEAM_SECRET=under-a-moved-mask\n')
+  return { dir, marker: join(base, 'HOST-RAN-AGENT-CODE') }
+}
+
+const RENAMEAT2_PY = `
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def r2(a, b, flags):
+    rc = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
+    return 'ok' if rc == 0 else os.strerror(ctypes.get_errno())
+os.chdir(sys.argv[1])
+os.makedirs('decoy/sub', exist_ok=True)
+os.symlink('/tmp', 'lnk')
+print('rename libs:', r2('libs', 'libs.orig', 0))
+print('rename libs/sub:', r2('libs/sub', 'libs/sub2', 0))
+print('exchange libs<->decoy:', r2('libs', 'decoy', 2))
+print('exchange libs/sub<->decoy/sub:', r2('libs/sub', 'decoy/sub', 2))
+print('rename decoy over libs:', r2('decoy', 'libs', 0))
+print('exchange libs<->symlink:', r2('libs', 'lnk', 2))
+print('rename symlink over libs:', r2('lnk', 'libs', 0))
+print('rename team (parent of a mask):', r2('team', 'team.open', 0))
+print('rename packages/web:', r2('packages/web', 'packages/web.orig', 0))
+`
+
+describe('issue 9: protections that survive rename (findings 1 and 6)', () => {
+  it("#34 [issue 9 finding 1] the red team's attack: mv libs libs.orig; mkdir -p libs/sub; git init; git config core.fsmonitor ./evil.sh → EBUSY, and the host's `git status` runs nothing", async ({ task }) => {
+    const { dir, marker } = await makeSuperproject()
+    const sb = await createSandbox('fsm', { image, workdir: dir, extra: ['--session-type', 'development'] })
+    own.push(sb)
+    const r = await sh(sb, `cd ${dir} && mv libs libs.orig; echo "mv=$?"; mkdir -p libs/sub && cd libs/sub && printf '#!/bin/sh\\ntouch ${marker}\\n' > evil.sh; chmod +x evil.sh; git init -q; echo "init=$?"; git config core.fsmonitor ./evil.sh; echo "config=$?"`)
+    // The host side: the user's next plain `git status` in the superproject.
+    const st = await git(['status', '--short'], dir)
+    task.meta.observed = `${r.stdout.trim().split('\n').filter(l => /busy|mv=|init=|config=/.test(l)).join(' | ')}; host git status exit ${st.exitCode}, marker ${existsSync(marker) ? 'CREATED' : 'absent'}`
+    expect(existsSync(marker), 'the host ran code the agent planted').toBe(false)
+    expect(r.stdout).toMatch(/Device or resource busy/)
+    expect(r.stdout).toMatch(/mv=1/)
+    expect(existsSync(join(dir, 'libs.orig'))).toBe(false)
+    expect(readFileSync(join(dir, 'libs', 'sub', '.git'), 'utf8')).toMatch(/^gitdir: \.\.\/\.\.\/\.git\/modules\/libs\/sub/)
+    expect((await git(['config', '--get', 'core.fsmonitor'], join(dir, 'libs', 'sub'))).stdout).toBe('')
+  })
+
+  it('#34 [issue 9 findings 1, 6] rename(2), renameat2 RENAME_EXCHANGE and symlink swaps of every ancestor of a protected path or mask → all EBUSY, the host tree unchanged', async ({ task }) => {
+    const { dir } = await makeSuperproject()
+    const sb = await createSandbox('fsx2', { image, workdir: dir, extra: ['--session-type', 'development'] })
+    own.push(sb)
+    const r = await cli(['sandbox', 'exec', '-n', sb, '--', 'python3', '-c', RENAMEAT2_PY, dir])
+    const lines = r.stdout.trim().split('\n')
+    task.meta.observed = lines.join(' | ')
+    expect(lines).toHaveLength(9)
+    // EBUSY (a mount point), EXDEV (across two pinned mounts), EISDIR (a symlink over a directory): never ok.
+    for (const l of lines) expect(l).toMatch(/: (Device or resource busy|Invalid cross-device link|Is a directory)$/)
+    expect(lines.filter(l => /Device or resource busy/.test(l)).length).toBeGreaterThanOrEqual(7)
+    for (const p of ['libs.orig', 'libs/sub2', 'team.open', 'packages/web.orig']) expect(existsSync(join(dir, p)), p).toBe(false)
+    expect(lstatSync(join(dir, 'libs')).isDirectory()).toBe(true)
+    expect(readFileSync(join(dir, 'libs', 'sub', 'lib.c'), 'utf8')).toBe('int x;\n')
+  })
+
+  it('#34 [issue 9 finding 6] rename packages/web away and recreate it with a .claude/settings.json SessionStart hook → EBUSY, the host keeps the user\'s settings', async ({ task }) => {
+    const { dir, marker } = await makeSuperproject()
+    const sb = await createSandbox('fsw', { image, workdir: dir, extra: ['--session-type', 'development'] })
+    own.push(sb)
+    const hook = `{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"touch ${marker}"}]}]}}`
+    const r = await sh(sb, `cd ${dir} && mv packages/web packages/web.orig; echo "mv=$?"; mkdir -p packages/web/.claude; echo '${hook}' > packages/web/.claude/settings.json; echo "write=$?"; mv team team2; echo "mvmask=$?"; cat team2/secrets/prod.env team/secrets/prod.env 2>&1; echo END`)
+    task.meta.observed = r.stdout.trim().split('\n').slice(0, 4).join(' | ')
+    expect(r.stdout).toMatch(/mv=1/)
+    expect(r.stdout).toMatch(/write=[12]/)
+    expect(r.stdout).toMatch(/mvmask=1/)
+    expect(r.stdout).not.toContain('under-a-moved-mask')
+    expect(readFileSync(join(dir, 'packages', 'web', '.claude', 'settings.json'), 'utf8')).toBe('{"permissions":{}}\n')
+    expect(existsSync(join(dir, 'packages', 'web.orig'))).toBe(false)
+    expect(existsSync(join(dir, 'team2'))).toBe(false)
+  })
+})
+
+describe('issue 9: host services through unix sockets in a mounted tree (finding 7)', () => {
+  const CONNECT_PY = `
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+try:
+    s.connect(sys.argv[1])
+    print('CONNECTED', s.recv(64).decode())
+except OSError as e:
+    print('connect:', e.strerror)
+`
+  it('#46 [issue 9 finding 7] a dev database socket in the (read-only) workdir (.devenv/state/postgres/.s.PGSQL.5432), the agent connects → refused (the socket is masked: EACCES), logged; --allow-socket lets it through', async ({ task }) => {
+    const dir = hostDir('devenv')
+    const sockDir = join(dir, '.devenv', 'state', 'postgres')
+    mkdirSync(sockDir, { recursive: true })
+    const sock = join(sockDir, '.s.PGSQL.5432')
+    const { createServer } = await import('node:net')
+    let accepted = 0
+    const server = createServer(c => {
+      accepted++
+      c.end('HOST-POSTGRES-HELLO')
+    })
+    await new Promise<void>(res => server.listen(sock, () => res()))
+    try {
+      const sb = await createSandbox('fsk', { image, workdir: dir, extra: ['--session-type', 'investigation'] })
+      own.push(sb)
+      const r = await cli(['sandbox', 'exec', '-n', sb, '--', 'python3', '-c', CONNECT_PY, sock])
+      const line = await expectLogged(sb, /socket_masked/, /\.s\.PGSQL\.5432/)
+      // Control: the same connect from a sandbox given the socket on purpose reaches the host server.
+      const allowed = await createSandbox('fska', { image, workdir: dir, extra: ['--session-type', 'investigation', '--allow-socket', sock] })
+      own.push(allowed)
+      const c = await cli(['sandbox', 'exec', '-n', allowed, '--', 'python3', '-c', CONNECT_PY, sock])
+      task.meta.observed = `${r.stdout.trim()}; server accepted ${accepted} connection(s) from the masked sandbox; audit: ${line.slice(0, 160)}`
+      task.meta.control = `--allow-socket: ${c.stdout.trim()}`
+      // EACCES: the empty mask file is read-only (0444), and connect() needs write permission on the path.
+      expect(r.stdout).toMatch(/connect: (Connection refused|Permission denied)/)
+      expect(r.stdout).not.toContain('HOST-POSTGRES-HELLO')
+      expect(c.stdout).toContain('CONNECTED HOST-POSTGRES-HELLO')
+      expect(accepted).toBe(1)
+    } finally {
+      server.close()
+    }
+  })
+})
+
+describe('issue 9: marker scans on a tree the agent planted (finding 10)', () => {
+  it('#38 [issue 9 finding 10] a 40-deep tree and 100,000 entries planted in the repo → the next launch still succeeds; a marker inside node_modules/x and inside .git is honoured', async ({ task }) => {
+    const dir = await makeRepo()
+    let deep = join(dir, 'planted')
+    for (let i = 0; i < 40; i++) deep = join(deep, `d${i}`)
+    mkdirSync(deep, { recursive: true })
+    writeFileSync(join(deep, 'bottom.txt'), 'deep\n')
+    const wide = join(dir, 'wide')
+    mkdirSync(wide)
+    for (let i = 0; i < 100_000; i++) writeFileSync(join(wide, `f${i}`), '')
+    mkdirSync(join(dir, 'node_modules', 'x'), { recursive: true })
+    writeFileSync(join(dir, 'node_modules', 'x', '.ai-read-deny'), '')
+    writeFileSync(join(dir, 'node_modules', 'x', 'token.txt'), 'NODE-MODULES-SECRET\n')
+    mkdirSync(join(dir, '.git', 'private'))
+    writeFileSync(join(dir, '.git', 'private', '.ai-read-deny'), '')
+    writeFileSync(join(dir, '.git', 'private', 'notes'), 'GIT-DIR-SECRET\n')
+    const n = uniqueName('fsscan')
+    const t0 = Date.now()
+    const r = await cli(['sandbox', 'create', '--name', n, '--from', image, '--workdir', dir, '--session-type', 'development', '--detach'])
+    const ms = Date.now() - t0
+    if (r.code === 0) own.push(n)
+    expect(r.code, r.stderr).toBe(0)
+    const s = await sh(n, `cd ${dir} && cat node_modules/x/token.txt .git/private/notes 2>&1; ls wide | wc -l; find planted | wc -l; echo END`)
+    task.meta.observed = `create ${r.code === 0 ? 'succeeded' : 'FAILED'} in ${ms} ms; inside: ${s.stdout.trim().split('\n').join(' | ')}`
+    expect(s.stdout).not.toContain('NODE-MODULES-SECRET')
+    expect(s.stdout).not.toContain('GIT-DIR-SECRET')
+    expect(s.stdout).toMatch(/\b100000\b/)
+  })
+})
+
+describe('issue 9: read-write package caches that host builds execute (red-team lead)', () => {
+  it('#35 [issue 9 lead] plant a Maven plugin in a mounted ~/.m2/repository → read-write refused at create; read-only: EROFS, nothing planted', async ({ task }) => {
+    const m2 = join(HOME, '.m2', 'repository')
+    const made = !existsSync(join(HOME, '.m2'))
+    mkdirSync(m2, { recursive: true })
+    const plugin = join(m2, 'org', 'apache', 'maven', 'plugins', 'maven-evil-plugin', '1.0', 'maven-evil-plugin-1.0.jar')
+    try {
+      const n = uniqueName('m2rw')
+      const rw = await cli(['sandbox', 'create', '--name', n, '--from', image, '--mount', `${m2}:rw`, '--no-keep', '--', 'sh', '-c', `mkdir -p ${dirname(plugin)} && echo PLANTED > ${plugin}`])
+      expect(await podExists(n)).toBe(false)
+      const sb = await createSandbox('m2ro', { image, mounts: [`${m2}:ro`] })
+      own.push(sb)
+      const ro = await sh(sb, `mkdir -p ${dirname(plugin)} 2>&1; echo PLANTED > ${plugin} 2>&1; echo END`)
+      task.meta.observed = `rw: exit ${rw.code}: ${rw.stderr.trim().split('\n')[0]}; ro: ${ro.stdout.trim().split('\n')[0]}`
+      expect(rw.code).not.toBe(0)
+      expect(rw.stderr).toMatch(/refusing to mount --mount .*\.m2\/repository read-write: .*Maven/)
+      expect(ro.stdout).toMatch(/Read-only file system/)
+      expect(existsSync(plugin)).toBe(false)
+    } finally {
+      rmSync(made ? join(HOME, '.m2') : join(m2, 'org'), { recursive: true, force: true })
+    }
   })
 })

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { cli, hostDir, uniqueName, TEST_HOME } from '../helpers/cli.js'
+import { cli, hostDir, uniqueName, podman, TEST_HOME } from '../helpers/cli.js'
 import { hostAddress, writePolicyText, gatewayHosts, expectLogged, deleteSandboxes, python } from '../helpers/attack.js'
 import { TlsUpstream } from '../helpers/tls-upstream.js'
 
@@ -57,6 +57,7 @@ network_policies:
       - { host: other.tls.test, port: ${P}, allowed_ips: [${ip}] }
       - { host: skip.tls.test, port: ${P}, tls: skip, allowed_ips: [${ip}] }
 `)
+  writeFileSync(join(dir, 'policy-fed.yaml'), readFileSync(policy, 'utf8'))
   name = uniqueName('tls')
   const r = await cli(['sandbox', 'create', '--name', name, '--policy', policy, '--mount', `${process.execPath}:/opt/node24/node:ro`, '--detach'], { env: env() })
   expect(r.code, r.stderr).toBe(0)
@@ -119,19 +120,19 @@ const u = process.argv[1]
     expect(r.stdout).toBe('200 upstream-ok\n403 policy_denied\n')
   })
 
-  it('keep-alive: every request on one connection is checked', async () => {
+  it('keep-alive: every request on one connection is checked; a denial does not end the connection', async () => {
     const r = await python(name, `
 import http.client, sys, ssl
 c = http.client.HTTPSConnection('127.0.0.1', 3128, context=ssl.create_default_context())
 c.set_tunnel('api.tls.test', int(sys.argv[1]))
 out = []
-for m, p in [('GET', '/ok'), ('GET', '/whoami'), ('DELETE', '/whoami')]:
-    c.request(m, p)
+for m, p in [('GET', '/ok'), ('POST', '/echo'), ('GET', '/whoami'), ('DELETE', '/whoami')]:
+    c.request(m, p, body=b'payload' if m == 'POST' else None)
     r = c.getresponse(); r.read(); out.append(str(r.status))
 print(' '.join(out))
 `, [String(good.port)])
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stdout.trim()).toBe('200 200 403')
+    expect(r.stdout.trim()).toBe('200 403 200 403')
   })
 
   it('#14 SNI spoofing and domain fronting → refused at the handshake (SNI) or per request (Host), logged', async () => {
@@ -195,10 +196,57 @@ print('host:', head.split(b' ')[1].decode(), json.loads(body)['detail'])
     expect(readFileSync(join(TEST_HOME, 'gateway/tls/ca/ca-key.pem'), 'utf8')).toMatch(/PRIVATE KEY/)
   })
 
+  it('clients that ignore every variable read the system bundle path, which is the podshell bundle', async () => {
+    // python with no CA variable: OpenSSL's default file (Debian: /usr/lib/ssl/cert.pem -> /etc/ssl/certs/ca-certificates.crt).
+    const r = await inSandbox(['env', '-u', 'SSL_CERT_FILE', '-u', 'REQUESTS_CA_BUNDLE', 'python3', '-c', `import urllib.request; print(urllib.request.urlopen('${url('api.tls.test', '/ok')}').read().decode())`])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe('upstream-ok\n')
+  })
+
+  it('--from an image with the Fedora/RHEL bundle layout (symlinked ca-bundle.crt, no Debian bundle)', async () => {
+    const ctx = join(dir, 'fedora-layout')
+    mkdirSync(ctx, { recursive: true })
+    writeFileSync(join(ctx, 'Containerfile'), [
+      'FROM localhost/podshell-sandbox:latest',
+      'USER root',
+      'RUN mkdir -p /etc/pki/ca-trust/extracted/pem /etc/pki/tls/certs && mv /etc/ssl/certs/ca-certificates.crt /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem \\',
+      ' && ln -s /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem /etc/pki/tls/certs/ca-bundle.crt && rm -f /usr/lib/ssl/cert.pem',
+      '',
+    ].join('\n'))
+    const tag = 'localhost/podshell-test-fedora-layout:latest'
+    const b = await podman(['build', '-q', '--pull=never', '--network', 'none', '-t', tag, ctx])
+    expect(b.code, b.stderr).toBe(0)
+    const n = uniqueName('tlsfed')
+    const c = await cli(['sandbox', 'create', '--name', n, '--from', tag, '--policy', join(dir, 'policy-fed.yaml'), '--detach'], { env: env() })
+    try {
+      expect(c.code, c.stderr).toBe(0)
+      // The symlink target (Fedora's canonical file) now holds the podshell bundle; curl pointed at
+      // the distribution path alone verifies the gateway's certificate.
+      const r = await cli(['sandbox', 'exec', '-n', n, '--', 'sh', '-c', `cmp /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem /etc/podshell-tls/ca-bundle.pem && env -u CURL_CA_BUNDLE -u SSL_CERT_FILE curl -sS --cacert /etc/pki/tls/certs/ca-bundle.crt ${url('api.tls.test', '/ok')}`])
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout).toBe('upstream-ok')
+    } finally {
+      await deleteSandboxes([n])
+    }
+  })
+
   it('a mount that would expose the data dir (and so the CA key) is refused', async () => {
     const r = await cli(['sandbox', 'create', '--name', uniqueName('tlsmnt'), '--mount', `${join(TEST_HOME, 'gateway')}:/x:ro`, '--no-keep', '--', 'true'], { env: env() })
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/refusing to mount --mount .*podshell's data \(policies, gateway sockets, the sandbox CA key\)/)
+  })
+
+  it('a gateway restart regenerates nothing: same CA, the running sandbox still trusts it', async () => {
+    const before = JSON.parse((await cli(['gateway', 'ca', '-o', 'json'], { env: env() })).stdout).fingerprint_sha256
+    expect((await cli(['gateway', 'stop'], { env: env() })).code).toBe(0)
+    const start = await cli(['gateway', 'start'], { env: env() })
+    expect(start.code, start.stderr).toBe(0)
+    await gatewayHosts(NAMES.map(n => [H, n] as [string, string]))
+    const after = JSON.parse((await cli(['gateway', 'ca', '-o', 'json'], { env: env() })).stdout).fingerprint_sha256
+    expect(after).toBe(before)
+    const r = await inSandbox(['curl', '-sS', url('api.tls.test', '/ok')])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe('upstream-ok')
   })
 
   it('gateway ca prints the CA and its fingerprint', async () => {

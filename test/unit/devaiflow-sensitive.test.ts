@@ -83,7 +83,7 @@ describe('checkMount: sensitive host paths are never mounted', () => {
 })
 
 describe('.ai-read-deny discovery', () => {
-  it('finds every marked directory, skipping node_modules and .git internals, and not descending into marked trees', async () => {
+  it('finds every marked directory, inside node_modules and .git too, not descending into marked trees', async () => {
     const p = join(home, 'src', 'proj')
     for (const d of ['secrets/inner', 'docs', 'node_modules/pkg', '.git/objects', 'a/b/c/private']) mkdirSync(join(p, d), { recursive: true })
     writeFileSync(join(p, 'secrets', '.ai-read-deny'), '')
@@ -93,7 +93,28 @@ describe('.ai-read-deny discovery', () => {
     writeFileSync(join(p, '.git', 'objects', '.ai-read-deny'), '')
     const r = await findReadDenyDirs(p)
     expect(r.complete).toBe(true)
-    expect(r.dirs).toEqual([join(p, 'a', 'b', 'c', 'private'), join(p, 'secrets')])
+    expect(r.dirs).toEqual([join(p, '.git', 'objects'), join(p, 'a', 'b', 'c', 'private'), join(p, 'node_modules', 'pkg'), join(p, 'secrets')])
+  })
+
+  it('collects git entries and agent settings only outside node_modules and .git', async () => {
+    const p = join(home, 'src', 'proj')
+    for (const d of ['.git', 'node_modules/pkg/.vscode', 'node_modules/pkg/.git', 'web/.claude']) mkdirSync(join(p, d), { recursive: true })
+    const r = await scanTree(p)
+    expect(r.gitEntries).toEqual([join(p, '.git')])
+    expect(r.agentSettings).toEqual([join(p, 'web', '.claude')])
+  })
+
+  it('records unix sockets (sockets.ts masks them)', async () => {
+    const p = join(home, 'src', 'proj')
+    mkdirSync(join(p, 'node_modules', 'x'), { recursive: true })
+    const { createServer } = await import('node:net')
+    const socks = [join(p, 'db.sock'), join(p, 'node_modules', 'x', 'ipc.sock')]
+    const servers = await Promise.all(socks.map(s => new Promise<import('node:net').Server>(res => { const srv = createServer(); srv.listen(s, () => res(srv)) })))
+    try {
+      expect((await scanTree(p)).sockets).toEqual(socks.sort())
+    } finally {
+      for (const srv of servers) srv.close()
+    }
   })
 
   it('does not follow symlinks out of the tree', async () => {
@@ -105,20 +126,32 @@ describe('.ai-read-deny discovery', () => {
     expect(r.dirs).toEqual([])
   })
 
-  it('reports an incomplete scan when the depth bound is reached (callers fail closed)', async () => {
+  it('masks what lies below the depth bound instead of failing (a planted deep tree neither fails the launch nor hides a marker)', async () => {
     const p = join(home, 'src', 'proj')
     mkdirSync(join(p, 'l1', 'l2', 'l3', 'l4'), { recursive: true })
     writeFileSync(join(p, 'l1', 'l2', 'l3', 'l4', '.ai-read-deny'), '')
     const shallow = await scanTree(p, { maxDepth: 2 })
-    expect(shallow.complete).toBe(false)
+    expect(shallow.complete).toBe(true)
     expect(shallow.stoppedBy).toBe('depth')
-    expect(shallow.readDeny).toEqual([])
+    expect(shallow.frontier).toEqual([join(p, 'l1', 'l2', 'l3')])
+    expect(shallow.readDeny).toEqual([join(p, 'l1', 'l2', 'l3')])
     const deep = await scanTree(p, { maxDepth: 8 })
     expect(deep.complete).toBe(true)
+    expect(deep.frontier).toEqual([])
     expect(deep.readDeny).toEqual([join(p, 'l1', 'l2', 'l3', 'l4')])
   })
 
-  it('reports an incomplete scan when the time budget runs out', async () => {
+  it('a wide unvisited frontier is lifted to fewer, larger masks (never the root)', async () => {
+    const p = join(home, 'src', 'proj')
+    for (let i = 0; i < 300; i++) mkdirSync(join(p, 'planted', `d${i}`, 'e'), { recursive: true })
+    mkdirSync(join(p, 'src', 'x', 'y'), { recursive: true })
+    const r = await scanTree(p, { maxDepth: 2 })
+    expect(r.complete).toBe(true)
+    expect(r.readDeny).toEqual([join(p, 'planted'), join(p, 'src', 'x', 'y')].sort())
+    expect(r.frontier).toEqual(r.readDeny)
+  })
+
+  it('reports an incomplete scan when the time budget runs out before the root is read (callers fail closed)', async () => {
     const p = join(home, 'src', 'proj')
     for (let i = 0; i < 50; i++) mkdirSync(join(p, `d${i}`, 'e'), { recursive: true })
     const r = await scanTree(p, { timeoutMs: -1 })

@@ -1,3 +1,4 @@
+import { claudeProjectName } from '../../src/sandbox/claude-data.js'
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -180,14 +181,17 @@ describe('spec validation', () => {
 })
 
 describe('specToCreateOptions: DevAIFlow launch shapes', () => {
-  it('claude, new development session: project rw at the same path, Claude projects/ rw, settings and skills ro, no credentials', async () => {
+  it('claude, new development session: project rw at the same path, only its own Claude projects/<encoded> rw, settings and skills ro, no credentials', async () => {
     const o = await specToCreateOptions(spec(), env, ctx())
     expect(o.workdir).toBe(proj)
     expect(o.workdirMode).toBe('rw')
     expect(o.sessionType).toBe('development')
     expect(o.command).toEqual(spec().argv)
     for (const m of o.mounts) expect(m.source, 'same path inside').toBe(m.target)
-    expect(mountOf(o, join(claude, 'projects'))?.mode).toBe('rw')
+    // Only this project's directory of projects/ (issue 9, finding 3); its memory is writable in development.
+    expect(mountOf(o, join(claude, 'projects'))).toBeUndefined()
+    expect(mountOf(o, join(claude, 'projects', claudeProjectName(proj)))?.mode).toBe('rw')
+    expect(mountOf(o, join(claude, 'projects', claudeProjectName(proj), 'memory'))).toBeUndefined()
     expect(mountOf(o, join(claude, 'settings.json'))?.mode).toBe('ro')
     expect(mountOf(o, join(claude, 'skills'))?.mode).toBe('ro')
     expect(o.mounts.some(m => m.target === claude || m.target.includes('.credentials.json'))).toBe(false)
@@ -277,7 +281,11 @@ describe('specToCreateOptions: DevAIFlow launch shapes', () => {
     git(join(ws, 'api'))
     const o = await specToCreateOptions(spec({ session_type: 'ticket_creation', cwd: ws, workspace: ws, projects: [join(ws, 'api')] }), env, ctx())
     expect(o.workdirMode).toBe('ro')
-    expect(o.mounts.filter(m => m.mode === 'rw').map(m => m.target).sort()).toEqual([join(claude, 'projects'), join(home, '.local', 'share', 'devaiflow'), join(home, '.local', 'state', 'devaiflow')].sort())
+    const enc = (p: string) => join(claude, 'projects', claudeProjectName(p))
+    expect(o.mounts.filter(m => m.mode === 'rw').map(m => m.target).sort()).toEqual([enc(ws), enc(join(ws, 'api')), join(home, '.local', 'share', 'devaiflow'), join(home, '.local', 'state', 'devaiflow')].sort())
+    // ticket_creation: each project's auto-memory is read-only (the next session loads it).
+    expect(mountOf(o, join(enc(ws), 'memory'))?.mode).toBe('ro')
+    expect(mountOf(o, join(enc(join(ws, 'api')), 'memory'))?.mode).toBe('ro')
   })
 
   it('temp clone (ticket_creation): the clone under the DevAIFlow cache is the read-only workdir', async () => {
@@ -301,8 +309,8 @@ describe('specToCreateOptions: DevAIFlow launch shapes', () => {
     const o = await specToCreateOptions(spec({ claude_config_dir: c }), env, ctx())
     expect(o.env.CLAUDE_CONFIG_DIR).toBe(c)
     expect(o.tmpfsDirs).toEqual([c])
-    expect(mountOf(o, join(c, 'projects'))?.mode).toBe('rw')
-    expect(existsSync(join(c, 'projects'))).toBe(true)
+    expect(mountOf(o, join(c, 'projects', claudeProjectName(proj)))?.mode).toBe('rw')
+    expect(existsSync(join(c, 'projects', claudeProjectName(proj)))).toBe(true)
   })
 
   it('unified DevAIFlow dir ($DEVAIFLOW_HOME): read-write, its config files read-only', async () => {
@@ -344,11 +352,31 @@ describe('specToCreateOptions: DevAIFlow launch shapes', () => {
     expect(e.oneLine()).toMatch(/refusing to mount spec cwd .* is marked \.ai-read-deny/)
   })
 
-  it('fails closed when the marker scan cannot finish', async () => {
+  it('a tree deeper than the scan bound does not fail the launch: what the scan did not reach is masked', async () => {
     mkdirSync(join(proj, 'a', 'b', 'c', 'd'), { recursive: true })
-    const e = await refusal(specToCreateOptions(spec(), env, ctx({ config: config({ readDenyScan: { maxDepth: 2, timeoutMs: 5000 } }) })))
+    const o = await specToCreateOptions(spec(), env, ctx({ config: config({ readDenyScan: { maxDepth: 2, timeoutMs: 5000 } }) }))
+    expect(o.masks).toContain(join(proj, 'a', 'b', 'c'))
+  })
+
+  it('fails closed when the scan budget runs out before the root is read (nothing smaller than the tree could be masked)', async () => {
+    const e = await refusal(specToCreateOptions(spec(), env, ctx({ config: config({ readDenyScan: { maxDepth: 2, timeoutMs: -1 } }) })))
     expect(e.oneLine()).toMatch(/cannot finish the \.ai-read-deny scan of spec cwd/)
     expect(e.code).toBe('READ_DENY_SCAN')
+  })
+
+  it('refuses a read-write mount of a package cache the host executes from (~/.m2/repository); read-only is fine', async () => {
+    const m2 = join(home, '.m2', 'repository')
+    mkdirSync(m2, { recursive: true })
+    const e = await refusal(specToCreateOptions(spec({ mounts: [{ path: m2, mode: 'rw' }] }), env, ctx()))
+    expect(e.oneLine()).toMatch(/refusing to mount spec mounts\[0\] .*read-write: ~\/\.m2\/repository is inside ~\/\.m2, the Maven repository/)
+    expect(e.code).toBe('HOST_EXECUTED')
+    const o = await specToCreateOptions(spec({ mounts: [{ path: m2, mode: 'ro' }] }), env, ctx())
+    expect(mountOf(o, m2)?.mode).toBe('ro')
+  })
+
+  it('passes allow_sockets through', async () => {
+    const o = await specToCreateOptions(spec({ allow_sockets: [join(proj, 'db.sock')] }), env, ctx())
+    expect(o.allowSockets).toEqual([join(proj, 'db.sock')])
   })
 })
 

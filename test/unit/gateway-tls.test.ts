@@ -17,13 +17,13 @@ import { parseIp, type IpAddress } from '../../src/gateway/address.js'
 import { PolicyStore } from '../../src/policy/store.js'
 import { parsePolicyText } from '../../src/policy/schema.js'
 import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir } from '../../src/config/paths.js'
-import { ensureCa, generateCa } from '../../src/tls/ca.js'
+import { ensureCa, generateCa, rotateCa } from '../../src/tls/ca.js'
 import { LeafIssuer } from '../../src/tls/leaf.js'
 import { prepareSandboxTrust, writeUpstreamRoots } from '../../src/tls/trust.js'
 import { sniMismatch } from '../../src/gateway/tls-terminate.js'
 import { canonicalizeHost } from '../../src/gateway/address.js'
 
-const HOSTS = ['api.test', 'front.test', 'other.test', 'skip.test', 'wrongname.test', 'untrusted.test', 'plain.test', 'audit.test']
+const HOSTS = ['api.test', 'front.test', 'other.test', 'skip.test', 'wrongname.test', 'untrusted.test', 'plain.test', 'audit.test', 'ws.test', 'wsro.test']
 const resolve = async (host: string): Promise<IpAddress[]> => {
   if (!HOSTS.includes(host)) throw Object.assign(new Error(`ENOTFOUND ${host}`), { code: 'ENOTFOUND' })
   return [parseIp('127.0.0.1')!]
@@ -52,6 +52,10 @@ function echoServer(issue: (name: string) => Promise<{ context: import('node:tls
     })
   })
   s.on('secureConnection', () => upstreamConnections++)
+  s.on('upgrade', (_req, sock: Socket) => {
+    sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
+    sock.on('data', d => sock.write(`echo:${d}`))
+  })
   return s
 }
 
@@ -66,6 +70,8 @@ network_policies:
       - { host: wrongname.test, port: ${WRONG}, protocol: rest, enforcement: enforce, access: read-only }
       - { host: untrusted.test, port: ${UNTRUSTED}, protocol: rest, enforcement: enforce, access: read-only }
       - { host: audit.test, port: ${PORT}, protocol: rest, access: read-only }
+      - { host: ws.test, port: ${PORT}, protocol: websocket, enforcement: enforce, access: read-write }
+      - { host: wsro.test, port: ${PORT}, protocol: websocket, enforcement: enforce, access: read-only }
       - host: front.test
         port: ${PORT}
         protocol: rest
@@ -176,6 +182,8 @@ describe('TLS inspection (in-process)', () => {
     expect(c.json).toMatchObject({ error: 'policy_denied', policy: 'github', rule: 'POST /repos/x/issues', layer: 'l7', protocol: 'rest', method: 'POST', path: '/repos/x/issues', host: 'api.test', port: PORT })
     expect(c.json.detail).toMatch(/POST \/repos\/x\/issues not permitted by policy/)
     expect(c.json.rule_missing).toMatchObject({ type: 'rest_allow' })
+    // The denied request's body was discarded; the next request on the connection is decided on its own.
+    expect((await exchange(s, 'GET', '/third', `api.test:${PORT}`)).json).toMatchObject({ url: '/third' })
     s.destroy()
     const log = auditText()
     expect(log).toMatch(/HTTP:GET \[INFO\] ALLOWED GET http:\/\/api.test:\d+\/repos\/x /)
@@ -211,6 +219,39 @@ describe('TLS inspection (in-process)', () => {
     const log = auditText()
     expect(log).toMatch(/DENIED -> front.test:\d+ .*TLS refused: SNI other.test does not match the CONNECT target front.test \(domain fronting\)/)
     expect(log).toMatch(/TLS refused: ClientHello without SNI/)
+  })
+
+  it('hostile ClientHellos (NUL in SNI, 64 KiB SNI, IP-literal SNI) are refused cleanly; the gateway keeps serving', async () => {
+    /** A minimal TLS 1.2 ClientHello with one server_name, split into records of at most 16 KiB. */
+    const clientHello = (name: Buffer): Buffer => {
+      const u16 = (n: number) => Buffer.from([n >> 8, n & 255])
+      const sni = Buffer.concat([u16(name.length + 3), Buffer.from([0]), u16(name.length), name])
+      const ext = Buffer.concat([u16(0), u16(sni.length), sni])
+      const body = Buffer.concat([Buffer.from([3, 3]), Buffer.alloc(32, 7), Buffer.from([0]), u16(2), Buffer.from([0xc0, 0x2b]), Buffer.from([1, 0]), u16(ext.length), ext])
+      const hs = Buffer.concat([Buffer.from([1, body.length >> 16, (body.length >> 8) & 255, body.length & 255]), body])
+      const recs: Buffer[] = []
+      for (let i = 0; i < hs.length; i += 16384) {
+        const part = hs.subarray(i, i + 16384)
+        recs.push(Buffer.concat([Buffer.from([0x16, 3, 1]), u16(part.length), part]))
+      }
+      return Buffer.concat(recs)
+    }
+    for (const name of [Buffer.from('front.test\0.evil.test'), Buffer.alloc(65000, 'a'), Buffer.from('127.0.0.1')]) {
+      const t = await connectTunnel(`front.test:${PORT}`)
+      const reply = await new Promise<Buffer>(res => {
+        const got: Buffer[] = []
+        t.socket.on('data', d => got.push(d))
+        t.socket.on('close', () => res(Buffer.concat(got)))
+        t.socket.on('error', () => undefined)
+        t.socket.write(clientHello(name))
+      })
+      // Nothing but (at most) a TLS alert record came back: no certificate was sent.
+      expect(reply.length === 0 || reply[0] === 0x15).toBe(true)
+    }
+    const s = await tlsVia(`front.test:${PORT}`, 'front.test')
+    expect((await exchange(s, 'GET', '/repos/ok', `front.test:${PORT}`)).status).toBe(200)
+    s.destroy()
+    expect(auditText()).toMatch(/TLS refused: SNI "127\.0\.0\.1" is an IP literal/)
   })
 
   it('sniMismatch: case, trailing dot, NUL, oversize, IP literal', () => {
@@ -279,6 +320,30 @@ describe('TLS inspection (in-process)', () => {
     expect(auditText()).toMatch(/POST http:\/\/audit.test:\d+\/x .*allowed because enforcement is audit/)
   })
 
+  it('wss:// inside inspected TLS: the upgrade is decided like ws://, then relayed; a narrower endpoint refuses it', async () => {
+    const s = await tlsVia(`ws.test:${PORT}`, 'ws.test')
+    const got = await new Promise<string>(res => {
+      let out = ''
+      s.on('data', d => {
+        out += d
+        if (out.includes('echo:hello')) res(out)
+      })
+      s.write(`GET /socket HTTP/1.1\r\nHost: ws.test:${PORT}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`)
+      setTimeout(() => s.write('hello'), 200)
+    })
+    expect(got).toMatch(/^HTTP\/1.1 101/)
+    s.destroy()
+    const u = await tlsVia(`wsro.test:${PORT}`, 'wsro.test')
+    const denied = await new Promise<string>(res => {
+      let out = ''
+      u.on('data', d => (out += d))
+      u.on('close', () => res(out))
+      u.write(`GET /socket HTTP/1.1\r\nHost: wsro.test:${PORT}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`)
+    })
+    expect(denied).toMatch(/^HTTP\/1.1 403/)
+    expect(denied).toMatch(/upgrade not permitted/)
+  })
+
   it('upstream connections are pooled across client connections', async () => {
     const before = upstreamConnections
     for (let i = 0; i < 5; i++) {
@@ -287,6 +352,24 @@ describe('TLS inspection (in-process)', () => {
       s.destroy()
     }
     expect(upstreamConnections - before).toBeLessThanOrEqual(1)
+  })
+
+  it('CA rotation: a running sandbox keeps its CA; after its bundle is rewritten (restart) the gateway signs with the new one', async () => {
+    const s0 = await tlsVia(`api.test:${PORT}`, 'api.test')
+    const oldIssuer = s0.getPeerCertificate(true).issuerCertificate.fingerprint256
+    s0.destroy()
+    const { ca } = await rotateCa(data, { user: 'tester', host: 'rotated' })
+    // Not restarted yet: still the old CA, which the sandbox's bundle holds.
+    const s1 = await tlsVia(`api.test:${PORT}`, 'api.test')
+    expect(s1.getPeerCertificate(true).issuerCertificate.fingerprint256).toBe(oldIssuer)
+    s1.destroy()
+    // What `sandbox restart` does: the bundle is rewritten with the current CA.
+    prepareSandboxTrust(data, 'demo', ca, readFileSync(join(data, 'gateway/tls/upstream-roots.pem'), 'utf8'))
+    bundle = readFileSync(join(sandboxDir(data, 'demo'), 'tls/ca-bundle.pem'), 'utf8')
+    const s2 = await tlsVia(`api.test:${PORT}`, 'api.test')
+    expect((s2.getPeerCertificate(true) as PeerCertificate).issuer.CN).toBe('podshell sandbox CA tester@rotated')
+    expect((await exchange(s2, 'GET', '/after-rotation', `api.test:${PORT}`)).status).toBe(200)
+    s2.destroy()
   })
 
   it('the CA key is nowhere in the sandbox dir', () => {

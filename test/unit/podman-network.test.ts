@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { pickGatewayNetwork, PASTA_GATEWAY_OPTIONS } from '../../src/podman/network.js'
 import { gatewayRunArgs } from '../../src/gateway/lifecycle.js'
+import { sysfsNetMaskArgs, sysfsNetMasks } from '../../src/podman/sysfs.js'
 import { evaluate } from '../../src/doctor/checks.js'
 import type { DoctorFacts } from '../../src/doctor/facts.js'
 
@@ -78,5 +79,20 @@ describe('doctor reports the network backend and the gateway helper', () => {
     const r = evaluate({ ...podman5Lane, binaries: { podman: '/usr/bin/podman', pasta: '/usr/bin/pasta' }, podman: { ...podman5Lane.podman, version: '4.3.1' } as DoctorFacts['podman'], info: { ...podman5Lane.info!, slirp4netns: undefined } })
     expect(r.checks.find(x => x.id === 'network')).toMatchObject({ status: 'fail', fix: expect.stringMatching(/install slirp4netns/) })
     expect(r.network.gateway_helper).toBeNull()
+  })
+})
+
+describe('the host interfaces are masked in the agent\'s /sys under Podman 5 (src/podman/sysfs.ts)', () => {
+  it('masks the class dir, the virtual dir and each physical device\'s net dir; never a path with a comma', () => {
+    const args = sysfsNetMaskArgs(['/sys/devices/pci0000:00/0000:00:03.0/virtio2/net/eth0', '/sys/devices/virtual/net/lo', '/sys/devices/x,y/net/evil', '/etc/net/z'])
+    const dests = args.filter((_, i) => i % 2 === 1).map(m => /destination=([^,]+)/.exec(m)![1])
+    expect(dests).toEqual(['/sys/class/net', '/sys/devices/pci0000:00/0000:00:03.0/virtio2/net', '/sys/devices/virtual/net'])
+    for (const m of args.filter((_, i) => i % 2 === 1)) expect(m).toMatch(/^type=tmpfs,destination=\S+,ro=true,tmpfs-mode=000,notmpcopyup$/)
+  })
+
+  it('Podman 4 gets no masks (its sysfs is the sandbox\'s own); Podman 5 gets them from this host\'s /sys', () => {
+    expect(sysfsNetMasks('4.3.1')).toEqual([])
+    const five = sysfsNetMasks('5.4.2')
+    expect(five).toContain('type=tmpfs,destination=/sys/class/net,ro=true,tmpfs-mode=000,notmpcopyup')
   })
 })

@@ -22,8 +22,13 @@ import { prng } from '../helpers/prng.js'
 const SEED = Number(process.env.PODSHELL_FUZZ_SEED ?? 0x5eed_cafe)
 /** Documents per run: 10,000 by default; PODSHELL_FUZZ_COUNT runs fewer (a quick local run) or more. */
 const COUNT = fuzzCount(process.env.PODSHELL_FUZZ_COUNT)
-/** Below this many documents the valid/rejected mix is not checked: a short run may see only one kind. */
+/**
+ * Below this many documents the valid/rejected mix is not checked: a short run may see only one kind.
+ * The test's timeout (the "no hang" bound) grows with COUNT: 60 ms a document, at least 300 s
+ * (10,000 documents take ~130 s on an idle 2-core machine, over 300 s on a busy one).
+ */
 const MIX_MIN = 1000
+const TIMEOUT_MS = Math.max(300_000, COUNT * 60)
 const fixturesDir = process.env.PODSHELL_FIXTURES_DIR ?? fileURLToPath(new URL('../fixtures/openshell-policies/', import.meta.url))
 
 function fuzzCount(raw: string | undefined): number {
@@ -555,5 +560,5 @@ describe('policy parser fuzzing', () => {
     for (const name of allNames.slice(0, COUNT)) expect(byStrategy[name]?.n ?? 0, name).toBeGreaterThan(0)
     // Bounded memory: retained heap after GC stays small however hostile the inputs were.
     expect(heapAfter - heapBefore).toBeLessThan(64 * 2 ** 20)
-  }, 300_000)
+  }, TIMEOUT_MS)
 })

@@ -435,11 +435,17 @@ network_middlewares:
   })
   it('process', () => has('process: ', 'your own uid'))
   it('middlewares', () => has('network_middlewares.guard: ', 'not enforced'))
-  it('tls terminate', () => has('network_policies.claude_code.endpoints[0].tls: ', 'never terminates TLS'))
+  it('tls terminate: no unenforced warning (TLS is terminated automatically)', () => expect(w.some(l => l.includes('endpoints[0].tls'))).toBe(false))
   it('credential rewriting', () => has('network_policies.claude_code.endpoints[1].request_body_credential_rewrite: ', 'not enforced'))
   it('credential signing', () => has('network_policies.claude_code.endpoints[4].credential_signing: ', 'not enforced'))
-  it('HTTPS with rules narrower than full under enforce is denied', () => has('network_policies.claude_code.endpoints[1]: ', 'HTTPS (CONNECT) requests to this endpoint are denied'))
-  it('HTTPS with rules narrower than full under audit is allowed unchecked', () => has('network_policies.claude_code.endpoints[2]: ', 'allowed and logged without a method/path check'))
+  it('REST rules narrower than full are enforced on HTTPS too: no "plain HTTP only" warning', () => {
+    expect(w.some(l => /plain HTTP only/.test(l))).toBe(false)
+    expect(w.some(l => l.startsWith('network_policies.claude_code.endpoints[1]: ') || l.startsWith('network_policies.claude_code.endpoints[2]: '))).toBe(false)
+  })
+  it('REST rules with tls: skip are not inspected: said so', () => {
+    const sk = accept(withEndpoint('{ host: api.example.com, port: 443, protocol: rest, enforcement: enforce, access: read-only, tls: skip }')).policy
+    expect(unenforcedWarnings(sk).some(l => l.startsWith(`${EP}: `) && l.includes('its CONNECTs are denied'))).toBe(true)
+  })
   it('graphql', () => has('network_policies.claude_code.endpoints[3].protocol: ', 'graphql L7 rules are not enforced'))
   it('websocket messages', () => {
     const ws = accept(withEndpoint('{ host: realtime.example.com, port: 443, protocol: websocket, access: read-only }')).policy
