@@ -3,6 +3,7 @@ import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { sandboxDir } from '../config/paths.js'
+import { SANDBOX_NAME_RE } from '../util/patterns.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import { recordFinding } from './quarantine.js'
 import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing, writeWatchFile } from './paths.js'
@@ -154,7 +155,7 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
   const dataDir = i >= 0 ? argv[i + 1] : undefined
   const name = argv.filter((a, k) => !a.startsWith('--') && k !== i + 1)[0]
   const finished = (code: number) => ({ done: Promise.resolve(code), stop: () => undefined })
-  if (!dataDir || !name || !/^[a-z0-9]([a-z0-9-]{0,17}[a-z0-9])?$/.test(name)) {
+  if (!dataDir || !name || !SANDBOX_NAME_RE.test(name)) {
     process.stderr.write('usage: podshell _watch --data DIR NAME\n')
     return finished(2)
   }

@@ -166,6 +166,21 @@ describe('host-executed files planted by the agent are quarantined before host t
   })
 })
 
+describe('the watcher with any valid sandbox name', () => {
+  it('a 40-character name (names go up to 63): watched, and its watcher ends with delete', async () => {
+    const dir = await makeRepo()
+    const long = `hexec-long-${process.pid.toString(36)}-${'x'.repeat(40)}`.slice(0, 40)
+    const c = await cli(['sandbox', 'create', '--name', long, '--detach', '--workdir', dir])
+    expect(c.code, c.stderr).toBe(0)
+    expect(c.stderr).not.toMatch(/watcher/)
+    const pid = watcherPid(long)
+    await sh(long, `echo 'touch ${dir}/pwned' > ${dir}/.envrc`)
+    await until('.envrc quarantined', () => !existsSync(join(dir, '.envrc')) && watchLog(long).includes('.envrc'))
+    expect((await cli(['sandbox', 'delete', long])).code).toBe(0)
+    await until('watcher gone', () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'))
+  })
+})
+
 describe('exec --timeout ends every process the exec started', () => {
   const alive = (tag: string) =>
     readdirSync('/proc').filter(p => /^\d+$/.test(p)).some(p => {

@@ -1,11 +1,13 @@
 import { describe, it, expect } from 'vitest'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { compileRule, extraPatternsFromEnv, gitDirEntryKind, hostExecRules, judgeGitConfig, matchHostExec, parseGitConfig } from '../../src/watch/rules.js'
 import { HostExecWatcher, walkTree, writableRoots } from '../../src/watch/watcher.js'
 import { renderFinding } from '../../src/watch/quarantine.js'
 import { UserConfigSchema } from '../../src/config/config.js'
+import { watcherMissing, rootsFile, pidFile, degradedFile, writeWatchFile } from '../../src/watch/paths.js'
+import { selfCreatorId } from '../../src/util/process.js'
 
 const rules = hostExecRules()
 
@@ -165,6 +167,27 @@ describe('watcher engine (host directories, no container)', () => {
 
   it('watches only writable mounts, nested ones folded into their parent', () => {
     expect(writableRoots([{ source: '/a', mode: 'rw' }, { source: '/a/b', mode: 'rw' }, { source: '/c', mode: 'ro' }, { source: '/d', mode: 'rw' }])).toEqual(['/a', '/d'])
+  })
+
+  it('a rescan is due when no watcher runs or the running one lost its watch; never for a sandbox with nothing writable', () => {
+    const data = mkdtempSync(join(tmpdir(), 'pswatchdata-'))
+    mkdirSync(join(data, 'sandboxes', 'sb'), { recursive: true })
+    expect(watcherMissing(data, 'sb')).toBe(false) // created before the watcher existed
+    writeWatchFile(rootsFile(data, 'sb'), '[]')
+    expect(watcherMissing(data, 'sb')).toBe(false)
+    writeWatchFile(rootsFile(data, 'sb'), '["/r"]')
+    expect(watcherMissing(data, 'sb')).toBe(true)
+    writeWatchFile(pidFile(data, 'sb'), selfCreatorId())
+    expect(watcherMissing(data, 'sb')).toBe(false)
+    writeWatchFile(degradedFile(data, 'sb'), 'ENOSPC')
+    expect(watcherMissing(data, 'sb')).toBe(true)
+    rmSync(degradedFile(data, 'sb'))
+    expect(watcherMissing(data, 'sb')).toBe(false)
+    writeWatchFile(pidFile(data, 'sb'), `${process.pid}:1`) // a recycled pid: another start time
+    expect(watcherMissing(data, 'sb')).toBe(true)
+    // The watcher never recreates a removed state dir.
+    expect(() => writeWatchFile(join(data, 'sandboxes', 'gone', 'watch', 'ready'), 'x')).toThrow(/ENOENT/)
+    expect(existsSync(join(data, 'sandboxes', 'gone'))).toBe(false)
   })
 
   it('renders an OCSF Detection Finding', () => {
