@@ -632,10 +632,19 @@ describe('#23–25 request smuggling and L7', () => {
     await expectLogged(l7, /DENIED/, /POST/, /\/t\/l7-post/)
   })
 
-  it('#24 L7 read-only policy: CONNECT to the same host:port (uninspectable tunnel that would skip the method rules) → 403', async ({ task }) => {
-    const raw = await rawProxy(l7, connect(host()))
-    task.meta.observed = raw.split('\r\n')[0]
-    refused(raw, 403)
+  it('#24 L7 read-only policy: CONNECT to the same host:port, then a POST inside the tunnel → the tunnel is inspected (not blind) and the POST is 403, never reaching the upstream', async ({ task }) => {
+    // Since TLS inspection, a CONNECT to an endpoint with L7 rules is accepted and terminated: every
+    // request inside (TLS, or plain HTTP bytes as here) meets the same method rules as plain HTTP.
+    const raw = await rawProxy(
+      l7,
+      connect(host()) + `POST /t/connect-tunnel-post HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nx=1`,
+      3,
+    )
+    const codes = statuses(raw)
+    task.meta.observed = `responses ${codes.join(',')}; upstream saw ${up.seen('connect-tunnel-post').length} tunnelled POST`
+    expect(codes).toEqual([200, 403])
+    expect(up.seen('connect-tunnel-post')).toHaveLength(0)
+    await expectLogged(l7, /DENIED|denied/, /connect-tunnel-post|POST/)
   })
 
   it('#24 L7 read-only policy: an Upgrade request (h2c/websocket smuggling) the upstream does not accept, then a raw POST on the same connection → the POST never reaches the upstream', async ({ task }) => {
