@@ -9,14 +9,23 @@
  *  - absolute-form plain HTTP (`GET http://host/path HTTP/1.1`): decided on method, host, port,
  *    path and query (L7 REST rules), then forwarded with streaming bodies, HTTP/1.1 keep-alive
  *    towards the client, and framing regenerated towards the upstream.
- *  - Upgrade (WebSocket over ws://): decided as the GET it is, then piped raw.
+ *  - Upgrade (WebSocket over ws://): decided as the GET it is, sent with http.request; only the
+ *    upstream's 101 as Node's parser reads it (http's 'upgrade' event) makes it a raw tunnel.
+ *
+ * HTTP framing is Node's own (llhttp, strict mode) on both sides: no status line, header or
+ * length is parsed by hand here.
  *
  * Refused before any policy decision (400): origin-form requests (`GET /x`, i.e. not a proxy
  * request), `https://` absolute-form (use CONNECT), userinfo or fragments in the target, a Host
- * header that names another host than the target, Transfer-Encoding other than plain `chunked`,
- * Transfer-Encoding together with Content-Length. Node's llhttp parser (strict mode) already refuses
- * CR/LF/NUL in the target, obsolete line folding, duplicate Content-Length and bare-LF framing;
- * those surface as `clientError` and are answered 400 and logged here too.
+ * header that names another host than the target, and the framing rules shared with decrypted
+ * requests (src/gateway/http/framing.ts: `Connection` naming Content-Length, Transfer-Encoding or
+ * Host; Transfer-Encoding other than plain `chunked` or together with Content-Length; repeated
+ * Content-Length). A target over `maxTargetBytes` is 414. Node's llhttp parser (strict mode)
+ * already refuses CR/LF/NUL in the target, obsolete line folding, differing duplicate
+ * Content-Length and bare-LF framing; those surface as `clientError` and are answered 400 and
+ * logged here too. Method-override claims are decided as the effective method
+ * (decideEffective). Each sandbox's requests pass its own Admission (src/gateway/http/admission.ts):
+ * one sandbox's flood queues behind its own slots, never another's.
  *
  * Resolution: the gateway resolves names itself (all addresses), checks EVERY candidate against
  * the SSRF rules of the endpoint that allowed the request (src/gateway/address.ts), and connects
@@ -32,7 +41,9 @@ import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress 
 import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
 import type { AuditLog } from './audit.js'
 import { MAX_INSPECTED_HEADER_BYTES } from '../rules/glob.js'
-import { TlsTerminator, type TlsInspection } from './tls-terminate.js'
+import { TlsTerminator, type TlsInspection, type RelayTunnel } from './tls-terminate.js'
+import { decideEffective, forwardHeaders, requestRefusal, responseHeaders } from './http/framing.js'
+import { Admission } from './http/admission.js'
 
 /** Resolves a DNS name to all its addresses. */
 export type Resolver = (host: string) => Promise<IpAddress[]>
@@ -51,6 +62,12 @@ export const systemResolver: Resolver = async host => {
 export interface ProxyLimits {
   /** Concurrent client connections per sandbox (keep-alive HTTP + tunnels). */
   maxConnections: number
+  /** Plain-HTTP and decrypted requests and upgrades of one sandbox served at once (decide, resolve, dial, forward). */
+  maxInFlight: number
+  /** Requests of one sandbox waiting for an in-flight slot; beyond that: 503, logged. */
+  maxQueued: number
+  /** Max bytes of a request target (URL); longer: 414, logged. */
+  maxTargetBytes: number
   /** Max bytes of a CONNECT request head (OpenShell: 8 KiB). */
   maxConnectHeaderBytes: number
   /** Max bytes of a plain-HTTP request head (OpenShell's L7 parser: 16 KiB). */
@@ -71,6 +88,9 @@ export interface ProxyLimits {
 
 export const DEFAULT_LIMITS: ProxyLimits = {
   maxConnections: 1024,
+  maxInFlight: 128,
+  maxQueued: 512,
+  maxTargetBytes: 8 * 1024,
   maxConnectHeaderBytes: 8 * 1024,
   maxHttpHeaderBytes: MAX_INSPECTED_HEADER_BYTES,
   headersTimeoutMs: 30_000,
@@ -122,8 +142,6 @@ interface Tunnel {
   readonly recheck: (engine: PolicyEngine) => Decision
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
-
 export class SandboxProxy {
   readonly sandbox: string
   readonly limits: ProxyLimits
@@ -133,6 +151,8 @@ export class SandboxProxy {
   private readonly sockets = new Set<Socket>()
   private socketPath: string | undefined
   private readonly terminator: TlsTerminator | undefined
+  /** This sandbox's concurrency slots (plain HTTP, upgrades and decrypted requests share them). */
+  readonly admission: Admission
   allowed = 0
   denied = 0
 
@@ -140,6 +160,7 @@ export class SandboxProxy {
     this.opts = opts
     this.sandbox = opts.sandbox
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    this.admission = new Admission(this.limits.maxInFlight, this.limits.maxQueued)
     this.server = createServer({
       maxHeaderSize: this.limits.maxHttpHeaderBytes,
       // Bodies stream for as long as they need (large uploads); only the head has a deadline.
@@ -161,10 +182,12 @@ export class SandboxProxy {
           limits: { ...this.limits, handshakeTimeoutMs: Math.min(this.limits.headersTimeoutMs, 10_000), maxFreeSockets: this.limits.upstreamPoolPerHost },
           addressCheck: (d, label, port, addrs) => this.addressCheck(d, label, port, addrs),
           denyBody: (d, method, host, port, path, detail) => this.denyBody(d, method, host, port, path, detail),
-          forwardHeaders,
+          forwardHeaders: (raw, response) => (response ? responseHeaders(raw) : forwardHeaders(raw)),
           sendJson,
           endJson,
-          relayUpgrade: (t, held, logged) => this.awaitUpgrade(t, held, logged),
+          relayUpgrade: (t, req, target, held, logged) => this.upgradeOver(t, req, target, held, logged),
+          refusal: req => requestRefusal(req, this.limits.maxTargetBytes),
+          admission: this.admission,
           counted: ok => void (ok ? this.allowed++ : this.denied++),
         })
       : undefined
@@ -464,8 +487,10 @@ export class SandboxProxy {
   // -------------------------------------------------------------------------------------------
 
   /** Parses and validates an absolute-form request; returns the pieces or a 400 reason. */
-  private target(req: IncomingMessage): Target | { error: string } {
+  private target(req: IncomingMessage): Target | { error: string; status?: 400 | 414 } {
     const url = req.url ?? ''
+    const refused = requestRefusal(req, this.limits.maxTargetBytes)
+    if (refused) return { error: refused.detail, status: refused.status }
     if (url.startsWith('/') || url === '*') return { error: 'not a proxy request: origin-form request target (send absolute-form http:// URLs through the proxy)' }
     const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(#.*)?$/.exec(url)
     if (!m) return { error: 'malformed request target' }
@@ -492,18 +517,26 @@ export class SandboxProxy {
     } catch {
       return { error: 'Host header does not match the request target' }
     }
-    const te = req.headers['transfer-encoding']
-    if (te !== undefined) {
-      if (req.headers['content-length'] !== undefined) return { error: 'both Transfer-Encoding and Content-Length' }
-      if (te.trim().toLowerCase() !== 'chunked') return { error: 'unsupported Transfer-Encoding' }
-    }
     return { host, port, path: m[3] === '' ? '/' : m[3]!, query: m[4] ?? null }
   }
 
-  private badRequest(reply: Reply, detail: string): void {
+  private badRequest(reply: Reply, detail: string, status: 400 | 414 = 400): void {
     this.denied++
-    this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `malformed proxy request: ${detail}` })
-    reply(400, 'Bad Request', { error: 'bad_request', detail })
+    this.opts.audit.network({ activity: 'open', action: 'denied', host: '-', port: 0, policy: null, reason: `${status === 414 ? 'request target too long' : 'malformed proxy request'}: ${detail}` })
+    reply(status, status === 414 ? 'URI Too Long' : 'Bad Request', { error: status === 414 ? 'uri_too_long' : 'bad_request', detail })
+  }
+
+  /** A slot of this sandbox's admission, or a 503 (logged) when its queue is full. */
+  private async admitSlot(reply: Reply, t: Target, method: string): Promise<(() => void) | undefined> {
+    const release = await this.admission.acquire()
+    if (release) return release
+    this.denied++
+    this.opts.audit.http({
+      method, host: t.host.host, port: t.port, path: t.path, action: 'denied', mode: 'deny', policy: null, rule: '-', providers: [], status: 503,
+      reason: this.admission.refusal,
+    })
+    reply(503, 'Service Unavailable', { error: 'overloaded', detail: this.admission.refusal })
+    return undefined
   }
 
   /**
@@ -561,9 +594,14 @@ export class SandboxProxy {
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const reply: Reply = (status, text, body) => sendJson(res, status, text, body)
     const t = this.target(req)
-    if ('error' in t) return this.badRequest(reply, t.error)
+    if ('error' in t) return this.badRequest(reply, t.error, t.status)
     const method = req.method ?? 'GET'
-    const d = this.opts.engine().decideHttp({ method, host: t.host, port: t.port, path: t.path, query: t.query })
+    const release = await this.admitSlot(reply, t, method)
+    if (!release) return
+    res.once('close', release)
+    if (res.destroyed || req.destroyed) return release()
+    const d = decideEffective(this.opts.engine(), { method, host: t.host, port: t.port, path: t.path, query: t.query }, req)
+    if ('error' in d) return this.badRequest(reply, d.error)
     const admitted = await this.admitHttp(t, method, d, reply)
     if (!admitted) return
     const { up, log: logHttp } = admitted
@@ -595,7 +633,7 @@ export class SandboxProxy {
         ures.destroy()
         return
       }
-      res.writeHead(ures.statusCode ?? 502, ures.statusMessage, forwardHeaders(ures.rawHeaders, true))
+      res.writeHead(ures.statusCode ?? 502, ures.statusMessage, responseHeaders(ures.rawHeaders))
       ures.pipe(res)
       ures.on('error', () => res.destroy())
     })
@@ -619,105 +657,88 @@ export class SandboxProxy {
 
   private async onUpgrade(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
     client.on('error', () => client.destroy())
+    client.pause()
     const refuse: Reply = (status, text, body) => endJson(client, status, text, body)
     const t = this.target(req)
-    if ('error' in t) return this.badRequest(refuse, t.error)
+    if ('error' in t) return this.badRequest(refuse, t.error, t.status)
     const method = req.method ?? 'GET'
+    const release = await this.admitSlot(refuse, t, method)
+    if (!release) return
+    client.once('close', release)
+    if (client.destroyed) return release()
     const info = { method, host: t.host, port: t.port, path: t.path, query: t.query }
-    const d = this.opts.engine().decideHttp(info, { upgrade: true })
+    const d = decideEffective(this.opts.engine(), info, req, { upgrade: true })
+    if ('error' in d) return this.badRequest(refuse, d.error)
     const admitted = await this.admitHttp(t, method, d, refuse)
     if (!admitted) return
     const { up, log } = admitted
+    if (client.destroyed) return void up.socket.destroy()
     this.allowed++
-    // Re-serialise the head from the parsed (validated) request; keep Connection/Upgrade, which
-    // are what this request is about.
-    const lines = [`${method} ${t.path}${t.query !== null ? `?${t.query}` : ''} HTTP/1.1`]
-    const raw = req.rawHeaders
-    for (let i = 0; i < raw.length; i += 2) {
-      const k = raw[i]!.toLowerCase()
-      if (k === 'proxy-authorization' || k === 'proxy-connection' || k === 'keep-alive') continue
-      lines.push(`${raw[i]}: ${raw[i + 1]}`)
-    }
     const tunnel: Tunnel = { host: t.host, port: t.port, ip: up.ip, client, upstream: up.socket, recheck: e => e.decideHttp(info, { upgrade: true }) }
-    up.socket.write(lines.join('\r\n') + '\r\n\r\n')
-    this.awaitUpgrade(tunnel, head, status => log('allowed', status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`, up.ip))
+    this.upgradeOver(tunnel, req, t.path + (t.query !== null ? `?${t.query}` : ''), head, status =>
+      log('allowed', status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`, up.ip),
+    )
   }
 
   /**
-   * After an Upgrade request went upstream, only a 101 from the upstream turns the connection
-   * into a tunnel. An upstream that declines answers the request as an ordinary one and then reads
-   * whatever the client sends next as a NEW request on its keep-alive connection — a request no
-   * policy decision covered (h2c-style smuggling past L7 rules, found by
-   * test/e2e/attack-network.test.ts #24). So nothing from the client goes upstream until the
-   * response head is in (the bytes it sent after its request are held), and a declined upgrade
-   * gets that one response relayed and the connection closed.
+   * Sends a decided Upgrade request over the tunnel's connected upstream socket (plain TCP, or the
+   * verified TLS socket of an inspected CONNECT) with http.request. Only a 101 that Node's parser
+   * reads from the upstream (http's 'upgrade' event) turns the connection into a tracked tunnel.
+   * An upstream that declines answers the request as an ordinary one and would then read whatever
+   * the client sends next as a NEW request on its keep-alive connection — a request no policy
+   * decision covered (h2c-style smuggling past L7 rules, test/e2e/attack-network.test.ts #24). So
+   * nothing from the client goes upstream before the 101 (`held` and later bytes wait), and a
+   * declined upgrade gets that one response relayed (de-framed by Node, close-delimited to the
+   * client) and both connections closed.
    */
-  private awaitUpgrade(t: Tunnel, held: Buffer, logged: (status: number) => void): void {
+  private upgradeOver(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void): void {
     const { client, upstream } = t
-    let buf: Buffer = Buffer.alloc(0)
+    client.pause()
+    // Connection/Upgrade are what this request is about; framing headers are dropped (the held
+    // bytes after the head are not a body: they go upstream only after a 101).
+    const headers = forwardHeaders(req.rawHeaders, { keep: ['connection', 'upgrade'], dropFraming: true })
+    const ureq = httpRequest({ method: req.method ?? 'GET', path: target, headers, setHost: false, createConnection: () => upstream })
     let settled = false
     const abort = () => {
       settled = true
       clearTimeout(timer)
+      ureq.destroy()
       client.destroy()
       upstream.destroy()
     }
     const timer = setTimeout(abort, this.limits.headersTimeoutMs)
-    client.pause()
     client.once('close', () => {
       if (!settled) abort()
     })
-    upstream.on('error', () => {
+    ureq.on('error', () => {
       if (!settled) abort()
     })
-    const onData = (chunk: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk
-      const end = buf.indexOf('\r\n\r\n')
-      if (end === -1) {
-        if (buf.length > this.limits.maxHttpHeaderBytes) {
-          upstream.off('data', onData)
-          abort()
-        }
-        return
-      }
+    ureq.on('upgrade', (ures: IncomingMessage, usock: Socket, uhead: Buffer) => {
       settled = true
       clearTimeout(timer)
-      upstream.off('data', onData)
-      const headText = buf.subarray(0, end).toString('latin1')
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(headText)?.[1] ?? 0)
-      logged(status)
-      if (status === 101) {
-        this.tunnels.add(t)
-        client.write(buf)
-        this.pipeTunnel(t, held, undefined)
-        client.resume()
-        return
-      }
-      // Declined: relay this one response (its Content-Length, or until the upstream goes quiet),
-      // never anything more from the client, then close both sides.
-      upstream.pause()
-      const length = /\r\ncontent-length:\s*(\d+)/i.exec(headText)?.[1]
-      let remaining = length !== undefined ? Number(length) - (buf.length - end - 4) : Infinity
+      logged(101)
+      const tunnel: Tunnel = { ...t, upstream: usock }
+      this.tunnels.add(tunnel)
+      client.write(responseHead(ures, ures.rawHeaders))
+      if (uhead.length > 0) client.write(uhead)
+      this.pipeTunnel(tunnel, held, undefined)
+      client.resume()
+    })
+    ureq.on('response', (ures: IncomingMessage) => {
+      settled = true
+      clearTimeout(timer)
+      logged(ures.statusCode ?? 0)
+      client.write(responseHead(ures, [...forwardHeaders(ures.rawHeaders, { dropFraming: true }), 'Connection', 'close']))
       const finish = () => {
-        clearTimeout(quiet)
         client.end()
         upstream.destroy()
       }
-      let quiet = setTimeout(finish, 2000)
       client.on('error', finish)
-      client.write(buf)
-      if (remaining <= 0) return finish()
-      upstream.on('data', (d: Buffer) => {
-        client.write(d)
-        remaining -= d.length
-        clearTimeout(quiet)
-        if (remaining <= 0) return finish()
-        quiet = setTimeout(finish, 2000)
-      })
-      upstream.on('end', finish)
-      upstream.resume()
-    }
-    upstream.on('data', onData)
+      ures.on('error', finish)
+      ures.on('end', finish)
+      ures.pipe(client, { end: false })
+    })
+    ureq.end()
   }
 
   // -------------------------------------------------------------------------------------------
@@ -799,21 +820,11 @@ function relayInto(sink: Socket): { onread: { buffer: () => Buffer; callback: (n
   }
 }
 
-/** Drops hop-by-hop headers (and those named in Connection) from a raw header list. */
-function forwardHeaders(raw: readonly string[], response = false): string[] {
-  const named = new Set<string>()
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === 'connection') for (const n of raw[i + 1]!.split(',')) named.add(n.trim().toLowerCase())
-  }
-  const out: string[] = []
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase()
-    if (HOP_BY_HOP.has(k) || named.has(k)) continue
-    // Responses: Node frames the body towards the client itself.
-    if (response && k === 'content-length' && raw.some((h, j) => j % 2 === 0 && h.toLowerCase() === 'transfer-encoding')) continue
-    out.push(raw[i]!, raw[i + 1]!)
-  }
-  return out
+/** A response head re-serialised from Node's parsed response (status line + the given raw header list). */
+function responseHead(res: IncomingMessage, raw: readonly string[]): string {
+  const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`]
+  for (let i = 0; i < raw.length; i += 2) lines.push(`${raw[i]}: ${raw[i + 1]}`)
+  return lines.join('\r\n') + '\r\n\r\n'
 }
 
 /** A JSON answer on a raw client socket (CONNECT, upgrades), then the connection closes. */

@@ -44,6 +44,8 @@ import { canonicalizeHost, parseAuthority, type CanonicalHost, type IpAddress } 
 import type { Decision, PolicyEngine } from './policy-engine.js'
 import type { AuditLog } from './audit.js'
 import type { Leaf } from '../tls/leaf.js'
+import { decideEffective, type RequestRefusal } from './http/framing.js'
+import type { Admission } from './http/admission.js'
 
 /** What the gateway gives a sandbox's proxy for TLS inspection. */
 export interface TlsInspection {
@@ -81,7 +83,11 @@ export interface TerminateContext {
    * Hands an upgrade whose request went upstream to the proxy's upgrade relay: only a 101 turns it
    * into a tracked tunnel (re-decided on policy change); anything else is relayed once and closed.
    */
-  relayUpgrade(t: RelayTunnel, held: Buffer, logged: (status: number) => void): void
+  relayUpgrade(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void): void
+  /** The shared pre-decision checks (src/gateway/http/framing.ts requestRefusal: 414 target size, 400 framing). */
+  refusal(req: IncomingMessage): RequestRefusal | undefined
+  /** The sandbox's admission (shared with its plain HTTP): no slot = queue full (503). */
+  readonly admission: Admission
   counted(allowed: boolean): void
 }
 
@@ -303,14 +309,21 @@ export class TlsTerminator {
     const q = url.indexOf('?')
     const query = q === -1 ? null : url.slice(q + 1)
     const info = { method, host, port, path, query }
-    const d = this.ctx.engine().decideHttp(info, { upgrade: true })
+    const refused = this.ctx.refusal(req)
+    const release = refused ? undefined : await this.ctx.admission.acquire()
+    if (release) sock.once('close', release)
+    const dd = refused || !release ? undefined : decideEffective(this.ctx.engine(), info, req, { upgrade: true })
+    const d = dd === undefined || 'error' in dd ? this.ctx.engine().decideHttp(info, { upgrade: true }) : dd
     const log = (action: 'allowed' | 'denied', status: number, reason: string, ip?: string) =>
       this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action, mode: action === 'denied' ? 'deny' : d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
     const deny = (status: number, reason: string, body?: Record<string, unknown>) => {
       this.ctx.counted(false)
       log('denied', status, reason)
-      this.ctx.endJson(sock, status, status === 403 ? 'Forbidden' : status === 502 ? 'Bad Gateway' : 'Bad Request', body ?? this.ctx.denyBody({ ...d, allowed: false }, method, host.host, port, path, reason))
+      this.ctx.endJson(sock, status, STATUS_TEXT[status] ?? 'Bad Request', body ?? this.ctx.denyBody({ ...d, allowed: false }, method, host.host, port, path, reason))
     }
+    if (refused) return deny(refused.status, refused.detail, { error: refused.status === 414 ? 'uri_too_long' : 'bad_request', detail: refused.detail })
+    if (!release) return deny(503, this.ctx.admission.refusal, { error: 'overloaded', detail: this.ctx.admission.refusal })
+    if (dd !== undefined && 'error' in dd) return deny(400, dd.error, { error: 'bad_request', detail: dd.error })
     if (!url.startsWith('/')) return deny(400, 'request target must be origin-form (/path) inside a CONNECT', { error: 'bad_request', detail: 'request target must be origin-form' })
     const mismatch = hostMismatch(req, m)
     if (mismatch) return deny(403, mismatch)
@@ -328,16 +341,8 @@ export class TlsTerminator {
     }
     if (sock.destroyed) return void up.destroy()
     this.ctx.counted(true)
-    const lines = [`${method} ${url} HTTP/1.1`]
-    const raw = req.rawHeaders
-    for (let i = 0; i < raw.length; i += 2) {
-      const k = raw[i]!.toLowerCase()
-      if (k === 'proxy-authorization' || k === 'proxy-connection' || k === 'keep-alive') continue
-      lines.push(`${raw[i]}: ${raw[i + 1]}`)
-    }
-    up.write(lines.join('\r\n') + '\r\n\r\n')
     const ip = up.remoteAddress ?? checked.addresses[0]!.text
-    this.ctx.relayUpgrade({ host, port, ip, client: sock, upstream: up, recheck: e => e.decideHttp(info, { upgrade: true }) }, head, status =>
+    this.ctx.relayUpgrade({ host, port, ip, client: sock, upstream: up, recheck: e => e.decideHttp(info, { upgrade: true }) }, req, url, head, status =>
       log('allowed', status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`, ip),
     )
   }
@@ -372,7 +377,7 @@ export class TlsTerminator {
     const deny = (status: number, d: Decision | undefined, path: string, reason: string) => {
       this.ctx.counted(false)
       this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
-      const body = d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: 'bad_request', detail: reason }
+      const body = d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: status === 503 ? 'overloaded' : status === 414 ? 'uri_too_long' : 'bad_request', detail: reason }
       // A 400 (framing in doubt) closes the connection. A policy denial keeps it: the request body
       // is read and discarded (its end is known from the parsed framing, so nothing of it can be
       // taken for the next request, which is decided on its own). Closing right after the 403
@@ -381,7 +386,7 @@ export class TlsTerminator {
       const len = Number(req.headers['content-length'] ?? 0)
       if (status !== 403 || req.headers['transfer-encoding'] !== undefined || len > MAX_DISCARD_BODY) {
         req.resume()
-        return this.ctx.sendJson(res, status, status === 403 ? 'Forbidden' : 'Bad Request', body)
+        return this.ctx.sendJson(res, status, STATUS_TEXT[status] ?? 'Bad Request', body)
       }
       req.resume()
       const json = JSON.stringify(body)
@@ -395,8 +400,15 @@ export class TlsTerminator {
     const query = q === -1 ? null : url.slice(q + 1)
     if (path.includes('#') || (query ?? '').includes('#')) return deny(400, undefined, path, 'fragment in request target')
     const te = req.headers['transfer-encoding']
-    if (te !== undefined && (req.headers['content-length'] !== undefined || te.trim().toLowerCase() !== 'chunked')) return deny(400, undefined, path, 'unsupported Transfer-Encoding framing')
-    const d = this.ctx.engine().decideHttp({ method, host, port, path, query })
+    const refused = this.ctx.refusal(req)
+    if (refused) return deny(refused.status, undefined, path, refused.detail)
+    const release = await this.ctx.admission.acquire()
+    if (!release) return deny(503, undefined, path, this.ctx.admission.refusal)
+    res.once('close', release)
+    if (res.destroyed) return release()
+    const dd = decideEffective(this.ctx.engine(), { method, host, port, path, query }, req)
+    if ('error' in dd) return deny(400, undefined, path, dd.error)
+    const d = dd
     const mismatch = hostMismatch(req, m)
     if (mismatch) {
       const fronting: Decision = { ...d, allowed: false, mode: 'deny', layer: 'l7', rule: `${method} ${path}`, addressRules: [] }
@@ -469,6 +481,8 @@ export class TlsTerminator {
     send(0)
   }
 }
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 414: 'URI Too Long', 502: 'Bad Gateway', 503: 'Service Unavailable' }
 
 function pathOf(url: string): string {
   const q = url.search(/[?#]/)
