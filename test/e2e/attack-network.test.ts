@@ -37,7 +37,8 @@ let image: string
 const H = hostAddress()
 const LP = GATEWAY_LOOPBACK_PORT
 
-// Sandboxes: `net` (the main policy), `deny` (no policy: the default, deny all), `l7` (read-only REST).
+// Sandboxes: `net` (the main policy), `deny` (no policy: the default, deny all), `l7` (read-only REST
+// on the upstream's address; read-write REST on the name rest-rw.test, which resolves to it).
 let net = ''
 let deny = ''
 let l7 = ''
@@ -83,9 +84,12 @@ beforeAll(async () => {
   deny = await createSandbox('deny', { image })
   l7 = await createSandbox('l7', {
     image,
-    policy: policyFile({ rest_ro: [{ host: H, port: up.port, protocol: 'rest', access: 'read-only', enforcement: 'enforce' }] }),
+    policy: policyFile({
+      rest_ro: [{ host: H, port: up.port, protocol: 'rest', access: 'read-only', enforcement: 'enforce' }],
+      rest_rw: [{ host: 'rest-rw.test', port: up.port, protocol: 'rest', access: 'read-write', enforcement: 'enforce', allowed_ips: allowed }],
+    }),
   })
-  await gatewayHosts([...NAMES, ['10.1.2.3', 'rebind-private-noips.test']])
+  await gatewayHosts([...NAMES, ['10.1.2.3', 'rebind-private-noips.test'], [H, 'rest-rw.test']])
   await gatewayLoopbackService()
 })
 
@@ -656,6 +660,65 @@ describe('#23–25 request smuggling and L7', () => {
     )
     task.meta.observed = `responses ${statuses(raw).join(',')}; upstream saw ${up.seen('upgrade-smuggled-post').length} smuggled POST`
     expect(up.seen('upgrade-smuggled-post')).toHaveLength(0)
+  })
+
+  // Framing named in Connection (issue 9 finding 9): a hop that obeys `Connection: Content-Length`
+  // drops the header and forwards the body unframed: the upstream reads it as a second request.
+  const smuggledDelete = (tag: string) => `DELETE /t/${tag} HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 0\r\n\r\n`
+
+  it('#23 Connection: Content-Length with a DELETE in the body (plain HTTP, GET allowed by read-only) → 400, the upstream never sees either request, logged', async ({ task }) => {
+    const body = smuggledDelete('conn-cl-smuggled')
+    const raw = await rawProxy(l7, `GET ${target()}/t/conn-cl HTTP/1.1\r\nHost: ${host()}\r\nConnection: Content-Length\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 3)
+    task.meta.observed = `responses ${statuses(raw).join(',')}; upstream saw ${up.seen('conn-cl-smuggled').length} smuggled DELETE`
+    refused(raw, 400)
+    expect(statuses(raw)).toHaveLength(1)
+    expect(up.seen('conn-cl-smuggled')).toHaveLength(0)
+    expect(up.seen('/t/conn-cl')).toHaveLength(0)
+    await expectLogged(l7, /DENIED/, /Connection names content-length/)
+  })
+
+  it('#23 Connection: Content-Length with a DELETE in the body, inside an inspected CONNECT → 400, never forwarded, logged', async ({ task }) => {
+    const body = smuggledDelete('conn-cl-tunnel-smuggled')
+    const raw = await rawProxy(l7, connect(host()) + `GET /t/conn-cl-tunnel HTTP/1.1\r\nHost: ${host()}\r\nConnection: Content-Length\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 3)
+    task.meta.observed = `responses ${statuses(raw).join(',')}`
+    expect(statuses(raw)).toEqual([200, 400])
+    expect(up.seen('conn-cl-tunnel')).toHaveLength(0)
+    await expectLogged(l7, /DENIED/, /conn-cl-tunnel/, /Connection names content-length/)
+  })
+
+  it('#23 Connection: Host (asks the hop to drop the Host the policy checked) → 400, not forwarded, logged', async ({ task }) => {
+    const raw = await rawProxy(l7, `GET ${target()}/t/conn-host HTTP/1.1\r\nHost: ${host()}\r\nConnection: Host, close\r\n\r\n`)
+    task.meta.observed = raw.split('\r\n')[0]
+    refused(raw, 400)
+    expect(up.seen('/t/conn-host')).toHaveLength(0)
+    await expectLogged(l7, /DENIED/, /Connection names host/)
+  })
+
+  it('#24 method override: POST with X-HTTP-Method-Override: DELETE under access: read-write → checked as DELETE: 403, not forwarded, logged (control: the same POST without it → 200)', async ({ task }) => {
+    const rw = `http://rest-rw.test:${up.port}`
+    const ok = await rawProxy(l7, `POST ${rw}/t/mo-control HTTP/1.1\r\nHost: rest-rw.test:${up.port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`)
+    const raw = await rawProxy(l7, `POST ${rw}/t/mo-header HTTP/1.1\r\nHost: rest-rw.test:${up.port}\r\nX-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`)
+    const q = await rawProxy(l7, `POST ${rw}/t/mo-query?_method=DELETE HTTP/1.1\r\nHost: rest-rw.test:${up.port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`)
+    task.meta.observed = `control ${statuses(ok)[0]}; X-HTTP-Method-Override ${statuses(raw)[0]}; _method ${statuses(q)[0]}`
+    expect(statuses(ok)).toEqual([200])
+    expect(up.seen('/t/mo-control')).toHaveLength(1)
+    refused(raw, 403)
+    refused(q, 403)
+    expect(up.seen('/t/mo-header')).toHaveLength(0)
+    expect(up.seen('/t/mo-query')).toHaveLength(0)
+    await expectLogged(l7, /DENIED/, /mo-header/, /method override to DELETE/)
+    await expectLogged(l7, /DENIED/, /mo-query/, /method override to DELETE/)
+  })
+
+  it('#24 method override under access: read-only: GET claiming DELETE (header, and _method inside an inspected CONNECT) → 403, not forwarded, logged', async ({ task }) => {
+    const raw = await rawProxy(l7, get(`${target()}/t/mo-ro`, host(), 'X-HTTP-Method-Override: DELETE\r\n'))
+    const tun = await rawProxy(l7, connect(host()) + `GET /t/mo-ro-tunnel?_method=DELETE HTTP/1.1\r\nHost: ${host()}\r\nConnection: close\r\n\r\n`, 3)
+    task.meta.observed = `plain ${statuses(raw).join(',')}; tunnel ${statuses(tun).join(',')}`
+    refused(raw, 403)
+    expect(statuses(tun)).toEqual([200, 403])
+    expect(up.seen('/t/mo-ro')).toHaveLength(0)
+    await expectLogged(l7, /DENIED/, /\/t\/mo-ro /, /method override to DELETE/)
+    await expectLogged(l7, /DENIED/, /mo-ro-tunnel/, /method override to DELETE/)
   })
 
 })
