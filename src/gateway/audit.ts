@@ -78,11 +78,38 @@ const SECRET_KEYS = /^(authorization|proxy-authorization|cookie|set-cookie|passw
  * URL-like, `Authorization:`-style header lines, bearer/basic tokens, and cookie pairs.
  */
 export function redact(s: string): string {
-  return s
+  const t = s
     .replace(/[\r\n]+/g, ' ')
     .replace(/\b(proxy-authorization|authorization|cookie|set-cookie)\s*[:=]\s*[^,;\]]*/gi, '$1: [REDACTED]')
     .replace(/\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}/gi, '$1 [REDACTED]')
-    .replace(/(\/[^\s?#"]*|https?:\/\/[^\s?#"]*)[?#][^\s"\]]*/g, '$1')
+  return stripUrlQueries(t)
+}
+
+const isSpace = (c: string): boolean => c === '"' || /\s/.test(c)
+
+/**
+ * Drops the query/fragment of every URL-like part: from a `?`/`#` that follows a `/` in the same
+ * run of characters (no whitespace or `"` between: `/path?q`, `http://h/p#f`) up to whitespace,
+ * `"` or `]`. One pass: linear in the length. (The regex this replaces, `(\/[^\s?#"]*|…)[?#]…`,
+ * retried every `/` of a long path to its end: quadratic, 80% of the gateway's CPU under a flood
+ * of 8 KiB targets, bench/fairness.mjs.)
+ */
+function stripUrlQueries(s: string): string {
+  if (!s.includes('?') && !s.includes('#')) return s
+  let out = ''
+  let slash = false
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!
+    if ((c === '?' || c === '#') && slash) {
+      while (i + 1 < s.length && s[i + 1] !== ']' && !isSpace(s[i + 1]!)) i++
+      slash = false
+      continue
+    }
+    out += c
+    if (c === '/') slash = true
+    else if (c === '?' || c === '#' || isSpace(c)) slash = false
+  }
+  return out
 }
 
 /** A path as logged: no query, no fragment, redacted. */

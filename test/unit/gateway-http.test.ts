@@ -18,6 +18,7 @@ import type { TlsInspection } from '../../src/gateway/tls-terminate.js'
 import { parsePolicyText } from '../../src/policy/schema.js'
 import { sandboxAuditDir } from '../../src/config/paths.js'
 import { Admission } from '../../src/gateway/http/admission.js'
+import { redact } from '../../src/gateway/audit.js'
 
 let data: string
 let upstream: Server
@@ -293,5 +294,25 @@ describe('the same rules inside an inspected CONNECT (tls-terminate.ts; cleartex
     const out = await raw(isock, connect() + `GET /t5 HTTP/1.1\r\nHost: rw.test:${PORT}\r\nConnection: close\r\n\r\n`)
     expect(inner(out)).toBe(200)
     expect(seen).toContain('GET /t5')
+  })
+})
+
+describe('audit redaction of long targets (src/gateway/audit.ts redact)', () => {
+  // The former regex, kept here only as the reference for the rewrite's output.
+  const reference = (s: string) => s.replace(/(\/[^\s?#"]*|https?:\/\/[^\s?#"]*)[?#][^\s"\]]*/g, '$1')
+  it('drops queries and fragments exactly as the former regex did, on 5,000 random strings', () => {
+    const alphabet = ['/', '?', '#', ']', ' ', '"', 'a', 'h', ':', '=', '\t']
+    let seed = 42
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n)
+    for (let k = 0; k < 5000; k++) {
+      const s = Array.from({ length: 1 + rnd(24) }, () => alphabet[rnd(alphabet.length)]).join('')
+      expect({ s, out: redact(s) }).toEqual({ s, out: reference(s) })
+    }
+  })
+  it('an 8 KiB path with a query at the end and a 1 MiB one without: query dropped, path kept', () => {
+    const p = '/repos' + '/issues'.repeat(1150)
+    expect(redact(`GET ${p}?token=x done`)).toBe(`GET ${p} done`)
+    const big = '/a'.repeat(512 * 1024)
+    expect(redact(big)).toBe(big)
   })
 })
