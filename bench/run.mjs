@@ -120,6 +120,12 @@ benches.tls = () => {
   if (r.status !== 0) throw new Error('bench/tls.mjs failed')
   results.tls = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'tls.json'), 'utf8'))
 }
+// Per-sandbox fairness (bench/fairness.mjs, in-process): sandbox B's p50/p99 alone vs while A floods.
+benches.fairness = () => {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'fairness.mjs')], { env: process.env, stdio: ['ignore', 'inherit', 'inherit'] })
+  if (r.status !== 0) throw new Error('bench/fairness.mjs failed')
+  results.fairness = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'fairness.json'), 'utf8'))
+}
 for (const [k, fn] of Object.entries(benches)) {
   if (only && only !== k) continue
   process.stderr.write(`bench ${k} (${RUNS} runs)…\n`)

@@ -88,7 +88,7 @@ export interface ProxyLimits {
 
 export const DEFAULT_LIMITS: ProxyLimits = {
   maxConnections: 1024,
-  maxInFlight: 128,
+  maxInFlight: 32,
   maxQueued: 512,
   maxTargetBytes: 8 * 1024,
   maxConnectHeaderBytes: 8 * 1024,
