@@ -30,8 +30,11 @@ if [ ! -x "$NODE_DIR/bin/node" ] || [ "$(node_major "$NODE_DIR/bin/node")" -lt 2
   fi
 fi
 # npm itself is JavaScript: run the machine's npm-cli.js under the new node.
-NPM_CLI=$(dirname "$(readlink -f "$(command -v npm)")")/npm-cli.js
-[ -f "$NPM_CLI" ] || NPM_CLI=$(dirname "$(readlink -f "$(command -v npm)")")/../lib/cli.js
+# The machine's npm, not this wrapper (a PATH that already holds $NODE_DIR/bin would find it).
+NPM_BIN=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$NODE_DIR/bin" | paste -sd: -) command -v npm)
+NPM_CLI=$(dirname "$(readlink -f "$NPM_BIN")")/npm-cli.js
+[ -f "$NPM_CLI" ] || NPM_CLI=$(dirname "$(readlink -f "$NPM_BIN")")/../lib/cli.js
+[ -f "$NPM_CLI" ] || { log "cannot find npm's cli.js next to $NPM_BIN"; exit 1; }
 cat > "$NODE_DIR/bin/npm" <<NPM
 #!/bin/sh
 exec "$NODE_DIR/bin/node" "$NPM_CLI" "\$@"

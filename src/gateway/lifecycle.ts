@@ -17,10 +17,12 @@
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { GATEWAY_IMAGE } from '../images/names.js'
 import { dataDir as defaultDataDir, gatewayDir, sandboxesDir, GATEWAY_DATA_MOUNT, type Env } from '../config/paths.js'
 import { PodshellError } from '../errors.js'
 import { mkdirp } from '../util/fs.js'
+import { withLock } from '../util/lockfile.js'
 import { hostPath, check } from '../util/validate.js'
 import type { Podman } from '../podman/podman.js'
 import { runArgs, type ContainerSpec } from '../podman/container-spec.js'
@@ -57,7 +59,9 @@ export function gatewayContainerName(data: string, env: Env = process.env): stri
 /** podshell's version (package.json): a gateway answering with another version is replaced. */
 export function podshellVersion(): string {
   try {
-    return String((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0')
+    return String(
+      (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0',
+    )
   } catch {
     return '0.0.0'
   }
@@ -127,7 +131,11 @@ async function waitForPing(client: GatewayClient, podman: Podman, name: string, 
     await new Promise(r => setTimeout(r, 50))
   }
   const logs = await podman.run(['logs', '--tail', '5', name], { reject: false, timeoutMs: 10_000 })
-  const last = (logs.stderr || logs.stdout).split('\n').map(l => l.trim()).filter(Boolean).pop()
+  const last = (logs.stderr || logs.stdout)
+    .split('\n')
+    .map(l => l.trim())
+    .filter(Boolean)
+    .pop()
   throw new PodshellError(`the podshell gateway did not start${last ? `: ${last}` : ''}`, {
     hint: `see \`podman logs ${name}\`; \`podshell image build\` rebuilds the gateway image`,
     code: 'GATEWAY_START',
@@ -141,20 +149,46 @@ async function waitForPing(client: GatewayClient, podman: Podman, name: string, 
 export async function ensureGateway(podman: Podman, data: string, opts: EnsureOptions = {}): Promise<void> {
   const client = new GatewayClient(data, { timeoutMs: 1000 })
   const want = podshellVersion()
-  let stale = false
   try {
-    const p = await client.ping(500)
-    if (p.version === want) return
-    stale = true
+    if ((await client.ping(500)).version === want) return
   } catch {
     // not answering: slow path
   }
-  const env = opts.env ?? process.env
-  const say = opts.say ?? (() => undefined)
-  const name = gatewayContainerName(data, env)
   mkdirp(data)
   mkdirp(gatewayDir(data))
   mkdirp(sandboxesDir(data))
+  // Several podshell commands may find the gateway silent at once (sandboxes created in parallel
+  // on a fresh login): one starts it, the others wait for that start and then find it answering,
+  // instead of racing `podman run --name` ("the container name … is already in use").
+  return withLock(
+    join(gatewayDir(data), 'start.lock'),
+    {
+      waitMs: 180_000,
+      pollMs: 100,
+      busy: holder =>
+        new PodshellError(`another podshell command (pid ${holder}) is still starting the gateway`, {
+          hint: 'wait for it, or end that process and try again',
+          code: 'GATEWAY_START',
+        }),
+    },
+    async () => {
+      // Looked at again under the lock: the holder before us may have started or replaced it.
+      let staleNow = false
+      try {
+        if ((await client.ping(500)).version === want) return
+        staleNow = true
+      } catch {
+        // still not answering: this process starts it
+      }
+      return startGateway(podman, data, client, staleNow, opts)
+    },
+  )
+}
+
+async function startGateway(podman: Podman, data: string, client: GatewayClient, stale: boolean, opts: EnsureOptions): Promise<void> {
+  const env = opts.env ?? process.env
+  const say = opts.say ?? (() => undefined)
+  const name = gatewayContainerName(data, env)
   // TLS inspection: the CA (named after the user, created on first start) and the upstream roots
   // (the host's trust store + tls.extra_ca_files), which the container cannot read itself.
   await (await import('../tls/host.js')).prepareHostTrust(data, env)
