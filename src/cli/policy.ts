@@ -1,6 +1,8 @@
 import { Option, type Command } from 'commander'
 import { PodshellError } from '../errors.js'
-import { PolicyError, loadPolicyFile, policyJsonSchema, unenforcedWarnings } from '../policy/schema.js'
+import { PolicyError } from '../policy/schema.js'
+import { loadPolicyFile } from '../policy/parse.js'
+import { policyJsonSchema, unenforcedWarnings } from '../policy/document.js'
 import type { CliContext } from './context.js'
 import { parseOutputFormat } from './output.js'
 

@@ -2,16 +2,7 @@
 export {
   PolicySchema,
   PolicyError,
-  parsePolicyText,
-  validatePolicy,
-  loadPolicyFile,
-  restrictiveDefaultPolicy,
-  policyToYaml,
-  policyHash,
-  unenforcedWarnings,
-  policyJsonSchema,
   formatKeyPath,
-  formatPolicyIssues,
   endpointPorts,
   hostWildcardProblem,
   hostPatternProblem,
@@ -23,7 +14,19 @@ export {
   MAX_POLICY_DEPTH,
   MAX_YAML_ALIAS_COUNT,
 } from './schema.js'
-export type { Policy, NetworkPolicy, Endpoint, L7Rule, L7AllowRule, Binary, NetworkMiddleware, QueryMatcher, ParamMatcher } from './schema.js'
+export { parsePolicyText, validatePolicy, loadPolicyFile, formatPolicyIssues } from './parse.js'
+export { restrictiveDefaultPolicy, policyToYaml, policyHash, unenforcedWarnings, policyJsonSchema } from './document.js'
+export type {
+  Policy,
+  NetworkPolicy,
+  Endpoint,
+  L7Rule,
+  L7AllowRule,
+  Binary,
+  NetworkMiddleware,
+  QueryMatcher,
+  ParamMatcher,
+} from './schema.js'
 export { checkLiveChange } from './live.js'
 export {
   applyPolicyUpdate,

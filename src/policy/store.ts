@@ -4,7 +4,9 @@ import { z } from 'zod'
 import { PodshellError } from '../errors.js'
 import { fsError, mkdirp, writeFileAtomic, readFileIfExists } from '../util/fs.js'
 import { withLockSync } from '../util/lockfile.js'
-import { parsePolicyText, policyHash, policyToYaml, validatePolicy, type Policy } from './schema.js'
+import { type Policy } from './schema.js'
+import { parsePolicyText, validatePolicy } from './parse.js'
+import { policyHash, policyToYaml } from './document.js'
 
 /**
  * Policy revisions of one sandbox, in its policy dir (`sandboxPolicyDir`).

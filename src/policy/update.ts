@@ -1,5 +1,6 @@
 import { PodshellError } from '../errors.js'
-import { endpointPorts, formatKeyPath, validatePolicy, type Binary, type Endpoint, type L7AllowRule, type L7Rule, type NetworkPolicy, type Policy } from './schema.js'
+import { endpointPorts, formatKeyPath, type Binary, type Endpoint, type L7AllowRule, type L7Rule, type NetworkPolicy, type Policy } from './schema.js'
+import { validatePolicy } from './parse.js'
 
 /**
  * `policy update`: incremental changes to the policy in force, with OpenShell's semantics

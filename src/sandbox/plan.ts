@@ -18,7 +18,7 @@ import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
 import { pinMounts } from './mount-guard.js'
 import { allowedSockets, socketMasks } from './sockets.js'
-import { parsePolicyText } from '../policy/schema.js'
+import { parsePolicyText } from '../policy/parse.js'
 
 import type { SandboxInfo } from './sandbox-info.js'
 

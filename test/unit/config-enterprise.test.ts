@@ -11,7 +11,8 @@ import {
   loadUserConfig,
   type EffectiveConfig,
 } from '../../src/config/index.js'
-import { parsePolicyText, type Policy } from '../../src/policy/schema.js'
+import { type Policy } from '../../src/policy/schema.js'
+import { parsePolicyText } from '../../src/policy/parse.js'
 import { renderTemplate } from '../../src/policy/templates.js'
 import type { CreateOptions } from '../../src/sandbox/types.js'
 import { errorOf } from '../helpers/errors.js'

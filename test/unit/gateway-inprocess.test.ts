@@ -19,7 +19,7 @@ import { Gateway } from '../../src/gateway/server.js'
 import { GatewayClient } from '../../src/gateway/client.js'
 import { parseIp, type IpAddress } from '../../src/gateway/address.js'
 import { PolicyStore } from '../../src/policy/store.js'
-import { parsePolicyText } from '../../src/policy/schema.js'
+import { parsePolicyText } from '../../src/policy/parse.js'
 import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir, gatewayControlSocket } from '../../src/config/paths.js'
 import { readLogs } from '../../src/gateway/audit.js'
 

@@ -2,7 +2,8 @@ import { describe, it, expect } from 'vitest'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parsePolicyText, policyToYaml, policyHash, unenforcedWarnings, loadPolicyFile } from '../../src/policy/schema.js'
+import { parsePolicyText, loadPolicyFile } from '../../src/policy/parse.js'
+import { policyToYaml, policyHash, unenforcedWarnings } from '../../src/policy/document.js'
 
 /**
  * Every OpenShell policy collected from the OpenShell and OpenShell-Community repositories must be

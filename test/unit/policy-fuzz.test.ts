@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
-import { PolicyError, parsePolicyText, policyHash, policyToYaml, unenforcedWarnings } from '../../src/policy/schema.js'
+import { PolicyError } from '../../src/policy/schema.js'
+import { parsePolicyText } from '../../src/policy/parse.js'
+import { policyHash, policyToYaml, unenforcedWarnings } from '../../src/policy/document.js'
 import { prng } from '../helpers/prng.js'
 
 /**

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { checkLiveChange } from '../../src/policy/live.js'
-import { parsePolicyText, type Policy } from '../../src/policy/schema.js'
+import { type Policy } from '../../src/policy/schema.js'
+import { parsePolicyText } from '../../src/policy/parse.js'
 
 const p = (yaml: string): Policy => parsePolicyText(yaml, 'test').policy
 

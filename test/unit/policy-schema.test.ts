@@ -2,20 +2,9 @@ import { describe, it, expect } from 'vitest'
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import {
-  PolicyError,
-  PolicySchema,
-  endpointPorts,
-  loadPolicyFile,
-  parsePolicyText,
-  policyHash,
-  policyJsonSchema,
-  policyToYaml,
-  restrictiveDefaultPolicy,
-  unenforcedWarnings,
-  validatePolicy,
-  type Policy,
-} from '../../src/policy/schema.js'
+import { PolicyError, PolicySchema, endpointPorts, type Policy } from '../../src/policy/schema.js'
+import { loadPolicyFile, parsePolicyText, validatePolicy } from '../../src/policy/parse.js'
+import { policyHash, policyJsonSchema, policyToYaml, restrictiveDefaultPolicy, unenforcedWarnings } from '../../src/policy/document.js'
 import { PodshellError } from '../../src/errors.js'
 
 /** A policy with one network policy `gh` whose endpoint list is `eps` (YAML flow or block). */

@@ -6,7 +6,9 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { PolicyStore } from '../../src/policy/store.js'
-import { parsePolicyText, policyHash, restrictiveDefaultPolicy, PolicyError, type Policy } from '../../src/policy/schema.js'
+import { PolicyError, type Policy } from '../../src/policy/schema.js'
+import { parsePolicyText } from '../../src/policy/parse.js'
+import { policyHash, restrictiveDefaultPolicy } from '../../src/policy/document.js'
 import { PodshellError } from '../../src/errors.js'
 
 const pol = (host: string): Policy => ({ version: 1, network_policies: { a: { endpoints: [{ host, port: 443 }] } } })

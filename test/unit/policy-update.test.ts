@@ -6,7 +6,9 @@ import {
   parseHostPortSpec,
   parseRuleSpec,
 } from '../../src/policy/update.js'
-import { PolicyError, endpointPorts, parsePolicyText, policyHash, type Policy } from '../../src/policy/schema.js'
+import { PolicyError, endpointPorts, type Policy } from '../../src/policy/schema.js'
+import { parsePolicyText } from '../../src/policy/parse.js'
+import { policyHash } from '../../src/policy/document.js'
 import { PodshellError } from '../../src/errors.js'
 
 const p = (yaml: string): Policy => parsePolicyText(yaml, 'test').policy

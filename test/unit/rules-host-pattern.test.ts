@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest'
 import { HostPattern, hostPatternProblem } from '../../src/rules/host-pattern.js'
 import { PolicyEngine } from '../../src/gateway/policy-engine.js'
 import { canonicalizeHost } from '../../src/gateway/address.js'
-import { parsePolicyText } from '../../src/policy/schema.js'
+import { parsePolicyText } from '../../src/policy/parse.js'
 import { stringify } from 'yaml'
 
 const P = (s: string) => {

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { stringify } from 'yaml'
 import { ALWAYS_BLOCKED, checkAllowedIpsEntry, classifyAddress, parseIp, parseCidr } from '../../src/rules/ip.js'
-import { parsePolicyText } from '../../src/policy/schema.js'
+import { parsePolicyText } from '../../src/policy/parse.js'
 import { PolicyEngine, checkResolved } from '../../src/gateway/policy-engine.js'
 import { canonicalizeHost } from '../../src/gateway/address.js'
 
