@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs'
 import { PodshellError } from '../errors.js'
-import { checkMount, checkWritable, devProtections, readDenyAncestor, scanTree, type ScanOptions, type SensitiveOptions } from './sensitive.js'
+import { checkMount, checkWritable, type SensitiveOptions } from './sensitive.js'
+import { devProtections, readDenyAncestor, scanTree, type ScanOptions } from './tree-scan.js'
 import type { MountMode } from './types.js'
 
 /**

@@ -1,4 +1,4 @@
-import { AGENT_SETTINGS, HOOK_CONFIGS } from '../sandbox/sensitive.js'
+import { AGENT_SETTINGS, HOOK_CONFIGS } from '../sandbox/tree-scan.js'
 
 /**
  * Host-executed files: what a tool on the HOST runs (or loads as code) on sight when the user

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, opendirSync, readFileSync, readlinkSync, watch, type FSWatcher, type Stats } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
-import { READ_DENY_MARKER } from '../sandbox/sensitive.js'
+import { READ_DENY_MARKER } from '../sandbox/tree-scan.js'
 import { writeWatchFile } from './paths.js'
 import { gitDirEntryKind, judgeGitConfig, matchHostExec, type HostExecRule } from './rules.js'
 import { moveAside, recordFinding, rewriteFile, type QuarantineContext } from './quarantine.js'

@@ -2,7 +2,8 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, realpathSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { checkMount, devProtections, findReadDenyDirs, readDenyAncestor, scanTree } from '../../src/sandbox/sensitive.js'
+import { checkMount } from '../../src/sandbox/sensitive.js'
+import { devProtections, findReadDenyDirs, readDenyAncestor, scanTree } from '../../src/sandbox/tree-scan.js'
 
 let root: string
 let home: string
