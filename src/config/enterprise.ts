@@ -13,6 +13,7 @@ import { isWithin } from '../sandbox/sensitive.js'
 import { homeDir, type Env } from './paths.js'
 import { loadExtraCaFiles } from '../tls/pem.js'
 import { configFields, configPath, expandConfigPaths, expandHome, loadUserConfig, readYamlConfig, type UserConfig } from './config.js'
+import { canonicalJson } from '../util/canonical-json.js'
 
 /**
  * The enterprise configuration: `/etc/podshell/enterprise.yaml`, written by an administrator.
@@ -467,10 +468,10 @@ function accessProblem(u: EndpointLike, c: EndpointLike): string | undefined {
   const ul = userLevel(u)
   const cdeny = c.deny_rules ?? []
   if (cdeny.length) {
-    const udeny = new Set((u.deny_rules ?? []).map(canon))
+    const udeny = new Set((u.deny_rules ?? []).map(canonicalJson))
     if (ul.kind === 'preset' && ul.level === 'full' && (L4(u) || u.enforcement !== 'enforce' || u.tls === 'skip')) return 'the ceiling has deny_rules, which need protocol and enforcement: enforce'
     if (u.protocol !== c.protocol) return `the ceiling inspects it as protocol ${c.protocol}`
-    if (!cdeny.every(d => udeny.has(canon(d)))) return "the ceiling's deny_rules are not all present"
+    if (!cdeny.every(d => udeny.has(canonicalJson(d)))) return "the ceiling's deny_rules are not all present"
   }
   if (cl.kind === 'preset' && cl.level === 'full') return undefined
   if (u.protocol !== c.protocol || L4(u)) return `the ceiling allows it only as protocol ${c.protocol} with enforcement: enforce`
@@ -485,17 +486,11 @@ function accessProblem(u: EndpointLike, c: EndpointLike): string | undefined {
     return undefined
   }
   if (ul.kind !== 'rules') return 'access presets are wider than the ceiling\'s rules'
-  const crules = new Set(cl.rules.map(canon))
-  if (!ul.rules.every(r => crules.has(canon(r)))) return 'rules are not all among the ceiling\'s rules'
+  const crules = new Set(cl.rules.map(canonicalJson))
+  if (!ul.rules.every(r => crules.has(canonicalJson(r)))) return 'rules are not all among the ceiling\'s rules'
   return undefined
 }
 
-function canon(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null'
-  if (Array.isArray(v)) return `[${v.map(canon).join(',')}]`
-  const o = v as Record<string, unknown>
-  return `{${Object.keys(o).filter(k => o[k] !== undefined).sort().map(k => `${JSON.stringify(k)}:${canon(o[k])}`).join(',')}}`
-}
 
 /**
  * Host pattern subset: every host `user` matches, `ceiling` matches. Empty host = IP-only endpoint.

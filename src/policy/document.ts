@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { stringify } from 'yaml'
 import { PolicySchema, type Policy } from './schema.js'
 import { formatKeyPath, printable } from './limits.js'
+import { canonicalJson } from '../util/canonical-json.js'
 
 /** A validated policy as a document: OpenShell's restrictive default, canonical YAML, the hash, what podshell does not enforce, and the JSON Schema. */
 
@@ -45,16 +46,6 @@ export function policyToYaml(p: Policy): string {
   if (p.network_policies !== undefined) doc.network_policies = sortedRecord(p.network_policies)
   if (p.network_middlewares !== undefined) doc.network_middlewares = sortedRecord(p.network_middlewares)
   return stringify(doc, { aliasDuplicateObjects: false, lineWidth: 0 })
-}
-
-function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null'
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`
-  const o = v as Record<string, unknown>
-  const keys = Object.keys(o)
-    .filter(k => o[k] !== undefined)
-    .sort()
-  return `{${keys.map(k => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`
 }
 
 /** sha256 (hex) of the policy's canonical JSON (keys sorted at every level). */
