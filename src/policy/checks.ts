@@ -206,19 +206,36 @@ function checkJsonRpcRuleFields(r: L7Rule, add: AddIssue, c: RuleCtx) {
   if (r.params !== undefined) add(['params'], 'params matching is only valid for protocol mcp')
 }
 
-export function checkEndpoint(ep: Endpoint, add: AddIssue) {
-  const protocol = ep.protocol
-  const tcp = protocol === 'tcp'
-  const host = ep.host ?? ''
-  const allowedIps = ep.allowed_ips ?? []
+/** Endpoint facts shared by the endpoint checks below. */
+function endpointFacts(ep: Endpoint) {
   const rules = ep.rules
   const denyRules = ep.deny_rules
-  const hasRules = (rules?.length ?? 0) > 0
-  const hasDeny = (denyRules?.length ?? 0) > 0
-  const access = ep.access
-  const allowAllMcp = ep.mcp?.allow_all_known_mcp_methods ?? false
-  const strictToolNames = ep.mcp?.strict_tool_names ?? true
+  return {
+    protocol: ep.protocol,
+    tcp: ep.protocol === 'tcp',
+    host: ep.host ?? '',
+    allowedIps: ep.allowed_ips ?? [],
+    rules,
+    denyRules,
+    hasRules: (rules?.length ?? 0) > 0,
+    hasDeny: (denyRules?.length ?? 0) > 0,
+    access: ep.access,
+    allowAllMcp: ep.mcp?.allow_all_known_mcp_methods ?? false,
+    strictToolNames: ep.mcp?.strict_tool_names ?? true,
+  }
+}
 
+/** One endpoint, as OpenShell's validate_sandbox_policy and validate_l7_policies check it. */
+export function checkEndpoint(ep: Endpoint, add: AddIssue) {
+  checkEndpointHost(ep, add)
+  checkEndpointAddresses(ep, add)
+  checkEndpointL7Fields(ep, add)
+  checkEndpointRules(ep, add)
+}
+
+/** The host: DNS names for tcp, wildcard shapes, the host-pattern rule. */
+function checkEndpointHost(ep: Endpoint, add: AddIssue) {
+  const { protocol, tcp, host, allowedIps } = endpointFacts(ep)
   // Host.
   if (host.trim() === '' && tcp) {
     add(['host'], 'protocol tcp requires a DNS hostname; hostless allowed_ips endpoints are supported only by the forward proxy')
@@ -246,7 +263,11 @@ export function checkEndpoint(ep: Endpoint, add: AddIssue) {
     const p = hostPatternProblem(host)
     if (p) add(['host'], p)
   }
+}
 
+/** Ports, allowed_ips (the gateway's own always-blocked list) and credential signing. */
+function checkEndpointAddresses(ep: Endpoint, add: AddIssue) {
+  const { allowedIps } = endpointFacts(ep)
   // Ports: `ports` wins over `port` (OpenShell promotes port into ports only when ports is empty).
   const ports = endpointPorts(ep)
   if (ports.length === 0) {
@@ -274,7 +295,11 @@ export function checkEndpoint(ep: Endpoint, add: AddIssue) {
   if (ep.credential_signing !== undefined && ep.request_body_credential_rewrite) {
     add(['credential_signing'], 'credential_signing and request_body_credential_rewrite are mutually exclusive')
   }
+}
 
+/** L7 field combinations (OpenShell's validate_l7_endpoint_semantics) and what protocol tcp cannot carry. */
+function checkEndpointL7Fields(ep: Endpoint, add: AddIssue) {
+  const { protocol, tcp, rules, denyRules, hasRules, hasDeny, access, allowAllMcp } = endpointFacts(ep)
   // Empty lists are rejected rather than read as "omitted": `rules: []` would deny everything.
   if (rules !== undefined && rules.length === 0) {
     add(['rules'], 'rules list cannot be empty (would deny all traffic); use `access: full` or remove rules')
@@ -347,7 +372,11 @@ export function checkEndpoint(ep: Endpoint, add: AddIssue) {
   }
   if (ep.mcp !== undefined && protocol !== 'mcp') add(['mcp'], 'mcp options are only valid for protocol mcp')
   if (ep.graphql_max_body_bytes === 0) add(['graphql_max_body_bytes'], 'graphql_max_body_bytes must be a positive integer')
+}
 
+/** Each allow and deny rule, and GraphQL persisted queries. */
+function checkEndpointRules(ep: Endpoint, add: AddIssue) {
+  const { protocol, rules, denyRules, allowAllMcp, strictToolNames } = endpointFacts(ep)
   // Per-rule checks.
   const rctx: RuleCtx = { protocol, strictToolNames, allowAllMcp }
   const wsGraphqlPolicy =
