@@ -32,6 +32,8 @@ import { enforcePolicyFile, enforcePolicyCeiling } from './enterprise-hooks.js'
  * Live policy verbs on a sandbox: set, get, list, update. The CLI writes a new revision; the gateway
  * loads it on the control socket (≈ milliseconds) and records LOADED or FAILED. A revision that
  * fails to load leaves the previous one in force.
+ *
+ * Long by design: the flat commander declarations of the four verbs, as OpenShell's CLI has them.
  */
 export function registerLivePolicy(policy: Command, ctx: CliContext): void {
   policy

@@ -25,6 +25,9 @@ import { PROVIDER_TYPE_NAMES } from '../credentials/types.js'
  * `--credential KEY`, `--from-existing`) or a flag, go to Podman on stdin, and never come back:
  * every output here is built from metadata (names, type, config), and every error leaving these
  * commands passes through a Redactor holding the values this process read.
+ *
+ * Long by design: one flat declaration of the `provider` commander tree (OpenShell's verbs and
+ * flags); each action is a few lines calling src/credentials.
  */
 export function register(program: Command, ctx: CliContext): Command {
   const pv = program.command('provider').description('manage credential providers (values live only in Podman secrets)')

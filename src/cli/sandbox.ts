@@ -31,6 +31,10 @@ import { accessUrl, parseForwardSpec, startBackground, stopSandboxForwards } fro
 /**
  * `podshell sandbox …` (alias `sb`): OpenShell's verbs and flags. Thin: parse, validate, call the
  * runtime, print. Results go to stdout; notes ("→ Using sandbox 'x' (last used)") to stderr.
+ *
+ * Long by design: one flat declaration of the commander tree, verb by verb, so the CLI reads as
+ * OpenShell's (crates/openshell-cli/src/main.rs) and a diff against a new release is one place;
+ * each action is a few lines calling the runtime.
  */
 export function register(program: Command, ctx: CliContext, hooks: SandboxCliHooks = {}): Command {
   const sb = program.command('sandbox').alias('sb').description('create and manage sandboxes')

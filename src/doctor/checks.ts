@@ -35,6 +35,11 @@ export interface DoctorReport {
 /** Rootless containers map 65536 ids (0-65535) into the user namespace; fewer breaks many images. */
 export const MIN_SUBIDS = 65536
 
+/**
+ * The facts gathered by src/doctor/facts → the report, one check after another in the order
+ * `podshell doctor` prints them. Long by design: a flat, pure list of independent checks (each a
+ * few lines with its own fix text), so the printed order and the code order are the same.
+ */
 export function evaluate(f: DoctorFacts): DoctorReport {
   const checks: Check[] = []
   const add = (c: Check) => checks.push(c)

@@ -486,6 +486,10 @@ const contributesRequestMetadata = (e: Endpoint) =>
  * and port) yet disagree on how the connection is handled, because iteration order would decide.
  * Connection metadata (tcp, tls, allowed_ips) is checked fully; request metadata only where the
  * paths certainly overlap (OpenShell also compares partially overlapping path globs).
+ *
+ * Kept as one function on purpose: it mirrors OpenShell's pairwise comparison step by step (index,
+ * pair, compare connection metadata, then request metadata), which is how it is checked against
+ * OpenShell's source.
  */
 export function endpointAmbiguities(p: { network_policies?: Record<string, { endpoints?: Endpoint[] }> }, add: AddIssue) {
   interface Ref {
