@@ -11,7 +11,7 @@
 //
 // The attack tests name themselves `#N <attack> → <expected>` (N = the case in
 // research/peers.md §14); that convention is all this script relies on.
-import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs'
+import { readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { dirname, join, basename } from 'node:path'
 import { release, cpus } from 'node:os'
@@ -124,6 +124,33 @@ if (!vitest) {
   process.exit(1)
 }
 
+/**
+ * The report is evidence: it is written only from a COMPLETE run — every adversarial e2e file of
+ * the checkout (attack-*, fault-*, load-*) present in the results with no test failed or skipped,
+ * the unit tests the issue-9 section cites present, and the fault, load and fuzz figures there.
+ * A partial run (one file, a filtered run, a run that stopped) would publish a report that
+ * silently lacks rows, so it writes nothing and says why in one line.
+ */
+function completenessProblem(v) {
+  const ran = new Map((v.testResults ?? []).map(f => [basename(f.name), f]))
+  const e2eDir = join(ROOT, 'test', 'e2e')
+  const expected = existsSync(e2eDir) ? readdirSync(e2eDir).filter(f => /^(attack|fault|load)-.*\.test\.ts$/.test(f)) : []
+  const missing = [...expected, ...ISSUE9_UNIT_FILES].filter(f => !ran.has(f))
+  if (missing.length) return `the run has no results for ${missing.join(', ')}: run the whole suite (npm test) first`
+  for (const f of expected) {
+    const bad = (ran.get(f).assertionResults ?? []).filter(a => a.status !== 'passed')
+    if (bad.length) return `${f}: ${bad.length} test(s) ${[...new Set(bad.map(a => a.status))].join('/')} (first: ${bad[0].title.slice(0, 80)}): fix them, rerun, then write the report`
+  }
+  for (const name of ['faults.json', 'load.json', 'policy-fuzz.json']) if (!existsSync(join(RESULTS, name))) return `test-results/${name} is missing: run the whole suite (npm test) first`
+  return undefined
+}
+const ISSUE9_UNIT_FILES = ['rules-glob.test.ts', 'gateway-http.test.ts']
+const incomplete = completenessProblem(vitest)
+if (incomplete && !process.argv.includes('--check')) {
+  console.error(`podshell: not writing docs/security-report.md: ${incomplete}`)
+  process.exit(1)
+}
+
 /** Every test of the adversarial files, with its case number, attack and expectation. */
 const tests = []
 for (const file of vitest.testResults ?? []) {
@@ -200,6 +227,41 @@ for (const file of [...new Set(tests.map(t => t.file))]) {
   }
   out.push('')
 }
+
+/** Issue 9 (the red team's findings): which tests perform each finding's attack. */
+const FINDINGS = [
+  [1, 'Moving a protected mount out of the way (rename an ancestor of the submodule\'s read-only .git)', (f, t) => /\[issue 9 findings? [^\]]*\b1\b/.test(t)],
+  [2, 'New nested repositories and other host-executed files (.git anywhere, .envrc, editor tasks)', (f, t) => f === 'attack-host-exec.test.ts' && t.startsWith('host-executed files')],
+  [3, "Every project's Claude data from any session", (f, t) => /\[issue 9 finding 3\]/.test(t)],
+  [4, 'One sandbox stalls the gateway for all (ReDoS path, 8 KiB target bound)', (f, t) => /issue 9 finding 4/.test(t) || (f === 'gateway-http.test.ts' && /414|admission|queue/.test(t))],
+  [5, 'Audit evidence flushed by a flood of denials', (f, t) => /AUDIT-1/.test(t)],
+  [6, 'Agent settings in subdirectories renamed away', (f, t) => /\[issue 9 findings? [^\]]*\b6\b/.test(t)],
+  [7, 'Host services through unix sockets in a mounted tree', (f, t) => /\[issue 9 finding 7\]/.test(t)],
+  [8, 'Hostless allowed_ips endpoints resolving attacker-chosen names', (f, t) => /DNS-1/.test(t)],
+  [9, 'HTTP framing and semantics (Connection: Content-Length / Host, method override)', (f, t) => f === 'attack-network.test.ts' && /^#2[34] .*(Connection: |method override)/.test(t.split(' > ').pop())],
+  [10, 'exec --timeout survivors; a planted deep tree failing launches; markers in node_modules/.git', (f, t) => /\[issue 9 finding 10\]/.test(t) || t.startsWith('exec --timeout')],
+  [11, 'Host resources (processes, tmpfs, disk, logs)', f => f === 'attack-limits.test.ts'],
+]
+const all = []
+for (const file of vitest.testResults ?? []) {
+  for (const a of file.assertionResults ?? []) all.push({ file: basename(file.name), full: [...(a.ancestorTitles ?? []), a.title].join(' > '), a })
+}
+out.push('## Issue 9: the red team\'s findings')
+out.push('')
+out.push('Each finding of the red-team report (issue 9) and the tests that now perform its attack for real; "observed" is what the attack got.')
+out.push('')
+out.push('| Finding | Test | Result |')
+out.push('|---:|---|---|')
+for (const [n, what, match] of FINDINGS) {
+  const hits = all.filter(x => match(x.file, x.full))
+  if (hits.length === 0) out.push(`| ${n} | ${cell(what)}: **no test in this run** | |`)
+  for (const h of hits) {
+    const ok = h.a.status === 'passed'
+    const obs = h.a.meta?.observed ? ` — ${clip(cell(h.a.meta.observed))}` : ''
+    out.push(`| ${n} | ${cell(what)}: ${clip(cell(h.a.title), 160)} (${h.file}) | ${ok ? 'blocked ✔' : `**${h.a.status.toUpperCase()}**`}${obs} |`)
+  }
+}
+out.push('')
 
 out.push('## Not (fully) blockable by this design')
 out.push('')
