@@ -34,90 +34,17 @@
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect as netConnect, type Socket } from 'node:net'
-import { lookup } from 'node:dns/promises'
 import { lstatSync, unlinkSync, chmodSync, openSync, closeSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
 import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
-import type { AuditLog } from './audit.js'
-import { MAX_INSPECTED_HEADER_BYTES } from '../rules/glob.js'
-import { TlsTerminator, type TlsInspection, type RelayTunnel } from './tls-terminate.js'
+import { TlsTerminator, type RelayTunnel } from './tls-terminate.js'
 import { decideEffective, forwardHeaders, requestRefusal, responseHeaders } from './http/framing.js'
 import { Admission } from './http/admission.js'
+import { DEFAULT_LIMITS, type ProxyLimits, type ProxyOptions } from './proxy-options.js'
+import { endJson, hostHeaderCount, relayInto, responseHead, sendJson, withTimeout } from './proxy-io.js'
 
-/** Resolves a DNS name to all its addresses. */
-export type Resolver = (host: string) => Promise<IpAddress[]>
-
-/** The production resolver: getaddrinfo (the gateway container's /etc/hosts and resolv.conf), all families. */
-export const systemResolver: Resolver = async host => {
-  const res = await lookup(host, { all: true, verbatim: true })
-  const out: IpAddress[] = []
-  for (const r of res) {
-    const ip = parseIp(r.address)
-    if (ip) out.push(ip)
-  }
-  return out
-}
-
-export interface ProxyLimits {
-  /** Concurrent client connections per sandbox (keep-alive HTTP + tunnels). */
-  maxConnections: number
-  /** Plain-HTTP and decrypted requests and upgrades of one sandbox served at once (decide, resolve, dial, forward). */
-  maxInFlight: number
-  /** Requests of one sandbox waiting for an in-flight slot; beyond that: 503, logged. */
-  maxQueued: number
-  /** Max bytes of a request target (URL); longer: 414, logged. */
-  maxTargetBytes: number
-  /** Max bytes of a CONNECT request head (OpenShell: 8 KiB). */
-  maxConnectHeaderBytes: number
-  /** Max bytes of a plain-HTTP request head (OpenShell's L7 parser: 16 KiB). */
-  maxHttpHeaderBytes: number
-  /** Time to receive a request head, ms. */
-  headersTimeoutMs: number
-  /** Time to establish the upstream TCP connection, per address, ms. */
-  connectTimeoutMs: number
-  /** DNS resolution deadline, ms. */
-  resolveTimeoutMs: number
-  /** Idle keep-alive between requests on a client connection, ms. */
-  keepAliveTimeoutMs: number
-  /** Idle time after which an upstream connection or tunnel is closed, ms (0 = never). */
-  idleTimeoutMs: number
-  /** Idle upstream connections kept per host for inspected TLS (0 = no pooling; bench/tls.mjs compares). */
-  upstreamPoolPerHost: number
-}
-
-export const DEFAULT_LIMITS: ProxyLimits = {
-  maxConnections: 1024,
-  maxInFlight: 32,
-  maxQueued: 512,
-  maxTargetBytes: 8 * 1024,
-  maxConnectHeaderBytes: 8 * 1024,
-  maxHttpHeaderBytes: MAX_INSPECTED_HEADER_BYTES,
-  headersTimeoutMs: 30_000,
-  connectTimeoutMs: 10_000,
-  resolveTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 30_000,
-  idleTimeoutMs: 15 * 60_000,
-  upstreamPoolPerHost: 16,
-}
-
-export interface ProxyOptions {
-  sandbox: string
-  /** The policy in force for NEW requests; read on every decision, so a reload applies at once. */
-  engine: () => PolicyEngine
-  /** Version of the policy in force, for the revocation reason in logs. */
-  policyVersion: () => number | null
-  audit: AuditLog
-  resolve: Resolver
-  /**
-   * Test hook (in-process tests only; see Gateway's constructor): returns true to let an address
-   * through that the SSRF rules would refuse (loopback test servers). Undefined in production.
-   */
-  permitAddress?: ((ip: IpAddress) => boolean) | undefined
-  limits?: Partial<ProxyLimits>
-  /** TLS inspection (src/gateway/tls-terminate.ts); without it, CONNECTs are only ever tunnelled. */
-  tls?: TlsInspection | undefined
-}
+export { DEFAULT_LIMITS, systemResolver, type ProxyLimits, type ProxyOptions, type Resolver } from './proxy-options.js'
 
 /** An absolute-form request target, parsed and validated. */
 interface Target {
@@ -759,104 +686,4 @@ export class SandboxProxy {
     const body = JSON.stringify({ error: 'bad_request', detail: tooLarge ? 'request head too large' : 'malformed request' })
     sock.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }
-}
-
-function hostHeaderCount(req: IncomingMessage): number {
-  let n = 0
-  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') n++
-  return n
-}
-
-/** Bytes libuv may read per syscall on a relaying upstream socket (two such buffers per tunnel). */
-const RELAY_BUFFER = 256 * 1024
-
-/**
- * The upstream→client half of a tunnel without per-chunk allocation or copy (see dial()). Until
- * `arm()`, reads are queued as copies (a server that speaks first must not overtake the CONNECT
- * reply); after it they are written from the two alternating buffers.
- */
-function relayInto(sink: Socket): { onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean }; bind(s: Socket): void; arm(): void } {
-  const bufs = [Buffer.allocUnsafe(RELAY_BUFFER), Buffer.allocUnsafe(RELAY_BUFFER)]
-  let next = 0
-  let inflight = 0
-  let paused = false
-  let armed = false
-  let early: Buffer[] = []
-  let src: Socket | undefined
-  const resume = () => {
-    inflight--
-    if (paused && inflight < 2) {
-      paused = false
-      src?.resume()
-    }
-  }
-  return {
-    onread: {
-      buffer: () => bufs[next]!,
-      callback: (n: number, buf: Buffer) => {
-        if (!armed) {
-          early.push(Buffer.from(buf.subarray(0, n)))
-          return true
-        }
-        if (sink.destroyed) return false
-        inflight++
-        next ^= 1
-        sink.write(buf.subarray(0, n), resume)
-        if (inflight >= 2) {
-          paused = true
-          return false
-        }
-        return true
-      },
-    },
-    bind(s: Socket) {
-      src = s
-    },
-    arm() {
-      armed = true
-      for (const b of early) sink.write(b)
-      early = []
-    },
-  }
-}
-
-/** A response head re-serialised from Node's parsed response (status line + the given raw header list). */
-function responseHead(res: IncomingMessage, raw: readonly string[]): string {
-  const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`]
-  for (let i = 0; i < raw.length; i += 2) lines.push(`${raw[i]}: ${raw[i + 1]}`)
-  return lines.join('\r\n') + '\r\n\r\n'
-}
-
-/** A JSON answer on a raw client socket (CONNECT, upgrades), then the connection closes. */
-function endJson(client: Socket, status: number, text: string, body: Record<string, unknown>): void {
-  const json = JSON.stringify(body)
-  client.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
-}
-
-function sendJson(res: ServerResponse, status: number, text: string, body: Record<string, unknown>): void {
-  if (res.headersSent) {
-    res.destroy()
-    return
-  }
-  const json = JSON.stringify(body)
-  // Denials close the connection: the request body (if any) is never read, so keeping the
-  // connection would leave the client's body bytes to be parsed as the next request.
-  res.writeHead(status, text, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(json)), Connection: 'close' })
-  res.end(json)
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, msg: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(msg)), ms)
-    p.then(
-      v => {
-        clearTimeout(t)
-        resolve(v)
-      },
-      e => {
-        clearTimeout(t)
-        reject(e as Error)
-      },
-    )
-  })
 }
