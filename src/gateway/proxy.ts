@@ -38,7 +38,8 @@ import { lstatSync, unlinkSync, chmodSync, openSync, closeSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
 import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
-import { TlsTerminator, type RelayTunnel } from './tls-terminate.js'
+import { TlsTerminator, sniMismatch, type RelayTunnel } from './tls-terminate.js'
+import { peekClientHello } from './client-hello.js'
 import { decideEffective, forwardHeaders, requestRefusal, responseHeaders } from './http/framing.js'
 import { Admission } from './http/admission.js'
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyOptions } from './proxy-options.js'
@@ -378,11 +379,27 @@ export class SandboxProxy {
     this.opts.audit.network({ activity: 'open', action: 'allowed', mode: d.mode, host: host.host, port, ip: up.ip, policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers })
     const tunnel: Tunnel = { host, port, ip: up.ip, client, upstream, recheck: e => e.decideConnect(host, port) }
     this.tunnels.add(tunnel)
-    this.pipeTunnel(tunnel, head, 'HTTP/1.1 200 Connection Established\r\n\r\n', up.arm)
+    // A tunnel's TLS is not terminated, but its ClientHello is read: a name other than the CONNECT
+    // target is domain fronting (issue 11) and ends the tunnel before a byte reaches the upstream.
+    // An IP-literal target has no name to compare (clients send no SNI for it); non-TLS first
+    // bytes (SSH and other L4 protocols) pass.
+    const gate =
+      host.kind === 'name'
+        ? (first: Buffer) => {
+            const hello = peekClientHello(first)
+            if (hello.kind === 'need-more') return 'wait'
+            const why = hello.kind === 'invalid' ? hello.reason : hello.kind === 'hello' ? sniMismatch(hello.sni, host) : undefined
+            if (why === undefined) return 'pass'
+            this.denied++
+            this.opts.audit.network({ activity: 'close', action: 'denied', mode: 'deny', host: host.host, port, ip: up.ip, policy: d.policy, rule: d.matched, reason: `tunnel closed: ${why}`, providers: d.providers })
+            return 'refuse'
+          }
+        : undefined
+    this.pipeTunnel(tunnel, head, 'HTTP/1.1 200 Connection Established\r\n\r\n', up.arm, gate)
   }
 
   /** Wires a tunnel; `arm` (from a relaying dial) starts upstream→client, otherwise pipe() does. */
-  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void): void {
+  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void, gate?: (first: Buffer) => 'wait' | 'pass' | 'refuse'): void {
     const { client, upstream } = t
     const done = () => {
       this.tunnels.delete(t)
@@ -399,8 +416,35 @@ export class SandboxProxy {
     }
     client.setNoDelay(true)
     if (greeting !== undefined) client.write(greeting)
-    if (head.length > 0) upstream.write(head)
-    client.pipe(upstream)
+    if (gate === undefined) {
+      if (head.length > 0) upstream.write(head)
+      client.pipe(upstream)
+    } else {
+      // The client's first bytes are held (at most MAX_HELLO_BYTES) until the gate decides; the
+      // upstream's side flows meanwhile (server-first protocols are not stalled).
+      let held = head
+      const decide = (): boolean => {
+        if (held.length === 0) return false
+        const v = gate(held)
+        if (v === 'wait') return false
+        client.off('data', onData)
+        if (v === 'refuse') {
+          done()
+          return true
+        }
+        upstream.write(held)
+        client.pipe(upstream)
+        return true
+      }
+      const onData = (d: Buffer) => {
+        held = held.length === 0 ? d : Buffer.concat([held, d])
+        decide()
+      }
+      if (!decide()) {
+        client.on('data', onData)
+        client.resume()
+      }
+    }
     if (arm) {
       upstream.on('end', () => client.end())
       arm()

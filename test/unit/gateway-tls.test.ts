@@ -310,6 +310,27 @@ describe('TLS inspection (in-process)', () => {
     }
   })
 
+  it('a tunnel (tls: skip, L4) whose ClientHello names another host, or none, is closed before the upstream sees a byte, logged', async () => {
+    for (const [host, servername, why] of [
+      ['skip.test', 'api.test', /tunnel closed: SNI api.test does not match the CONNECT target skip.test/],
+      ['other.test', undefined, /tunnel closed: ClientHello without SNI/],
+    ] as const) {
+      const before = upstreamConnections
+      const t = await connectTunnel(`${host}:${PORT}`)
+      expect(t.status).toBe(200)
+      const s = tlsConnect({ socket: t.socket, ...(servername ? { servername } : {}), ca: readFileSync(join(data, 'test-ca.pem'), 'utf8') })
+      const outcome = await new Promise<string>(res => {
+        s.once('secureConnect', () => res('handshake completed'))
+        s.once('error', e => res(`error: ${e.message}`))
+        s.once('close', () => res('closed'))
+      })
+      expect(outcome).not.toBe('handshake completed')
+      s.destroy()
+      expect(upstreamConnections - before).toBe(0) // no TLS session with the upstream: the hello never reached it
+      expect(auditText()).toMatch(why)
+    }
+  })
+
   it('cleartext HTTP after CONNECT to an inspected endpoint gets the same rules', async () => {
     const t = await connectTunnel(`api.test:${PORT}`)
     const r = await exchange(t.socket, 'DELETE', '/repos/x', `api.test:${PORT}`)
