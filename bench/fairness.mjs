@@ -35,7 +35,7 @@ const { SandboxProxy } = await import(join(ROOT, 'dist', 'gateway', 'proxy.js'))
 const { PolicyEngine } = await import(join(ROOT, 'dist', 'gateway', 'policy-engine.js'))
 const { AuditLog } = await import(join(ROOT, 'dist', 'gateway', 'audit.js'))
 const { parseIp } = await import(join(ROOT, 'dist', 'gateway', 'address.js'))
-const { parsePolicyText } = await import(join(ROOT, 'dist', 'policy', 'schema.js'))
+const { parsePolicyText } = await import(join(ROOT, 'dist', 'policy', 'parse.js'))
 const { sandboxAuditDir } = await import(join(ROOT, 'dist', 'config', 'paths.js'))
 
 const note = m => process.stderr.write(`[fairness] ${m}\n`)

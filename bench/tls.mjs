@@ -42,7 +42,7 @@ const { writeUpstreamRoots, prepareSandboxTrust } = await d('tls/trust.js')
 const { Gateway } = await d('gateway/server.js')
 const { parseIp } = await d('gateway/address.js')
 const { PolicyStore } = await d('policy/store.js')
-const { parsePolicyText } = await d('policy/schema.js')
+const { parsePolicyText } = await d('policy/parse.js')
 const paths = await d('config/paths.js')
 
 const wantIp = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
