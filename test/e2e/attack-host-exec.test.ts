@@ -127,8 +127,10 @@ describe('host-executed files planted by the agent are quarantined before host t
 
   it("the repo's own .git/config gets core.fsmonitor and a hook: removed (ordinary git work kept); host git runs nothing", async ({ task }) => {
     const marker = join(repo2, 'pwned-config')
-    const r = await sh(name2, `cd ${repo2} && git config user.name agent && git config core.fsmonitor 'touch ${marker} #' && printf '#!/bin/sh\\ntouch ${marker}\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && echo ok`)
-    expect(r.stdout).toContain('ok')
+    const r = await sh(name2, `cd ${repo2} && git config user.name agent && git config core.fsmonitor 'touch ${marker} #' && printf '#!/bin/sh\\ntouch ${marker}\\n' > .git/h.tmp && chmod +x .git/h.tmp && mv .git/h.tmp .git/hooks/pre-commit && echo ok`)
+    // The hook is made executable before it is renamed into place (one rename(2)): written in place,
+    // the watcher may quarantine it between the write and the chmod (seen on Podman 5.4).
+    expect(r.stdout, r.stderr).toContain('ok')
     await until('core.fsmonitor removed', () => !readFileSync(join(repo2, '.git', 'config'), 'utf8').includes('fsmonitor') && !existsSync(join(repo2, '.git', 'hooks', 'pre-commit')))
     // Ordinary git work of the agent stays: its user.name, and it can still commit inside.
     expect(readFileSync(join(repo2, '.git', 'config'), 'utf8')).toContain('name = agent')
