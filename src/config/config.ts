@@ -74,6 +74,11 @@ export const ResourcesSchema = z
     tmp_size: z.string().regex(SIZE_RE, 'must be a size like "512Mi" or "1Gi"').optional().describe('Size of the /tmp tmpfs inside the sandbox (RAM-backed; writes past it fail with ENOSPC). Default 1Gi'),
     var_tmp_size: z.string().regex(SIZE_RE, 'must be a size like "64Mi"').optional().describe('Size of the /var/tmp tmpfs inside the sandbox. Default 256Mi'),
     run_size: z.string().regex(SIZE_RE, 'must be a size like "16Mi"').optional().describe('Size of the /run tmpfs inside the sandbox. Default 64Mi'),
+    disk_reserve: z
+      .string()
+      .regex(/^(0|\d+(\.\d+)?%|\d+(\.\d+)?([kmgtKMGT]i?)?[bB]?)$/, 'must be a share like "5%", a size like "2Gi", or "0"')
+      .optional()
+      .describe('Free space the disk guard keeps on every filesystem the agent can write to (the sandbox home, read-write mounts): below it the agent is paused (SIGSTOP) until space is freed. A share ("5%") or a size ("2Gi"); "0" turns the guard off. Default 5% of the filesystem, at least 512Mi and at most 4Gi'),
     log_max_size: z.string().regex(SIZE_RE, 'must be a size like "10Mi"').optional().describe("Largest log file of a sandbox's containers (podman --log-opt max-size, k8s-file driver). Default 10Mi"),
   })
   .describe('Resource limits applied to every sandbox unless the command line sets them')

@@ -167,7 +167,7 @@ export interface EffectiveConfig {
   /** A name in policyDir or an absolute path. */
   defaultPolicy: string | undefined
   image: string | undefined
-  resources: { cpu?: string; memory?: string; pids?: number; nproc?: number; tmp_size?: string; var_tmp_size?: string; run_size?: string; log_max_size?: string }
+  resources: { cpu?: string; memory?: string; pids?: number; nproc?: number; tmp_size?: string; var_tmp_size?: string; run_size?: string; log_max_size?: string; disk_reserve?: string }
   runtime: 'auto' | 'crun' | 'runc'
   readDenyScan: { maxDepth: number; timeoutMs: number }
   /** Mandatory seccomp profile (enterprise), expanded. */

@@ -190,6 +190,13 @@ export function podmanStateProblem(stderr: string): PodshellError | undefined {
   })
 }
 
+/** The host pid of a running container's init process, or undefined (not running, not there). */
+export async function containerPid(podman: Podman, container: string): Promise<number | undefined> {
+  const r = await podman.run(['container', 'inspect', '--format', '{{.State.Pid}}', container], { reject: false, timeoutMs: 30_000 })
+  const pid = Number(r.stdout.trim())
+  return r.exitCode === 0 && Number.isInteger(pid) && pid > 0 ? pid : undefined
+}
+
 /** First meaningful line of podman's stderr, prefixed by what we were doing. */
 export function podmanError(args: readonly string[], r: PodmanResult): PodshellError {
   const line =

@@ -24,6 +24,7 @@ import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { missingSecretHint } from '../credentials/inject.js'
 import { sysfsNetMasks } from '../podman/sysfs.js'
 import { watchHook } from '../watch/lifecycle.js'
+import { diskPaused, diskPausedError } from '../watch/disk-guard.js'
 import { podInfo, notFound, type PodJson, type CtrJson, type SandboxInfo } from './sandbox-info.js'
 import { planCreate, LOGIN_SHELL, alreadyExists, prepareHomeMountpoints, podLabels, planInfo, type Plan } from './plan.js'
 import { collectGarbage } from './gc.js'
@@ -552,6 +553,9 @@ export class SandboxRuntime {
       this.say(`warning: the egress gateway is not running, so this command has no network: ${e instanceof Error ? e.message : String(e)}`)
     })
     await watchHook(this.dataDir, name, 'command', { say: this.say, env: this.env })
+    // Paused by the disk guard: an exec would be stopped with the rest; say why instead.
+    const paused = diskPaused(this.dataDir, name)
+    if (paused) throw diskPausedError(name, paused)
     const code = await runInteractive(this.podman, session.args, { ...session.options, signals: this.signals })
     if (PODMAN_EXEC_FAILURE_CODES.has(code)) await this.explainExecFailure(name)
     return code

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import { sandboxDir } from '../config/paths.js'
+import { sandboxDir, sandboxHomeDir } from '../config/paths.js'
 import { SANDBOX_NAME_RE } from '../util/patterns.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import { recordFinding } from './quarantine.js'
@@ -10,6 +10,9 @@ import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, wa
 export { watcherIdentity } from './paths.js'
 import { extraPatternsFromEnv, hostExecRules } from './rules.js'
 import { loadEffectiveConfig } from '../config/enterprise.js'
+import { DiskGuard, DISK_GUARD_TICK_MS, parseDiskReserve, type DiskReserve } from './disk-guard.js'
+import { Podman, containerPid } from '../podman/podman.js'
+import { agentContainer } from '../sandbox/naming.js'
 import { COMMAND_SCAN, HostExecWatcher, loadBaseline, saveBaseline, writableRoots, type ScanBudget } from './watcher.js'
 
 /**
@@ -53,13 +56,14 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
     if (event === 'create') {
       const roots = writableRoots(o.mounts ?? [])
       writeWatchFile(rootsFile(dataDir, name), JSON.stringify(roots) + '\n')
-      if (!roots.length) return
-      await spawnWatcher(dataDir, name, o)
+      // Even with nothing writable mounted the watcher runs: its disk guard keeps the home from
+      // filling the host's disk (src/watch/disk-guard.ts). With no baseline to take, create need
+      // not wait for it (the agent's first writes take longer than the watcher's start).
+      await spawnWatcher(dataDir, name, o, roots.length > 0)
       return
     }
     if (!existsSync(rootsFile(dataDir, name))) return // created before the watcher existed, or nothing writable
     const roots = JSON.parse(readFileSync(rootsFile(dataDir, name), 'utf8')) as string[]
-    if (!roots.length) return
     if (event === 'stop' || event === 'delete') {
       rescan(dataDir, name, roots, o)
       await stopWatcher(dataDir, name)
@@ -99,7 +103,7 @@ function extraPatterns(env: { readonly [k: string]: string | undefined }): { pat
   }
 }
 
-async function spawnWatcher(dataDir: string, name: string, o: WatchHookOptions): Promise<void> {
+async function spawnWatcher(dataDir: string, name: string, o: WatchHookOptions, wait = true): Promise<void> {
   if (watcherIdentity(dataDir, name)) return
   if (!existsSync(sandboxDir(dataDir, name))) return
   rmSync(readyFile(dataDir, name), { force: true })
@@ -117,6 +121,7 @@ async function spawnWatcher(dataDir: string, name: string, o: WatchHookOptions):
   } finally {
     closeSync(log)
   }
+  if (!wait) return
   const deadline = Date.now() + (o.readyTimeoutMs ?? 15_000)
   while (Date.now() < deadline) {
     if (existsSync(readyFile(dataDir, name))) return
@@ -176,6 +181,7 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
     saveBaseline(baselineFile(dataDir, name), baseline)
   }
   const w = new HostExecWatcher({ q, roots, rules, baseline })
+  const guard = new DiskGuard({ dataDir, name, paths: [...roots, sandboxHomeDir(dataDir, name)], reserve: diskReserve(process.env, say), agentPid: () => agentInitPid(name, process.env), say })
   // Watches first, then the scan: anything created meanwhile is seen by one or the other. Right
   // after the baseline walk (create: the agent not started yet) the scan would find nothing.
   let rescanMs = RESCAN_MS
@@ -203,7 +209,10 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
         w.scan()
       }
     }, 1000)
+    const guarding = guard.enabled ? setInterval(() => void guard.tick().catch((e: unknown) => say(`disk guard: ${(e as Error).message}`)), DISK_GUARD_TICK_MS) : undefined
+    void guard.tick().catch(() => undefined)
     stop = () => {
+      if (guarding) clearInterval(guarding)
       clearInterval(timer)
       w.close()
       resolve(0)
@@ -213,3 +222,19 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
 }
 
 export const RESCAN_MS = 60_000
+
+/** resources.disk_reserve of the effective config; an unreadable config: the default, said once. */
+function diskReserve(env: { readonly [k: string]: string | undefined }, say: (l: string) => void): DiskReserve {
+  try {
+    return parseDiskReserve(loadEffectiveConfig(env).effective.resources.disk_reserve)
+  } catch (e) {
+    say(`disk guard: ${(e as Error).message.split('\n')[0]}; using the default reserve`)
+    return parseDiskReserve(undefined)
+  }
+}
+
+/** The host pid of the agent container's init (its pid namespace is the agent's), or undefined. */
+async function agentInitPid(name: string, env: { readonly [k: string]: string | undefined }): Promise<number | undefined> {
+  const podman = await Podman.detect({ env })
+  return containerPid(podman, agentContainer(name))
+}

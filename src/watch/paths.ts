@@ -24,6 +24,18 @@ export const readyFile = (data: string, name: string) => join(watchDir(data, nam
 /** Written by a watcher whose inotify watch failed (e.g. the user's max_user_watches is exhausted). */
 export const degradedFile = (data: string, name: string) => join(watchDir(data, name), 'degraded')
 
+/** Written while the disk guard (src/watch/disk-guard.ts) holds the agent paused: why, in one line. */
+export const frozenFile = (data: string, name: string) => join(watchDir(data, name), 'disk-paused')
+
+/** Why the sandbox's agent is paused by the disk guard, or undefined. Cheap (one read). */
+export function diskPaused(data: string, name: string): string | undefined {
+  try {
+    return readFileSync(frozenFile(data, name), 'utf8').trim() || undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** `pid:start-time` of the running watcher, or undefined. */
 export function watcherIdentity(data: string, name: string): string | undefined {
   try {
@@ -38,16 +50,13 @@ export function watcherIdentity(data: string, name: string): string | undefined 
 }
 
 /**
- * True when the sandbox has writable mounts to watch but no watcher runs, or the running one lost
+ * True when the sandbox should have a watcher (host-executed files, disk guard) but none runs, or the running one lost
  * its inotify watch (degraded): a rescan is due before the command.
  */
 export function watcherMissing(data: string, name: string): boolean {
+  // Every sandbox made since the disk guard has a watcher (it guards the home even with no
+  // writable mount); an older one without roots.json has none.
   if (!existsSync(rootsFile(data, name))) return false
-  try {
-    if ((JSON.parse(readFileSync(rootsFile(data, name), 'utf8')) as string[]).length === 0) return false
-  } catch {
-    return true
-  }
   return watcherIdentity(data, name) === undefined || existsSync(degradedFile(data, name))
 }
 

@@ -1,9 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync, existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, statfsSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { stringify } from 'yaml'
 import { cli, podman, uniqueName, podExists, TEST_HOME } from '../helpers/cli.js'
+import { expectLogged } from '../helpers/attack.js'
 
 /**
  * Issue 9 finding 11 (one sandbox starving the host), performed for real in rootless sandboxes.
@@ -137,6 +138,67 @@ describe('limits: one sandbox cannot take the host', () => {
     expect(max).toBeLessThanOrEqual(1024 * 1024 + 64 * 1024)
     task.meta.observed = `log file at most ${max} bytes while 40 MB were written (log_max_size 1 MiB)`
   }, 120_000)
+
+  it('fill the disk through the sandbox home: the disk guard pauses the agent before the host runs out, logs it, and resumes it once space is freed', async ({ task }) => {
+    // The reserve is set just under today's free space, so the attack needs to write only a few
+    // hundred MiB to reach it (the same path as filling a real disk, without filling this one).
+    const free = () => {
+      const s = statfsSync(TEST_HOME)
+      return Number(s.bavail) * Number(s.bsize)
+    }
+    const MARGIN = 400 * 1024 ** 2
+    const reserve = free() - MARGIN
+    expect(reserve).toBeGreaterThan(1024 ** 3)
+    const name = uniqueName('lim')
+    const home = join(TEST_HOME, 'sandboxes', name, 'home')
+    // 40 files of 16 MiB (640 MiB) written one after the other; each failure would stop the loop.
+    const flood = 'i=0; while [ $i -lt 40 ]; do i=$((i+1)); head -c 16777216 /dev/zero > "$HOME/fill$i" || break; done; echo "finished $i" > "$HOME/done"; sleep 600'
+    const r = await cli(['sandbox', 'create', '--name', name, '--detach', '--', 'sh', '-c', flood], { env: { XDG_CONFIG_HOME: configWith({ disk_reserve: String(reserve) }) } })
+    expect(r.code, r.stderr).toBe(0)
+    names.push(name)
+    const paused = join(TEST_HOME, 'sandboxes', name, 'watch', 'disk-paused')
+    const deadline = Date.now() + 60_000
+    while (!existsSync(paused)) {
+      expect(Date.now() < deadline, 'the disk guard did not pause the agent within 60 s').toBe(true)
+      expect(existsSync(join(home, 'done')), 'the flood finished without being paused').toBe(false)
+      await new Promise(res => setTimeout(res, 100))
+    }
+    // Every process of the agent's pid namespace is stopped (state T): the flood no longer writes.
+    const pid = Number((await podman(['container', 'inspect', '--format', '{{.State.Pid}}', `podshell.${name}.agent`])).stdout.trim())
+    const ns = readlinkSync(`/proc/${pid}/ns/pid`)
+    const states = readdirSync('/proc')
+      .filter(e => /^\d+$/.test(e))
+      .flatMap(e => {
+        try {
+          return readlinkSync(`/proc/${e}/ns/pid`) === ns ? [readFileSync(`/proc/${e}/stat`, 'utf8').split(') ')[1]![0]!] : []
+        } catch {
+          return []
+        }
+      })
+    expect(states.length).toBeGreaterThanOrEqual(2) // the init and the flood's shell at least
+    expect(states.filter(st => st !== 'T' && st !== 't'), `process states ${states.join('')}`).toEqual([])
+    const written = () => readdirSync(home).filter(f => f.startsWith('fill')).reduce((n, f) => n + statSync(join(home, f)).size, 0)
+    const atPause = written()
+    // The reserve held: the agent wrote at most one guard tick past the margin.
+    expect(atPause).toBeGreaterThanOrEqual(MARGIN - 64 * 1024 ** 2)
+    expect(atPause).toBeLessThan(MARGIN + 512 * 1024 ** 2)
+    await expectLogged(name, /FINDING:CREATE \[HIGH\] PAUSED/, /disk_reserve/)
+    // A command into the paused sandbox says why in one line.
+    const ex = await cli(['sandbox', 'exec', '-n', name, '--', 'true'])
+    expect(ex.code).toBe(1)
+    expect(ex.stderr).toMatch(/paused by the disk guard: .*under the reserve/)
+    // The user frees space: the agent resumes where it stopped, and no write of it failed.
+    for (const f of readdirSync(home).filter(f => f.startsWith('fill'))) rmSync(join(home, f))
+    const until = Date.now() + 60_000
+    while (!existsSync(join(home, 'done'))) {
+      expect(Date.now() < until, 'the agent did not resume and finish within 60 s of the space being freed').toBe(true)
+      await new Promise(res => setTimeout(res, 200))
+    }
+    expect(readFileSync(join(home, 'done'), 'utf8').trim()).toBe('finished 40')
+    expect(existsSync(paused)).toBe(false)
+    await expectLogged(name, /FINDING:CLOSE \[INFO\] RESUMED/)
+    task.meta.observed = `paused after ${Math.round(atPause / 1024 ** 2)} MiB (margin ${MARGIN / 1024 ** 2} MiB to the reserve), all ${states.length} processes stopped, exec refused; resumed after the host freed space and finished all 40 writes`
+  }, 180_000)
 
   it('resources.pids on a host without the pids cgroup: refused in one line, nothing left behind', async () => {
     const enforced = existsSync('/sys/fs/cgroup/cgroup.controllers')

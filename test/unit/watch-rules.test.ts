@@ -169,12 +169,12 @@ describe('watcher engine (host directories, no container)', () => {
     expect(writableRoots([{ source: '/a', mode: 'rw' }, { source: '/a/b', mode: 'rw' }, { source: '/c', mode: 'ro' }, { source: '/d', mode: 'rw' }])).toEqual(['/a', '/d'])
   })
 
-  it('a rescan is due when no watcher runs or the running one lost its watch; never for a sandbox with nothing writable', () => {
+  it('a rescan is due when no watcher runs or the running one lost its watch; also with nothing writable (the disk guard); never for a sandbox older than the watcher', () => {
     const data = mkdtempSync(join(tmpdir(), 'pswatchdata-'))
     mkdirSync(join(data, 'sandboxes', 'sb'), { recursive: true })
     expect(watcherMissing(data, 'sb')).toBe(false) // created before the watcher existed
     writeWatchFile(rootsFile(data, 'sb'), '[]')
-    expect(watcherMissing(data, 'sb')).toBe(false)
+    expect(watcherMissing(data, 'sb')).toBe(true) // nothing writable mounted: the home is still guarded
     writeWatchFile(rootsFile(data, 'sb'), '["/r"]')
     expect(watcherMissing(data, 'sb')).toBe(true)
     writeWatchFile(pidFile(data, 'sb'), selfCreatorId())
