@@ -39,6 +39,7 @@ const DEFAULT_MIN = 512 * 1024 ** 2
 const DEFAULT_MAX = 4 * 1024 ** 3
 /** Free space above the reserve at which a paused agent resumes (no flapping at the boundary). */
 export const RESUME_SLACK = 32 * 1024 ** 2
+export const RESUME_INODES = 1024
 export const DISK_GUARD_TICK_MS = 250
 
 export function parseDiskReserve(v: string | undefined): DiskReserve {
@@ -69,7 +70,24 @@ export interface FsState {
   readonly avail: number
   readonly total: number
   readonly reserve: number
+  /** Free inodes and the inodes kept free: millions of empty files exhaust a filesystem too. */
+  readonly availInodes: number
+  readonly inodeReserve: number
 }
+
+/**
+ * Inodes kept free: the reserve's share of the filesystem's inodes (1% for a size reserve), none on
+ * filesystems that report no inode count (btrfs allocates them dynamically).
+ */
+export function inodeReserve(r: DiskReserve, totalInodes: number): number {
+  if (!(totalInodes > 0) || ('bytes' in r && r.bytes === 0)) return 0
+  return Math.floor((totalInodes * ('percent' in r ? r.percent : 1)) / 100)
+}
+
+/** Below the reserve of space or of inodes. */
+export const isLow = (f: FsState) => f.avail < f.reserve || f.availInodes < f.inodeReserve
+/** Back above both with slack: a paused agent may resume. */
+export const isClear = (f: FsState) => f.avail >= f.reserve + RESUME_SLACK && f.availInodes >= f.inodeReserve + RESUME_INODES
 
 /** Free space of each distinct filesystem holding one of `paths` (missing paths are skipped). */
 export function filesystems(paths: readonly string[], r: DiskReserve): FsState[] {
@@ -80,7 +98,7 @@ export function filesystems(paths: readonly string[], r: DiskReserve): FsState[]
       if (seen.has(dev)) continue
       const s = statfsSync(p)
       const total = Number(s.blocks) * Number(s.bsize)
-      seen.set(dev, { path: p, avail: Number(s.bavail) * Number(s.bsize), total, reserve: reserveBytes(r, total) })
+      seen.set(dev, { path: p, avail: Number(s.bavail) * Number(s.bsize), total, reserve: reserveBytes(r, total), availInodes: Number(s.ffree), inodeReserve: inodeReserve(r, Number(s.files)) })
     } catch {
       // gone (a mount source the user removed): nothing of the agent can be written there
     }
@@ -175,9 +193,9 @@ export class DiskGuard {
     this.busy = true
     try {
       const fss = filesystems(this.o.paths, this.o.reserve)
-      const low = fss.find(f => f.avail < f.reserve)
+      const low = fss.find(isLow)
       if (low && !this.paused?.ns) await this.pause(low)
-      else if (!low && this.paused && fss.every(f => f.avail >= f.reserve + RESUME_SLACK)) await this.resume(fss)
+      else if (!low && this.paused && fss.every(isClear)) await this.resume(fss)
       else if (this.paused?.ns) signalNamespace(this.paused.ns, 'SIGSTOP') // an exec started meanwhile
     } finally {
       this.busy = false
@@ -189,7 +207,10 @@ export class DiskGuard {
     const ns = pid !== undefined ? pidNs(pid) : undefined
     if (!ns || ns === pidNs(process.pid)) return // not running (stopped sandbox): nothing writes
     const n = signalNamespace(ns, 'SIGSTOP')
-    const why = `${human(f.avail)} free on the filesystem of ${f.path}, under the reserve of ${human(f.reserve)}`
+    const why =
+      f.avail < f.reserve
+        ? `${human(f.avail)} free on the filesystem of ${f.path}, under the reserve of ${human(f.reserve)}`
+        : `${f.availInodes} inodes free on the filesystem of ${f.path}, under the reserve of ${f.inodeReserve}`
     this.paused = { ns, why }
     writeWatchFile(frozenFile(this.o.dataDir, this.o.name), why + '\n')
     this.record('paused', `agent paused (${n} processes stopped): ${why}`, f.path)

@@ -10,7 +10,7 @@ import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, wa
 export { watcherIdentity } from './paths.js'
 import { extraPatternsFromEnv, hostExecRules } from './rules.js'
 import { loadEffectiveConfig } from '../config/enterprise.js'
-import { DiskGuard, DISK_GUARD_TICK_MS, parseDiskReserve, type DiskReserve } from './disk-guard.js'
+import { DiskGuard, DISK_GUARD_TICK_MS, filesystems, isLow, parseDiskReserve, type DiskReserve } from './disk-guard.js'
 import { Podman, containerPid } from '../podman/podman.js'
 import { agentContainer } from '../sandbox/naming.js'
 import { COMMAND_SCAN, HostExecWatcher, loadBaseline, saveBaseline, writableRoots, type ScanBudget } from './watcher.js'
@@ -60,6 +60,9 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
       // filling the host's disk (src/watch/disk-guard.ts). With no baseline to take, create need
       // not wait for it (the agent's first writes take longer than the watcher's start).
       await spawnWatcher(dataDir, name, o, roots.length > 0)
+      // A disk already under the reserve pauses the agent at its first tick: say so now.
+      const low = filesystems([...roots, sandboxHomeDir(dataDir, name)], diskReserve(o.env ?? process.env, say)).find(isLow)
+      if (low) say(`warning: ${name}'s agent will be paused by the disk guard: ${Math.round(low.avail / 1024 ** 2)} MiB free on the filesystem of ${low.path}, under the reserve of ${Math.round(low.reserve / 1024 ** 2)} MiB (free space, or set resources.disk_reserve)`)
       return
     }
     if (!existsSync(rootsFile(dataDir, name))) return // created before the watcher existed, or nothing writable

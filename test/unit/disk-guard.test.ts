@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest'
 import { mkdtempSync, statfsSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { DEFAULT_DISK_RESERVE, filesystems, parseDiskReserve, renderDiskEvent, reserveBytes } from '../../src/watch/disk-guard.js'
+import { DEFAULT_DISK_RESERVE, filesystems, inodeReserve, isClear, isLow, parseDiskReserve, renderDiskEvent, reserveBytes, RESUME_SLACK } from '../../src/watch/disk-guard.js'
 
 const GiB = 1024 ** 3
 const MiB = 1024 ** 2
@@ -33,6 +33,21 @@ describe('resources.disk_reserve', () => {
     expect(fss[0]!.total).toBe(Number(s.blocks) * Number(s.bsize))
     expect(fss[0]!.reserve).toBe(GiB)
     expect(fss[0]!.avail).toBeGreaterThan(0)
+  })
+
+  it('inodes: a flood of empty files is low too; the inode reserve follows the share (1% for a size); none where the filesystem reports no inodes', () => {
+    expect(inodeReserve(DEFAULT_DISK_RESERVE, 1_000_000)).toBe(50_000)
+    expect(inodeReserve({ bytes: GiB }, 1_000_000)).toBe(10_000)
+    expect(inodeReserve({ bytes: 0 }, 1_000_000)).toBe(0)
+    expect(inodeReserve({ percent: 5 }, 0)).toBe(0)
+    const f = { path: '/x', total: 100 * GiB, avail: 50 * GiB, reserve: GiB, availInodes: 100_000, inodeReserve: 50_000 }
+    expect(isLow(f)).toBe(false)
+    expect(isLow({ ...f, availInodes: 49_999 })).toBe(true)
+    expect(isLow({ ...f, avail: GiB - 1 })).toBe(true)
+    // Resume only with slack on both: no flapping at the boundary.
+    expect(isClear({ ...f, avail: GiB + RESUME_SLACK - 1 })).toBe(false)
+    expect(isClear({ ...f, availInodes: 50_500 })).toBe(false)
+    expect(isClear(f)).toBe(true)
   })
 
   it('records a pause as a High OCSF Detection Finding and a resume as its Informational close', () => {
