@@ -1,7 +1,6 @@
-import { join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import type { Podman } from '../podman/podman.js'
-import { sandboxDir } from '../config/paths.js'
+import { sandboxProvidersFile } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { check, sandboxName, objectName } from '../util/validate.js'
 import { requireProvider, gcProviderSecrets, type ProviderRecord } from './store.js'
@@ -57,7 +56,7 @@ export interface AttachedProvider {
   config: Record<string, string>
 }
 
-export const providersJsonPath = (dataDir: string, sandbox: string) => join(sandboxDir(dataDir, sandbox), 'providers.json')
+export const providersJsonPath = (dataDir: string, sandbox: string) => sandboxProvidersFile(dataDir, sandbox)
 
 /**
  * Resolves the providers attached to `sandbox` into podman arguments and writes providers.json.

@@ -27,6 +27,8 @@ export interface ReloadResult {
 
 export interface PingResult {
   version: string
+  /** The data-dir layout this gateway serves (src/gateway/layout.ts); absent from older gateways. */
+  layout?: number
   pid: number
   uptimeMs: number
   sandboxes: number

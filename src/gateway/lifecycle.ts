@@ -19,7 +19,8 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { GATEWAY_IMAGE } from '../images/names.js'
-import { dataDir as defaultDataDir, gatewayDir, sandboxesDir, GATEWAY_DATA_MOUNT, type Env } from '../config/paths.js'
+import { dataDir as defaultDataDir, gatewayDir, gatewaySandboxesDir, sandboxesDir, GATEWAY_DATA_MOUNT, type Env } from '../config/paths.js'
+import { GATEWAY_LAYOUT, migrateGatewayView } from './layout.js'
 import { PodshellError } from '../errors.js'
 import { mkdirp } from '../util/fs.js'
 import { withLock } from '../util/lockfile.js'
@@ -56,6 +57,11 @@ export function gatewayContainerName(data: string, env: Env = process.env): stri
   return `${GATEWAY_CONTAINER}-${createHash('sha256').update(data).digest('hex').slice(0, 10)}`
 }
 
+/** A gateway of this podshell version serving this data-dir layout: otherwise it is replaced. */
+function current(p: PingResult, want: string): boolean {
+  return p.version === want && p.layout === GATEWAY_LAYOUT
+}
+
 /** podshell's version (package.json): a gateway answering with another version is replaced. */
 export function podshellVersion(): string {
   try {
@@ -82,7 +88,11 @@ export function gatewayContainerSpec(data: string, env: Env = process.env, image
     labels: { [GATEWAY_ROLE_LABEL]: 'gateway', [GATEWAY_DATA_LABEL]: data },
     restart: 'always',
     stopTimeoutSeconds: 5,
-    mounts: [{ type: 'bind', source: data, target: GATEWAY_DATA_MOUNT }],
+    // Only the gateway's view of the data dir (control socket, CA, and per sandbox its policy,
+    // egress socket, audit log and providers.json): never the agents' homes, the watcher's
+    // baselines, the quarantine or provider metadata. The gateway parses untrusted traffic from
+    // every sandbox; what it cannot see, a flaw in it cannot read or rewrite.
+    mounts: [{ type: 'bind', source: gatewayDir(data), target: gatewayDir(GATEWAY_DATA_MOUNT) }],
     env: [],
     logMaxBytes: 10 * 1024 * 1024,
   }
@@ -150,13 +160,14 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
   const client = new GatewayClient(data, { timeoutMs: 1000 })
   const want = podshellVersion()
   try {
-    if ((await client.ping(500)).version === want) return
+    if (current(await client.ping(500), want)) return
   } catch {
     // not answering: slow path
   }
   mkdirp(data)
   mkdirp(gatewayDir(data))
   mkdirp(sandboxesDir(data))
+  mkdirp(gatewaySandboxesDir(data))
   // Several podshell commands may find the gateway silent at once (sandboxes created in parallel
   // on a fresh login): one starts it, the others wait for that start and then find it answering,
   // instead of racing `podman run --name` ("the container name … is already in use").
@@ -175,7 +186,7 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
       // Looked at again under the lock: the holder before us may have started or replaced it.
       let staleNow = false
       try {
-        if ((await client.ping(500)).version === want) return
+        if (current(await client.ping(500), want)) return
         staleNow = true
       } catch {
         // still not answering: this process starts it
@@ -185,7 +196,8 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
   )
 }
 
-async function startGateway(podman: Podman, data: string, client: GatewayClient, stale: boolean, opts: EnsureOptions): Promise<void> {
+async function startGateway(podman: Podman, data: string, client: GatewayClient, staleAtStart: boolean, opts: EnsureOptions): Promise<void> {
+  let stale = staleAtStart
   const env = opts.env ?? process.env
   const say = opts.say ?? (() => undefined)
   const name = gatewayContainerName(data, env)
@@ -197,8 +209,8 @@ async function startGateway(podman: Podman, data: string, client: GatewayClient,
     if (info.State.Running) {
       // Running but silent: it may be starting up. Give it a moment before replacing it.
       try {
-        await waitForPing(client, podman, name, 3000)
-        return
+        if (current(await waitForPing(client, podman, name, 3000), podshellVersion())) return
+        stale = true
       } catch {
         say('podshell gateway is not answering; re-creating it')
       }
@@ -206,8 +218,10 @@ async function startGateway(podman: Podman, data: string, client: GatewayClient,
       const started = await podman.run(['start', name], { reject: false, timeoutMs: 30_000 })
       if (started.exitCode === 0) {
         try {
-          await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000)
-          return
+          // A stopped container of an older podshell (another layout) starts, answers, and is
+          // then replaced like a running one.
+          if (current(await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000), podshellVersion())) return
+          stale = true
         } catch {
           say('podshell gateway did not come back; re-creating it')
         }
@@ -216,6 +230,9 @@ async function startGateway(podman: Podman, data: string, client: GatewayClient,
   }
   if (stale) say('podshell gateway is from another podshell version; replacing it')
   else if (!info) say('starting the podshell gateway')
+  // Its replacement mounts only <data>/gateway: what an older gateway kept elsewhere moves in first.
+  const moved = migrateGatewayView(data)
+  if (moved) say(`moved ${moved} sandbox files into the gateway's view of the data dir`)
   await podman.run(['rm', '-f', '-t', '5', name], { reject: false, timeoutMs: 60_000 })
   await podman.run(gatewayRunArgs(data, env, opts.image, gatewayNetwork(podman.version, env).args), { timeoutMs: 120_000 })
   await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000)

@@ -17,8 +17,8 @@
  */
 import { createServer, type Server, type Socket } from 'node:net'
 import { readdirSync, readFileSync, statSync, lstatSync, existsSync, unlinkSync, chmodSync } from 'node:fs'
-import { join } from 'node:path'
-import { sandboxesDir, sandboxDir, sandboxPolicyDir, sandboxSocket, sandboxEgressDir, gatewayControlSocket, gatewayDir } from '../config/paths.js'
+import { GATEWAY_LAYOUT } from './layout.js'
+import { gatewaySandboxesDir, gatewaySandboxDir, sandboxPolicyDir, sandboxSocket, sandboxEgressDir, sandboxProvidersFile, gatewayControlSocket, gatewayDir } from '../config/paths.js'
 import { mkdirp } from '../util/fs.js'
 import { SANDBOX_NAME_RE } from '../util/validate.js'
 import { PolicyStore, type PolicyRevision } from '../policy/store.js'
@@ -108,7 +108,7 @@ export class Gateway {
   /** Serves the control socket and every sandbox found; starts the periodic rescan. */
   async start(): Promise<void> {
     mkdirp(gatewayDir(this.dataDir))
-    mkdirp(sandboxesDir(this.dataDir))
+    mkdirp(gatewaySandboxesDir(this.dataDir))
     if (this.opts.tls) {
       this.tls = new GatewayTls(this.dataDir, l => this.log(l))
       const ca = await this.tls.start()
@@ -146,7 +146,7 @@ export class Gateway {
     const inflight = this.pending.get(name)
     if (inflight) return inflight
     const p = (async () => {
-      if (!existsSync(sandboxDir(this.dataDir, name))) return undefined
+      if (!existsSync(gatewaySandboxDir(this.dataDir, name))) return undefined
       mkdirp(sandboxEgressDir(this.dataDir, name))
       const audit = AuditLog.forSandbox(this.dataDir, name, this.opts.audit)
       const entry: Served = {
@@ -197,7 +197,7 @@ export class Gateway {
   }
 
   private readProviders(name: string): { stamp: string; list: ProviderAttachment[] } {
-    const file = join(sandboxDir(this.dataDir, name), 'providers.json')
+    const file = sandboxProvidersFile(this.dataDir, name)
     try {
       const st = statSync(file)
       const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`
@@ -231,7 +231,7 @@ export class Gateway {
     const s = await this.serve(name)
     if (!s) {
       await this.remove(name)
-      throw new Error(`no sandbox ${name} in ${sandboxesDir(this.dataDir)}`)
+      throw new Error(`no sandbox ${name} in ${gatewaySandboxesDir(this.dataDir)}`)
     }
     const run = s.queue.then(() => this.load(s))
     s.queue = run.catch(() => undefined)
@@ -340,13 +340,13 @@ export class Gateway {
     try {
       let names: string[] = []
       try {
-        names = readdirSync(sandboxesDir(this.dataDir)).filter(n => SANDBOX_NAME_RE.test(n))
+        names = readdirSync(gatewaySandboxesDir(this.dataDir)).filter(n => SANDBOX_NAME_RE.test(n))
       } catch {
         names = []
       }
       const present = new Set(names)
       for (const name of [...this.served.keys()]) {
-        if (!present.has(name) || !existsSync(sandboxDir(this.dataDir, name))) await this.remove(name)
+        if (!present.has(name) || !existsSync(gatewaySandboxDir(this.dataDir, name))) await this.remove(name)
       }
       for (const name of names) {
         if (this.stopped) return
@@ -394,7 +394,7 @@ export class Gateway {
   }
 
   ping(): PingResult {
-    return { version: this.opts.version ?? '0.0.0', pid: process.pid, uptimeMs: Date.now() - this.started, sandboxes: this.served.size }
+    return { version: this.opts.version ?? '0.0.0', layout: GATEWAY_LAYOUT, pid: process.pid, uptimeMs: Date.now() - this.started, sandboxes: this.served.size }
   }
 
   // -------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import { readFileSync, existsSync, rmSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { sandboxDir, sandboxesDir, lastUsedFile } from '../config/paths.js'
+import { gatewaySandboxDir, gatewaySandboxesDir, sandboxDir, sandboxesDir, lastUsedFile } from '../config/paths.js'
 import { writeFileAtomic, mkdirp, fsError } from '../util/fs.js'
 import { SANDBOX_NAME_RE } from '../util/patterns.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
@@ -34,17 +34,24 @@ export function removeStateDir(data: string, name: string): void {
   if (!SANDBOX_NAME_RE.test(name)) return // never rm -r a path built from an unvalidated name
   try {
     rmSync(sandboxDir(data, name), { recursive: true, force: true })
+    // Then the gateway's view of it (policy, socket dir, audit): the gateway stops serving it.
+    rmSync(gatewaySandboxDir(data, name), { recursive: true, force: true })
   } catch (e) {
     throw fsError(`cannot remove the state of sandbox ${name}`, e)
   }
 }
 
+/** Names with state: a state dir, or only a gateway view left by a crash between the two removals. */
 export function listStateDirs(data: string): string[] {
-  try {
-    return readdirSync(sandboxesDir(data)).filter(n => SANDBOX_NAME_RE.test(n))
-  } catch {
-    return []
+  const names = new Set<string>()
+  for (const dir of [sandboxesDir(data), gatewaySandboxesDir(data)]) {
+    try {
+      for (const n of readdirSync(dir)) if (SANDBOX_NAME_RE.test(n)) names.add(n)
+    } catch {
+      // none yet
+    }
   }
+  return [...names]
 }
 
 export function stateDirExists(data: string, name: string): boolean {

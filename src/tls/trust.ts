@@ -200,7 +200,7 @@ export interface SandboxTrust {
 }
 
 /**
- * Writes `sandboxes/<name>/tls/{ca-bundle.pem,podshell-ca.pem,truststore.p12}` (upstream roots +
+ * Writes `gateway/sandboxes/<name>/tls/{ca-bundle.pem,podshell-ca.pem,truststore.p12}` (upstream roots +
  * the CA) and returns the mounts and variables that make every usual client trust it without
  * flags. All mounts are read-only; the source dir holds no key.
  */

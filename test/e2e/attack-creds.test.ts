@@ -177,7 +177,7 @@ describe('#56 spoofing the control environment', () => {
 
 describe('#57 the agent editing its own policy', () => {
   it("#57 find the sandbox's policy revisions or the gateway control socket from inside → not in the agent's view", async ({ task }) => {
-    const dir = join(TEST_HOME, 'sandboxes', name, 'policy')
+    const dir = join(TEST_HOME, 'gateway', 'sandboxes', name, 'policy')
     expect(readdirSync(dir).length).toBeGreaterThan(0) // control: they exist on the host
     const r = await sh(name, `ls ${dir} 2>&1; ls ${TEST_HOME} 2>&1; find / -path /proc -prune -o \\( -name 'rev-*.yaml' -o -name revisions.json -o -name control.sock \\) -print 2>/dev/null; echo END`)
     task.meta.observed = r.stdout.split('\n')[0]
@@ -186,7 +186,7 @@ describe('#57 the agent editing its own policy', () => {
   })
 
   it('#57 write a permissive policy where podshell keeps it (the same absolute path) → the write stays in the sandbox; the gateway\'s policy is unchanged', async ({ task }) => {
-    const dir = join(TEST_HOME, 'sandboxes', name, 'policy')
+    const dir = join(TEST_HOME, 'gateway', 'sandboxes', name, 'policy')
     const before = readdirSync(dir).sort()
     const r = await sh(name, `mkdir -p ${dir} 2>&1 && printf 'version: 1\\nnetwork_policies:\\n  all: { endpoints: [ { host: "198.51.100.12", port: 80 } ] }\\n' > ${dir}/rev-99.yaml 2>&1; echo rc=$?`)
     task.meta.observed = r.stdout.trim()

@@ -520,7 +520,7 @@ describe('#21–22 the proxy as a relay', () => {
   })
 
   it("#21 a unix-socket target (another sandbox's proxy.sock or the control socket) → 400, no such thing as a unix target", async ({ task }) => {
-    const raw = await rawProxy(net, get(`http://unix:/var/lib/podshell/sandboxes/${deny}/egress/proxy.sock:/`, 'unix'))
+    const raw = await rawProxy(net, get(`http://unix:/var/lib/podshell/gateway/sandboxes/${deny}/egress/proxy.sock:/`, 'unix'))
     task.meta.observed = raw.split('\r\n')[0]
     refused(raw, [400, 403])
   })
@@ -874,7 +874,7 @@ describe('issue 9: names a policy does not allow never reach DNS; a flood of den
   })
 
   it('AUDIT-1 1,600 denied requests in a burst: the earlier probe stays on record, the flood is aggregated, the audit dir stays bounded', async ({ task }) => {
-    const dir = join(TEST_HOME, 'sandboxes', flood, 'audit')
+    const dir = join(TEST_HOME, 'gateway', 'sandboxes', flood, 'audit')
     const probe = await curlProxy(flood, `http://probe-7f3a.attacker.example:${up.port}/t/probe`)
     expect(probe.status).toBe(403)
     await expectLogged(flood, /DENIED/, /probe-7f3a\.attacker\.example/)

@@ -38,7 +38,7 @@ interface Inspect {
 }
 
 describe('the gateway container', () => {
-  it('runs hardened: no capabilities, no-new-privileges, read-only root, restart=always, only the data dir mounted', async () => {
+  it("runs hardened: no capabilities, no-new-privileges, read-only root, restart=always, only the data dir's gateway view mounted", async () => {
     const r = await podman(['container', 'inspect', gw])
     expect(r.code, r.stderr).toBe(0)
     const c = (JSON.parse(r.stdout) as Inspect[])[0]!
@@ -61,18 +61,32 @@ describe('the gateway container', () => {
     expect(c.HostConfig.RestartPolicy.Name).toBe('always')
     expect(c.Config.Labels['io.podshell.role']).toBe('gateway')
     expect(c.Config.Labels['io.podshell.data']).toBe(TEST_HOME)
-    expect(c.Mounts.map(m => [m.Source, m.Destination, m.RW])).toEqual([[TEST_HOME, '/var/lib/podshell', true]])
+    expect(c.Mounts.map(m => [m.Source, m.Destination, m.RW])).toEqual([[join(TEST_HOME, 'gateway'), '/var/lib/podshell/gateway', true]])
     expect(c.Config.Cmd).toEqual(['node', '/opt/podshell/dist/cli/main.js', 'gateway', 'serve', '--data', '/var/lib/podshell'])
   })
 
+  it("from inside the gateway (as a flaw in it would be): no agent home, description, watcher baseline, quarantine or provider metadata — only its own view", async ({ task }) => {
+    // Something of this sandbox's own state the gateway must not reach: a file in the agent's home.
+    expect((await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'echo secret-notes > "$HOME/notes.txt"'])).code).toBe(0)
+    const r = await podman(['exec', gw, 'sh', '-c', `ls -A /var/lib/podshell; echo ---; ls -A /var/lib/podshell/gateway/sandboxes/${name}; echo ---; cat /var/lib/podshell/sandboxes/${name}/home/notes.txt /var/lib/podshell/sandboxes/${name}/agent.json 2>&1; ls /var/lib/podshell/providers /var/lib/podshell/quarantine 2>&1; echo END`])
+    expect(r.code, r.stderr).toBe(0)
+    const [top, view, rest] = r.stdout.split('---\n')
+    expect(top!.trim().split('\n')).toEqual(['gateway'])
+    expect(view!.trim().split('\n').sort()).toEqual(expect.arrayContaining(['audit', 'egress', 'policy']))
+    expect(view).not.toMatch(/home|agent\.json|watch/)
+    expect(rest).not.toContain('secret-notes')
+    expect(rest).toMatch(/No such file or directory[\s\S]*No such file or directory/)
+    task.meta.observed = `the gateway container sees ${top!.trim()} only; per sandbox: ${view!.trim().split('\n').join(', ')}`
+  })
+
   it('the sockets and audit files it writes belong to the user and are private (0600)', () => {
-    const sock = join(TEST_HOME, 'sandboxes', name, 'egress', 'proxy.sock')
+    const sock = join(TEST_HOME, 'gateway', 'sandboxes', name, 'egress', 'proxy.sock')
     const ctl = join(TEST_HOME, 'gateway', 'control.sock')
     for (const p of [sock, ctl]) {
       const st = statSync(p)
       expect({ p, socket: st.isSocket(), uid: st.uid, mode: st.mode & 0o777 }).toEqual({ p, socket: true, uid, mode: 0o600 })
     }
-    const audit = join(TEST_HOME, 'sandboxes', name, 'audit')
+    const audit = join(TEST_HOME, 'gateway', 'sandboxes', name, 'audit')
     const files = readdirSync(audit)
     expect(files).toEqual(expect.arrayContaining(['ocsf.jsonl', 'openshell.log']))
     for (const f of files) {

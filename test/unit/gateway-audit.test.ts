@@ -93,7 +93,7 @@ describe('redaction: query strings, Authorization, Proxy-Authorization and Cooki
 })
 
 describe('files: location, permissions, rotation', () => {
-  it('writes both files under sandboxes/<name>/audit with mode 0600', () => {
+  it('writes both files under gateway/sandboxes/<name>/audit (the gateway view) with mode 0600', () => {
     appendLifecycle(data, 'demo', { event: 'started' })
     const dir = sandboxAuditDir(data, 'demo')
     expect(readdirSync(dir).sort()).toEqual([OCSF_FILE, SHORTHAND_FILE].sort())

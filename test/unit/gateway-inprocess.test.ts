@@ -20,7 +20,7 @@ import { GatewayClient } from '../../src/gateway/client.js'
 import { parseIp, type IpAddress } from '../../src/gateway/address.js'
 import { PolicyStore } from '../../src/policy/store.js'
 import { parsePolicyText } from '../../src/policy/parse.js'
-import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir, gatewayControlSocket } from '../../src/config/paths.js'
+import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir, gatewaySandboxDir, gatewayControlSocket } from '../../src/config/paths.js'
 import { readLogs } from '../../src/gateway/audit.js'
 
 const NAMES: Record<string, string[]> = {
@@ -568,7 +568,7 @@ describe('sandboxes coming and going', () => {
     makeSandbox('gone')
     setPolicy('gone', policyYaml(PORT))
     await new GatewayClient(data).reload('gone')
-    rmSync(sandboxDir(data, 'gone'), { recursive: true, force: true })
+    rmSync(gatewaySandboxDir(data, 'gone'), { recursive: true, force: true })
     for (let i = 0; i < 50 && (await new GatewayClient(data).stats()).sandboxes.some(s => s.name === 'gone'); i++) await new Promise(r => setTimeout(r, 50))
     expect((await new GatewayClient(data).stats()).sandboxes.some(s => s.name === 'gone')).toBe(false)
     expect((await new GatewayClient(data).ping()).version).toBe('test')

@@ -30,10 +30,10 @@ describe('gateway run arguments', () => {
     expect(joined).toContain('--label io.podshell.role=gateway')
     expect(joined).toContain('--label io.podshell.data=/home/u/.local/share/podshell')
   })
-  it('mounts only the data dir, at /var/lib/podshell, and runs `gateway serve` on it', () => {
+  it("mounts only the gateway's view of the data dir (<data>/gateway), and runs `gateway serve` on the data path", () => {
     const mounts = args.filter((a, i) => args[i - 1] === '--mount' || args[i - 1] === '-v')
     expect(mounts).toHaveLength(1)
-    expect(mounts[0]).toMatch(/^type=bind,source=\/home\/u\/\.local\/share\/podshell,destination=\/var\/lib\/podshell(,relabel=shared)?$/)
+    expect(mounts[0]).toMatch(/^type=bind,source=\/home\/u\/\.local\/share\/podshell\/gateway,destination=\/var\/lib\/podshell\/gateway(,relabel=shared)?$/)
     expect(args.slice(-GATEWAY_COMMAND.length - 1)).toEqual([GATEWAY_IMAGE, ...GATEWAY_COMMAND])
     expect(GATEWAY_COMMAND).toEqual(['node', '/opt/podshell/dist/cli/main.js', 'gateway', 'serve', '--data', '/var/lib/podshell'])
   })

@@ -16,7 +16,7 @@ import { Gateway } from '../../src/gateway/server.js'
 import { parseIp, type IpAddress } from '../../src/gateway/address.js'
 import { PolicyStore } from '../../src/policy/store.js'
 import { parsePolicyText } from '../../src/policy/parse.js'
-import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir } from '../../src/config/paths.js'
+import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir, gatewaySandboxDir } from '../../src/config/paths.js'
 import { ensureCa, generateCa, rotateCa } from '../../src/tls/ca.js'
 import { LeafIssuer } from '../../src/tls/leaf.js'
 import { prepareSandboxTrust, writeUpstreamRoots } from '../../src/tls/trust.js'
@@ -156,7 +156,7 @@ beforeAll(async () => {
   const roots = writeUpstreamRoots(data, { hostBundle: undefined, extraCaFiles: [join(data, 'test-ca.pem')] })
   for (const d of [sandboxDir(data, 'demo'), sandboxPolicyDir(data, 'demo'), sandboxEgressDir(data, 'demo'), sandboxAuditDir(data, 'demo')]) mkdirSync(d, { recursive: true, mode: 0o700 })
   prepareSandboxTrust(data, 'demo', ca, roots)
-  bundle = readFileSync(join(sandboxDir(data, 'demo'), 'tls/ca-bundle.pem'), 'utf8')
+  bundle = readFileSync(join(gatewaySandboxDir(data, 'demo'), 'tls/ca-bundle.pem'), 'utf8')
   new PolicyStore(sandboxPolicyDir(data, 'demo')).add(parsePolicyText(policy(), 'test').policy, 'test')
   gw = new Gateway({ dataDir: data, rescanIntervalMs: 0, tls: true, testHooks: { resolve, permitAddress: ip => ip.text === '127.0.0.1' } })
   await gw.start()
@@ -403,15 +403,15 @@ describe('TLS inspection (in-process)', () => {
     s1.destroy()
     // What `sandbox restart` does: the bundle is rewritten with the current CA.
     prepareSandboxTrust(data, 'demo', ca, readFileSync(join(data, 'gateway/tls/upstream-roots.pem'), 'utf8'))
-    bundle = readFileSync(join(sandboxDir(data, 'demo'), 'tls/ca-bundle.pem'), 'utf8')
+    bundle = readFileSync(join(gatewaySandboxDir(data, 'demo'), 'tls/ca-bundle.pem'), 'utf8')
     const s2 = await tlsVia(`api.test:${PORT}`, 'api.test')
     expect((s2.getPeerCertificate(true) as PeerCertificate).issuer.CN).toBe('podshell sandbox CA tester@rotated')
     expect((await exchange(s2, 'GET', '/after-rotation', `api.test:${PORT}`)).status).toBe(200)
     s2.destroy()
   })
 
-  it('the CA key is nowhere in the sandbox dir', () => {
-    const dir = join(sandboxDir(data, 'demo'), 'tls')
+  it('the CA key is nowhere in the sandbox tls dir', () => {
+    const dir = join(gatewaySandboxDir(data, 'demo'), 'tls')
     for (const f of ['ca-bundle.pem', 'podshell-ca.pem', 'truststore.p12']) expect(readFileSync(join(dir, f), 'latin1')).not.toMatch(/PRIVATE KEY/)
     void netConnect
   })

@@ -134,7 +134,7 @@ describe('watcher engine (host directories, no container)', () => {
     expect(existsSync(join(root, 'bare', 'HEAD'))).toBe(false)
     const q = readdirSync(join(data, 'quarantine', 'sb'))
     expect(q.some(f => f.endsWith('%docs%tools%.git'))).toBe(true)
-    const audit = readFileSync(join(data, 'sandboxes', 'sb', 'audit', 'ocsf.jsonl'), 'utf8').trim().split('\n').map(l => JSON.parse(l) as { class_uid: number; disposition: string })
+    const audit = readFileSync(join(data, 'gateway', 'sandboxes', 'sb', 'audit', 'ocsf.jsonl'), 'utf8').trim().split('\n').map(l => JSON.parse(l) as { class_uid: number; disposition: string })
     expect(audit.filter(a => a.class_uid === 2004 && a.disposition === 'Quarantined')).toHaveLength(5)
     expect(readFileSync(join(data, 'quarantine', 'sb', 'watch.log'), 'utf8').split('\n').filter(Boolean)).toHaveLength(5)
     expect(w.scan().findings).toBe(0)
