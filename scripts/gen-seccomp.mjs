@@ -29,6 +29,7 @@ const EPERM = 1
 const ENOSYS = 38
 const EPROTONOSUPPORT = 93
 const EAFNOSUPPORT = 97
+const EOPNOTSUPP = 95
 
 /** Namespace-creating clone/unshare flags (linux/sched.h). */
 export const CLONE_NS_FLAGS = {
@@ -77,7 +78,7 @@ export const DENY_EPERM = {
 export const ALLOWED_PERSONALITY = { PER_LINUX: 0x0, UNAME26: 0x20000, QUERY: 0xffffffff }
 
 /** Syscalls whose base rules are dropped and replaced by the rules below. */
-const REWRITTEN = ['clone', 'clone3', 'unshare', 'socket', 'socketpair', 'personality']
+const REWRITTEN = ['clone', 'clone3', 'unshare', 'socket', 'socketpair', 'personality', 'fallocate']
 
 const eq = (index, value) => ({ index, value, valueTwo: 0, op: 'SCMP_CMP_EQ' })
 const gt = (index, value) => ({ index, value, valueTwo: 0, op: 'SCMP_CMP_GT' })
@@ -121,6 +122,11 @@ export function podshellRules() {
   // clone3 passes its flags in a struct seccomp cannot read: ENOSYS makes glibc fall back to clone(2),
   // whose flags the rules above can check.
   rules.push(rule(['clone3'], 'SCMP_ACT_ERRNO', [], 'podshell: clone3 flags are unreadable to seccomp; ENOSYS makes libc fall back to clone', { errnoRet: ENOSYS }))
+  // fallocate(2) reserves any amount of disk in ONE call, faster than the disk guard's statfs tick
+  // (src/watch/disk-guard.ts) can see: the home and read-write mounts are the host's own disk.
+  // EOPNOTSUPP is what a filesystem without it returns, so posix_fallocate() falls back to writing
+  // the blocks (at disk speed, which the guard bounds) and tools that probe it carry on.
+  rules.push(rule(['fallocate'], 'SCMP_ACT_ERRNO', [], 'podshell: fallocate reserves any amount of the host disk at once; EOPNOTSUPP makes libc write the blocks instead', { errnoRet: EOPNOTSUPP }))
 
   // socket(2): allowlist of families; everything else is denied as the kernel would deny an
   // unsupported family, so programs degrade gracefully.

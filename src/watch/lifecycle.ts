@@ -212,10 +212,23 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
         w.scan()
       }
     }, 1000)
-    const guarding = guard.enabled ? setInterval(() => void guard.tick().catch((e: unknown) => say(`disk guard: ${(e as Error).message}`)), DISK_GUARD_TICK_MS) : undefined
-    void guard.tick().catch(() => undefined)
+    let guarding: NodeJS.Timeout | undefined
+    const guardLoop = (): void => {
+      void guard
+        .tick()
+        .catch((e: unknown) => {
+          say(`disk guard: ${(e as Error).message}`)
+          return DISK_GUARD_TICK_MS
+        })
+        .then(next => {
+          if (!stopped) guarding = setTimeout(guardLoop, next)
+        })
+    }
+    let stopped = false
+    if (guard.enabled) guardLoop()
     stop = () => {
-      if (guarding) clearInterval(guarding)
+      stopped = true
+      if (guarding) clearTimeout(guarding)
       clearInterval(timer)
       w.close()
       resolve(0)

@@ -139,6 +139,17 @@ describe('limits: one sandbox cannot take the host', () => {
     task.meta.observed = `log file at most ${max} bytes while 40 MB were written (log_max_size 1 MiB)`
   }, 120_000)
 
+  it('fallocate 64 GiB in one call (faster than any tick): EOPNOTSUPP; posix_fallocate falls back to writing blocks, which the disk guard sees', async ({ task }) => {
+    const name = names[0]!
+    const r = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'fallocate -l 64G "$HOME/huge" 2>&1; echo "exit=$?"; stat -c %b "$HOME/huge" 2>/dev/null || echo none; rm -f "$HOME/huge"'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/Operation not supported/)
+    expect(r.stdout).toMatch(/exit=1/)
+    const blocks = r.stdout.trim().split('\n').at(-1)!
+    expect(blocks === 'none' || Number(blocks) === 0, `blocks allocated: ${blocks}`).toBe(true)
+    task.meta.observed = `fallocate: ${r.stdout.trim().split('\n')[0]}; nothing allocated`
+  })
+
   it('fill the disk through the sandbox home: the disk guard pauses the agent before the host runs out, logs it, and resumes it once space is freed', async ({ task }) => {
     // The reserve is set just under today's free space, so the attack needs to write only a few
     // hundred MiB to reach it (the same path as filling a real disk, without filling this one).

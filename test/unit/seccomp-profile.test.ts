@@ -213,6 +213,10 @@ describe('seccomp profile: denials (x86_64, no capabilities)', () => {
     expect(outcome('socketpair', [30, 1, 0])).toEqual(errno(EAFNOSUPPORT))
   })
 
+  it('fallocate: EOPNOTSUPP in every mode (one call would reserve the host disk faster than the disk guard sees)', () => {
+    for (const mode of [0, 1, 3, 0x10]) expect(outcome('fallocate', [3, mode, 0, 1 << 30])).toEqual(errno(95))
+  })
+
   it('personality: no PER_LINUX32 (8) nor ADDR_NO_RANDOMIZE; PER_LINUX, UNAME26 and the query stay allowed', () => {
     expect(outcome('personality', [0])).toEqual(allow)
     expect(outcome('personality', [0x20000])).toEqual(allow)
