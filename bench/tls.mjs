@@ -150,7 +150,7 @@ async function requestsBench() {
     const gw = new Gateway({ dataDir: data, rescanIntervalMs: 0, tls: true, limits: { upstreamPoolPerHost: pool ? 16 : 0 }, testHooks: { resolve } })
     await gw.start()
     const sock = paths.sandboxSocket(data, 'b')
-    const bundle = join(paths.sandboxDir(data, 'b'), 'tls', 'ca-bundle.pem')
+    const bundle = join(paths.gatewaySandboxDir(data, 'b'), 'tls', 'ca-bundle.pem')
     const key = pool ? 'pooled' : 'unpooled'
     for (const [mode, host] of [['fresh', 'inspect.bench.test'], ['fresh', 'tunnel.bench.test'], ['keepalive', 'inspect.bench.test'], ['keepalive', 'tunnel.bench.test']]) {
       if (!pool && host.startsWith('tunnel')) continue // pooling does not apply to tunnels

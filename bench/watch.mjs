@@ -46,7 +46,7 @@ try {
     if (!r.stdout.toString().includes('done')) throw new Error('the creating loop failed')
     // Let the watcher finish, then pair each finding with the creation time in the saved file.
     spawnSync('sleep', ['2'])
-    const audit = readFileSync(join(DATA, 'sandboxes', name, 'audit', 'ocsf.jsonl'), 'utf8').trim().split('\n').map(l => JSON.parse(l))
+    const audit = readFileSync(join(DATA, 'gateway', 'sandboxes', name, 'audit', 'ocsf.jsonl'), 'utf8').trim().split('\n').map(l => JSON.parse(l))
     const lat = []
     let missed = 0
     for (const f of audit) {
