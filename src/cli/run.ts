@@ -3,9 +3,14 @@
 
 // `sandbox exec` in its plain form skips the CLI framework (see fast-exec.ts).
 const { fastExec } = await import('./fast-exec.js')
-const code = process.argv[2] === '_watch' ? undefined : await fastExec(process.argv)
+const internal = process.argv[2] === '_watch' || process.argv[2] === '_teardown'
+const code = internal ? undefined : await fastExec(process.argv)
 if (code !== undefined) process.exitCode = code
-else if (process.argv[2] === '_watch') {
+else if (process.argv[2] === '_teardown') {
+  // The detached removal of a `create --no-keep` sandbox (src/sandbox/teardown.ts).
+  const { teardownMain } = await import('./teardown.js')
+  process.exitCode = await teardownMain(process.argv.slice(3))
+} else if (process.argv[2] === '_watch') {
   // The host-executed-file watcher of one sandbox (src/watch/lifecycle.ts), spawned by the runtime.
   const { watchMain } = await import('../watch/lifecycle.js')
   const w = await watchMain(process.argv.slice(3))

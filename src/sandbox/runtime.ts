@@ -24,6 +24,7 @@ import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
 import { missingSecretHint } from '../credentials/inject.js'
 import { sysfsNetMasks } from '../podman/sysfs.js'
 import { watchHook } from '../watch/lifecycle.js'
+import { spawnTeardown } from './teardown.js'
 import { diskPaused, diskPausedError } from '../watch/disk-guard.js'
 import { podInfo, notFound, type PodJson, type CtrJson, type SandboxInfo } from './sandbox-info.js'
 import { planCreate, LOGIN_SHELL, alreadyExists, prepareHomeMountpoints, podLabels, planInfo, type Plan } from './plan.js'
@@ -296,7 +297,9 @@ export class SandboxRuntime {
     finishOperation(this.dataDir, name)
     const fg = runArgs(agent.spec, agent.ctx, { verb: 'run-foreground', tty: plan.tty, command: plan.command })
     const code = await runInteractive(this.podman, fg.args, { env: fg.podmanEnv, signals: this.signals })
-    await this.delete([name], { quiet: true })
+    // The exit status and all output are the caller's now; the pod goes in the background (and
+    // gc finishes it if that process dies: see teardown.ts).
+    spawnTeardown(this.dataDir, name, this.env)
     return { info: { ...planInfo(plan, o), phase: 'Deleting', exit_code: code }, exitCode: code, warnings }
   }
 

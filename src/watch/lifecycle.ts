@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
 import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { sandboxDir, sandboxHomeDir } from '../config/paths.js'
 import { SANDBOX_NAME_RE } from '../util/patterns.js'
+import { cliMain } from '../util/self.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import { recordFinding } from './quarantine.js'
 import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing, writeWatchFile } from './paths.js'
@@ -42,12 +42,6 @@ export interface WatchHookOptions {
 }
 
 
-/** The entry that runs `podshell _watch` (dist/cli/main.js, from dist/watch/ or dist/bundle/). */
-function cliMain(): string {
-  const near = fileURLToPath(new URL('../cli/main.js', import.meta.url))
-  if (existsSync(near)) return near
-  return fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
-}
 
 /** The one entry point for the runtime. Never throws. */
 export async function watchHook(dataDir: string, name: string, event: WatchEvent, o: WatchHookOptions = {}): Promise<void> {

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdirSync, writeFileSync, statSync, existsSync, readdirSync, rmSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
-import { cli, cliSpawn, podman, uniqueName, hostDir, podExists, TEST_HOME } from '../helpers/cli.js'
+import { cli, cliSpawn, podman, uniqueName, hostDir, podExists, untilGone, TEST_HOME } from '../helpers/cli.js'
 
 /**
  * The core promises of a sandbox, each checked inside a real rootless sandbox.
@@ -126,14 +126,41 @@ describe('a sandbox as seen from inside', () => {
 })
 
 describe('exit codes, signals and --no-keep', () => {
-  it('foreground create returns the command exit code and --no-keep removes the pod', async () => {
+  it('foreground create returns the command exit code and all its output; --no-keep removes the pod after returning', async () => {
     const name = uniqueName('nokeep')
     const r = await cli(['sandbox', 'create', '--name', name, '--no-keep', '--no-tty', '--', 'sh', '-c', 'echo out; echo err >&2; exit 7'])
     expect(r.code).toBe(7)
     expect(r.stdout).toContain('out')
     expect(r.stderr).toContain('err')
-    expect(await podExists(name)).toBe(false)
-    expect(existsSync(join(TEST_HOME, 'sandboxes', name))).toBe(false)
+    // Removal runs in a detached process (src/sandbox/teardown.ts), after the exit status came back.
+    expect(await untilGone(name), 'pod or state left 30 s after create --no-keep returned').toBe(true)
+  })
+
+  it('--no-keep: a teardown process killed -9 leaves the sandbox to gc, which removes pod and state', async ({ task }) => {
+    const name = uniqueName('nokeepkill')
+    const r = await cli(['sandbox', 'create', '--name', name, '--no-keep', '--no-tty', '--', 'true'])
+    expect(r.code, r.stderr).toBe(0)
+    // Catch the detached teardown before it is through (it is a fresh node process: ~100 ms to
+    // load) and freeze it, then kill it: what a crash or a reboot at that moment leaves.
+    const pids = () =>
+      readdirSync('/proc').filter(p => /^\d+$/.test(p)).filter(p => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ').includes(`_teardown --data ${TEST_HOME} ${name}`)
+        } catch {
+          return false
+        }
+      })
+    const found = pids()
+    for (const p of found) process.kill(Number(p), 'SIGSTOP')
+    const caught = found.length > 0 && (await podExists(name))
+    for (const p of found) process.kill(Number(p), 'SIGKILL')
+    expect(found.length, 'no teardown process was running right after create --no-keep returned').toBeGreaterThan(0)
+    expect(caught, 'the teardown had removed the pod before the test could stop it').toBe(true)
+    expect(existsSync(join(TEST_HOME, 'sandboxes', name, 'creator'))).toBe(true)
+    const gc = await cli(['gc'])
+    expect(gc.code, gc.stderr).toBe(0)
+    expect(await untilGone(name, 10_000)).toBe(true)
+    task.meta.observed = 'teardown killed with the pod still there: the operation marker named a dead process, `podshell gc` removed pod and state'
   })
 
   it('--env values reach the command but no podman, conmon or runtime command line (world-readable /proc/<pid>/cmdline)', async () => {

@@ -2,7 +2,7 @@ import { execa, type ResultPromise } from 'execa'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
-import { mkdtempSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, existsSync } from 'node:fs'
 
 /**
  * e2e helpers: run the real CLI (dist/, built by `npm test`) against real rootless Podman as the
@@ -81,4 +81,17 @@ export function hostDir(prefix: string): string {
 
 export async function podExists(name: string): Promise<boolean> {
   return (await podman(['pod', 'exists', `podshell.${name}`])).code === 0
+}
+
+/**
+ * Waits (up to `ms`) until a sandbox has neither a pod nor a state dir: `create --no-keep` removes
+ * them in a detached process after returning the command's exit status. False if they stayed.
+ */
+export async function untilGone(name: string, ms = 30_000): Promise<boolean> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    if (!(await podExists(name)) && !existsSync(join(TEST_HOME, 'sandboxes', name)) && !existsSync(join(TEST_HOME, 'gateway', 'sandboxes', name))) return true
+    if (Date.now() > deadline) return false
+    await new Promise(r => setTimeout(r, 100))
+  }
 }

@@ -1,0 +1,38 @@
+import { spawn } from 'node:child_process'
+import { SANDBOX_NAME_RE } from '../util/patterns.js'
+import { cliMain } from '../util/self.js'
+import { markOperation } from './state.js'
+import type { Env } from '../config/paths.js'
+
+/**
+ * `create --no-keep`: the pod is removed AFTER the command's exit status is returned (issue 14).
+ * The foreground command has ended and its output is complete when this runs; removing the pod
+ * (~200 ms of podman) is not the caller's wait. It happens in a detached process (its own session,
+ * no terminal, stdio ignored): `podshell _teardown --data DIR NAME`, which runs the runtime's
+ * ordinary delete.
+ *
+ * Nothing is lost if that process never runs or dies: the sandbox's operation marker is written
+ * first with THIS process's identity, and the teardown's delete overwrites it with its own. Once
+ * the marker's process is gone, the sandbox counts as an interrupted operation and the next
+ * state-changing command's gc (or `podshell gc`) removes the pod, its secrets and its state.
+ */
+export function spawnTeardown(dataDir: string, name: string, env: Env): void {
+  markOperation(dataDir, name)
+  const child = spawn(process.execPath, [cliMain(), '_teardown', '--data', dataDir, name], {
+    detached: true,
+    stdio: 'ignore',
+    env: { ...env } as NodeJS.ProcessEnv,
+    cwd: '/',
+  })
+  child.on('error', () => undefined) // gc finishes the job
+  child.unref()
+}
+
+/** The arguments of `podshell _teardown`, or undefined when they are not ours. */
+export function teardownArgs(argv: readonly string[]): { dataDir: string; name: string } | undefined {
+  const i = argv.indexOf('--data')
+  const dataDir = i >= 0 ? argv[i + 1] : undefined
+  const name = argv.filter((a, k) => !a.startsWith('--') && k !== i + 1)[0]
+  if (!dataDir || !dataDir.startsWith('/') || !name || !SANDBOX_NAME_RE.test(name)) return undefined
+  return { dataDir, name }
+}
