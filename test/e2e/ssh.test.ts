@@ -146,9 +146,13 @@ describe('sandbox ssh-config', () => {
     }
   })
 
-  it('the server side gives no way back to the host: remote (-R) forwards are refused', async () => {
+  it('forwarding: -R (a listener in the sandbox leading back to the host) is refused; -W/-L (what Remote-SSH uses) connects from inside the sandbox', async () => {
     const r = await ssh(['-o', 'ExitOnForwardFailure=yes', '-R', '127.0.0.1:0:127.0.0.1:9', alias(), 'true'])
     expect(r.exitCode).not.toBe(0)
+    expect(r.stderr).toMatch(/remote port forwarding failed/)
+    // A direct-tcpip channel to the sandbox's own loopback (the bridge's proxy port answers HTTP).
+    const w = await execa('ssh', ['-F', conf, '-W', '127.0.0.1:3128', alias()], { reject: false, env: testEnv(), extendEnv: false, input: 'GET / HTTP/1.0\r\n\r\n', timeout: 60_000 })
+    expect(w.stdout, w.stderr).toMatch(/^HTTP\/1\.[01] \d{3} /)
   })
 
   it('connect --editor: one line without the editor; with it, the managed config is included from ~/.ssh/config and the editor gets --remote ssh-remote+ALIAS', async () => {
