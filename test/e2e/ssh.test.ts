@@ -25,7 +25,7 @@ function ssh(args: string[], opts: { timeoutMs?: number } = {}) {
 function hostListeners(): Set<string> {
   const out = new Set<string>()
   for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = ''
+    let text: string
     try {
       text = readFileSync(f, 'utf8')
     } catch {
@@ -100,6 +100,9 @@ describe('sandbox ssh-config', () => {
     // The session has the sandbox's environment (its egress goes through the gateway's proxy).
     const env = await ssh([alias(), 'echo "$HTTPS_PROXY"'])
     expect(env.stdout.trim()).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    // Each session is in the sandbox's audit log.
+    const logs = await cli(['logs', name, '-n', '50'])
+    expect(logs.stdout, logs.stderr).toContain('[event:ssh_session]')
   })
 
   it('scp copies a file in and out', async () => {
