@@ -1,11 +1,12 @@
 import { Command, Option } from 'commander'
 import { spawn } from 'node:child_process'
-import { chmodSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { configDir, dataDir, homeDir } from '../config/paths.js'
 import { findOnPath } from '../podman/podman.js'
-import { ensureSshKeys } from '../sandbox/ssh-keys.js'
+import { ensureSshKeys, readSshdKeys, sshKeyFiles } from '../sandbox/ssh-keys.js'
+import { firstLine } from '../transfer/exec-stream.js'
 import { agentUserName, runSshd } from '../sandbox/sshd.js'
 import { appendLifecycle } from '../gateway/audit.js'
 import { check, sandboxName } from '../util/validate.js'
@@ -172,11 +173,17 @@ export function register(program: Command, sb: Command, ctx: CliContext, resolve
     .requiredOption('--name <name>', 'sandbox name')
     .action(async (flags: { name: string }) => {
       const n = check(sandboxName, flags.name, 'sandbox name')
-      const rt = await openRuntime(ctx)
-      const info = await rt.get(n)
-      if (info.phase !== 'Ready') throw new PodshellError(`sandbox ${n} is ${info.phase}`, { hint: `start it first: podshell sandbox start ${n}`, code: 'SANDBOX_NOT_RUNNING' })
+      if (!existsSync(sshKeyFiles(ctx.dataDir, n).hostKey)) {
+        await (await openRuntime(ctx)).get(n) // unknown sandbox: its one line
+        readSshdKeys(ctx.dataDir, n) // known, no keys yet: that one line
+      }
       appendLifecycle(ctx.dataDir, n, { event: 'ssh_session' })
-      process.exitCode = await runSshd(await ctx.podman(), ctx.dataDir, n)
+      const r = await runSshd(await ctx.podman(), ctx.dataDir, n, s => process.stderr.write(s))
+      if (r.podmanFailed) {
+        await (await openRuntime(ctx)).explainExecFailure(n) // not running: `sandbox N is Stopped: start it …`
+        throw new PodshellError(`cannot start sshd in sandbox ${n}: ${firstLine(r.stderr)}`, { hint: 'run `podshell doctor` to check the host', code: 'PODMAN_FAILED' })
+      }
+      process.exitCode = r.code
     })
 }
 

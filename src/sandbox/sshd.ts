@@ -1,6 +1,7 @@
 import type { Podman } from '../podman/podman.js'
 import { agentUserNameArgs, sshdExecArgs, SSHD_ENV_AUTHORIZED_KEY, SSHD_ENV_HOST_KEY } from '../podman/exec-args.js'
-import { spawnInteractive } from '../podman/interactive.js'
+import { spawn } from 'node:child_process'
+import { signalNumber } from '../podman/interactive.js'
 import { agentContainer } from './naming.js'
 import { readSshdKeys } from './ssh-keys.js'
 
@@ -77,14 +78,36 @@ done
 /usr/sbin/sshd -i -e -f "$d/sshd_config"`
 }
 
+/** Exit code of `podman exec` when podman itself failed (no such container; not running on Podman 5). */
+const PODMAN_EXEC_FAILED = 125
+const MAX_STDERR = 64 * 1024
+
 /**
  * Runs one `sshd -i` session in the sandbox with this process's stdin/stdout as the connection
- * (the ProxyCommand side); resolves with its exit code. The caller checked the sandbox is Ready.
+ * (the ProxyCommand side). No phase check first (it would cost two podman calls per connection):
+ * when podman itself fails `podmanFailed` is set and its stderr is held back so the
+ * caller can say why in one line; otherwise sshd's stderr (errors only) is passed on at the end.
  */
-export function runSshd(podman: Podman, dataDir: string, name: string): Promise<number> {
+export async function runSshd(podman: Podman, dataDir: string, name: string, stderr: (s: string) => void): Promise<{ code: number; podmanFailed: boolean; stderr: string }> {
   const keys = readSshdKeys(dataDir, name)
   const { file, args } = podman.spawnArgs(sshdExecArgs(agentContainer(name), sshdScript()))
-  return spawnInteractive(file, args, { env: { [SSHD_ENV_HOST_KEY]: keys.hostKey, [SSHD_ENV_AUTHORIZED_KEY]: keys.authorizedKey } })
+  const child = spawn(file, args, { stdio: ['inherit', 'inherit', 'pipe'], env: { ...process.env, [SSHD_ENV_HOST_KEY]: keys.hostKey, [SSHD_ENV_AUTHORIZED_KEY]: keys.authorizedKey } })
+  let err = ''
+  child.stderr.on('data', (d: Buffer) => {
+    if (err.length < MAX_STDERR) err += d.toString('utf8').slice(0, MAX_STDERR - err.length)
+  })
+  const code = await new Promise<number>(resolve => {
+    child.on('error', e => {
+      err += e.message
+      resolve(127)
+    })
+    child.on('close', (c, sig) => resolve(c ?? (sig ? 128 + signalNumber(sig) : 1)))
+  })
+  // podman 4.3 exits 255 ("Error: can only create exec sessions on running containers"), as sshd
+  // does on its own errors: podman's are told apart by its `Error:` line.
+  const podmanFailed = code === PODMAN_EXEC_FAILED || code === 127 || (code === 255 && /^Error: /m.test(err))
+  if (!podmanFailed && err) stderr(err)
+  return { code, podmanFailed, stderr: err }
 }
 
 const USER_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$/

@@ -195,7 +195,7 @@ describe('sandbox ssh-config', () => {
     const r = await ssh([alias(), 'true'])
     expect(r.exitCode).not.toBe(0)
     const ours = r.stderr.split('\n').filter(l => l.startsWith('podshell:'))
-    expect(ours).toEqual([expect.stringMatching(new RegExp(`^podshell: sandbox ${name} is \\w+: start it first`))])
+    expect(ours).toEqual([expect.stringMatching(new RegExp(`^podshell: sandbox ${name} is \\w+: start it`))])
     const del = await cli(['sandbox', 'delete', name])
     expect(del.code, del.stderr).toBe(0)
     expect(existsSync(keyDir())).toBe(false)
