@@ -3,6 +3,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSyn
 import { join } from 'node:path'
 import { PodshellError } from '../errors.js'
 import { sandboxDir } from '../config/paths.js'
+import { withLockSync } from '../util/lockfile.js'
 
 /**
  * The per-sandbox SSH keys behind `podshell sandbox ssh-config` (VS Code / Cursor Remote-SSH).
@@ -37,12 +38,16 @@ export function ensureSshKeys(data: string, name: string): SshKeyFiles {
   const st = lstatSync(f.dir)
   if (!st.isDirectory()) throw new PodshellError(`${f.dir} is not a directory`, { hint: 'remove it; podshell recreates the keys', code: 'STATE_CORRUPT' })
   chmodSync(f.dir, 0o700)
-  if (!existsSync(f.hostKey)) writeSecret(f.hostKey, ed25519KeyPair(`podshell-host-${name}`).privateKey)
-  if (!existsSync(f.clientKey) || !existsSync(f.clientPublicKey)) {
-    const pair = ed25519KeyPair(`podshell-${name}`)
-    writeSecret(f.clientKey, pair.privateKey, true)
-    writeSecret(f.clientPublicKey, `${pair.publicKey}\n`, true)
-  }
+  // Two `ssh-config` runs at once must not leave a private key and a public key of different pairs.
+  const busy = (holder: string) => new PodshellError(`the SSH keys of ${name} are being made by process ${holder}`, { hint: 'try again in a moment', code: 'BUSY' })
+  withLockSync(join(f.dir, '.lock'), { waitMs: 10_000, pollMs: 50, busy }, () => {
+    if (!existsSync(f.hostKey)) writeSecret(f.hostKey, ed25519KeyPair(`podshell-host-${name}`).privateKey)
+    if (!existsSync(f.clientKey) || !existsSync(f.clientPublicKey)) {
+      const pair = ed25519KeyPair(`podshell-${name}`)
+      writeSecret(f.clientKey, pair.privateKey, true)
+      writeSecret(f.clientPublicKey, `${pair.publicKey}\n`, true)
+    }
+  })
   return f
 }
 
