@@ -48,10 +48,13 @@ export const SSHD_OPTIONS = [
 /**
  * The shell run by `podman exec -i` (POSIX sh, no arguments). It writes the key material from the
  * two environment variables (podman passes them by name, so they are never on a command line)
- * into a fresh 0700 temp dir, drops them from the environment, and runs `sshd -i` with only that
- * config (`-f`; the image's /etc/ssh/sshd_config is not read). The container's environment (the
- * egress proxy, CA bundles) is what `podman exec` gives every command; sshd clears a session's
- * environment, so it is handed on with SetEnv. The temp dir is removed when sshd exits.
+ * into a fresh 0700 temp dir, drops them from the environment, and runs `sshd -i` with only its
+ * own config (`-f`; the image's /etc/ssh/sshd_config is not read). The container's environment (the
+ * egress proxy, CA bundles, provider credentials) is what `podman exec` gives every command; sshd
+ * clears a session's environment, so it is handed on with SetEnv — through a FIFO, so no value
+ * rests in a file (credentials never land in the sandbox's filesystem, docs/credentials.md), and
+ * never on a command line (host users can read a container process's argv). The temp dir (and
+ * a writer that sshd never read from) is removed when sshd exits.
  */
 export function sshdScript(): string {
   const conf = SSHD_OPTIONS.map(o => `'${o}'`).join(' ')
@@ -71,10 +74,13 @@ for k in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p'); do
   case "$v" in ''|*'"'*|*'\'*|*"$nl"*) continue;; esac
   setenv="$setenv \"$k=$v\""
 done
+mkfifo "$d/sshd_config"
 {
   printf '%s\n' "HostKey $d/host_key" "AuthorizedKeysFile $d/authorized_keys" ${conf}
   [ -z "$setenv" ] || printf 'SetEnv%s\n' "$setenv"
-} > "$d/sshd_config"
+} > "$d/sshd_config" &
+w=$!
+trap 'kill "$w" 2>/dev/null || true; rm -rf "$d"' EXIT
 /usr/sbin/sshd -i -e -f "$d/sshd_config"`
 }
 

@@ -129,15 +129,18 @@ describe('sandbox ssh-config', () => {
         dirs = r.stdout.trim()
         if (!dirs) await new Promise(res => setTimeout(res, 200))
       }
-      expect(dirs, 'sshd session dir').not.toBe('')
+      // Exactly this session's dir: the earlier sessions' were removed when they ended.
+      expect(dirs.split('\n'), 'sshd session dirs').toHaveLength(1)
       expect([...hostListeners()].filter(l => !before.has(l))).toEqual([])
       const net = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', "ip -o link | cut -d: -f2 | tr -d ' '; echo --; cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == \"0A\" {print $2}'"])
       const [links, listening] = net.stdout.split('--\n')
       expect(links).toBe('lo\n')
       // The only listener in the pod is the bridge's proxy port (3128 = 0x0C38), as before ssh.
       expect(listening!.trim().split('\n').every(l => l.endsWith(':0C38')), listening).toBe(true)
-      const inside = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'cat /tmp/podshell-sshd.*/authorized_keys; cat /tmp/podshell-sshd.*/* | grep -c "OPENSSH PRIVATE KEY" || true'])
+      const inside = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'cat /tmp/podshell-sshd.*/authorized_keys; test -p /tmp/podshell-sshd.*/sshd_config && echo fifo; find /tmp/podshell-sshd.* -type f -exec grep -l "127.0.0.1:3128" {} + || echo no-env-in-files'])
       expect(inside.stdout.split('\n')[0]).toBe(readFileSync(join(keyDir(), 'client_ed25519_key.pub'), 'utf8').trim())
+      // The session's environment (proxy variables, provider credentials) reaches sshd through a FIFO: no file holds it.
+      expect(inside.stdout.split('\n').slice(1, 3), inside.stderr).toEqual(['fifo', 'no-env-in-files'])
       // Only the host key is a private key in there; the client's private key never enters.
       // (Lines 3-4 of the PEM body hold the key's own bytes; line 1 is the format header every key shares.)
       const clientPriv = readFileSync(join(keyDir(), 'client_ed25519_key'), 'utf8').split('\n').slice(3, 5)
@@ -147,6 +150,14 @@ describe('sandbox ssh-config', () => {
       session.kill('SIGTERM')
       await session
     }
+    // The session's sshd, its temp dir and the config writer are gone once the client is.
+    let left = 'unchecked'
+    for (let i = 0; i < 50 && left !== ''; i++) {
+      if (i) await new Promise(res => setTimeout(res, 200))
+      const r = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'ls -d /tmp/podshell-sshd.* 2>/dev/null; pgrep -x sshd || true'])
+      left = r.stdout.trim()
+    }
+    expect(left).toBe('')
   })
 
   it('forwarding: -R (a listener in the sandbox leading back to the host) is refused; -W/-L (what Remote-SSH uses) connects from inside the sandbox', async () => {
