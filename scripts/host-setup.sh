@@ -7,7 +7,7 @@ NODE_DIR=${PODSHELL_NODE_DIR:-/opt/podshell-node}
 
 log() { printf '[host-setup] %s\n' "$*" >&2; }
 
-PKGS="procps podman runc crun slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap socat iproute2 ca-certificates git curl gcc libc6-dev direnv"
+PKGS="procps podman runc crun slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap socat iproute2 ca-certificates git curl gcc libc6-dev direnv openssh-client"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -26,8 +26,9 @@ SUITE=trixie
 # podman pulls in conmon, netavark, aardvark-dns, passt (pasta) and containers-storage; slirp4netns
 # is listed so doctor can compare the two helpers; mmdebstrap so `image build --offline` works inside;
 # gcc and libc6-dev because the e2e attack tests compile their static probe on the host; direnv for
-# the host-exec attack test (direnv on the host must run nothing the agent planted).
-PKGS=podman,crun,runc,passt,slirp4netns,uidmap,fuse-overlayfs,catatonit,mmdebstrap,debian-archive-keyring,ca-certificates,curl,git,iproute2,procps,socat,gcc,libc6-dev,direnv
+# the host-exec attack test (direnv on the host must run nothing the agent planted); openssh-client
+# (ssh, scp) for the ssh-config test.
+PKGS=podman,crun,runc,passt,slirp4netns,uidmap,fuse-overlayfs,catatonit,mmdebstrap,debian-archive-keyring,ca-certificates,curl,git,iproute2,procps,socat,gcc,libc6-dev,direnv,openssh-client
 NS=${PODSHELL_TEST_NETNS:-podshell-test}
 # The lane user's XDG_RUNTIME_DIR, kept on the host's /run across `run` calls as a login session
 # keeps /run/user/UID: podman's pause process and running containers (the gateway) are recorded in

@@ -26,6 +26,7 @@ import {
 } from './openshell-format.js'
 import { openRuntime } from './runtime.js'
 import { parseUploadSpec, register as registerTransfer, uploadOne } from './transfer.js'
+import { connectEditor, editorOption, register as registerSsh, type EditorName } from './ssh.js'
 import { accessUrl, parseForwardSpec, startBackground, stopSandboxForwards } from './forward.js'
 
 /**
@@ -200,8 +201,10 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
   sb.command('connect')
     .description('open an interactive login shell in a sandbox')
     .argument('[name]', 'sandbox name (default: last used)')
-    .action(async (name: string | undefined) => {
+    .addOption(editorOption())
+    .action(async (name: string | undefined, flags: { editor?: EditorName }) => {
       const n = resolveName(name, ctx)
+      if (flags.editor) return connectEditor(ctx, n, flags.editor)
       const rt = await openRuntime(ctx)
       process.exitCode = await rt.exec(n, [], { tty: Boolean(process.stdin.isTTY) })
     })
@@ -247,6 +250,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
   }
 
   registerTransfer(sb, ctx)
+  registerSsh(program, sb, ctx, resolveName)
   hooks.extendGroup?.(sb)
   return sb
 }

@@ -41,7 +41,7 @@ export const ALL_KINDS: readonly ImageKind[] = ['sandbox', 'gateway']
 /** Every package either Containerfile installs: the offline base holds them all. */
 export const BASE_PACKAGES = [
   'bash', 'ca-certificates', 'coreutils', 'curl', 'findutils', 'git', 'iproute2',
-  'nodejs', 'procps', 'python3', 'socat', 'util-linux',
+  'nodejs', 'openssh-server', 'procps', 'python3', 'socat', 'util-linux',
 ] as const
 
 /** Like debian:*-slim: no man pages, docs (but copyrights) or translations. */

@@ -133,6 +133,11 @@ describe('the sandbox image', () => {
     const r = await inImage(SANDBOX, 'test -s /etc/ssl/certs/ca-certificates.crt && echo certs; ls /var/lib/apt/lists | grep -c _Packages || true; ls /usr/share/man 2>/dev/null | wc -l')
     expect(r.stdout.trim().split('\n')).toEqual(['certs', '0', '0'])
   })
+
+  it('has sshd for ssh-config, but no baked host keys and no setuid ssh-keysign', async () => {
+    const r = await inImage(SANDBOX, 'test -x /usr/sbin/sshd && echo sshd; ls /etc/ssh | grep -c ssh_host_ || true; find /usr/lib/openssh -perm -4000 | wc -l')
+    expect(r.stdout.trim().split('\n')).toEqual(['sshd', '0', '0'])
+  })
 })
 
 describe('the gateway image', () => {

@@ -1,0 +1,23 @@
+/**
+ * `podman exec` argv for the SSH path (src/sandbox/sshd.ts): kept here so every podman argv is
+ * built under src/podman/.
+ */
+
+/** The environment variables podman passes by name into the sshd exec (values never on a command line). */
+export const SSHD_ENV_HOST_KEY = 'PODSHELL_SSHD_HOST_KEY'
+export const SSHD_ENV_AUTHORIZED_KEY = 'PODSHELL_SSHD_AUTHORIZED_KEY'
+
+/**
+ * `podman exec -i --env NAME… CONTAINER sh -c SCRIPT`: stdin/stdout stay the caller's (the SSH
+ * connection). `--env NAME` without a value makes podman copy NAME from its own environment.
+ * No `--user`, no `--privileged`, no extra capabilities: the exec runs as the container's user
+ * with the container's seccomp profile and capabilities.
+ */
+export function sshdExecArgs(container: string, script: string): string[] {
+  return ['exec', '-i', '--env', SSHD_ENV_HOST_KEY, '--env', SSHD_ENV_AUTHORIZED_KEY, container, 'sh', '-c', script]
+}
+
+/** `podman exec CONTAINER id -un`: the name the agent's uid has in the container's passwd. */
+export function agentUserNameArgs(container: string): string[] {
+  return ['exec', container, 'id', '-un']
+}
