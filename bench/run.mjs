@@ -71,7 +71,10 @@ function benchCreate() {
     podshell_create_to_command_ms: median(shell),
     overhead_ms: median(shell) - median(bare),
     bare_total_ms: median(bareTotal),
-    podshell_total_ms_including_delete: median(shellTotal),
+    // The command's wall time: since issue 14 the pod is removed by a detached process after the
+    // exit status is returned, so this no longer includes the removal.
+    podshell_total_ms: median(shellTotal),
+    total_ratio_vs_bare: median(shellTotal) / median(bareTotal),
     target_overhead_ms: 300,
   }
 }
