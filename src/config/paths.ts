@@ -13,6 +13,7 @@ import { join, isAbsolute } from 'node:path'
  *     home/                      the agent's writable home
  *   gateway/control.sock         control channel of the gateway (reload, ping)
  *   providers/<name>.json        provider metadata (never values: those live in Podman secrets)
+ *   global/policy/               the global policy revisions (`policy set --global`); the LOADED one is in force
  *   last-used                    name of the last-used sandbox
  */
 export interface Env {
@@ -58,3 +59,5 @@ export const BRIDGE_SOCKET = '/run/podshell/egress/proxy.sock'
 export const GATEWAY_DATA_MOUNT = '/var/lib/podshell'
 /** The loopback port the bridge listens on inside every sandbox pod. */
 export const PROXY_PORT = 3128
+/** The user-wide (global) policy layer: a policy store like a sandbox's (`policy set --global`). */
+export const globalPolicyDir = (data: string) => join(data, 'global', 'policy')
