@@ -53,8 +53,8 @@ export function sandboxJson(i: SandboxInfo, policyVersion: number | null): Recor
 }
 
 /** `sandbox get -o json` (`sandbox_detail_to_json`): the list element plus policy source, revision and policy. */
-export function sandboxDetailJson(i: SandboxInfo, rev: { version: number; policy: Policy } | undefined): Record<string, unknown> {
-  return { ...sandboxJson(i, rev?.version ?? null), policy_source: 'sandbox', revision: rev?.version ?? null, policy: rev?.policy ?? null }
+export function sandboxDetailJson(i: SandboxInfo, rev: { version: number; policy: Policy; source?: 'global' | 'sandbox' } | undefined): Record<string, unknown> {
+  return { ...sandboxJson(i, rev?.version ?? null), policy_source: rev?.source ?? 'sandbox', revision: rev?.version ?? null, policy: rev?.policy ?? null }
 }
 
 /** `sandbox list` table: `NAME  CREATED  PHASE`, CREATED 19 wide, two spaces apart. */
@@ -68,14 +68,14 @@ export function sandboxListTable(infos: readonly SandboxInfo[]): string {
  * `sandbox get` table: OpenShell's key/value block (`Sandbox:`, `Id:`, `Name:`, `Phase:`, …, labels
  * as `key: value` under `Labels:`), podshell's facts, then `Policy:` with the YAML indented by two.
  */
-export function sandboxGetBlock(i: SandboxInfo, rev: { version: number; yaml: string } | undefined): string {
+export function sandboxGetBlock(i: SandboxInfo, rev: { version: number; yaml: string; source?: 'global' | 'sandbox' } | undefined): string {
   const lines = ['Sandbox:', '', `  Id: ${i.id}`, `  Name: ${i.name}`, `  Phase: ${i.phase}`, '  Resource version: 0']
   const labels = Object.entries(i.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
   if (labels.length) {
     lines.push('  Labels: ')
     for (const [k, v] of labels) lines.push(`    ${k}: ${v}`)
   }
-  lines.push('  Policy source: sandbox')
+  lines.push(`  Policy source: ${rev?.source ?? 'sandbox'}`)
   if (rev) lines.push(`  Revision: ${rev.version}`)
   // podshell's own facts
   lines.push(`  Created: ${formatCreated(i.created_at)}`, `  Image: ${i.image}`, `  Egress: ${i.egress}`, `  Workdir: ${i.workdir ?? '-'}`)
