@@ -48,6 +48,7 @@ export function sandboxJson(i: SandboxInfo, policyVersion: number | null): Recor
     session_type: i.session_type,
     egress: i.egress,
     exit_code: i.exit_code,
+    main: i.main,
     pod: i.pod,
   }
 }
