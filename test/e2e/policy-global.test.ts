@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { cli, hostDir, uniqueName } from '../helpers/cli.js'
+import { cli, hostDir } from '../helpers/cli.js'
 import { createSandbox, curlProxy, deleteSandboxes, hostAddress, policyFile, Upstream } from '../helpers/attack.js'
 
 /**
