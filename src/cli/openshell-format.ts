@@ -48,13 +48,14 @@ export function sandboxJson(i: SandboxInfo, policyVersion: number | null): Recor
     session_type: i.session_type,
     egress: i.egress,
     exit_code: i.exit_code,
+    main: i.main,
     pod: i.pod,
   }
 }
 
 /** `sandbox get -o json` (`sandbox_detail_to_json`): the list element plus policy source, revision and policy. */
-export function sandboxDetailJson(i: SandboxInfo, rev: { version: number; policy: Policy } | undefined): Record<string, unknown> {
-  return { ...sandboxJson(i, rev?.version ?? null), policy_source: 'sandbox', revision: rev?.version ?? null, policy: rev?.policy ?? null }
+export function sandboxDetailJson(i: SandboxInfo, rev: { version: number; policy: Policy; source?: 'global' | 'sandbox' } | undefined): Record<string, unknown> {
+  return { ...sandboxJson(i, rev?.version ?? null), policy_source: rev?.source ?? 'sandbox', revision: rev?.version ?? null, policy: rev?.policy ?? null }
 }
 
 /** `sandbox list` table: `NAME  CREATED  PHASE`, CREATED 19 wide, two spaces apart. */
@@ -68,14 +69,14 @@ export function sandboxListTable(infos: readonly SandboxInfo[]): string {
  * `sandbox get` table: OpenShell's key/value block (`Sandbox:`, `Id:`, `Name:`, `Phase:`, …, labels
  * as `key: value` under `Labels:`), podshell's facts, then `Policy:` with the YAML indented by two.
  */
-export function sandboxGetBlock(i: SandboxInfo, rev: { version: number; yaml: string } | undefined): string {
+export function sandboxGetBlock(i: SandboxInfo, rev: { version: number; yaml: string; source?: 'global' | 'sandbox' } | undefined): string {
   const lines = ['Sandbox:', '', `  Id: ${i.id}`, `  Name: ${i.name}`, `  Phase: ${i.phase}`, '  Resource version: 0']
   const labels = Object.entries(i.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
   if (labels.length) {
     lines.push('  Labels: ')
     for (const [k, v] of labels) lines.push(`    ${k}: ${v}`)
   }
-  lines.push('  Policy source: sandbox')
+  lines.push(`  Policy source: ${rev?.source ?? 'sandbox'}`)
   if (rev) lines.push(`  Revision: ${rev.version}`)
   // podshell's own facts
   lines.push(`  Created: ${formatCreated(i.created_at)}`, `  Image: ${i.image}`, `  Egress: ${i.egress}`, `  Workdir: ${i.workdir ?? '-'}`)
@@ -102,17 +103,22 @@ export function policyEffective(
   doc: { policy: Policy; yaml: string },
   format: 'table' | 'json',
   withPolicy: boolean,
+  global?: { version: number; hash: string },
 ): string {
+  // With a global policy in force, OpenShell reports it (source global, its version and hash).
+  const version = global?.version ?? rev.version
+  const hash = global?.hash ?? rev.hash
   if (format === 'json') {
     const o: Record<string, unknown> = {
       scope: 'sandbox',
       sandbox: name,
-      version: rev.version,
-      active_version: rev.version,
-      hash: rev.hash,
+      version,
+      active_version: version,
+      hash,
       status: 'effective',
       config_revision: rev.version,
-      policy_source: 'sandbox',
+      policy_source: global ? 'global' : 'sandbox',
+      ...(global ? { global_policy_version: global.version } : {}),
       // podshell's own: the revision's load state as the gateway reported it
       revision_status: rev.status.toLowerCase(),
       ...(rev.load_error ? { load_error: rev.load_error } : {}),
@@ -120,7 +126,8 @@ export function policyEffective(
     if (withPolicy) o.policy = doc.policy
     return JSON.stringify(o, null, 2) + '\n'
   }
-  let out = `Version:      ${rev.version}\nHash:         ${rev.hash}\nStatus:       Effective\nSource:       sandbox\nConfig rev:   ${rev.version}\n`
+  let out = `Version:      ${version}\nHash:         ${hash}\nStatus:       Effective\nSource:       ${global ? 'global' : 'sandbox'}\nConfig rev:   ${rev.version}\n`
+  if (global) out += `Global:       ${global.version}\n`
   out += `Revision:     ${statusName(rev.status)}\n`
   if (rev.load_error) out += `Error:        ${rev.load_error.replace(/\n/g, ' ')}\n`
   if (withPolicy) out += `---\n${ensureNl(doc.yaml)}`
@@ -151,6 +158,29 @@ export function policyRevision(
   if (withPolicy) out += `---\n${ensureNl(doc.yaml)}`
   return out
 }
+
+/** `policy get --global` (`sandbox_policy_get_global`): `Scope: global` block, or its JSON. */
+export function policyGlobal(rev: PolicyRevision, doc: { policy: Policy; yaml: string }, format: 'table' | 'json', withPolicy: boolean): string {
+  if (format === 'json') {
+    const o: Record<string, unknown> = { scope: 'global', version: rev.version, hash: rev.hash, status: rev.status.toLowerCase() }
+    if (rev.created_at_ms > 0) o.created_at_ms = rev.created_at_ms
+    if (rev.loaded_at_ms) o.loaded_at_ms = rev.loaded_at_ms
+    if (rev.load_error) o.load_error = rev.load_error
+    if (withPolicy) o.policy = doc.policy
+    return JSON.stringify(o, null, 2) + '\n'
+  }
+  let out = `Scope:        global\nVersion:      ${rev.version}\nHash:         ${rev.hash}\nStatus:       ${statusName(rev.status)}\n`
+  if (rev.created_at_ms > 0) out += `Created:      ${rev.created_at_ms} ms\n`
+  if (rev.loaded_at_ms) out += `Loaded:       ${rev.loaded_at_ms} ms\n`
+  if (withPolicy) out += `---\n${ensureNl(doc.yaml)}`
+  return out
+}
+
+/** Global policy lines: `policy set --global` (stderr), `policy delete --global` (stdout). */
+export const globalPolicySetLine = (hash: string, revision: number) => `${OK} Global policy configured (hash: ${hash.slice(0, 12)}, settings revision: ${revision})`
+export const globalPolicyDeletedLine = (revision: number) => `${OK} Deleted global setting policy (revision ${revision})\n`
+export const globalPolicyNotFoundLine = '! Global setting policy not found\n'
+export const noGlobalPolicyLine = 'No global policy history found'
 
 /** `policy list`: `VERSION HASH STATUS CREATED ERROR` (`print_policy_revision_table`). */
 export function policyListTable(revs: readonly PolicyRevision[]): string {

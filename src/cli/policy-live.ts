@@ -27,6 +27,8 @@ import {
 import { resolveName } from './sandbox.js'
 import { openRuntime } from './runtime.js'
 import { enforcePolicyFile, enforcePolicyCeiling } from './enterprise-hooks.js'
+import { activeGlobalPolicy, MANAGED_GLOBALLY } from '../policy/global.js'
+import { deleteGlobal, getGlobal, listGlobal, setGlobal } from './policy-global.js'
 
 /**
  * Live policy verbs on a sandbox: set, get, list, update. The CLI writes a new revision; the gateway
@@ -44,7 +46,9 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
     .option('--wait', 'wait until the gateway loaded it: exit 0 loaded, 1 failed, 124 timeout')
     .option('--timeout <seconds>', 'with --wait: give up after this many seconds', '60')
     .option('--yes', 'accepted for OpenShell compatibility (podshell does not prompt)')
-    .action(async (name: string | undefined, flags: { policy: string; wait?: boolean; timeout: string }) => {
+    .option('--global', "set the global policy: it replaces every sandbox's own policy until `policy delete --global`")
+    .action(async (name: string | undefined, flags: { policy: string; wait?: boolean; timeout: string; global?: boolean }) => {
+      if (flags.global) return setGlobal(ctx, flags.policy, flags.wait)
       const n = resolveName(name, ctx)
       const timeout = check(seconds, flags.timeout, '--timeout')
       enforcePolicyFile(flags.policy, ctx)
@@ -70,6 +74,7 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
     .action(async (name: string | undefined, flags: UpdateFlags) => {
       const n = resolveName(name, ctx)
       const timeout = check(seconds, flags.timeout, '--timeout')
+      refuseWhileGlobal(ctx)
       const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, n))
       const cur = inForce(store)
       if (!cur) throw noPolicy(n)
@@ -97,10 +102,12 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
     .option('--full', 'include the policy document after a --- line')
     .option('--base', 'include the policy document (podshell composes no provider rules into it: same as --full)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
-    .action(async (name: string | undefined, flags: { rev?: string; full?: boolean; base?: boolean; output: string }) => {
+    .option('--global', 'show the global policy revision')
+    .action(async (name: string | undefined, flags: { rev?: string; full?: boolean; base?: boolean; output: string; global?: boolean }) => {
+      if (flags.full && flags.base) throw new PodshellError('--full and --base cannot be combined', { hint: 'give one of them', exitCode: 2, code: 'INVALID_INPUT' })
+      if (flags.global) return getGlobal(ctx, { ...flags, rev: flags.rev !== undefined ? check(posInt, flags.rev, '--rev') : undefined })
       const n = resolveName(name, ctx)
       const format = parseOutputFormat(flags.output, ['table', 'json']) as 'table' | 'json'
-      if (flags.full && flags.base) throw new PodshellError('--full and --base cannot be combined', { hint: 'give one of them', exitCode: 2, code: 'INVALID_INPUT' })
       const withPolicy = Boolean(flags.full || flags.base)
       await requireSandbox(ctx, n)
       const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, n))
@@ -108,7 +115,11 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
       if (!rev) throw flags.rev !== undefined ? new PodshellError(`revision ${flags.rev} of sandbox ${n} not found`, { hint: `\`podshell policy list ${n}\` shows the revisions`, code: 'NOT_FOUND' }) : noPolicy(n)
       for (const w of unenforcedWarnings(rev.policy)) ctx.out.note(`warning: ${w}`)
       if (flags.rev !== undefined) ctx.out.stdout(policyRevision(n, rev.revision, store.current()?.version, rev, format, withPolicy))
-      else ctx.out.stdout(policyEffective(n, rev.revision, rev, format, withPolicy))
+      else {
+        // A global policy in force is the sandbox's effective policy (src/policy/global.ts).
+        const g = activeGlobalPolicy(ctx.dataDir)
+        ctx.out.stdout(g ? policyEffective(n, rev.revision, { policy: g.policy, yaml: policyToYaml(g.policy) }, format, withPolicy, g) : policyEffective(n, rev.revision, rev, format, withPolicy))
+      }
     })
 
   policy
@@ -117,9 +128,11 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
     .argument('[name]', 'sandbox name (default: last used)')
     .option('--limit <n>', 'at most n revisions (newest first)', '20')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']).default('table'))
-    .action(async (name: string | undefined, flags: { limit: string; output: string }) => {
-      const n = resolveName(name, ctx)
+    .option('--global', 'list the global policy revisions')
+    .action(async (name: string | undefined, flags: { limit: string; output: string; global?: boolean }) => {
       const limit = check(posInt, flags.limit, '--limit')
+      if (flags.global) return listGlobal(ctx, limit, flags.output)
+      const n = resolveName(name, ctx)
       await requireSandbox(ctx, n)
       const revs = new PolicyStore(sandboxPolicyDir(ctx.dataDir, n)).list().reverse().slice(0, limit)
       const format = parseOutputFormat(flags.output)
@@ -127,6 +140,21 @@ export function registerLivePolicy(policy: Command, ctx: CliContext): void {
       if (revs.length === 0) return ctx.out.note(`No policy history found for sandbox '${n}'`)
       ctx.out.stdout(policyListTable(revs))
     })
+
+  policy
+    .command('delete')
+    .description("delete the global policy: every sandbox's own policy is in force again")
+    .option('--global', 'delete the global policy (required)')
+    .option('--yes', 'accepted for OpenShell compatibility (podshell does not prompt)')
+    .action(async (flags: { global?: boolean }) => {
+      if (!flags.global) throw new PodshellError('sandbox policy delete is not supported; use --global to remove global policy lock', { hint: 'give --global', exitCode: 2, code: 'INVALID_INPUT' })
+      await deleteGlobal(ctx)
+    })
+}
+
+/** OpenShell refuses sandbox-scoped policy changes while a global policy is in force. */
+function refuseWhileGlobal(ctx: CliContext): void {
+  if (activeGlobalPolicy(ctx.dataDir)) throw new PodshellError(MANAGED_GLOBALLY, { hint: '`podshell policy delete --global` first', code: 'FAILED_PRECONDITION' })
 }
 
 interface UpdateFlags {
@@ -184,6 +212,7 @@ function revisionJson(r: PolicyRevision): Record<string, unknown> {
  */
 async function submit(ctx: CliContext, name: string, next: Policy, source: string, o: { wait?: boolean; timeout: number }): Promise<void> {
   await requireSandbox(ctx, name)
+  refuseWhileGlobal(ctx)
   const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, name))
   const cur = inForce(store) ?? latestEntry(store)
   if (cur) {

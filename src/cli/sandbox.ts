@@ -8,6 +8,8 @@ import type { SandboxInfo } from '../sandbox/runtime.js'
 import { readLastUsed } from '../sandbox/state.js'
 import { trace } from '../util/trace.js'
 import { PolicyStore } from '../policy/store.js'
+import { activeGlobalPolicy } from '../policy/global.js'
+import { policyToYaml } from '../policy/document.js'
 import { sandboxPolicyDir } from '../config/paths.js'
 import { CliContext, collect } from './context.js'
 import { OK, parseOutputFormat, serialize, table } from './output.js'
@@ -95,7 +97,8 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
         ctx.out.note(`  Stop with: podshell forward stop ${forward.port} ${name}`)
       }
     }
-    const res = await rt.create({ ...opts, onReady })
+    // --upload needs the sandbox running before the command: the command then runs as an exec.
+    const res = await rt.create({ ...opts, onReady, ...(uploads.length ? { commandAsExec: true } : {}) })
     for (const w of res.warnings) ctx.out.note(`warning: ${w}`)
     if (format) printInfos([res.info], format, ctx, true)
     if (res.exitCode !== undefined) process.exitCode = res.exitCode
@@ -199,14 +202,14 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     })
 
   sb.command('connect')
-    .description('open an interactive login shell in a sandbox')
+    .description("attach to the sandbox's main process (a create command; without a terminal: its output, followed), else open a login shell")
     .argument('[name]', 'sandbox name (default: last used)')
     .addOption(editorOption())
     .action(async (name: string | undefined, flags: { editor?: EditorName }) => {
       const n = resolveName(name, ctx)
       if (flags.editor) return connectEditor(ctx, n, flags.editor)
       const rt = await openRuntime(ctx)
-      process.exitCode = await rt.exec(n, [], { tty: Boolean(process.stdin.isTTY) })
+      process.exitCode = await rt.connect(n, { tty: Boolean(process.stdin.isTTY) })
     })
 
   const prov = sb.command('provider').description("a sandbox's credential providers")
@@ -353,12 +356,17 @@ export function resolveName(name: string | undefined, ctx: CliContext): string {
   return last
 }
 
-/** The policy revision in force (the latest loaded one, else the latest stored), with its document. */
-function policyInForce(ctx: CliContext, name: string): { version: number; policy: Policy; yaml: string } | undefined {
+/**
+ * The policy in force: the global policy when one is set (it replaces the sandbox's own, as in
+ * OpenShell: src/policy/global.ts), else the sandbox's latest loaded revision, else its latest stored.
+ */
+function policyInForce(ctx: CliContext, name: string): { version: number; policy: Policy; yaml: string; source: 'global' | 'sandbox' } | undefined {
+  const g = activeGlobalPolicy(ctx.dataDir)
+  if (g) return { version: g.version, policy: g.policy, yaml: policyToYaml(g.policy), source: 'global' }
   const store = new PolicyStore(sandboxPolicyDir(ctx.dataDir, name))
   const rev = store.current() ?? store.latest()
   const got = rev && store.get(rev.version)
-  return got ? { version: got.revision.version, policy: got.policy, yaml: got.yaml } : undefined
+  return got ? { version: got.revision.version, policy: got.policy, yaml: got.yaml, source: 'sandbox' } : undefined
 }
 
 function policyVersionInForce(ctx: CliContext, name: string): number | null {

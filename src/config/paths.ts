@@ -19,6 +19,8 @@ import { join, isAbsolute } from 'node:path'
  *       audit/                   OCSF JSONL + OpenShell shorthand logs written by the gateway
  *       providers.json           attached providers (names, types, hosts; never values)
  *       tls/                     the sandbox's trust bundle (mounted read-only into the agent)
+ *     global/policy/             the global policy revisions (`policy set --global`); the LOADED
+ *                                one is in force for every sandbox
  *   providers/<name>.json        provider metadata (never values: those live in Podman secrets)
  *   quarantine/<name>/           what the watcher moved aside
  *   last-used                    name of the last-used sandbox
@@ -75,3 +77,5 @@ export const BRIDGE_SOCKET = '/run/podshell/egress/proxy.sock'
 export const GATEWAY_DATA_MOUNT = '/var/lib/podshell'
 /** The loopback port the bridge listens on inside every sandbox pod. */
 export const PROXY_PORT = 3128
+/** The user-wide (global) policy layer: a policy store like a sandbox's (`policy set --global`). */
+export const globalPolicyDir = (data: string) => join(gatewayDir(data), 'global', 'policy')

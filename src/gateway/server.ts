@@ -22,6 +22,7 @@ import { gatewaySandboxesDir, gatewaySandboxDir, sandboxPolicyDir, sandboxSocket
 import { mkdirp } from '../util/fs.js'
 import { SANDBOX_NAME_RE } from '../util/validate.js'
 import { PolicyStore, type PolicyRevision } from '../policy/store.js'
+import { activeGlobalPolicy, type PolicyLayer } from '../policy/global.js'
 import type { Policy } from '../policy/schema.js'
 import { PolicyEngine, type ProviderAttachment, type PolicyInput } from './policy-engine.js'
 import { SandboxProxy, type ProxyLimits, type Resolver } from './proxy.js'
@@ -77,6 +78,8 @@ interface Served {
   hash: string | null
   policy: Policy | null
   providersStamp: string
+  /** Hash of the global policy in force for this sandbox (src/policy/global.ts), null: its own. */
+  globalHash: string | null
   /** Serializes reloads of this sandbox. */
   queue: Promise<unknown>
 }
@@ -154,6 +157,7 @@ export class Gateway {
         audit,
         engine: PolicyEngine.denyAll(),
         version: null,
+        globalHash: null,
         hash: null,
         policy: null,
         providersStamp: '',
@@ -255,6 +259,21 @@ export class Gateway {
       return { status: 'FAILED', error, ...(s.version !== null ? { version: s.version } : {}) }
     }
     const providersChanged = prov.stamp !== s.providersStamp
+    // A global policy replaces the sandbox's own (OpenShell's policy_source: global).
+    let global: PolicyLayer | undefined
+    try {
+      global = activeGlobalPolicy(this.dataDir)
+    } catch (e) {
+      const error = `cannot read the global policy: ${(e as Error).message}`
+      s.audit.config({ state: 'failed', version: s.version ?? 0, error, message: 'global policy store unreadable; the policy in force stays' })
+      return { status: 'FAILED', error, ...(s.version !== null ? { version: s.version } : {}) }
+    }
+    if (global) return this.loadGlobal(s, global, prov, providersChanged, t0)
+    if (s.globalHash !== null) {
+      // The global policy was deleted: the sandbox's own newest revision is loaded again.
+      s.globalHash = null
+      s.version = null
+    }
     const newest = revs.at(-1)
     if (!newest) {
       s.engine = PolicyEngine.denyAll()
@@ -288,6 +307,27 @@ export class Gateway {
     this.log(`sandbox ${s.name}: policy revision ${newest.version} FAILED: ${attempt.error}`)
     if (s.version === null) await this.loadLastGood(s, store, revs, prov)
     return { status: 'FAILED', version: newest.version, error: attempt.error }
+  }
+
+  /** Puts the global policy in force for `s` (its own revisions stay as they are, for later). */
+  private loadGlobal(s: Served, g: PolicyLayer, prov: { stamp: string; list: ProviderAttachment[] }, providersChanged: boolean, t0: number): ReloadResult {
+    if (s.globalHash === g.hash && !providersChanged) return { status: 'LOADED', version: g.version, loadMs: performance.now() - t0 }
+    let engine: PolicyEngine
+    try {
+      engine = PolicyEngine.compile(g.policy, prov.list)
+    } catch (e) {
+      const error = `global policy revision ${g.version}: ${(e as Error).message.replace(/\s+/g, ' ').trim()}`
+      s.audit.config({ state: 'failed', version: g.version, hash: g.hash.slice(0, 12), error })
+      return { status: 'FAILED', version: g.version, error }
+    }
+    s.engine = engine
+    s.policy = g.policy
+    s.globalHash = g.hash
+    s.providersStamp = prov.stamp
+    s.audit.config({ state: 'loaded', version: g.version, hash: g.hash.slice(0, 12), message: 'global policy' })
+    const closed = s.proxy.revalidate()
+    this.log(`sandbox ${s.name}: global policy revision ${g.version} LOADED${closed ? ` (${closed} open connection(s) closed)` : ''}`)
+    return { status: 'LOADED', version: g.version, loadMs: performance.now() - t0 }
   }
 
   /** After a failure on a gateway with nothing loaded: the newest revision that loaded before. */
@@ -345,6 +385,12 @@ export class Gateway {
         names = []
       }
       const present = new Set(names)
+      let globalHash: string | null = null
+      try {
+        globalHash = activeGlobalPolicy(this.dataDir)?.hash ?? null
+      } catch {
+        globalHash = 'unreadable' // reload says why, and keeps what is in force
+      }
       for (const name of [...this.served.keys()]) {
         if (!present.has(name) || !existsSync(gatewaySandboxDir(this.dataDir, name))) await this.remove(name)
       }
@@ -363,7 +409,9 @@ export class Gateway {
           }
           const latest = new PolicyStore(sandboxPolicyDir(this.dataDir, name)).latest()
           const prov = this.readProviders(name)
-          if ((latest && latest.version !== cur.version && latest.status !== 'FAILED') || prov.stamp !== cur.providersStamp) await this.reload(name)
+          const globalChanged = globalHash !== cur.globalHash && globalHash !== 'unreadable'
+          const ownChanged = globalHash === null && latest && latest.version !== cur.version && latest.status !== 'FAILED'
+          if (ownChanged || globalChanged || prov.stamp !== cur.providersStamp) await this.reload(name)
         } catch (e) {
           this.log(`rescan of ${name}: ${(e as Error).message}`)
         }

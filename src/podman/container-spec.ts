@@ -238,19 +238,37 @@ export function containerFlags(c: ContainerSpec, ctx: RenderContext): Rendered {
   return { args, podmanEnv: byName.podmanEnv }
 }
 
-/** `podman run -d …` / `podman create …` / foreground `podman run --rm -i …` for a container. */
+/**
+ * `podman run -d …` / `podman create …` / foreground `podman run --rm -i …` for a container;
+ * `create-main`: `podman create -i [-t]`, a main process started attached later (startAttachedArgs).
+ */
 export function runArgs(
   c: ContainerSpec,
   ctx: RenderContext,
-  mode: { verb: 'run-detached' } | { verb: 'create' } | { verb: 'run-foreground'; tty: boolean; command?: readonly string[] },
+  mode: { verb: 'run-detached' } | { verb: 'create' } | { verb: 'create-main'; tty: boolean } | { verb: 'run-foreground'; tty: boolean; command?: readonly string[] },
 ): Rendered {
   const f = containerFlags(c, ctx)
   const head =
     mode.verb === 'run-detached' ? ['run', '-d']
     : mode.verb === 'create' ? ['create']
+    : mode.verb === 'create-main' ? ['create', '-i', ...(mode.tty ? ['-t'] : [])]
     : ['run', '--rm', '-i', ...(mode.tty ? ['-t'] : []), '--sig-proxy=true']
   const command = mode.verb === 'run-foreground' && mode.command ? mode.command : c.command
   return { args: [...head, ...f.args, c.image, ...command], podmanEnv: f.podmanEnv }
+}
+
+/** Starts a created container in the foreground: stdin, stdout and signals are its; exits with its code. */
+export function startAttachedArgs(container: string): string[] {
+  return ['start', '--attach', '--interactive', '--sig-proxy=true', container]
+}
+
+/**
+ * `sandbox connect` to a sandbox whose main process is a command: a terminal attaches to it
+ * (detach with ctrl-p ctrl-q leaves it running); otherwise its output so far and from now on
+ * (`logs --follow`, ended by the process exiting or by the caller, never killing it).
+ */
+export function attachMainArgs(container: string, tty: boolean): string[] {
+  return tty ? ['attach', '--sig-proxy=false', container] : ['logs', '--follow', container]
 }
 
 /** `podman pod create …` */

@@ -222,6 +222,25 @@ export class PolicyStore {
     writeFileAtomic(this.statusFile, JSON.stringify(status, null, 2) + '\n')
   }
 
+  /**
+   * Nothing of this store is in force any more (`policy delete --global`): the LOADED revision
+   * becomes SUPERSEDED; the history stays. Returns whether one was in force.
+   */
+  deactivate(): boolean {
+    return this.withLock(() => {
+      const status = this.readStatus()
+      let was = false
+      for (const [v, s] of Object.entries(status)) {
+        if (s.status === 'LOADED') {
+          status[v] = { ...s, status: 'SUPERSEDED' }
+          was = true
+        }
+      }
+      if (was) writeFileAtomic(this.statusFile, JSON.stringify(status, null, 2) + '\n')
+      return was
+    })
+  }
+
   /** Gateway side: `version` could not be loaded; the previously LOADED revision stays in force. */
   markFailed(version: number, error: string): void {
     this.requireRevision(version)

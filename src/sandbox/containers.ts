@@ -2,7 +2,7 @@ import type { SandboxTrustArgs } from './runtime.js'
 import { sandboxEgressDir, sandboxHomeDir, BRIDGE_EGRESS_MOUNT, BRIDGE_SOCKET, PROXY_PORT } from '../config/paths.js'
 import { GATEWAY_IMAGE } from '../images/names.js'
 import type { ContainerSpec, EnvEntry, Mount, PodSpec } from '../podman/container-spec.js'
-import type { AgentDescription } from './description.js'
+import { isIdleMain, type AgentDescription } from './description.js'
 import { agentContainer, bridgeContainer, infraContainer, L, podName } from './naming.js'
 import type { SandboxLimits } from './resources.js'
 
@@ -74,7 +74,7 @@ export function agentSpec(d: AgentDescription, r: AgentRenderInput): { spec: Con
     image: d.image,
     command: d.main,
     pod: podName(d.name),
-    labels: { [L.sandbox]: d.name, [L.role]: 'agent' },
+    labels: { [L.sandbox]: d.name, [L.role]: 'agent', [L.main]: isIdleMain(d.main) ? 'idle' : 'command' },
     // Podman would copy the caller's proxy variables in: the sandbox environment is an allowlist,
     // and its proxy is the bridge.
     inheritProxyEnv: false,

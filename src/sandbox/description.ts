@@ -21,6 +21,13 @@ import type { MountSpec } from './types.js'
  * environment of the process that restarts the sandbox (a name missing there is left unset and
  * named in a warning). Provider credentials are podman secrets, referenced by name at re-creation.
  */
+/** The main process of a sandbox with no command of its own: it idles, and `connect` opens a shell. */
+export const IDLE_MAIN: readonly string[] = ['sleep', 'infinity']
+
+export function isIdleMain(main: readonly string[]): boolean {
+  return main.length === IDLE_MAIN.length && main.every((a, i) => a === IDLE_MAIN[i])
+}
+
 export interface AgentDescription {
   version: 2
   name: string

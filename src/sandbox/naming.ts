@@ -23,5 +23,7 @@ export const L = {
   creator: 'io.podshell.creator',
   command: 'io.podshell.command',
   keep: 'io.podshell.keep',
+  /** On the agent container: `command` (the user's command is its main process) or `idle`. */
+  main: 'io.podshell.main',
   userPrefix: 'io.podshell.label.',
 } as const

@@ -260,6 +260,7 @@ export function planInfo(p: Plan, o: CreateOptions): SandboxInfo {
     session_type: o.sessionType ?? null,
     egress: 'unknown',
     exit_code: null,
+    main: o.command.length ? 'command' : 'idle',
     pod: podName(p.name),
   }
 }

@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs'
 import { PodshellError } from '../errors.js'
 import { Podman, runInteractive } from '../podman/podman.js'
 import type { SignalSource } from '../podman/interactive.js'
-import { podCreateArgs, runArgs, type ContainerSpec, type RenderContext } from '../podman/container-spec.js'
+import { attachMainArgs, podCreateArgs, runArgs, startAttachedArgs, type ContainerSpec, type RenderContext } from '../podman/container-spec.js'
 import { agentSpec, bridgeSpec, podSpec, PROXY_URL } from './containers.js'
-import { peekAgentDescription, readAgentDescription, writeAgentDescription, type AgentDescription } from './description.js'
+import { IDLE_MAIN, peekAgentDescription, readAgentDescription, writeAgentDescription, type AgentDescription } from './description.js'
 import { checkTreeSource, isSecured } from './mount-pipeline.js'
 import { pipelineOptions, secureCreateOptions } from './spec.js'
 import { loadEffectiveConfig, type LoadOptions } from '../config/enterprise.js'
@@ -271,15 +271,30 @@ export class SandboxRuntime {
     return { secretArgs: creds.secretArgs, trust, warnings }
   }
 
-  /** Starts the agent: detached, as the foreground main process (--no-keep), or idle + exec. */
+  /**
+   * Starts the agent. As OpenShell ≥ v0.0.111 (PR #2884): a command given to create is the
+   * sandbox's main process — detached, or in the foreground of a kept sandbox (it ends Completed
+   * on exit 0, Error with its exit code otherwise; `sandbox start` runs it again); with --no-keep
+   * it runs as `podman run --rm`. No command: an idle main process and a login shell as an exec.
+   */
   private async launch(plan: Plan, o: CreateOptions, l: Launch, warnings: string[]): Promise<{ info: SandboxInfo; exitCode?: number; warnings: string[] }> {
     const { name } = plan
-    const main = o.detach && o.command.length ? o.command : ['sleep', 'infinity']
+    const foregroundMain = !o.detach && o.keep && o.command.length > 0 && !o.commandAsExec
+    const main = (o.detach || foregroundMain) && o.command.length ? o.command : [...IDLE_MAIN]
     const desc = this.describeAgent(plan, o, main)
     // What re-creating the agent container needs (restart): the description, never argv, and no
     // secret value (see description.ts).
     writeAgentDescription(this.dataDir, desc)
     const agent = this.renderAgent(desc, l.secretArgs, o.passEnv ?? {}, l.trust)
+    if (foregroundMain) {
+      // Created first so that --forward is in place before the command's first instruction.
+      const created = runArgs(agent.spec, agent.ctx, { verb: 'create-main', tty: plan.tty })
+      await this.podman.run(created.args, { env: created.podmanEnv })
+      await o.onReady?.(name)
+      finishOperation(this.dataDir, name)
+      const code = await runInteractive(this.podman, startAttachedArgs(agentContainer(name)), { signals: this.signals })
+      return { info: await this.get(name), exitCode: code, warnings }
+    }
     if (o.detach || o.keep) {
       const run = runArgs(agent.spec, agent.ctx, { verb: 'run-detached' })
       await this.podman.run(run.args, { env: run.podmanEnv })
@@ -562,6 +577,22 @@ export class SandboxRuntime {
     const code = await runInteractive(this.podman, session.args, { ...session.options, signals: this.signals })
     if (PODMAN_EXEC_FAILURE_CODES.has(code)) await this.explainExecFailure(name)
     return code
+  }
+
+  /**
+   * `sandbox connect`: a sandbox whose main process is a command shows that process (attached on
+   * a terminal, its output followed otherwise); one without opens a login shell, as before.
+   * Leaving (ctrl-p ctrl-q, or ending the follow) never stops the main process.
+   */
+  async connect(name: string, opts: { tty: boolean }): Promise<number> {
+    const info = await this.get(name)
+    if (info.main !== 'command') return this.exec(name, [], { tty: opts.tty })
+    if (info.phase !== 'Ready') {
+      throw new PodshellError(`sandbox ${name} is ${info.phase}`, { hint: `its main process is not running; \`podshell sandbox start ${name}\` runs it again`, code: 'NOT_READY' })
+    }
+    writeLastUsed(this.dataDir, name)
+    // A signal ends podman's attach/logs (sig-proxy off), never the main process.
+    return runInteractive(this.podman, attachMainArgs(agentContainer(name), opts.tty), { signals: this.signals })
   }
 
   /**

@@ -11,7 +11,7 @@ import { readPhaseHint } from './state.js'
  */
 
 /** OpenShell's phases, exactly (proto SandboxPhase). */
-export type Phase = 'Provisioning' | 'Ready' | 'Error' | 'Deleting' | 'Stopping' | 'Stopped' | 'Starting' | 'Unknown'
+export type Phase = 'Provisioning' | 'Ready' | 'Error' | 'Deleting' | 'Stopping' | 'Stopped' | 'Starting' | 'Unknown' | 'Completed'
 
 export interface SandboxInfo {
   id: string
@@ -29,6 +29,8 @@ export interface SandboxInfo {
   /** Egress path state: up (bridge running, gateway answering), or down with the reason. */
   egress: string
   exit_code: number | null
+  /** The agent's main process: the user's command, or idle (connect opens a shell); null before it exists. */
+  main: 'command' | 'idle' | null
   pod: string
 }
 
@@ -70,9 +72,10 @@ export function podInfo(dataDir: string, pod: PodJson, ctrs: CtrJson[], gatewayU
     else if (st === 'exited' || st === 'stopped') {
       if (hint === 'stopped' || hint === 'stopping') phase = 'Stopped'
       else {
-        // OpenShell: the main process exiting (even with 0) is terminal Error with its exit code.
-        phase = 'Error'
+        // OpenShell ≥ v0.0.111 (PR #2884): the main process exiting 0 is Completed, any other
+        // code (128+n for signal n) is Error with that exit code. An explicit stop is Stopped.
         exitCode = agent.ExitCode
+        phase = exitCode === 0 ? 'Completed' : 'Error'
       }
     } else if (st === 'created' || st === 'configured' || st === 'initialized') phase = hint === 'starting' ? 'Starting' : 'Provisioning'
     else if (st === 'stopping') phase = 'Stopping'
@@ -106,6 +109,7 @@ export function podInfo(dataDir: string, pod: PodJson, ctrs: CtrJson[], gatewayU
     session_type: labels[L.sessionType] || null,
     egress,
     exit_code: exitCode,
+    main: agent ? (agent.Labels?.[L.main] === 'command' ? 'command' : 'idle') : null,
     pod: pod.Name,
   }
 }

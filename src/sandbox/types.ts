@@ -82,4 +82,10 @@ export interface CreateOptions {
    * prints OpenShell's `Created sandbox:` header here and runs `--upload` and `--forward`.
    */
   onReady?: (name: string) => Promise<void>
+  /**
+   * A kept foreground command runs as an exec session in an idle sandbox instead of as its main
+   * process (the CLI asks for it with `--upload`: the files must land in a running sandbox before
+   * the command starts). Default: the command IS the main process (OpenShell ≥ v0.0.111).
+   */
+  commandAsExec?: boolean
 }

@@ -44,6 +44,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
+  await cli(['policy', 'delete', '--global'])
   await cli(['sandbox', 'delete', name])
   await cli(['sandbox', 'delete', long])
   await cli(['provider', 'delete', prov, '--force'])
@@ -76,6 +77,11 @@ describe('OpenShell command lines and the lines clients parse', () => {
     { what: 'provider create', argv: ['provider', 'create', '--name', '@P@', '--type', 'generic', '--credential', 'PARITY_TOKEN=parity-value-1234'], stream: 'stdout', lines: [re('✓ Created provider @P@')] },
     { what: 'provider create again: AlreadyExists', argv: ['provider', 'create', '--name', '@P@', '--type', 'generic', '--credential', 'PARITY_TOKEN=parity-value-1234'], stream: 'stderr', lines: [/AlreadyExists/], code: 1 },
     { what: 'provider get: Credential keys / Config keys', argv: ['provider', 'get', '@P@'], stream: 'stdout', lines: [re('Provider:'), re('  Name: @P@'), re('  Type: generic'), re('  Credential keys: PARITY_TOKEN'), re('  Config keys: <none>')] },
+    { what: 'policy set --global', argv: ['policy', 'set', '--global', '--policy', 'FILE1', '--yes'], stream: 'stderr', lines: [re(`✓ Global policy configured \\(hash: ${HASH12}, settings revision: \\d+\\)`)] },
+    { what: 'policy get --global', argv: ['policy', 'get', '--global'], stream: 'stdout', lines: [re('Scope: {8}global'), re('Version: {6}\\d+'), re('Hash: {9}[0-9a-f]{64}'), re('Status: {7}Loaded')] },
+    { what: 'policy list --global', argv: ['policy', 'list', '--global'], stream: 'stdout', lines: [re('VERSION  HASH           STATUS       CREATED                  ERROR'), re(`\\d+ +${HASH12} +Loaded +\\d{13}`)] },
+    { what: 'policy get NAME with a global policy: Source global', argv: ['policy', 'get', '@N@'], stream: 'stdout', lines: [re('Status: {7}Effective'), re('Source: {7}global'), re('Global: {7}\\d+')] },
+    { what: 'policy delete --global', argv: ['policy', 'delete', '--global', '--yes'], stream: 'stdout', lines: [re('✓ Deleted global setting policy \\(revision \\d+\\)')] },
     { what: 'sandbox stop', argv: ['sandbox', 'stop', '@N@'], stream: 'stdout', lines: [re('✓ Stopped sandbox @N@')] },
     { what: 'sandbox start', argv: ['sandbox', 'start', '@N@'], stream: 'stdout', lines: [re('✓ Started sandbox @N@')] },
     { what: 'sandbox delete', argv: ['sandbox', 'delete', '@N@'], stream: 'stdout', lines: [re('✓ Deleted sandbox @N@')] },

@@ -19,6 +19,7 @@ import { Gateway } from '../../src/gateway/server.js'
 import { GatewayClient } from '../../src/gateway/client.js'
 import { parseIp, type IpAddress } from '../../src/gateway/address.js'
 import { PolicyStore } from '../../src/policy/store.js'
+import { globalPolicyStore } from '../../src/policy/global.js'
 import { parsePolicyText } from '../../src/policy/parse.js'
 import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, sandboxDir, gatewaySandboxDir, gatewayControlSocket } from '../../src/config/paths.js'
 import { readLogs } from '../../src/gateway/audit.js'
@@ -534,6 +535,33 @@ describe('hot reload', () => {
     const store = new PolicyStore(sandboxPolicyDir(data, 'demo'))
     for (let i = 0; i < 50 && store.latest()!.status !== 'LOADED'; i++) await new Promise(r => setTimeout(r, 50))
     expect(store.latest()!.status).toBe('LOADED')
+  })
+})
+
+describe('global policy layer (src/policy/global.ts)', () => {
+  it("a global policy replaces the sandbox's own at the next rescan (no control message); deleting it restores the sandbox's own", async () => {
+    const t0 = await tunnel(`allowed.test:${PORT}`)
+    expect(t0.status).toBe(200)
+    t0.socket.destroy()
+    const store = globalPolicyStore(data)
+    const rev = store.add(parsePolicyText(`version: 1\nnetwork_policies:\n  g:\n    endpoints:\n      - { host: other.test, port: ${PORT} }\n`, 'global').policy, 'global')
+    store.markLoaded(rev.version)
+    const until = async (target: string, want: number) => {
+      let st = 0
+      for (let i = 0; i < 60; i++) {
+        const t = await tunnel(target)
+        t.socket.destroy()
+        st = t.status
+        if (st === want) break
+        await new Promise(r => setTimeout(r, 50))
+      }
+      return st
+    }
+    expect(await until(`other.test:${PORT}`, 200)).toBe(200)
+    expect((await tunnel(`allowed.test:${PORT}`)).status).toBe(403) // replaced, not merged
+    expect(store.deactivate()).toBe(true)
+    expect(await until(`allowed.test:${PORT}`, 200)).toBe(200)
+    expect((await tunnel(`other.test:${PORT}`)).status).toBe(403)
   })
 })
 

@@ -39,6 +39,7 @@ const info: SandboxInfo = {
   session_type: null,
   egress: 'up',
   exit_code: null,
+  main: 'idle',
   pod: 'podshell.demo-box',
 }
 const H = 'a'.repeat(64)
