@@ -43,7 +43,8 @@ import { peekClientHello } from './client-hello.js'
 import { decideEffective, forwardHeaders, requestRefusal, responseHeaders } from './http/framing.js'
 import { Admission } from './http/admission.js'
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyOptions } from './proxy-options.js'
-import { endJson, hostHeaderCount, relayInto, responseHead, sendJson, withTimeout } from './proxy-io.js'
+import { endJson, hostHeaderCount, relayInto, sendJson, withTimeout } from './proxy-io.js'
+import { relayUpgrade } from './http/upgrade.js'
 
 export { DEFAULT_LIMITS, systemResolver, type ProxyLimits, type ProxyOptions, type Resolver } from './proxy-options.js'
 
@@ -651,65 +652,22 @@ export class SandboxProxy {
     )
   }
 
-  /**
-   * Sends a decided Upgrade request over the tunnel's connected upstream socket (plain TCP, or the
-   * verified TLS socket of an inspected CONNECT) with http.request. Only a 101 that Node's parser
-   * reads from the upstream (http's 'upgrade' event) turns the connection into a tracked tunnel.
-   * An upstream that declines answers the request as an ordinary one and would then read whatever
-   * the client sends next as a NEW request on its keep-alive connection — a request no policy
-   * decision covered (h2c-style smuggling past L7 rules, test/e2e/attack-network.test.ts #24). So
-   * nothing from the client goes upstream before the 101 (`held` and later bytes wait), and a
-   * declined upgrade gets that one response relayed (de-framed by Node, close-delimited to the
-   * client) and both connections closed.
-   */
+  /** The Upgrade relay (src/gateway/http/upgrade.ts), with this proxy's tunnel table and timeouts. */
   private upgradeOver(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void): void {
-    const { client, upstream } = t
-    client.pause()
-    // Connection/Upgrade are what this request is about; framing headers are dropped (the held
-    // bytes after the head are not a body: they go upstream only after a 101).
-    const headers = forwardHeaders(req.rawHeaders, { keep: ['connection', 'upgrade'], dropFraming: true })
-    const ureq = httpRequest({ method: req.method ?? 'GET', path: target, headers, setHost: false, createConnection: () => upstream })
-    let settled = false
-    const abort = () => {
-      settled = true
-      clearTimeout(timer)
-      ureq.destroy()
-      client.destroy()
-      upstream.destroy()
-    }
-    const timer = setTimeout(abort, this.limits.headersTimeoutMs)
-    client.once('close', () => {
-      if (!settled) abort()
-    })
-    ureq.on('error', () => {
-      if (!settled) abort()
-    })
-    ureq.on('upgrade', (ures: IncomingMessage, usock: Socket, uhead: Buffer) => {
-      settled = true
-      clearTimeout(timer)
-      logged(101)
-      const tunnel: Tunnel = { ...t, upstream: usock }
-      this.tunnels.add(tunnel)
-      client.write(responseHead(ures, ures.rawHeaders))
-      if (uhead.length > 0) client.write(uhead)
-      this.pipeTunnel(tunnel, held, undefined)
-      client.resume()
-    })
-    ureq.on('response', (ures: IncomingMessage) => {
-      settled = true
-      clearTimeout(timer)
-      logged(ures.statusCode ?? 0)
-      client.write(responseHead(ures, [...forwardHeaders(ures.rawHeaders, { dropFraming: true }), 'Connection', 'close']))
-      const finish = () => {
-        client.end()
-        upstream.destroy()
-      }
-      client.on('error', finish)
-      ures.on('error', finish)
-      ures.on('end', finish)
-      ures.pipe(client, { end: false })
-    })
-    ureq.end()
+    relayUpgrade(
+      {
+        headersTimeoutMs: this.limits.headersTimeoutMs,
+        opened: (tunnel: RelayTunnel, first: Buffer) => {
+          this.tunnels.add(tunnel)
+          this.pipeTunnel(tunnel, first, undefined)
+        },
+      },
+      t,
+      req,
+      target,
+      held,
+      logged,
+    )
   }
 
   // -------------------------------------------------------------------------------------------
