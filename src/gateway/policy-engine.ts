@@ -124,6 +124,8 @@ export interface CompiledEndpoint {
   readonly tlsSkip: boolean
   /** A `credential_binding`: placeholders are substituted on its decrypted requests (issue 12), so it is terminated. */
   readonly credentialBinding: boolean
+  /** The provider a `credential_binding` names ('' when none or not a name). */
+  readonly bindingProvider: string
 }
 
 interface CompiledL7 {
@@ -304,7 +306,13 @@ function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, 
     allowEncodedSlash: ep.allow_encoded_slash === true,
     tlsSkip: ep.tls === 'skip',
     credentialBinding: ep.credential_binding !== undefined,
+    bindingProvider: bindingProviderOf(ep.credential_binding),
   }
+}
+
+function bindingProviderOf(b: unknown): string {
+  if (b && typeof b === 'object' && typeof (b as { provider?: unknown }).provider === 'string') return (b as { provider: string }).provider
+  return ''
 }
 
 /**
@@ -374,9 +382,30 @@ export class PolicyEngine {
     return this.endpoints.filter(e => e.ports.has(port) && hostMatches(e.host, host))
   }
 
-  /** Whether a CONNECT to host:port is terminated for L7 inspection (any matching endpoint `terminates`). */
+  /**
+   * Whether a CONNECT to host:port is terminated for L7 inspection: any matching endpoint
+   * `terminates`, or (issue 12) the host is an attached provider's built-in host on 443 and no
+   * matching endpoint is `tls: skip` — placeholders are substituted only on decrypted requests.
+   */
   inspects(host: CanonicalHost, port: number): boolean {
-    return this.matching(host, port).some(terminates)
+    const eps = this.matching(host, port)
+    if (eps.some(terminates)) return true
+    return port === 443 && eps.length > 0 && !eps.some(e => e.tlsSkip) && this.providersFor(host).length > 0
+  }
+
+  /**
+   * Whether `provider`'s credentials may be substituted on a request to host:port/path: the host is
+   * one of the provider's built-in (or configured) hosts on port 443, or a policy endpoint with
+   * `credential_binding: { provider }` matches host, port and path.
+   */
+  credentialBound(provider: string, host: CanonicalHost, port: number, path: string): boolean {
+    if (port === 443 && this.providers.some(p => p.name === provider && p.hosts.some(m => hostMatches(m, host)))) return true
+    return this.matching(host, port).some(e => {
+      if (e.bindingProvider !== provider) return false
+      if (!e.pathGlob) return true
+      const cp = canonicalizePath(path, e.allowEncodedSlash)
+      return cp.ok && e.pathGlob.test(cp.path)
+    })
   }
 
   /**

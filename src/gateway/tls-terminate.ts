@@ -46,6 +46,7 @@ import type { AuditLog } from './audit.js'
 import type { Leaf } from '../tls/leaf.js'
 import { decideEffective, type RequestRefusal } from './http/framing.js'
 import type { Admission } from './http/admission.js'
+import { substituteCredentials, CREDENTIAL_MISMATCH_BODY, type HeldCredential } from './credential-substitution.js'
 
 /** What the gateway gives a sandbox's proxy for TLS inspection. */
 export interface TlsInspection {
@@ -89,6 +90,8 @@ export interface TerminateContext {
   /** The sandbox's admission (shared with its plain HTTP): no slot = queue full (503). */
   readonly admission: Admission
   counted(allowed: boolean): void
+  /** The sandbox's placeholders with the real values the gateway holds (issue 12). */
+  credentials(): readonly HeldCredential[]
 }
 
 /** Structurally the proxy's tunnel record. */
@@ -374,10 +377,10 @@ export class TlsTerminator {
     const method = req.method ?? 'GET'
     const url = req.url ?? ''
     const { host, port } = m
-    const deny = (status: number, d: Decision | undefined, path: string, reason: string) => {
+    const deny = (status: number, d: Decision | undefined, path: string, reason: string, custom?: Record<string, unknown>) => {
       this.ctx.counted(false)
       this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
-      const body = d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: status === 503 ? 'overloaded' : status === 414 ? 'uri_too_long' : 'bad_request', detail: reason }
+      const body = custom ?? (d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: status === 503 ? 'overloaded' : status === 414 ? 'uri_too_long' : 'bad_request', detail: reason })
       // A 400 (framing in doubt) closes the connection. A policy denial keeps it: the request body
       // is read and discarded (its end is known from the parsed framing, so nothing of it can be
       // taken for the next request, which is decided on its own). Closing right after the 403
@@ -417,6 +420,18 @@ export class TlsTerminator {
     if (!d.allowed) return deny(403, d, path, d.reason)
     const checked = this.ctx.addressCheck(d, host.host, port, [...m.addresses])
     if (!checked.ok) return deny(403, d, path, checked.reason)
+    // Placeholder credentials (issue 12), after network and L7 admission: substituted only on
+    // decrypted TLS and only within the provider's binding; anything else is refused, not forwarded.
+    const sub = substituteCredentials({ rawHeaders: req.rawHeaders, url }, this.ctx.credentials(), p => m.tls && this.ctx.engine().credentialBound(p, host, port, path))
+    if (sub.kind === 'mismatch') {
+      const why = m.tls ? `is not bound to ${host.host}:${port}${path}` : 'cannot be substituted on plain HTTP'
+      return deny(403, d, path, `credential_endpoint_mismatch: placeholder of provider ${sub.provider} (${sub.variable}) in ${sub.where} ${why}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
+    }
+    if (sub.kind === 'unavailable') {
+      const reason = `credential_unavailable: the gateway holds no value for provider ${sub.provider} (${sub.variable}) (provider deleted, or the gateway restarted: \`podshell sandbox restart\` reloads it); not forwarded`
+      return deny(403, d, path, reason, { error: 'credential_unavailable', message: `No credential value is available for provider ${sub.provider}` })
+    }
+    const substituted = sub.kind === 'substituted' ? `; credential substituted: ${[...new Set(sub.used.map(u => `${u.provider}/${u.variable} in ${u.where}`))].join(', ')}` : ''
     this.ctx.counted(true)
     const addrs = checked.addresses
     const lookup: LookupFunction = (_name, opts, cb) => {
@@ -424,14 +439,14 @@ export class TlsTerminator {
       if (all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addrs.map(a => ({ address: a.text, family: a.family })))
       else cb(null, addrs[0]!.text, addrs[0]!.family)
     }
-    const headers = this.ctx.forwardHeaders(req.rawHeaders)
+    const headers = this.ctx.forwardHeaders(sub.kind === 'substituted' ? sub.rawHeaders : req.rawHeaders)
     if (te !== undefined) headers.push('Transfer-Encoding', 'chunked')
     const agents = this.agents()
     const opts = {
       host: host.host,
       port,
       method,
-      path: url,
+      path: sub.kind === 'substituted' ? sub.url : url,
       headers,
       setHost: false,
       lookup,
@@ -450,7 +465,7 @@ export class TlsTerminator {
       const ip = () => ureq.socket?.remoteAddress
       ureq.on('response', ures => {
         logged = true
-        this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: ures.statusCode ?? 0 })
+        this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason + substituted, providers: d.providers, status: ures.statusCode ?? 0 })
         if (res.destroyed) return void ures.destroy()
         res.writeHead(ures.statusCode ?? 502, ures.statusMessage, this.ctx.forwardHeaders(ures.rawHeaders, true))
         ures.pipe(res)

@@ -48,7 +48,14 @@ export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
       new PolicyStore(sandboxPolicyDir(dataDir, name)).add(policy, source)
       return { warnings: [...warnings, ...unenforcedWarnings(policy)] }
     },
-    prepareCredentials: (podman, name, providers) => prepareInjection(podman, dataDir, name, providers),
+    prepareCredentials: async (podman, name, providers, mode) => {
+      const inj = await prepareInjection(podman, dataDir, name, providers, { mode })
+      // The real values go to the gateway's memory only (placeholder mode); none in env mode.
+      const push = gateway.call({ op: 'credentials', sandbox: name, credentials: inj.held })
+      if (inj.held.length > 0) await push
+      else await push.catch(() => undefined)
+      return inj
+    },
     removeCredentials: (podman, name) => removeSandboxSecrets(podman, name),
     gcCredentials: async (podman, live) => {
       await gcOrphanedSecrets(podman, dataDir, live)

@@ -56,7 +56,7 @@ export interface SandboxDeps {
   /** Validates the policy text (or the restrictive default) and stores it as revision 1. */
   storeInitialPolicy(name: string, policyText: string | undefined, source: string): { warnings: string[] }
   /** Podman secret args for the attached providers; writes providers.json (no values). */
-  prepareCredentials(podman: Podman, name: string, providers: string[]): Promise<{ secretArgs: string[]; variables: { provider: string; name: string }[] }>
+  prepareCredentials(podman: Podman, name: string, providers: string[], mode?: 'placeholder' | 'env'): Promise<{ secretArgs: string[]; variables: { provider: string; name: string }[] }>
   removeCredentials(podman: Podman, name: string): Promise<void>
   gcCredentials(podman: Podman, live: Set<string>): Promise<void>
   /** Whether an interrupted provider change left something for gcCredentials (no podman call). */
@@ -237,7 +237,10 @@ export class SandboxRuntime {
     trace('registered')
     step()
     made.secrets = o.providers.length > 0
-    const creds = await this.deps.prepareCredentials(this.podman, name, o.providers)
+    const creds = await this.deps.prepareCredentials(this.podman, name, o.providers, o.credentialMode)
+    if (o.credentialMode === 'env' && creds.variables.length > 0) {
+      this.say(`warning: --credential-mode env: the agent gets the real values of ${creds.variables.map(v => v.name).join(', ')} as environment variables`)
+    }
     // A secret would silently win over --env of the same name; say so instead.
     for (const v of creds.variables) {
       if (v.name in o.env || v.name in (o.passEnv ?? {})) throw new PodshellError(`--env ${v.name} is also set by provider ${v.provider}`, { hint: 'drop one of them', exitCode: 2, code: 'INVALID_INPUT' })
@@ -319,6 +322,7 @@ export class SandboxRuntime {
       callerEnv: Object.keys(o.passEnv ?? {}).sort(),
       ...(p.tty && this.env.TERM && /^[\w.+-]{1,64}$/.test(this.env.TERM) ? { term: this.env.TERM } : {}),
       providers: o.providers,
+      ...(o.credentialMode === 'env' ? { credentialMode: 'env' as const } : {}),
       ...(o.allowSensitive ? { allowSensitive: true } : {}),
     }
   }
@@ -478,7 +482,7 @@ export class SandboxRuntime {
       if (v !== undefined && envValue.safeParse(v).success) callerValues[k] = v
       else missing.push(k)
     }
-    const creds = await this.deps.prepareCredentials(this.podman, name, desired)
+    const creds = await this.deps.prepareCredentials(this.podman, name, desired, desc.credentialMode)
     const next: AgentDescription = { ...desc, providers: desired }
     // The CA bundle is re-derived: a rotated CA reaches a sandbox at its restart.
     const trust = await this.deps.prepareTrust(name)
