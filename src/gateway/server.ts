@@ -498,7 +498,7 @@ export class Gateway {
           s.values.clear()
           for (const c of list as unknown[]) {
             const v = c as { provider?: unknown; variable?: unknown; placeholder?: unknown; value?: unknown }
-            if ([v?.provider, v?.variable, v?.placeholder, v?.value].every(x => typeof x === 'string') && /^[\x21-\x7e]+$/.test(v.value as string)) {
+            if ([v?.provider, v?.variable, v?.placeholder, v?.value].every(x => typeof x === 'string') && /^[\x20-\x7e]+$/.test(v.value as string)) {
               s.values.set(v.placeholder as string, { provider: v.provider as string, variable: v.variable as string, value: v.value as string })
             }
           }
