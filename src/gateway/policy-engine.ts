@@ -57,6 +57,7 @@ export interface EndpointInput {
   readonly deny_rules?: readonly L7RuleFieldsInput[]
   readonly allowed_ips?: readonly string[]
   readonly allow_encoded_slash?: boolean
+  readonly request_body_credential_rewrite?: boolean
   readonly credential_binding?: unknown
 }
 
@@ -126,6 +127,8 @@ export interface CompiledEndpoint {
   readonly credentialBinding: boolean
   /** The provider a `credential_binding` names ('' when none or not a name). */
   readonly bindingProvider: string
+  /** `request_body_credential_rewrite: true`: placeholders in request bodies are substituted too (issue 12). */
+  readonly bodyRewrite: boolean
 }
 
 interface CompiledL7 {
@@ -307,6 +310,7 @@ function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, 
     tlsSkip: ep.tls === 'skip',
     credentialBinding: ep.credential_binding !== undefined,
     bindingProvider: bindingProviderOf(ep.credential_binding),
+    bodyRewrite: ep.request_body_credential_rewrite === true,
   }
 }
 
@@ -398,6 +402,16 @@ export class PolicyEngine {
    * one of the provider's built-in (or configured) hosts on port 443, or a policy endpoint with
    * `credential_binding: { provider }` matches host, port and path.
    */
+  /** Whether an endpoint matching host, port and path opts in to request body rewriting. */
+  rewritesBody(host: CanonicalHost, port: number, path: string): boolean {
+    return this.matching(host, port).some(e => {
+      if (!e.bodyRewrite) return false
+      if (!e.pathGlob) return true
+      const cp = canonicalizePath(path, e.allowEncodedSlash)
+      return cp.ok && e.pathGlob.test(cp.path)
+    })
+  }
+
   credentialBound(provider: string, host: CanonicalHost, port: number, path: string): boolean {
     if (port === 443 && this.providers.some(p => p.name === provider && p.hosts.some(m => hostMatches(m, host)))) return true
     return this.matching(host, port).some(e => {

@@ -46,7 +46,7 @@ import type { AuditLog } from './audit.js'
 import type { Leaf } from '../tls/leaf.js'
 import { decideEffective, type RequestRefusal } from './http/framing.js'
 import type { Admission } from './http/admission.js'
-import { substituteCredentials, CREDENTIAL_MISMATCH_BODY, type HeldCredential } from './credential-substitution.js'
+import { substituteCredentials, substituteBody, CREDENTIAL_MISMATCH_BODY, MAX_BODY_REWRITE_BYTES, type HeldCredential } from './credential-substitution.js'
 
 /** What the gateway gives a sandbox's proxy for TLS inspection. */
 export interface TlsInspection {
@@ -431,7 +431,23 @@ export class TlsTerminator {
       const reason = `credential_unavailable: the gateway holds no value for provider ${sub.provider} (${sub.variable}) (provider deleted, or the gateway restarted: \`podshell sandbox restart\` reloads it); not forwarded`
       return deny(403, d, path, reason, { error: 'credential_unavailable', message: `No credential value is available for provider ${sub.provider}` })
     }
-    const substituted = sub.kind === 'substituted' ? `; credential substituted: ${[...new Set(sub.used.map(u => `${u.provider}/${u.variable} in ${u.where}`))].join(', ')}` : ''
+    let substituted = sub.kind === 'substituted' ? `; credential substituted: ${[...new Set(sub.used.map(u => `${u.provider}/${u.variable} in ${u.where}`))].join(', ')}` : ''
+    // Opt-in body rewrite (`request_body_credential_rewrite`): the body is buffered (OpenShell's
+    // 256 KiB limit; larger is refused, not forwarded unrewritten) and put under the same rule.
+    let body: Buffer | undefined
+    const creds = this.ctx.credentials()
+    if (m.tls && creds.length > 0 && (te !== undefined || Number(req.headers['content-length'] ?? 0) > 0) && this.ctx.engine().rewritesBody(host, port, path)) {
+      const read = await readBounded(req, MAX_BODY_REWRITE_BYTES)
+      if (read === undefined) {
+        const why = `request body over ${MAX_BODY_REWRITE_BYTES} bytes on an endpoint with request_body_credential_rewrite (buffer limit); not forwarded`
+        return deny(413, d, path, why, { error: 'payload_too_large', detail: why })
+      }
+      const b = substituteBody(read, creds, p => this.ctx.engine().credentialBound(p, host, port, path))
+      if (b.kind === 'mismatch') return deny(403, d, path, `credential_endpoint_mismatch: placeholder of provider ${b.provider} (${b.variable}) in body is not bound to ${host.host}:${port}${path}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
+      if (b.kind === 'unavailable') return deny(403, d, path, `credential_unavailable: the gateway holds no value for provider ${b.provider} (${b.variable}); not forwarded`, { error: 'credential_unavailable', message: `No credential value is available for provider ${b.provider}` })
+      body = b.kind === 'substituted' ? b.body : read
+      if (b.kind === 'substituted') substituted += '; credential substituted in body'
+    }
     this.ctx.counted(true)
     const addrs = checked.addresses
     const lookup: LookupFunction = (_name, opts, cb) => {
@@ -439,8 +455,12 @@ export class TlsTerminator {
       if (all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addrs.map(a => ({ address: a.text, family: a.family })))
       else cb(null, addrs[0]!.text, addrs[0]!.family)
     }
-    const headers = this.ctx.forwardHeaders(sub.kind === 'substituted' ? sub.rawHeaders : req.rawHeaders)
-    if (te !== undefined) headers.push('Transfer-Encoding', 'chunked')
+    let headers = this.ctx.forwardHeaders(sub.kind === 'substituted' ? sub.rawHeaders : req.rawHeaders)
+    if (body !== undefined) {
+      const kept: string[] = []
+      for (let i = 0; i + 1 < headers.length; i += 2) if (!/^(content-length|transfer-encoding)$/i.test(headers[i]!)) kept.push(headers[i]!, headers[i + 1]!)
+      headers = [...kept, 'Content-Length', String(body.length)]
+    } else if (te !== undefined) headers.push('Transfer-Encoding', 'chunked')
     const agents = this.agents()
     const opts = {
       host: host.host,
@@ -490,14 +510,37 @@ export class TlsTerminator {
       res.once('close', () => {
         if (!res.writableFinished) ureq.destroy()
       })
-      if (attempt === 0) req.pipe(ureq)
+      if (body !== undefined) ureq.end(body)
+      else if (attempt === 0) req.pipe(ureq)
       else ureq.end()
     }
     send(0)
   }
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 414: 'URI Too Long', 502: 'Bad Gateway', 503: 'Service Unavailable' }
+/** The request body, or undefined once it exceeds `limit` bytes (the rest is left for the caller to drain). */
+function readBounded(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise(resolve => {
+    const chunks: Buffer[] = []
+    let n = 0
+    const onData = (c: Buffer) => {
+      n += c.length
+      if (n > limit) {
+        req.removeListener('data', onData)
+        req.removeListener('end', onEnd)
+        req.pause()
+        return resolve(undefined)
+      }
+      chunks.push(c)
+    }
+    const onEnd = () => resolve(Buffer.concat(chunks))
+    req.on('data', onData)
+    req.once('end', onEnd)
+    req.once('error', () => resolve(undefined))
+  })
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 413: 'Payload Too Large', 414: 'URI Too Long', 502: 'Bad Gateway', 503: 'Service Unavailable' }
 
 function pathOf(url: string): string {
   const q = url.search(/[?#]/)

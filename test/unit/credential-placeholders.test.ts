@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { credentialPrefix, makePlaceholder } from '../../src/credentials/placeholder.js'
-import { substituteCredentials, findPlaceholders, CREDENTIAL_MISMATCH_BODY, type HeldCredential } from '../../src/gateway/credential-substitution.js'
+import { substituteCredentials, substituteBody, findPlaceholders, CREDENTIAL_MISMATCH_BODY, type HeldCredential } from '../../src/gateway/credential-substitution.js'
 import { PolicyEngine } from '../../src/gateway/policy-engine.js'
 import { canonicalizeHost } from '../../src/gateway/address.js'
 
@@ -91,6 +91,17 @@ describe('substitution', () => {
   })
 })
 
+describe('body substitution (opt-in endpoints)', () => {
+  const c = cred()
+  it('replaces bound placeholders in the body, refuses unbound or unheld ones, leaves other bodies byte-identical', () => {
+    const r = substituteBody(Buffer.from(`{"token":"${c.placeholder}"}`), [c], () => true)
+    expect(r.kind === 'substituted' && r.body.toString()).toBe(`{"token":"${GHP}"}`)
+    expect(substituteBody(Buffer.from(c.placeholder), [c], () => false)).toEqual({ kind: 'mismatch', provider: 'gh', variable: 'GITHUB_TOKEN', where: 'body' })
+    expect(substituteBody(Buffer.from(c.placeholder), [cred({ value: undefined })], () => true).kind).toBe('unavailable')
+    expect(substituteBody(Buffer.from([0xff, 0x00, 0x80]), [c], () => true)).toEqual({ kind: 'none' })
+  })
+})
+
 describe('binding (policy engine)', () => {
   const host = (h: string) => canonicalizeHost(h)
   const policy = {
@@ -100,6 +111,7 @@ describe('binding (policy engine)', () => {
           { host: 'api.github.com', port: 443 },
           { host: 'jira.example.test', port: 443, protocol: 'rest', access: 'full', path: '/rest/**', credential_binding: { provider: 'myjira' } },
           { host: 'paste.example.test', port: 443 },
+          { host: 'jira.example.test', port: 443, protocol: 'rest', access: 'full', path: '/body/**', credential_binding: { provider: 'myjira' }, request_body_credential_rewrite: true },
         ],
       },
     },
@@ -121,6 +133,12 @@ describe('binding (policy engine)', () => {
     expect(e.credentialBound('myjira', host('jira.example.test'), 443, '/rest/api/2/issue')).toBe(true)
     expect(e.credentialBound('myjira', host('jira.example.test'), 443, '/other')).toBe(false)
     expect(e.credentialBound('gh', host('jira.example.test'), 443, '/rest/x')).toBe(false)
+  })
+
+  it('request_body_credential_rewrite opts in by host, port and path', () => {
+    expect(e.rewritesBody(host('jira.example.test'), 443, '/body/x')).toBe(true)
+    expect(e.rewritesBody(host('jira.example.test'), 443, '/rest/x')).toBe(false)
+    expect(e.rewritesBody(host('api.github.com'), 443, '/body/x')).toBe(false)
   })
 
   it("a provider's built-in host is terminated so placeholders can be substituted", () => {
