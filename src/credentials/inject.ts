@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import { PodshellError } from '../errors.js'
 import type { Podman } from '../podman/podman.js'
 import { sandboxDir } from '../config/paths.js'
@@ -129,6 +130,48 @@ export async function prepareInjection(podman: Podman, dataDir: string, sandbox:
   }
   writeFileAtomic(providersJsonPath(dataDir, sandbox), JSON.stringify(attached(records, held), null, 2) + '\n')
   return { secretArgs, variables, secretNames, held }
+}
+
+/**
+ * Gives the gateway back the real values of `sandboxes`' placeholders (after a gateway restart: it
+ * holds them in memory only), read from the Podman secrets with the same helper container as at
+ * create. Placeholders come from each sandbox's providers.json. Credentials whose secret no longer
+ * exists (provider deleted) stay without a value: they keep failing closed. Returns how many values
+ * were handed over.
+ */
+export async function restoreCredentials(podman: Podman, dataDir: string, sandboxes: readonly string[], gateway: { call(req: Record<string, unknown>): Promise<unknown> }): Promise<number> {
+  const wanted: { sandbox: string; provider: string; variable: string; placeholder: string; secret: string }[] = []
+  for (const sandbox of sandboxes) {
+    if (!sandboxName.safeParse(sandbox).success) continue
+    let list: AttachedProvider[]
+    try {
+      list = JSON.parse(readFileSync(providersJsonPath(dataDir, sandbox), 'utf8')) as AttachedProvider[]
+    } catch {
+      continue
+    }
+    for (const p of Array.isArray(list) ? list : []) {
+      for (const c of Array.isArray(p?.credentials) ? p.credentials : []) {
+        if (typeof p.name !== 'string' || typeof c?.variable !== 'string' || typeof c.placeholder !== 'string') continue
+        if (!objectName.safeParse(p.name).success) continue
+        wanted.push({ sandbox, provider: p.name, variable: c.variable, placeholder: c.placeholder, secret: providerSecretName(p.name, c.variable) })
+      }
+    }
+  }
+  if (wanted.length === 0) return 0
+  const names = [...new Set(wanted.map(w => w.secret))]
+  const present = new Set((await inspectSecrets(podman, names)).filter(s => wanted.some(w => w.secret === s.name && w.provider === s.provider && w.variable === s.variable)).map(s => s.name))
+  const readable = names.filter(n => present.has(n))
+  if (readable.length === 0) return 0
+  const values = await readSecretValues(podman, readable, GATEWAY_IMAGE)
+  const byName = new Map(readable.map((n, i) => [n, values[i]!]))
+  let n = 0
+  for (const sandbox of new Set(wanted.map(w => w.sandbox))) {
+    const credentials = wanted.filter(w => w.sandbox === sandbox && byName.has(w.secret)).map(w => ({ provider: w.provider, variable: w.variable, placeholder: w.placeholder, value: byName.get(w.secret)! }))
+    if (credentials.length === 0) continue
+    await gateway.call({ op: 'credentials', sandbox, credentials })
+    n += credentials.length
+  }
+  return n
 }
 
 async function verifySecrets(podman: Podman, variables: readonly { provider: string; name: string }[]): Promise<void> {

@@ -411,7 +411,8 @@ export class Gateway {
   }
 
   ping(): PingResult {
-    return { version: this.opts.version ?? '0.0.0', pid: process.pid, uptimeMs: Date.now() - this.started, sandboxes: this.served.size }
+    const credentialsMissing = [...this.served.values()].filter(s => heldCredentials(s).some(c => c.value === undefined)).map(s => s.name)
+    return { version: this.opts.version ?? '0.0.0', pid: process.pid, uptimeMs: Date.now() - this.started, sandboxes: this.served.size, credentialsMissing }
   }
 
   // -------------------------------------------------------------------------------------------

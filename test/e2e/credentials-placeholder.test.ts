@@ -186,6 +186,26 @@ describe('placeholder credentials (issue 12)', () => {
     expect(v.stdout).toBe(VALUE)
   })
 
+  it('gateway restart: placeholders fail closed (403 credential_unavailable) until the next podshell command restores the values from the Podman secrets', async () => {
+    expect((await podman(['restart', '-t', '0', await gatewayName()])).code).toBe(0)
+    await gatewayHosts(NAMES.map(n => [H, n] as [string, string]))
+    // Straight into the agent container (no podshell command, so nothing restores the values yet).
+    const direct = `curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $GITHUB_TOKEN" ${url('bound.cred.test', '/api/after-restart')}`
+    let status = ''
+    for (let i = 0; i < 40 && status !== '403'; i++) {
+      status = (await podman(['exec', `podshell.${name}.agent`, 'sh', '-c', direct])).stdout.trim()
+      if (status !== '403') await new Promise(r => setTimeout(r, 250))
+    }
+    expect(status).toBe('403')
+    expect(up.seen('/api/after-restart')).toBe(0)
+    await expectLogged(name, /DENIED/, /\/api\/after-restart/, /credential_unavailable/)
+    // `sandbox exec` ensures the gateway: it reads the values back and substitution works again.
+    const r = await curl(`-H "Authorization: Bearer $GITHUB_TOKEN" ${url('bound.cred.test', '/api/restored')}`)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    const got = up.requests.find(q => q.url === '/api/restored')!
+    expect(got.rawHeaders[got.rawHeaders.findIndex(x => x.toLowerCase() === 'authorization') + 1]).toBe(`Bearer ${VALUE}`)
+  })
+
   it('provider deleted while the sandbox runs → its placeholder stops resolving (403), nothing forwarded, logged', async () => {
     const d = await cli(['provider', 'delete', '--force', provider])
     expect(d.code, d.stderr).toBe(0)
