@@ -333,6 +333,12 @@ export class TlsTerminator {
     if (!d.allowed) return deny(403, d.reason)
     const checked = this.ctx.addressCheck(d, host.host, port, [...m.addresses])
     if (!checked.ok) return deny(403, checked.reason)
+    // Placeholders on an upgrade request: refused outside their binding or without a held value,
+    // like any request. Inside the binding they are forwarded as they are (upgrade requests are not
+    // rewritten yet): inert, never the value.
+    const sub = substituteCredentials({ rawHeaders: req.rawHeaders, url }, this.ctx.credentials(), p => m.tls && this.ctx.engine().credentialBound(p, host, port, path))
+    if (sub.kind === 'mismatch') return deny(403, `credential_endpoint_mismatch: placeholder of provider ${sub.provider} (${sub.variable}) in ${sub.where} of an upgrade request is not bound to ${host.host}:${port}${path}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
+    if (sub.kind === 'unavailable') return deny(403, `credential_unavailable: the gateway holds no value for provider ${sub.provider} (${sub.variable}); not forwarded`, { error: 'credential_unavailable', message: `No credential value is available for provider ${sub.provider}` })
     let up: Socket
     try {
       up = await this.dialUpgrade(checked.addresses, host, port, m.tls)

