@@ -63,12 +63,15 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   const data = dataDir(process.env)
   // A stopped or killed gateway is brought back by the next command (the full path does that);
   // here only a connect to its control socket (~1 ms) tells whether it is there.
-  if (!(await gatewayListening(gatewayControlSocket(data)))) return undefined
+  const gw = await gatewayPing(gatewayControlSocket(data))
+  if (!gw) return undefined
   if (name === undefined) {
     name = readLastUsed(data)
     if (!name) return undefined
     process.stderr.write(`→ Using sandbox '${name}' (last used)\n`)
   }
+  // The gateway lost this sandbox's credential values (it restarted): the full path reads them back.
+  if (gw.credentialsMissing?.includes(name)) return undefined
   // No host-executed-file watcher running: the full path rescans and restarts it first.
   if (watcherMissing(data, name)) return undefined
   // Paused by the disk guard: the full path says so in one line.
@@ -85,15 +88,29 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   return code
 }
 
-function gatewayListening(socket: string): Promise<boolean> {
+/** One ping on the control socket (~1 ms): undefined when the gateway does not answer. */
+function gatewayPing(socket: string): Promise<{ credentialsMissing?: string[] } | undefined> {
   return new Promise(resolve => {
     const c = connect(socket)
-    const done = (ok: boolean) => {
+    let buf = ''
+    const done = (v: { credentialsMissing?: string[] } | undefined) => {
       c.destroy()
-      resolve(ok)
+      resolve(v)
     }
-    c.once('connect', () => done(true))
-    c.once('error', () => done(false))
-    c.setTimeout(500, () => done(false))
+    c.setEncoding('utf8')
+    c.once('connect', () => c.write('{"id":1,"op":"ping"}\n'))
+    c.on('data', (d: string) => {
+      buf += d
+      const nl = buf.indexOf('\n')
+      if (nl === -1) return buf.length > 65536 ? done(undefined) : undefined
+      try {
+        const r = JSON.parse(buf.slice(0, nl)) as { ok?: boolean; credentialsMissing?: unknown }
+        done(r.ok === true ? { credentialsMissing: Array.isArray(r.credentialsMissing) ? (r.credentialsMissing as unknown[]).filter((x): x is string => typeof x === 'string') : [] } : undefined)
+      } catch {
+        done(undefined)
+      }
+    })
+    c.once('error', () => done(undefined))
+    c.setTimeout(500, () => done(undefined))
   })
 }

@@ -1,3 +1,4 @@
+import { providerHosts } from '../credentials/types.js'
 import type { SandboxInfo } from '../sandbox/runtime.js'
 import type { PolicyRevision } from '../policy/store.js'
 import type { Policy } from '../policy/schema.js'
@@ -231,6 +232,17 @@ export function providerJson(p: { name: string; type: string; credentials: reado
   o.config = { ...p.config }
   o.updated_at = p.updated_at
   o.created_at_iso = p.created_at
+  // Issue 12: per credential, how sandboxes get it and where the gateway substitutes it.
+  const hosts = providerHosts(p.type, p.config)
+  o.credential_bindings = [...p.credentials].map(variable => ({
+    variable,
+    mode: 'placeholder',
+    binding: {
+      hosts: hosts.map(h => `${h}:443`),
+      policy_endpoints: `endpoints with credential_binding: { provider: ${p.name} }`,
+    },
+    env_mode: 'sandboxes created with --credential-mode env get the real value instead',
+  }))
   return o
 }
 

@@ -52,6 +52,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     .option('--env <K=V>', 'environment variable for the agent; repeatable', collect, [])
     .option('--label <K=V>', 'label; repeatable', collect, [])
     .option('--provider <name>', 'attach a credential provider; repeatable', collect, [])
+    .option('--credential-mode <mode>', 'placeholder (default: the agent holds placeholders, the gateway swaps the real value in on the provider endpoints) or env (real values as env vars)')
     .option('--policy <file>', 'OpenShell v1 policy (env OPENSHELL_SANDBOX_POLICY / PODSHELL_SANDBOX_POLICY); default: deny all egress')
     .option('--detach', 'create and return without attaching', false)
     .option('--no-keep', 'delete the sandbox after the command exits')
@@ -266,6 +267,7 @@ export interface CreateFlags {
   env: string[]
   label: string[]
   provider: string[]
+  credentialMode?: string
   policy?: string
   detach: boolean
   keep: boolean
@@ -319,7 +321,14 @@ export function createOptionsFromFlags(flags: CreateFlags, command: string[], ct
     policyFile,
     policyText,
     providers: flags.provider,
+    ...(credentialMode(flags.credentialMode) === 'env' ? { credentialMode: 'env' as const } : {}),
   }
+}
+
+function credentialMode(v: unknown): 'placeholder' | 'env' {
+  if (v === undefined || v === 'placeholder') return 'placeholder'
+  if (v === 'env') return 'env'
+  throw new PodshellError(`--credential-mode ${typeof v === 'string' ? v : '?'} is not a mode`, { hint: 'use --credential-mode placeholder or --credential-mode env', exitCode: 2, code: 'INVALID_INPUT' })
 }
 
 /** Reads a policy file for create. Fails closed: a policy that cannot be read never means "no policy". */

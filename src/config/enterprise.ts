@@ -82,6 +82,12 @@ export const EnterpriseConfigSchema = z
     seccomp_profile: configPath.describe('Seccomp profile every sandbox must use (absolute path or ~/…); any other profile is refused').optional(),
     allow_sensitive: z.boolean().optional().describe('Whether sensitive host paths (~/.aws, ~/.ssh …) may be mounted with allow_sensitive (default false when an enterprise file exists). Sandbox-escape paths (podman socket, $XDG_RUNTIME_DIR) are never mountable'),
     sensitive_paths: z.array(configPath).max(256).optional().describe('More host paths (absolute, or ~/…) treated as sensitive'),
+    credentials: z
+      .strictObject({
+        allow_env_mode: z.boolean().optional().describe('Whether `sandbox create --credential-mode env` (real credential values as env vars) is allowed (default true)'),
+      })
+      .optional()
+      .describe('How provider credentials may reach sandboxes'),
   })
   .describe(`podshell enterprise configuration (${ENTERPRISE_DEFAULT_PATH}); overrides the user configuration`)
 
@@ -176,6 +182,8 @@ export interface EffectiveConfig {
   allowSensitive: boolean
   /** Extra sensitive paths (enterprise), expanded. */
   sensitivePaths: string[]
+  /** May a sandbox get real credential values as env vars (`--credential-mode env`)? */
+  allowEnvCredentials?: boolean
   networkCeiling: Record<string, NetworkPolicy> | undefined
   /** `tls.extra_ca_files`, enterprise then user (expanded, each checked at load). */
   tlsExtraCaFiles: string[]
@@ -212,6 +220,7 @@ export function mergeConfigs(user: UserConfig, enterprise: EnterpriseConfig | un
     // No enterprise file: the user may opt into sensitive mounts on their own machine.
     allowSensitive: e ? e.allow_sensitive ?? false : true,
     sensitivePaths: (e?.sensitive_paths ?? []).map(p => expandHome(p, home)),
+    allowEnvCredentials: e?.credentials?.allow_env_mode ?? true,
     networkCeiling: e?.network_ceiling,
     tlsExtraCaFiles: [...new Set([...(e?.tls?.extra_ca_files ?? []), ...(u.tls?.extra_ca_files ?? [])])],
     required: {
@@ -312,6 +321,9 @@ export function enforceEnterprise(opts: CreateOptions, policy: Policy | undefine
   if (!eff.enterpriseFile) return
   if (opts.allowSensitive && !eff.allowSensitive) {
     throw refuse(eff, 'mounting sensitive host paths (allow_sensitive) is not allowed', 'mount only project directories; the administrator can set allow_sensitive: true')
+  }
+  if (opts.credentialMode === 'env' && eff.allowEnvCredentials === false) {
+    throw refuse(eff, 'real credential values as environment variables (--credential-mode env) are not allowed (credentials.allow_env_mode: false)', 'drop --credential-mode env: the agent gets placeholders that the gateway substitutes')
   }
   if (eff.seccompProfile) {
     if (opts.seccompProfile === undefined || realOr(opts.seccompProfile) !== realOr(eff.seccompProfile)) {

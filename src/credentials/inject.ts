@@ -1,10 +1,13 @@
+import { readFileSync } from 'node:fs'
 import { PodshellError } from '../errors.js'
 import type { Podman } from '../podman/podman.js'
 import { sandboxProvidersFile } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { check, sandboxName, objectName } from '../util/validate.js'
 import { requireProvider, gcProviderSecrets, type ProviderRecord } from './store.js'
-import { providerSecretName, inspectSecrets, SECRET_PREFIX } from './secrets.js'
+import { providerSecretName, inspectSecrets, readSecretValues, SECRET_PREFIX } from './secrets.js'
+import { makePlaceholder } from './placeholder.js'
+import { GATEWAY_IMAGE } from '../images/names.js'
 import { L } from '../sandbox/naming.js'
 
 /**
@@ -47,13 +50,24 @@ export interface Injection {
    * be removed with the sandbox.
    */
   secretNames: string[]
+  /**
+   * Placeholder mode: per credential, the placeholder the agent holds and the real value the
+   * gateway must hold (memory only: the caller hands it to the gateway and drops it). Empty in
+   * env mode.
+   */
+  held: { provider: string; variable: string; placeholder: string; value: string }[]
 }
 
-/** What `sandboxes/<name>/providers.json` holds; the gateway attributes hosts with it. No values. */
+/** How a sandbox gets provider credentials: placeholders (default) or the real values (escape hatch). */
+export type CredentialMode = 'placeholder' | 'env'
+
+/** What `gateway/sandboxes/<name>/providers.json` holds; the gateway attributes hosts with it. No values. */
 export interface AttachedProvider {
   name: string
   type: string
   config: Record<string, string>
+  /** Placeholder mode: the placeholder of each credential variable (not secret: the agent's env holds it). */
+  credentials?: { variable: string; placeholder: string }[]
 }
 
 export const providersJsonPath = (dataDir: string, sandbox: string) => sandboxProvidersFile(dataDir, sandbox)
@@ -64,7 +78,8 @@ export const providersJsonPath = (dataDir: string, sandbox: string) => sandboxPr
  * variable, or a provider's secret is missing or is not podshell's (a same-named secret without
  * podshell's labels would inject a value nobody gave podshell).
  */
-export async function prepareInjection(podman: Podman, dataDir: string, sandbox: string, providers: string[]): Promise<Injection> {
+export async function prepareInjection(podman: Podman, dataDir: string, sandbox: string, providers: string[], opts: { mode?: CredentialMode; helperImage?: string } = {}): Promise<Injection> {
+  const mode = opts.mode ?? 'placeholder'
   check(sandboxName, sandbox, 'sandbox name')
   const names = [...new Set(providers)]
   for (const p of names) check(objectName, p, 'provider name')
@@ -88,10 +103,8 @@ export async function prepareInjection(podman: Podman, dataDir: string, sandbox:
   for (const r of records) {
     for (const v of r.credentials) {
       claim(v, r.name)
-      const secret = providerSecretName(r.name, v)
-      secretArgs.push('--secret', `${secret},type=env,target=${v}`)
       variables.push({ provider: r.name, name: v })
-      secretNames.push(secret)
+      secretNames.push(providerSecretName(r.name, v))
     }
     for (const [k, v] of Object.entries(r.config)) {
       claim(k, r.name)
@@ -99,8 +112,65 @@ export async function prepareInjection(podman: Podman, dataDir: string, sandbox:
     }
   }
   await verifySecrets(podman, variables)
-  writeFileAtomic(providersJsonPath(dataDir, sandbox), JSON.stringify(attached(records), null, 2) + '\n')
-  return { secretArgs, variables, secretNames }
+  const held: Injection['held'] = []
+  if (mode === 'env') {
+    variables.forEach((v, i) => secretArgs.push('--secret', `${secretNames[i]!},type=env,target=${v.name}`))
+  } else if (variables.length > 0) {
+    // The real values come back from the Podman secrets for the gateway; the agent gets a
+    // same-shaped placeholder as a plain --env (so `podman inspect` shows only placeholders).
+    const values = await readSecretValues(podman, secretNames, opts.helperImage ?? GATEWAY_IMAGE)
+    const taken = new Set<string>()
+    variables.forEach((v, i) => {
+      const placeholder = makePlaceholder(values[i]!, taken)
+      taken.add(placeholder)
+      held.push({ provider: v.provider, variable: v.name, placeholder, value: values[i]! })
+      secretArgs.push('--env', `${v.name}=${placeholder}`)
+    })
+  }
+  writeFileAtomic(providersJsonPath(dataDir, sandbox), JSON.stringify(attached(records, held), null, 2) + '\n')
+  return { secretArgs, variables, secretNames, held }
+}
+
+/**
+ * Gives the gateway back the real values of `sandboxes`' placeholders (after a gateway restart: it
+ * holds them in memory only), read from the Podman secrets with the same helper container as at
+ * create. Placeholders come from each sandbox's providers.json. Credentials whose secret no longer
+ * exists (provider deleted) stay without a value: they keep failing closed. Returns how many values
+ * were handed over.
+ */
+export async function restoreCredentials(podman: Podman, dataDir: string, sandboxes: readonly string[], gateway: { call(req: Record<string, unknown>): Promise<unknown> }): Promise<number> {
+  const wanted: { sandbox: string; provider: string; variable: string; placeholder: string; secret: string }[] = []
+  for (const sandbox of sandboxes) {
+    if (!sandboxName.safeParse(sandbox).success) continue
+    let list: AttachedProvider[]
+    try {
+      list = JSON.parse(readFileSync(providersJsonPath(dataDir, sandbox), 'utf8')) as AttachedProvider[]
+    } catch {
+      continue
+    }
+    for (const p of Array.isArray(list) ? list : []) {
+      for (const c of Array.isArray(p?.credentials) ? p.credentials : []) {
+        if (typeof p.name !== 'string' || typeof c?.variable !== 'string' || typeof c.placeholder !== 'string') continue
+        if (!objectName.safeParse(p.name).success) continue
+        wanted.push({ sandbox, provider: p.name, variable: c.variable, placeholder: c.placeholder, secret: providerSecretName(p.name, c.variable) })
+      }
+    }
+  }
+  if (wanted.length === 0) return 0
+  const names = [...new Set(wanted.map(w => w.secret))]
+  const present = new Set((await inspectSecrets(podman, names)).filter(s => wanted.some(w => w.secret === s.name && w.provider === s.provider && w.variable === s.variable)).map(s => s.name))
+  const readable = names.filter(n => present.has(n))
+  if (readable.length === 0) return 0
+  const values = await readSecretValues(podman, readable, GATEWAY_IMAGE)
+  const byName = new Map(readable.map((n, i) => [n, values[i]!]))
+  let n = 0
+  for (const sandbox of new Set(wanted.map(w => w.sandbox))) {
+    const credentials = wanted.filter(w => w.sandbox === sandbox && byName.has(w.secret)).map(w => ({ provider: w.provider, variable: w.variable, placeholder: w.placeholder, value: byName.get(w.secret)! }))
+    if (credentials.length === 0) continue
+    await gateway.call({ op: 'credentials', sandbox, credentials })
+    n += credentials.length
+  }
+  return n
 }
 
 async function verifySecrets(podman: Podman, variables: readonly { provider: string; name: string }[]): Promise<void> {
@@ -123,8 +193,11 @@ async function verifySecrets(podman: Podman, variables: readonly { provider: str
   }
 }
 
-function attached(records: readonly ProviderRecord[]): AttachedProvider[] {
-  return records.map(r => ({ name: r.name, type: r.type, config: { ...r.config } }))
+function attached(records: readonly ProviderRecord[], held: Injection['held']): AttachedProvider[] {
+  return records.map(r => {
+    const mine = held.filter(h => h.provider === r.name).map(h => ({ variable: h.variable, placeholder: h.placeholder }))
+    return { name: r.name, type: r.type, config: { ...r.config }, ...(mine.length ? { credentials: mine } : {}) }
+  })
 }
 
 /**

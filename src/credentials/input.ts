@@ -73,6 +73,10 @@ export function checkCredentialValue(name: string, value: string): string {
   if (Buffer.byteLength(name) + 1 + Buffer.byteLength(value) + 1 > MAX_ENV_STRING) {
     throw bad('is longer than 128 KiB', 'the kernel limits one environment variable to 128 KiB (MAX_ARG_STRLEN)')
   }
+  // The gateway puts the value into request headers and URLs (placeholder substitution): CR/LF
+  // would split a header, and non-ASCII has no single encoding there.
+  if (/[\r\n]/.test(value)) throw bad('contains a CR or LF (line break)', 'credential values are single-line; remove the trailing newline (e.g. `$(cat file)` strips it, `tr -d "\\r\\n"` too)')
+  if (/[^\x20-\x7e]/.test(value)) throw bad('contains non-ASCII or control characters', 'credential values are printable ASCII; check how the value was produced')
   return value
 }
 

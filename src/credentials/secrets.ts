@@ -151,3 +151,28 @@ function lastLine(stderr: string): string {
       ?.replace(/^Error:\s*/, '') ?? 'unknown error'
   )
 }
+
+/**
+ * The values of podshell secrets, read back (issue 12: the gateway needs them in memory to
+ * substitute placeholders). Podman 4.3 cannot print a secret (`secret inspect --showsecret` came
+ * later), so a short-lived helper container of `image` (the gateway image: node, nothing else)
+ * gets them as `type=env` secrets and prints them as JSON on stdout, with no network. The values
+ * pass through this process's memory only; nothing is written.
+ */
+export async function readSecretValues(podman: Podman, secrets: readonly string[], image: string): Promise<string[]> {
+  if (secrets.length === 0) return []
+  const args = ['run', '--rm', '--network=none', '--read-only', '--cap-drop=all', '--security-opt=no-new-privileges', '--entrypoint', 'node']
+  secrets.forEach((s, i) => args.push('--secret', `${s},type=env,target=PODSHELL_V${i}`))
+  args.push(image, '-e', `const n=${secrets.length};const o=[];for(let i=0;i<n;i++)o.push(process.env['PODSHELL_V'+i]??null);process.stdout.write(JSON.stringify(o))`)
+  const r = await podman.run(args)
+  let out: unknown
+  try {
+    out = JSON.parse(r.stdout)
+  } catch (e) {
+    throw new PodshellError('cannot read the provider secrets back (the helper container printed no JSON)', { hint: 'run `podshell doctor` to check the host', cause: e })
+  }
+  if (!Array.isArray(out) || out.length !== secrets.length || out.some(v => typeof v !== 'string')) {
+    throw new PodshellError('cannot read the provider secrets back (a secret is missing or empty)', { hint: 'run `podshell provider list` and update the provider', code: 'PROVIDER_INCOMPLETE' })
+  }
+  return out as string[]
+}

@@ -1,3 +1,4 @@
+import { GatewayClient } from '../gateway/client.js'
 import { z } from 'zod'
 import { readdirSync, rmSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
@@ -248,6 +249,9 @@ export async function deleteProvider(podman: Podman, dataDir: string, name: stri
       s => s.provider === name && s.name === providerSecretName(name, s.variable),
     )
     await removeSecrets(podman, secrets.map(s => s.name))
+    // Running sandboxes' placeholders of this provider stop resolving at once (403), not at their
+    // next restart. A gateway that is down holds no value anyway.
+    await new GatewayClient(dataDir).call({ op: 'credentials-drop', provider: name }).catch(() => undefined)
     return had || secrets.length > 0
   })
 }

@@ -32,6 +32,8 @@ export interface PingResult {
   pid: number
   uptimeMs: number
   sandboxes: number
+  /** Served sandboxes with a placeholder whose real value the gateway does not hold (issue 12). */
+  credentialsMissing?: string[]
 }
 
 export interface SandboxStats {

@@ -29,6 +29,7 @@ import type { Podman } from '../podman/podman.js'
 import { runArgs, type ContainerSpec } from '../podman/container-spec.js'
 import { gatewayNetwork } from '../podman/network.js'
 import { GatewayClient, type PingResult, type StatsResult } from './client.js'
+import { restoreCredentials } from '../credentials/inject.js'
 
 export const GATEWAY_CONTAINER = 'podshell-gateway'
 export const GATEWAY_ROLE_LABEL = 'io.podshell.role'
@@ -160,7 +161,14 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
   const client = new GatewayClient(data, { timeoutMs: 1000 })
   const want = podshellVersion()
   try {
-    if (current(await client.ping(500), want)) return
+    const ping = await client.ping(500)
+    if (current(ping, want)) {
+      // A gateway restarted on its own (crash, conmon's --restart=always) lost the credential
+      // values it held in memory: its sandboxes' placeholders fail closed (403
+      // credential_unavailable) until a podshell command reads them back from the Podman secrets.
+      if (ping.credentialsMissing?.length) await restoreCredentials(podman, data, ping.credentialsMissing, client).catch(() => undefined)
+      return
+    }
   } catch {
     // not answering: slow path
   }
@@ -191,7 +199,10 @@ export async function ensureGateway(podman: Podman, data: string, opts: EnsureOp
       } catch {
         // still not answering: this process starts it
       }
-      return startGateway(podman, data, client, staleNow, opts)
+      await startGateway(podman, data, client, staleNow, opts)
+      // A new gateway holds no credential value: read them back for the sandboxes it serves.
+      const missing = (await client.ping(2000).catch(() => undefined))?.credentialsMissing ?? []
+      if (missing.length) await restoreCredentials(podman, data, missing, client).catch(() => undefined)
     },
   )
 }

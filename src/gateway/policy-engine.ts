@@ -57,6 +57,7 @@ export interface EndpointInput {
   readonly deny_rules?: readonly L7RuleFieldsInput[]
   readonly allowed_ips?: readonly string[]
   readonly allow_encoded_slash?: boolean
+  readonly request_body_credential_rewrite?: boolean
   readonly credential_binding?: unknown
 }
 
@@ -69,7 +70,7 @@ export interface PolicyInput {
   readonly network_policies?: Readonly<Record<string, NetworkPolicyInput>> | null
 }
 
-/** An attached provider as listed in `sandboxes/<name>/providers.json`. */
+/** An attached provider as listed in `gateway/sandboxes/<name>/providers.json`. */
 export interface ProviderAttachment {
   readonly name: string
   readonly type: string
@@ -124,6 +125,10 @@ export interface CompiledEndpoint {
   readonly tlsSkip: boolean
   /** A `credential_binding`: placeholders are substituted on its decrypted requests (issue 12), so it is terminated. */
   readonly credentialBinding: boolean
+  /** The provider a `credential_binding` names ('' when none or not a name). */
+  readonly bindingProvider: string
+  /** `request_body_credential_rewrite: true`: placeholders in request bodies are substituted too (issue 12). */
+  readonly bodyRewrite: boolean
 }
 
 interface CompiledL7 {
@@ -304,7 +309,14 @@ function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, 
     allowEncodedSlash: ep.allow_encoded_slash === true,
     tlsSkip: ep.tls === 'skip',
     credentialBinding: ep.credential_binding !== undefined,
+    bindingProvider: bindingProviderOf(ep.credential_binding),
+    bodyRewrite: ep.request_body_credential_rewrite === true,
   }
+}
+
+function bindingProviderOf(b: unknown): string {
+  if (b && typeof b === 'object' && typeof (b as { provider?: unknown }).provider === 'string') return (b as { provider: string }).provider
+  return ''
 }
 
 /**
@@ -374,9 +386,40 @@ export class PolicyEngine {
     return this.endpoints.filter(e => e.ports.has(port) && hostMatches(e.host, host))
   }
 
-  /** Whether a CONNECT to host:port is terminated for L7 inspection (any matching endpoint `terminates`). */
+  /**
+   * Whether a CONNECT to host:port is terminated for L7 inspection: any matching endpoint
+   * `terminates`, or (issue 12) the host is an attached provider's built-in host on 443 and no
+   * matching endpoint is `tls: skip` — placeholders are substituted only on decrypted requests.
+   */
   inspects(host: CanonicalHost, port: number): boolean {
-    return this.matching(host, port).some(terminates)
+    const eps = this.matching(host, port)
+    if (eps.some(terminates)) return true
+    return port === 443 && eps.length > 0 && !eps.some(e => e.tlsSkip) && this.providersFor(host).length > 0
+  }
+
+  /**
+   * Whether `provider`'s credentials may be substituted on a request to host:port/path: the host is
+   * one of the provider's built-in (or configured) hosts on port 443, or a policy endpoint with
+   * `credential_binding: { provider }` matches host, port and path.
+   */
+  /** Whether an endpoint matching host, port and path opts in to request body rewriting. */
+  rewritesBody(host: CanonicalHost, port: number, path: string): boolean {
+    return this.matching(host, port).some(e => {
+      if (!e.bodyRewrite) return false
+      if (!e.pathGlob) return true
+      const cp = canonicalizePath(path, e.allowEncodedSlash)
+      return cp.ok && e.pathGlob.test(cp.path)
+    })
+  }
+
+  credentialBound(provider: string, host: CanonicalHost, port: number, path: string): boolean {
+    if (port === 443 && this.providers.some(p => p.name === provider && p.hosts.some(m => hostMatches(m, host)))) return true
+    return this.matching(host, port).some(e => {
+      if (e.bindingProvider !== provider) return false
+      if (!e.pathGlob) return true
+      const cp = canonicalizePath(path, e.allowEncodedSlash)
+      return cp.ok && e.pathGlob.test(cp.path)
+    })
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { HeldCredential } from './credential-substitution.js'
 /** A sandbox proxy's options: the resolver, the limits (with their defaults) and what the gateway hands each SandboxProxy. */
 import { lookup } from 'node:dns/promises'
 import { parseIp, type IpAddress } from './address.js'
@@ -78,5 +79,7 @@ export interface ProxyOptions {
   limits?: Partial<ProxyLimits>
   /** TLS inspection (src/gateway/tls-terminate.ts); without it, CONNECTs are only ever tunnelled. */
   tls?: TlsInspection | undefined
+  /** The sandbox's placeholders and held values (issue 12); none when absent. */
+  credentials?: (() => readonly HeldCredential[]) | undefined
 }
 

@@ -118,6 +118,7 @@ export class SandboxProxy {
           refusal: req => requestRefusal(req, this.limits.maxTargetBytes),
           admission: this.admission,
           counted: ok => void (ok ? this.allowed++ : this.denied++),
+          credentials: opts.credentials ?? (() => []),
         })
       : undefined
     this.server.on('connection', (s: Socket) => {

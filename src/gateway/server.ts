@@ -30,6 +30,7 @@ import { createSandboxResolver } from '../rules/dns.js'
 import { AuditLog, type AuditOptions } from './audit.js'
 import type { IpAddress } from './address.js'
 import { GatewayTls } from '../tls/gateway-tls.js'
+import type { HeldCredential } from './credential-substitution.js'
 import type { ReloadResult, StatsResult, SandboxStats, PingResult } from './client.js'
 
 // The engine reads only network_policies; the schema's Policy must stay assignable to its input.
@@ -80,6 +81,10 @@ interface Served {
   providersStamp: string
   /** Hash of the global policy in force for this sandbox (src/policy/global.ts), null: its own. */
   globalHash: string | null
+  /** Placeholders of the attached providers (providers.json; not secret). */
+  placeholders: readonly { provider: string; variable: string; placeholder: string }[]
+  /** Real values by placeholder, pushed by the CLI over the control socket; memory only (issue 12). */
+  readonly values: Map<string, { provider: string; variable: string; value: string }>
   /** Serializes reloads of this sandbox. */
   queue: Promise<unknown>
 }
@@ -161,6 +166,8 @@ export class Gateway {
         hash: null,
         policy: null,
         providersStamp: '',
+        placeholders: [],
+        values: new Map(),
         queue: Promise.resolve(),
         proxy: undefined as unknown as SandboxProxy,
       }
@@ -174,6 +181,7 @@ export class Gateway {
         permitAddress: this.opts.testHooks?.permitAddress,
         limits: this.opts.limits,
         tls: this.tls ? await this.tls.forSandbox(name) : undefined,
+        credentials: () => heldCredentials(entry),
       })
       ;(entry as { proxy: SandboxProxy }).proxy = proxy
       await proxy.listen(sandboxSocket(this.dataDir, name))
@@ -200,16 +208,24 @@ export class Gateway {
     return true
   }
 
-  private readProviders(name: string): { stamp: string; list: ProviderAttachment[] } {
+  private readProviders(name: string): { stamp: string; list: ProviderAttachment[]; placeholders: Served['placeholders'] } {
     const file = sandboxProvidersFile(this.dataDir, name)
     try {
       const st = statSync(file)
       const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`
       const raw = JSON.parse(readFileSync(file, 'utf8')) as unknown
       const list: ProviderAttachment[] = []
+      const placeholders: { provider: string; variable: string; placeholder: string }[] = []
       if (Array.isArray(raw)) {
         for (const p of raw) {
           if (p && typeof p === 'object' && typeof (p as ProviderAttachment).name === 'string' && typeof (p as ProviderAttachment).type === 'string') {
+            const creds = (p as { credentials?: unknown }).credentials
+            for (const c of Array.isArray(creds) ? (creds as unknown[]) : []) {
+              const v = c as { variable?: unknown; placeholder?: unknown }
+              if (typeof v?.variable === 'string' && typeof v.placeholder === 'string' && /^[A-Za-z0-9_-]{8,}$/.test(v.placeholder)) {
+                placeholders.push({ provider: (p as ProviderAttachment).name, variable: v.variable, placeholder: v.placeholder })
+              }
+            }
             const cfg = (p as { config?: unknown }).config
             list.push({
               name: (p as ProviderAttachment).name,
@@ -219,10 +235,10 @@ export class Gateway {
           }
         }
       }
-      return { stamp, list }
+      return { stamp, list, placeholders }
     } catch {
       // Absent or unreadable: attribution is informational, never a reason to deny or allow.
-      return { stamp: 'none', list: [] }
+      return { stamp: 'none', list: [], placeholders: [] }
     }
   }
 
@@ -250,6 +266,7 @@ export class Gateway {
     const t0 = performance.now()
     const store = new PolicyStore(sandboxPolicyDir(this.dataDir, s.name))
     const prov = this.readProviders(s.name)
+    s.placeholders = prov.placeholders
     let revs: PolicyRevision[]
     try {
       revs = store.list()
@@ -331,7 +348,7 @@ export class Gateway {
   }
 
   /** After a failure on a gateway with nothing loaded: the newest revision that loaded before. */
-  private async loadLastGood(s: Served, store: PolicyStore, revs: PolicyRevision[], prov: { stamp: string; list: ProviderAttachment[] }): Promise<void> {
+  private async loadLastGood(s: Served, store: PolicyStore, revs: PolicyRevision[], prov: { stamp: string; list: ProviderAttachment[]; placeholders: Served['placeholders'] }): Promise<void> {
     for (const r of [...revs].reverse()) {
       if (r.status !== 'LOADED' && r.status !== 'SUPERSEDED') continue
       if (this.tryLoad(s, store, r, prov, r.status === 'LOADED').ok) return
@@ -442,7 +459,8 @@ export class Gateway {
   }
 
   ping(): PingResult {
-    return { version: this.opts.version ?? '0.0.0', layout: GATEWAY_LAYOUT, pid: process.pid, uptimeMs: Date.now() - this.started, sandboxes: this.served.size }
+    const credentialsMissing = [...this.served.values()].filter(s => heldCredentials(s).some(c => c.value === undefined)).map(s => s.name)
+    return { version: this.opts.version ?? '0.0.0', layout: GATEWAY_LAYOUT, pid: process.pid, uptimeMs: Date.now() - this.started, sandboxes: this.served.size, credentialsMissing }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -519,6 +537,38 @@ export class Gateway {
         case 'reload':
           if (typeof req.sandbox !== 'string') return { id, ok: false, error: 'sandbox is required' }
           return { id, ok: true, ...(await this.reload(req.sandbox)) }
+        case 'credentials': {
+          // Real values for one sandbox's placeholders (the CLI read them from the Podman secrets).
+          if (typeof req.sandbox !== 'string') return { id, ok: false, error: 'sandbox is required' }
+          const s = await this.serve(req.sandbox)
+          if (!s) return { id, ok: false, error: `no sandbox ${req.sandbox}` }
+          const list = (req as { credentials?: unknown }).credentials
+          if (!Array.isArray(list)) return { id, ok: false, error: 'credentials must be a list' }
+          s.values.clear()
+          for (const c of list as unknown[]) {
+            const v = c as { provider?: unknown; variable?: unknown; placeholder?: unknown; value?: unknown }
+            if ([v?.provider, v?.variable, v?.placeholder, v?.value].every(x => typeof x === 'string') && /^[\x20-\x7e]+$/.test(v.value as string)) {
+              s.values.set(v.placeholder as string, { provider: v.provider as string, variable: v.variable as string, value: v.value as string })
+            }
+          }
+          // providers.json may be newer than the last rescan: read the placeholders now.
+          s.placeholders = this.readProviders(s.name).placeholders
+          return { id, ok: true, held: s.values.size }
+        }
+        case 'credentials-drop': {
+          // A provider was deleted: its placeholders stop resolving in every sandbox at once.
+          const provider = (req as { provider?: unknown }).provider
+          if (typeof provider !== 'string') return { id, ok: false, error: 'provider is required' }
+          let dropped = 0
+          for (const s of this.served.values()) {
+            for (const [k, v] of s.values) {
+              if (v.provider !== provider) continue
+              s.values.delete(k)
+              dropped++
+            }
+          }
+          return { id, ok: true, dropped }
+        }
         case 'remove':
           if (typeof req.sandbox !== 'string') return { id, ok: false, error: 'sandbox is required' }
           return { id, ok: true, removed: await this.remove(req.sandbox) }
@@ -529,6 +579,14 @@ export class Gateway {
       return { id, ok: false, error: (e as Error).message }
     }
   }
+}
+
+/** What the sandbox's proxy substitutes: every placeholder it was given, with the value when held. */
+function heldCredentials(s: Served): HeldCredential[] {
+  return s.placeholders.map(p => {
+    const v = s.values.get(p.placeholder)
+    return { ...p, value: v && v.provider === p.provider && v.variable === p.variable ? v.value : undefined }
+  })
 }
 
 function socketExists(path: string): boolean {

@@ -46,6 +46,7 @@ import type { AuditLog } from './audit.js'
 import type { Leaf } from '../tls/leaf.js'
 import { decideEffective, type RequestRefusal } from './http/framing.js'
 import type { Admission } from './http/admission.js'
+import { substituteCredentials, substituteBody, CREDENTIAL_MISMATCH_BODY, MAX_BODY_REWRITE_BYTES, type HeldCredential } from './credential-substitution.js'
 
 /** What the gateway gives a sandbox's proxy for TLS inspection. */
 export interface TlsInspection {
@@ -89,6 +90,8 @@ export interface TerminateContext {
   /** The sandbox's admission (shared with its plain HTTP): no slot = queue full (503). */
   readonly admission: Admission
   counted(allowed: boolean): void
+  /** The sandbox's placeholders with the real values the gateway holds (issue 12). */
+  credentials(): readonly HeldCredential[]
 }
 
 /** Structurally the proxy's tunnel record. */
@@ -330,6 +333,12 @@ export class TlsTerminator {
     if (!d.allowed) return deny(403, d.reason)
     const checked = this.ctx.addressCheck(d, host.host, port, [...m.addresses])
     if (!checked.ok) return deny(403, checked.reason)
+    // Placeholders on an upgrade request: refused outside their binding or without a held value,
+    // like any request. Inside the binding they are forwarded as they are (upgrade requests are not
+    // rewritten yet): inert, never the value.
+    const sub = substituteCredentials({ rawHeaders: req.rawHeaders, url }, this.ctx.credentials(), p => m.tls && this.ctx.engine().credentialBound(p, host, port, path))
+    if (sub.kind === 'mismatch') return deny(403, `credential_endpoint_mismatch: placeholder of provider ${sub.provider} (${sub.variable}) in ${sub.where} of an upgrade request is not bound to ${host.host}:${port}${path}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
+    if (sub.kind === 'unavailable') return deny(403, `credential_unavailable: the gateway holds no value for provider ${sub.provider} (${sub.variable}); not forwarded`, { error: 'credential_unavailable', message: `No credential value is available for provider ${sub.provider}` })
     let up: Socket
     try {
       up = await this.dialUpgrade(checked.addresses, host, port, m.tls)
@@ -374,10 +383,10 @@ export class TlsTerminator {
     const method = req.method ?? 'GET'
     const url = req.url ?? ''
     const { host, port } = m
-    const deny = (status: number, d: Decision | undefined, path: string, reason: string) => {
+    const deny = (status: number, d: Decision | undefined, path: string, reason: string, custom?: Record<string, unknown>) => {
       this.ctx.counted(false)
       this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
-      const body = d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: status === 503 ? 'overloaded' : status === 414 ? 'uri_too_long' : 'bad_request', detail: reason }
+      const body = custom ?? (d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: status === 503 ? 'overloaded' : status === 414 ? 'uri_too_long' : 'bad_request', detail: reason })
       // A 400 (framing in doubt) closes the connection. A policy denial keeps it: the request body
       // is read and discarded (its end is known from the parsed framing, so nothing of it can be
       // taken for the next request, which is decided on its own). Closing right after the 403
@@ -417,6 +426,34 @@ export class TlsTerminator {
     if (!d.allowed) return deny(403, d, path, d.reason)
     const checked = this.ctx.addressCheck(d, host.host, port, [...m.addresses])
     if (!checked.ok) return deny(403, d, path, checked.reason)
+    // Placeholder credentials (issue 12), after network and L7 admission: substituted only on
+    // decrypted TLS and only within the provider's binding; anything else is refused, not forwarded.
+    const sub = substituteCredentials({ rawHeaders: req.rawHeaders, url }, this.ctx.credentials(), p => m.tls && this.ctx.engine().credentialBound(p, host, port, path))
+    if (sub.kind === 'mismatch') {
+      const why = m.tls ? `is not bound to ${host.host}:${port}${path}` : 'cannot be substituted on plain HTTP'
+      return deny(403, d, path, `credential_endpoint_mismatch: placeholder of provider ${sub.provider} (${sub.variable}) in ${sub.where} ${why}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
+    }
+    if (sub.kind === 'unavailable') {
+      const reason = `credential_unavailable: the gateway holds no value for provider ${sub.provider} (${sub.variable}) (provider deleted, or the gateway restarted: \`podshell sandbox restart\` reloads it); not forwarded`
+      return deny(403, d, path, reason, { error: 'credential_unavailable', message: `No credential value is available for provider ${sub.provider}` })
+    }
+    let substituted = sub.kind === 'substituted' ? `; credential substituted: ${[...new Set(sub.used.map(u => `${u.provider}/${u.variable} in ${u.where}`))].join(', ')}` : ''
+    // Opt-in body rewrite (`request_body_credential_rewrite`): the body is buffered (OpenShell's
+    // 256 KiB limit; larger is refused, not forwarded unrewritten) and put under the same rule.
+    let body: Buffer | undefined
+    const creds = this.ctx.credentials()
+    if (m.tls && creds.length > 0 && (te !== undefined || Number(req.headers['content-length'] ?? 0) > 0) && this.ctx.engine().rewritesBody(host, port, path)) {
+      const read = await readBounded(req, MAX_BODY_REWRITE_BYTES)
+      if (read === undefined) {
+        const why = `request body over ${MAX_BODY_REWRITE_BYTES} bytes on an endpoint with request_body_credential_rewrite (buffer limit); not forwarded`
+        return deny(413, d, path, why, { error: 'payload_too_large', detail: why })
+      }
+      const b = substituteBody(read, creds, p => this.ctx.engine().credentialBound(p, host, port, path))
+      if (b.kind === 'mismatch') return deny(403, d, path, `credential_endpoint_mismatch: placeholder of provider ${b.provider} (${b.variable}) in body is not bound to ${host.host}:${port}${path}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
+      if (b.kind === 'unavailable') return deny(403, d, path, `credential_unavailable: the gateway holds no value for provider ${b.provider} (${b.variable}); not forwarded`, { error: 'credential_unavailable', message: `No credential value is available for provider ${b.provider}` })
+      body = b.kind === 'substituted' ? b.body : read
+      if (b.kind === 'substituted') substituted += '; credential substituted in body'
+    }
     this.ctx.counted(true)
     const addrs = checked.addresses
     const lookup: LookupFunction = (_name, opts, cb) => {
@@ -424,14 +461,18 @@ export class TlsTerminator {
       if (all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addrs.map(a => ({ address: a.text, family: a.family })))
       else cb(null, addrs[0]!.text, addrs[0]!.family)
     }
-    const headers = this.ctx.forwardHeaders(req.rawHeaders)
-    if (te !== undefined) headers.push('Transfer-Encoding', 'chunked')
+    let headers = this.ctx.forwardHeaders(sub.kind === 'substituted' ? sub.rawHeaders : req.rawHeaders)
+    if (body !== undefined) {
+      const kept: string[] = []
+      for (let i = 0; i + 1 < headers.length; i += 2) if (!/^(content-length|transfer-encoding)$/i.test(headers[i]!)) kept.push(headers[i]!, headers[i + 1]!)
+      headers = [...kept, 'Content-Length', String(body.length)]
+    } else if (te !== undefined) headers.push('Transfer-Encoding', 'chunked')
     const agents = this.agents()
     const opts = {
       host: host.host,
       port,
       method,
-      path: url,
+      path: sub.kind === 'substituted' ? sub.url : url,
       headers,
       setHost: false,
       lookup,
@@ -450,7 +491,7 @@ export class TlsTerminator {
       const ip = () => ureq.socket?.remoteAddress
       ureq.on('response', ures => {
         logged = true
-        this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason, providers: d.providers, status: ures.statusCode ?? 0 })
+        this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason + substituted, providers: d.providers, status: ures.statusCode ?? 0 })
         if (res.destroyed) return void ures.destroy()
         res.writeHead(ures.statusCode ?? 502, ures.statusMessage, this.ctx.forwardHeaders(ures.rawHeaders, true))
         ures.pipe(res)
@@ -475,14 +516,37 @@ export class TlsTerminator {
       res.once('close', () => {
         if (!res.writableFinished) ureq.destroy()
       })
-      if (attempt === 0) req.pipe(ureq)
+      if (body !== undefined) ureq.end(body)
+      else if (attempt === 0) req.pipe(ureq)
       else ureq.end()
     }
     send(0)
   }
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 414: 'URI Too Long', 502: 'Bad Gateway', 503: 'Service Unavailable' }
+/** The request body, or undefined once it exceeds `limit` bytes (the rest is left for the caller to drain). */
+function readBounded(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise(resolve => {
+    const chunks: Buffer[] = []
+    let n = 0
+    const onData = (c: Buffer) => {
+      n += c.length
+      if (n > limit) {
+        req.removeListener('data', onData)
+        req.removeListener('end', onEnd)
+        req.pause()
+        return resolve(undefined)
+      }
+      chunks.push(c)
+    }
+    const onEnd = () => resolve(Buffer.concat(chunks))
+    req.on('data', onData)
+    req.once('end', onEnd)
+    req.once('error', () => resolve(undefined))
+  })
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 413: 'Payload Too Large', 414: 'URI Too Long', 502: 'Bad Gateway', 503: 'Service Unavailable' }
 
 function pathOf(url: string): string {
   const q = url.search(/[?#]/)

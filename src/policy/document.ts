@@ -96,10 +96,12 @@ export function unenforcedWarnings(p: Policy): string[] {
     )
     ;(rule.endpoints ?? []).forEach((ep, i) => {
       const at = (...rest: PropertyKey[]) => formatKeyPath(['network_policies', key, 'endpoints', i, ...rest])
-      for (const f of ['websocket_credential_rewrite', 'request_body_credential_rewrite', 'allow_uninspected_credentials'] as const) {
+      // request_body_credential_rewrite is enforced (issue 12, terminated TLS, 256 KiB buffer).
+      for (const f of ['websocket_credential_rewrite', 'allow_uninspected_credentials'] as const) {
         if (ep[f]) w.push(`${at(f)}: not enforced — the podshell gateway does not rewrite or gate credentials in traffic`)
       }
-      for (const f of ['credential_signing', 'signing_service', 'signing_region', 'credential_binding'] as const) {
+      // credential_binding is enforced (issue 12: placeholders are substituted on it, refused elsewhere).
+      for (const f of ['credential_signing', 'signing_service', 'signing_region'] as const) {
         if (ep[f] !== undefined) w.push(`${at(f)}: not enforced — the podshell gateway does not sign or bind credentials`)
       }
       const proto = ep.protocol

@@ -48,7 +48,14 @@ export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
       new PolicyStore(sandboxPolicyDir(dataDir, name)).add(policy, source)
       return { warnings: [...warnings, ...unenforcedWarnings(policy)] }
     },
-    prepareCredentials: (podman, name, providers) => prepareInjection(podman, dataDir, name, providers),
+    prepareCredentials: async (podman, name, providers, mode) => {
+      const inj = await prepareInjection(podman, dataDir, name, providers, { mode })
+      // The real values go to the gateway's memory only (placeholder mode); none in env mode. Best
+      // effort: a gateway that cannot take them now fails closed (403 credential_unavailable) and
+      // gets them from the next command that ensures it (restoreCredentials; `start` does).
+      await gateway.call({ op: 'credentials', sandbox: name, credentials: inj.held }).catch(() => undefined)
+      return inj
+    },
     removeCredentials: (podman, name) => removeSandboxSecrets(podman, name),
     gcCredentials: async (podman, live) => {
       await gcOrphanedSecrets(podman, dataDir, live)

@@ -48,6 +48,8 @@ export interface AgentDescription {
   callerEnv: string[]
   term?: string
   providers: string[]
+  /** How provider credentials reach the agent; absent = placeholder (issue 12). */
+  credentialMode?: 'placeholder' | 'env'
   /** Created with allow_sensitive (restart checks the mounts again with the same permission). */
   allowSensitive?: boolean
 }
@@ -79,6 +81,7 @@ export const AgentDescriptionSchema = z
     callerEnv: z.array(envKey).max(256).describe('Names whose values come from the caller at create/restart'),
     term: z.string().regex(/^[\w.+-]{1,64}$/).optional().describe('TERM'),
     providers: z.array(objectName).max(32).describe('Attached providers'),
+    credentialMode: z.enum(['placeholder', 'env']).optional().describe('How provider credentials reach the agent (default placeholder)'),
     allowSensitive: z.boolean().optional().describe('Created with allow_sensitive'),
   })
   .describe("A sandbox's agent container, as stored in agent.json")

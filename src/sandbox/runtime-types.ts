@@ -29,7 +29,7 @@ export interface SandboxDeps {
   /** Validates the policy text (or the restrictive default) and stores it as revision 1. */
   storeInitialPolicy(name: string, policyText: string | undefined, source: string): { warnings: string[] }
   /** Podman secret args for the attached providers; writes providers.json (no values). */
-  prepareCredentials(podman: Podman, name: string, providers: string[]): Promise<{ secretArgs: string[]; variables: { provider: string; name: string }[] }>
+  prepareCredentials(podman: Podman, name: string, providers: string[], mode?: 'placeholder' | 'env'): Promise<{ secretArgs: string[]; variables: { provider: string; name: string }[] }>
   removeCredentials(podman: Podman, name: string): Promise<void>
   gcCredentials(podman: Podman, live: Set<string>): Promise<void>
   /** Whether an interrupted provider change left something for gcCredentials (no podman call). */

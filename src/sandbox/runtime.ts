@@ -37,6 +37,7 @@ export { checkImageRef } from './plan.js'
 
 export type { SandboxTrustArgs, SandboxDeps, RuntimeOptions } from './runtime-types.js'
 
+
 export { PROXY_URL }
 
 /** What provisioning hands to the agent launch. */
@@ -186,7 +187,10 @@ export class SandboxRuntime {
     trace('registered')
     step()
     made.secrets = o.providers.length > 0
-    const creds = await this.deps.prepareCredentials(this.podman, name, o.providers)
+    const creds = await this.deps.prepareCredentials(this.podman, name, o.providers, o.credentialMode)
+    if (o.credentialMode === 'env' && creds.variables.length > 0) {
+      this.say(`warning: --credential-mode env: the agent gets the real values of ${creds.variables.map(v => v.name).join(', ')} as environment variables`)
+    }
     // A secret would silently win over --env of the same name; say so instead.
     for (const v of creds.variables) {
       if (v.name in o.env || v.name in (o.passEnv ?? {})) throw new PodshellError(`--env ${v.name} is also set by provider ${v.provider}`, { hint: 'drop one of them', exitCode: 2, code: 'INVALID_INPUT' })
@@ -285,6 +289,7 @@ export class SandboxRuntime {
       callerEnv: Object.keys(o.passEnv ?? {}).sort(),
       ...(p.tty && this.env.TERM && /^[\w.+-]{1,64}$/.test(this.env.TERM) ? { term: this.env.TERM } : {}),
       providers: o.providers,
+      ...(o.credentialMode === 'env' ? { credentialMode: 'env' as const } : {}),
       ...(o.allowSensitive ? { allowSensitive: true } : {}),
     }
   }
@@ -444,7 +449,7 @@ export class SandboxRuntime {
       if (v !== undefined && envValue.safeParse(v).success) callerValues[k] = v
       else missing.push(k)
     }
-    const creds = await this.deps.prepareCredentials(this.podman, name, desired)
+    const creds = await this.deps.prepareCredentials(this.podman, name, desired, desc.credentialMode)
     const next: AgentDescription = { ...desc, providers: desired }
     // The CA bundle is re-derived: a rotated CA reaches a sandbox at its restart.
     const trust = await this.deps.prepareTrust(name)

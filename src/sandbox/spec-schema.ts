@@ -124,6 +124,10 @@ export const SpecSchema = z
       .describe("Names of variables whose values podshell copies from its caller's environment at create time (secrets stay out of the spec); unset names are skipped"),
     daf: DafSchema.optional(),
     providers: z.array(objectName.describe('Provider name')).max(32).optional().describe('podshell providers to attach (credentials injected by podshell, e.g. jira, claude)'),
+    credential_mode: z
+      .enum(['placeholder', 'env'])
+      .optional()
+      .describe('placeholder (default): the agent holds placeholders the gateway substitutes on the provider endpoints; env: the real values as env vars (warned; an enterprise config can forbid it)'),
     argv: z
       .array(argString)
       .min(1, 'must name the agent command')

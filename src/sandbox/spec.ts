@@ -153,6 +153,7 @@ export async function specToCreateOptions(spec: Spec, callerEnv: Env, ctx: SpecC
     policyFile,
     policyText,
     providers: spec.providers ?? [],
+    ...(spec.credential_mode === 'env' ? { credentialMode: 'env' as const } : {}),
     sessionType: type,
     allowSensitive: spec.allow_sensitive === true,
     seccompProfile: ctx.config.seccompProfile,

@@ -55,6 +55,11 @@ export interface CreateOptions {
   policyText?: string
   /** Provider names to attach. */
   providers: string[]
+  /**
+   * How provider credentials reach the agent (issue 12): `placeholder` (default; the gateway swaps
+   * the real value in on the provider's endpoints) or `env` (the real values as env vars).
+   */
+  credentialMode?: 'placeholder' | 'env'
   sessionType?: SessionType
   /** Permit mounting sensitive host paths (~/.ssh …) — only when enterprise config allows it. */
   allowSensitive?: boolean

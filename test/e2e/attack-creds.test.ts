@@ -8,7 +8,8 @@ import { attackImage, createSandbox, deleteSandboxes, sh, python, curlProxy, raw
 
 /**
  * Credentials and policy attacks (catalogue 53–58). A provider holds a random credential; the
- * sandbox gets it as an environment variable (podshell's design: the agent needs it). The attacks
+ * sandbox gets it as an environment variable (`--credential-mode env`, the escape hatch: the worst
+ * case; the default placeholder mode is attacked in credentials-placeholder.test.ts). The attacks
  * try to find it where it must not be (files, logs, podshell's output), to send it where the
  * policy does not allow, to point the sandbox at another proxy or identity, to edit the policy from
  * inside, and to get a sandbox with a misspelled (fail-open) policy.
@@ -34,7 +35,7 @@ beforeAll(async () => {
   up = await Upstream.start()
   const p = await cli(['provider', 'create', '--name', provider, '--type', 'github', '--credential', 'GITHUB_TOKEN'], { env: { GITHUB_TOKEN: VALUE } })
   expect(p.code, p.stderr).toBe(0)
-  name = await createSandbox('creds', { image, extra: ['--provider', provider], policy: policyFile({ up: [{ host: H, port: up.port }] }) })
+  name = await createSandbox('creds', { image, extra: ['--provider', provider, '--credential-mode', 'env'], policy: policyFile({ up: [{ host: H, port: up.port }] }) })
 })
 
 afterAll(async () => {

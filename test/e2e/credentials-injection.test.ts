@@ -34,6 +34,12 @@ let podman: Podman
 const containers: string[] = []
 const pods: string[] = []
 
+/**
+ * These cases test `--credential-mode env` (the real value as a Podman secret reference): since
+ * issue 12 the default is a placeholder (test/e2e/credentials-placeholder.test.ts).
+ */
+const ENV_MODE = { mode: 'env' as const }
+
 const pname = (s: string) => `e2e-${s}-${RUN}`
 const gh = pname('gh')
 
@@ -220,7 +226,7 @@ describe('injection into a container', () => {
   let ctr: string
 
   beforeAll(async () => {
-    const inj = await prepareInjection(podman, data, sb, [gh])
+    const inj = await prepareInjection(podman, data, sb, [gh], ENV_MODE)
     expect(inj.variables).toEqual([{ provider: gh, name: 'GITHUB_TOKEN' }])
     expect(inj.secretNames).toEqual([providerSecretName(gh, 'GITHUB_TOKEN')])
     expect(inj.secretArgs.join(' ')).not.toContain(VALUE)
@@ -281,7 +287,7 @@ describe('injection into a container', () => {
   it('refuses, naming both, two providers that set the same variable', async () => {
     const other = pname('gh2')
     expect((await cli(['provider', 'create', '--name', other, '--type', 'github', '--credential', 'GITHUB_TOKEN'], { GITHUB_TOKEN: VALUE })).code).toBe(0)
-    await expect(prepareInjection(podman, data, sb, [gh, other])).rejects.toThrow(`providers ${gh} and ${other} both set GITHUB_TOKEN`)
+    await expect(prepareInjection(podman, data, sb, [gh, other], ENV_MODE)).rejects.toThrow(`providers ${gh} and ${other} both set GITHUB_TOKEN`)
     expect((await cli(['provider', 'delete', other])).code).toBe(0)
   })
 
@@ -290,10 +296,10 @@ describe('injection into a container', () => {
     expect((await cli(['provider', 'create', '--name', p, '--type', 'generic', '--credential', `API_KEY=${VALUE}`])).code).toBe(0)
     const secret = providerSecretName(p, 'API_KEY')
     expect((await pm(['secret', 'rm', secret])).code).toBe(0)
-    await expect(prepareInjection(podman, data, sb, [p])).rejects.toThrow(`provider ${p} is incomplete: the secret for API_KEY is missing`)
+    await expect(prepareInjection(podman, data, sb, [p], ENV_MODE)).rejects.toThrow(`provider ${p} is incomplete: the secret for API_KEY is missing`)
     // A same-named secret without podshell's labels (made by someone else) is not injected.
     expect((await foreignSecret(secret, 'foreign value')).code).toBe(0)
-    await expect(prepareInjection(podman, data, sb, [p])).rejects.toThrow(`podman secret ${secret} is not podshell's secret`)
+    await expect(prepareInjection(podman, data, sb, [p], ENV_MODE)).rejects.toThrow(`podman secret ${secret} is not podshell's secret`)
     expect((await pm(['secret', 'rm', secret])).code).toBe(0)
     expect((await cli(['provider', 'delete', p])).code).toBe(0)
   })
@@ -302,7 +308,7 @@ describe('injection into a container', () => {
 describe('provider update and delete', () => {
   it('update replaces the value: the running main process keeps its value; new exec sessions and restarts get the new one', async () => {
     const sb = `upd-${RUN}`.slice(0, 19)
-    const ctr = await startContainer((await prepareInjection(podman, data, sb, [gh])).secretArgs)
+    const ctr = await startContainer((await prepareInjection(podman, data, sb, [gh], ENV_MODE)).secretArgs)
     const r = await cli(['provider', 'update', gh, '--credential', 'GITHUB_TOKEN'], { GITHUB_TOKEN: NEW_VALUE })
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout + r.stderr).not.toContain(NEW_VALUE)
@@ -330,7 +336,7 @@ describe('provider update and delete', () => {
       `podshell: provider ${p} is used by sandbox ${sb}: delete it first, or pass --force (exec into it and starting it then fail until provider ${p} exists again)\n`,
     )
     expect(readProvider(data, p)).toBeDefined()
-    const ctr = await startContainer((await prepareInjection(podman, data, sb, [p])).secretArgs)
+    const ctr = await startContainer((await prepareInjection(podman, data, sb, [p], ENV_MODE)).secretArgs)
     const forced = await cli(['provider', 'delete', p, '--force'])
     expect(forced.code, forced.stderr).toBe(0)
     // What --force costs, as the refusal said: exec into a sandbox that used it fails, with a fix.
@@ -347,7 +353,7 @@ describe('no secret outlives its owner', () => {
   it('a sandbox create that dies after preparing injection leaves no secret of its own; removeSandboxSecrets and gc keep only provider secrets', async () => {
     const before = await ourSecrets()
     const sb = `dead-${RUN}`.slice(0, 19)
-    await prepareInjection(podman, data, sb, [gh])
+    await prepareInjection(podman, data, sb, [gh], ENV_MODE)
     // (the create "dies" here, before any pod exists)
     expect(await ourSecrets()).toEqual(before)
     await removeSandboxSecrets(podman, sb)

@@ -71,9 +71,13 @@ afterAll(async () => {
 })
 
 describe('a provider credential in a sandbox', () => {
-  it('is in the agent environment, with the provider config', async () => {
+  it('is a same-shaped placeholder in the agent environment (issue 12), with the provider config', async () => {
     const r = await cli(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'printf "%s|%s" "$JIRA_API_TOKEN" "$JIRA_URL"'])
-    expect(r.stdout).toBe(`${VALUE}|${CONFIG_URL}`)
+    const [token, url] = r.stdout.split('|')
+    expect(url).toBe(CONFIG_URL)
+    expect(token).toHaveLength(VALUE.length)
+    expect(token!.startsWith('psk-')).toBe(true)
+    expect(token).not.toBe(VALUE)
   })
 
   it('has no copy anywhere in the sandbox filesystem (root, home, /tmp, /run, every mount)', async () => {

@@ -19,7 +19,7 @@ import { hostAddress } from './attack.js'
  * Records every request it parses and how many TLS connections it accepted.
  */
 export class TlsUpstream {
-  readonly requests: { method: string; url: string; host: string | undefined }[] = []
+  readonly requests: { method: string; url: string; host: string | undefined; rawHeaders: string[]; body: string }[] = []
   connections = 0
   private constructor(
     private readonly server: Server,
@@ -48,7 +48,7 @@ export class TlsUpstream {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
-      this.requests.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host })
+      this.requests.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host, rawHeaders: [...req.rawHeaders], body: Buffer.concat(chunks).toString('latin1') })
       const u = new URL(req.url ?? '/', 'https://x')
       if (u.pathname === '/big') {
         const mb = Number(u.searchParams.get('mb') ?? '1')
@@ -65,6 +65,10 @@ export class TlsUpstream {
         return pump()
       }
       if (u.pathname === '/echo') return void res.end(Buffer.concat(chunks))
+      if (u.pathname.startsWith('/headers')) {
+        res.setHeader('content-type', 'application/json')
+        return void res.end(JSON.stringify({ url: req.url, headers: req.headers }))
+      }
       if (u.pathname === '/whoami') {
         res.setHeader('content-type', 'application/json')
         return void res.end(JSON.stringify({ method: req.method, url: req.url, host: req.headers.host, sni: (req.socket as TLSSocket).servername }))

@@ -206,6 +206,13 @@ describe('enforceEnterprise: options that weaken the sandbox are refused', () =>
     expect(() => enforceEnterprise(baseOpts({ allowSensitive: true }), undefined, eff({ allow_sensitive: true }))).not.toThrow()
   })
 
+  it('credentials.allow_env_mode: false refuses --credential-mode env in one line; placeholder mode and the default stay allowed', () => {
+    const e = errorOf(() => enforceEnterprise(baseOpts({ credentialMode: 'env' }), undefined, eff({ credentials: { allow_env_mode: false } })))
+    expect(e.oneLine()).toMatch(/refused by the enterprise configuration .*--credential-mode env.*credentials\.allow_env_mode: false/)
+    expect(() => enforceEnterprise(baseOpts({ credentialMode: 'placeholder' }), undefined, eff({ credentials: { allow_env_mode: false } }))).not.toThrow()
+    expect(() => enforceEnterprise(baseOpts({ credentialMode: 'env' }), undefined, eff({}))).not.toThrow()
+  })
+
   it('refuses a custom seccomp profile, and anything but the mandatory one when set', () => {
     expect(errorOf(() => enforceEnterprise(baseOpts({ seccompProfile: '/tmp/permissive.json' }), undefined, eff({}))).oneLine()).toMatch(/custom seccomp profile/)
     const mandatory = join(root, 'corp-seccomp.json')

@@ -50,6 +50,14 @@ describe('--credential parsing', () => {
     expect(() => checkCredentialValue('TOKEN', v + 'x')).toThrow(/128 KiB/)
   })
 
+  it('refuses CR/LF and non-ASCII values (they would be put into headers and URLs), never quoting them', () => {
+    expect(() => checkCredentialValue('TOKEN', 'secret-value\n')).toThrow(/credential TOKEN contains a CR or LF/)
+    expect(() => checkCredentialValue('TOKEN', 'secret\rvalue')).toThrow(/CR or LF/)
+    expect(() => checkCredentialValue('TOKEN', 'sécret')).toThrow(/credential TOKEN contains non-ASCII/)
+    expect(() => checkCredentialValue('TOKEN', 'sécret')).not.toThrow(/sécret/)
+    expect(checkCredentialValue('TOKEN', 'ghp_ok value')).toBe('ghp_ok value')
+  })
+
   it('counts the limit in bytes, not characters', () => {
     const v = 'é'.repeat((MAX_ENV_STRING - 'TOKEN='.length - 1) / 2 + 1)
     expect(() => checkCredentialValue('TOKEN', v)).toThrow(/128 KiB/)

@@ -181,6 +181,13 @@ describe('spec validation', () => {
 })
 
 describe('specToCreateOptions: DevAIFlow launch shapes', () => {
+  it('credential_mode: env is carried to the create options; absent or placeholder means placeholders; anything else is refused', async () => {
+    expect((await specToCreateOptions(spec({ credential_mode: 'env' }), env, ctx())).credentialMode).toBe('env')
+    expect((await specToCreateOptions(spec(), env, ctx())).credentialMode).toBeUndefined()
+    expect((await specToCreateOptions(spec({ credential_mode: 'placeholder' }), env, ctx())).credentialMode).toBeUndefined()
+    expect(parseError({ ...minimal(), credential_mode: 'plain' })).toMatch(/credential_mode/)
+  })
+
   it('claude, new development session: project rw at the same path, only its own Claude projects/<encoded> rw, settings and skills ro, no credentials', async () => {
     const o = await specToCreateOptions(spec(), env, ctx())
     expect(o.workdir).toBe(proj)

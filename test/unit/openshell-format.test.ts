@@ -117,6 +117,8 @@ describe('OpenShell formats', () => {
     expect(out).toContain('\n  Config keys: <none>\n')
     expect(out.startsWith('Provider:\n\n  Id: gh\n  Name: gh\n  Type: github\n')).toBe(true)
     expect(providerJson(p)).toMatchObject({ name: 'gh', type: 'github', credential_keys: ['GH_TOKEN', 'GITHUB_TOKEN'] })
+    // Issue 12: binding and mode per credential
+    expect((providerJson(p) as { credential_bindings: unknown[] }).credential_bindings[0]).toMatchObject({ mode: 'placeholder', binding: { hosts: expect.arrayContaining(['api.github.com:443']) } })
   })
 
   it('status: Connected / Disconnected and OpenShell\'s JSON status names', () => {

