@@ -185,4 +185,7 @@ const round = o => JSON.parse(JSON.stringify(o, (_, v) => (typeof v === 'number'
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
 writeFileSync(join(ROOT, 'bench', 'results', 'fairness.json'), JSON.stringify(round(results), null, 2) + '\n')
 console.log(JSON.stringify(round(results), null, 2))
+// Keep-alive sockets and worker handles can keep the loop alive after the results: exit (and so
+// write --cpu-prof profiles).
+process.exit(0)
 }

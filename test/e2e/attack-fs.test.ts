@@ -501,6 +501,10 @@ print('git:', subprocess.run(['git', 'status', '--short'], cwd=sys.argv[2], capt
     await new Promise<void>(res => server.listen(sock, () => res()))
     try {
       const r = await cli(['sandbox', 'exec', '-n', name, '--', 'python3', '-c', LATE_PY, sock, repo])
+      // Node (Claude Code's runtime): child processes with stdio pipes and an IPC channel (libuv
+      // socketpairs) keep working without AF_UNIX sockets.
+      const nodeJs = `const cp = require('child_process'); console.log('node-exec:', cp.execFileSync('sh', ['-c', 'echo ok']).toString().trim()); const c = cp.spawn(process.execPath, ['-e', 'process.send("ipc-ok")'], { stdio: ['pipe', 'pipe', 'pipe', 'ipc'] }); c.on('message', m => { console.log('node-ipc:', m); c.kill() })`
+      const n = await cli(['sandbox', 'exec', '-n', name, '--', 'node', '-e', nodeJs])
       const line = await expectLogged(name, /BLOCKED/, new RegExp(`late-lsp-${process.pid}\\.sock`))
       // Control: the socket answers a host client.
       const host = await execa('python3', ['-c', `import socket;s=socket.socket(socket.AF_UNIX);s.connect(${JSON.stringify(sock)});print(s.recv(64).decode())`])
@@ -515,6 +519,8 @@ print('git:', subprocess.run(['git', 'status', '--short'], cwd=sys.argv[2], capt
       // Still works without AF_UNIX sockets.
       expect(r.stdout).toContain('pair-stream: ok')
       expect(r.stdout).toContain('git: 0')
+      expect(n.stdout).toContain('node-exec: ok')
+      expect(n.stdout).toContain('node-ipc: ipc-ok')
     } finally {
       server.close()
       rmSync(sock, { force: true })
