@@ -35,6 +35,10 @@ const { SandboxProxy } = await import(join(ROOT, 'dist', 'gateway', 'proxy.js'))
 const { PolicyEngine } = await import(join(ROOT, 'dist', 'gateway', 'policy-engine.js'))
 const { AuditLog } = await import(join(ROOT, 'dist', 'gateway', 'audit.js'))
 const { parseIp } = await import(join(ROOT, 'dist', 'gateway', 'address.js'))
+// The gateway's shared record of active sandboxes (src/gateway/http/admission.ts), as Gateway
+// passes it to every proxy; --no-contention measures without it (each sandbox alone).
+const { Contention } = await import(join(ROOT, 'dist', 'gateway', 'http', 'admission.js'))
+const contention = Contention && !args.includes('--no-contention') ? new Contention() : undefined
 const { parsePolicyText } = await import(join(ROOT, 'dist', 'policy', 'parse.js'))
 const { sandboxAuditDir } = await import(join(ROOT, 'dist', 'config', 'paths.js'))
 
@@ -125,6 +129,7 @@ async function proxy(name) {
     resolve: async () => [parseIp('127.0.0.1')],
     permitAddress: ip => ip.text === '127.0.0.1',
     limits: IN_FLIGHT !== undefined ? { maxInFlight: IN_FLIGHT } : {},
+    contention,
   })
   const sock = join(data, `${name}.sock`)
   await p.listen(sock)
@@ -169,6 +174,7 @@ const results = {
   flood_connections: FLOOD,
   max_in_flight: proxies[0].limits.maxInFlight,
   max_queued: proxies[0].limits.maxQueued,
+  contended_in_flight: contention ? proxies[0].limits.contendedInFlight : null,
   worst_case_target_bytes: worst.length,
   b_alone_p50_ms: m('alone_p50_ms'),
   b_alone_p99_ms: m('alone_p99_ms'),
