@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Per-sandbox fairness of the gateway (not a test: prints medians, writes bench/results/fairness.json).
 //
-//   npm run build && node bench/fairness.mjs [--samples 300] [--runs 3] [--flood 64]
+//   npm run build && node bench/fairness.mjs [--samples 300] [--runs 3] [--flood 64] [--in-flight N] [--contended N] [--no-contention]
 //
 // No podman: two sandboxes' proxies (SandboxProxy, default limits, so each has its own admission:
 // src/gateway/http/admission.ts) on the main thread, alone on its event loop as in the gateway
@@ -31,6 +31,8 @@ const RUNS = opt('--runs', 3)
 const FLOOD = opt('--flood', 64)
 // Per-sandbox admission (ProxyLimits.maxInFlight); default: the gateway's default.
 const IN_FLIGHT = args.includes('--in-flight') ? opt('--in-flight', 0) : undefined
+// In-flight cap while another sandbox is active (ProxyLimits.contendedInFlight); default: the gateway's.
+const CONTENDED = args.includes('--contended') ? opt('--contended', 0) : undefined
 const { SandboxProxy } = await import(join(ROOT, 'dist', 'gateway', 'proxy.js'))
 const { PolicyEngine } = await import(join(ROOT, 'dist', 'gateway', 'policy-engine.js'))
 const { AuditLog } = await import(join(ROOT, 'dist', 'gateway', 'audit.js'))
@@ -128,7 +130,7 @@ async function proxy(name) {
     audit: AuditLog.forSandbox(data, name),
     resolve: async () => [parseIp('127.0.0.1')],
     permitAddress: ip => ip.text === '127.0.0.1',
-    limits: IN_FLIGHT !== undefined ? { maxInFlight: IN_FLIGHT } : {},
+    limits: { ...(IN_FLIGHT !== undefined ? { maxInFlight: IN_FLIGHT } : {}), ...(CONTENDED !== undefined ? { contendedInFlight: CONTENDED } : {}) },
     contention,
   })
   const sock = join(data, `${name}.sock`)
