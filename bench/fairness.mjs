@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Per-sandbox fairness of the gateway (not a test: prints medians, writes bench/results/fairness.json).
 //
-//   npm run build && node bench/fairness.mjs [--samples 300] [--runs 3] [--flood 64]
+//   npm run build && node bench/fairness.mjs [--samples 300] [--runs 3] [--flood 64] [--in-flight N] [--contended N] [--no-contention]
 //
 // No podman: two sandboxes' proxies (SandboxProxy, default limits, so each has its own admission:
 // src/gateway/http/admission.ts) on the main thread, alone on its event loop as in the gateway
@@ -31,10 +31,16 @@ const RUNS = opt('--runs', 3)
 const FLOOD = opt('--flood', 64)
 // Per-sandbox admission (ProxyLimits.maxInFlight); default: the gateway's default.
 const IN_FLIGHT = args.includes('--in-flight') ? opt('--in-flight', 0) : undefined
+// In-flight cap while another sandbox is active (ProxyLimits.contendedInFlight); default: the gateway's.
+const CONTENDED = args.includes('--contended') ? opt('--contended', 0) : undefined
 const { SandboxProxy } = await import(join(ROOT, 'dist', 'gateway', 'proxy.js'))
 const { PolicyEngine } = await import(join(ROOT, 'dist', 'gateway', 'policy-engine.js'))
 const { AuditLog } = await import(join(ROOT, 'dist', 'gateway', 'audit.js'))
 const { parseIp } = await import(join(ROOT, 'dist', 'gateway', 'address.js'))
+// The gateway's shared record of active sandboxes (src/gateway/http/admission.ts), as Gateway
+// passes it to every proxy; --no-contention measures without it (each sandbox alone).
+const { Contention } = await import(join(ROOT, 'dist', 'gateway', 'http', 'admission.js'))
+const contention = Contention && !args.includes('--no-contention') ? new Contention() : undefined
 const { parsePolicyText } = await import(join(ROOT, 'dist', 'policy', 'parse.js'))
 const { sandboxAuditDir } = await import(join(ROOT, 'dist', 'config', 'paths.js'))
 
@@ -124,7 +130,8 @@ async function proxy(name) {
     audit: AuditLog.forSandbox(data, name),
     resolve: async () => [parseIp('127.0.0.1')],
     permitAddress: ip => ip.text === '127.0.0.1',
-    limits: IN_FLIGHT !== undefined ? { maxInFlight: IN_FLIGHT } : {},
+    limits: { ...(IN_FLIGHT !== undefined ? { maxInFlight: IN_FLIGHT } : {}), ...(CONTENDED !== undefined ? { contendedInFlight: CONTENDED } : {}) },
+    contention,
   })
   const sock = join(data, `${name}.sock`)
   await p.listen(sock)
@@ -169,6 +176,7 @@ const results = {
   flood_connections: FLOOD,
   max_in_flight: proxies[0].limits.maxInFlight,
   max_queued: proxies[0].limits.maxQueued,
+  contended_in_flight: contention ? proxies[0].limits.contendedInFlight : null,
   worst_case_target_bytes: worst.length,
   b_alone_p50_ms: m('alone_p50_ms'),
   b_alone_p99_ms: m('alone_p99_ms'),
@@ -185,4 +193,7 @@ const round = o => JSON.parse(JSON.stringify(o, (_, v) => (typeof v === 'number'
 mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
 writeFileSync(join(ROOT, 'bench', 'results', 'fairness.json'), JSON.stringify(round(results), null, 2) + '\n')
 console.log(JSON.stringify(round(results), null, 2))
+// Keep-alive sockets and worker handles can keep the loop alive after the results: exit (and so
+// write --cpu-prof profiles).
+process.exit(0)
 }

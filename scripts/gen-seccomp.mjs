@@ -60,6 +60,11 @@ export const EPERM_FAMILIES = { AF_PACKET: 17, AF_VSOCK: 40 }
 /** Highest family number the rules enumerate one by one; anything above is one GT rule. */
 export const AF_MAX_ENUMERATED = 45 // AF_MCTP; AF_MAX is 46 on Linux 6.x
 
+/** socketpair(AF_UNIX) types allowed without --allow-socket: connected pairs that cannot address anyone else. */
+export const SOCKETPAIR_TYPES = { SOCK_STREAM: 1, SOCK_SEQPACKET: 5 }
+export const SOCK_DGRAM = 2
+export const SOCK_TYPE_MASK = 0xf
+
 /** Syscalls denied outright with EPERM, whatever capabilities the container has. */
 export const DENY_EPERM = {
   'reading or writing another process': ['ptrace', 'process_vm_readv', 'process_vm_writev', 'pidfd_getfd'],
@@ -110,7 +115,7 @@ function namespaceRules(name, flags, argIndex, arches) {
   return out
 }
 
-export function podshellRules() {
+export function podshellRules(o = { unixSockets: false }) {
   const rules = []
   for (const [why, names] of Object.entries(DENY_EPERM)) {
     rules.push(rule(names, 'SCMP_ACT_ERRNO', [], `podshell: ${why}`, { errnoRet: EPERM }))
@@ -131,7 +136,16 @@ export function podshellRules() {
   // socket(2): allowlist of families; everything else is denied as the kernel would deny an
   // unsupported family, so programs degrade gracefully.
   for (const [fam, v] of Object.entries(ALLOWED_FAMILIES)) {
+    if (fam === 'AF_UNIX' && !o.unixSockets) continue
     rules.push(rule(['socket'], 'SCMP_ACT_ALLOW', [eq(0, v)], `socket(${fam})`))
+  }
+  if (!o.unixSockets) {
+    // Host unix sockets (issue 9 finding 7): seccomp cannot read connect()'s path, but without an
+    // AF_UNIX socket there is nothing to connect() with. Pathname sockets are reached through the
+    // filesystem, so a socket a host process creates in a mounted tree AFTER start (masking only
+    // covers the ones there at create) would otherwise be reachable. socketpair(AF_UNIX) stays
+    // (child stdio, IPC between the agent's own processes); its datagram form is denied below.
+    rules.push(rule(['socket'], 'SCMP_ACT_ERRNO', [eq(0, ALLOWED_FAMILIES.AF_UNIX)], 'podshell: socket(AF_UNIX): would reach host unix sockets in mounted trees (allow with --allow-socket)', { errnoRet: EPERM }))
   }
   for (const [proto, p] of Object.entries(ALLOWED_NETLINK)) {
     rules.push(rule(['socket'], 'SCMP_ACT_ALLOW', [eq(0, AF_NETLINK), eq(2, p)], `socket(AF_NETLINK, ${proto})`))
@@ -155,7 +169,17 @@ export function podshellRules() {
   rules.push(rule(['socket'], 'SCMP_ACT_ERRNO', [gt(0, AF_MAX_ENUMERATED)], `socket(family >${AF_MAX_ENUMERATED}): address family not allowed`, { errnoRet: EAFNOSUPPORT }))
 
   // socketpair(2): only AF_UNIX makes sense (and AF_TIPC would otherwise be reachable here).
-  rules.push(rule(['socketpair'], 'SCMP_ACT_ALLOW', [eq(0, ALLOWED_FAMILIES.AF_UNIX)], 'socketpair(AF_UNIX)'))
+  if (o.unixSockets) {
+    rules.push(rule(['socketpair'], 'SCMP_ACT_ALLOW', [eq(0, ALLOWED_FAMILIES.AF_UNIX)], 'socketpair(AF_UNIX)'))
+  } else {
+    // A connected stream/seqpacket pair cannot connect() again (EISCONN) and ignores sendto()'s
+    // address; a DATAGRAM one can be connect()ed or sendto() any pathname socket, so it is denied.
+    // The type's low 4 bits are the type (SOCK_NONBLOCK/SOCK_CLOEXEC are flags above them).
+    for (const [type, t] of Object.entries(SOCKETPAIR_TYPES)) {
+      rules.push(rule(['socketpair'], 'SCMP_ACT_ALLOW', [eq(0, ALLOWED_FAMILIES.AF_UNIX), masked(1, SOCK_TYPE_MASK, t)], `socketpair(AF_UNIX, ${type})`))
+    }
+    rules.push(rule(['socketpair'], 'SCMP_ACT_ERRNO', [eq(0, ALLOWED_FAMILIES.AF_UNIX), masked(1, SOCK_TYPE_MASK, SOCK_DGRAM)], 'podshell: socketpair(AF_UNIX, SOCK_DGRAM): a datagram socket can sendto() host unix sockets', { errnoRet: EPERM }))
+  }
   rules.push(rule(['socketpair'], 'SCMP_ACT_ERRNO', [eq(0, 0)], 'socketpair(family 0)', { errnoRet: EAFNOSUPPORT }))
   rules.push(rule(['socketpair'], 'SCMP_ACT_ERRNO', [gt(0, ALLOWED_FAMILIES.AF_UNIX)], 'socketpair: families other than AF_UNIX', { errnoRet: EAFNOSUPPORT }))
 
@@ -180,7 +204,12 @@ function nativeArchMap(base) {
     .map(a => ({ architecture: a.architecture, subArchitectures: [] }))
 }
 
-export function generate(base) {
+/**
+ * `unixSockets: false` (default.json, every sandbox without --allow-socket): socket(AF_UNIX) and
+ * datagram socketpairs denied. `true` (unix-sockets.json, a sandbox given a host socket on purpose):
+ * AF_UNIX allowed as before; the sockets found at create are still masked.
+ */
+export function generate(base, o = { unixSockets: false }) {
   const denied = new Set([...Object.values(DENY_EPERM).flat(), ...REWRITTEN])
   const syscalls = []
   for (const r of base.syscalls) {
@@ -188,7 +217,7 @@ export function generate(base) {
     if (names.length === 0) continue
     syscalls.push({ ...r, names })
   }
-  syscalls.push(...podshellRules())
+  syscalls.push(...podshellRules(o))
   return {
     defaultAction: base.defaultAction,
     defaultErrnoRet: base.defaultErrnoRet,
@@ -205,17 +234,21 @@ export function render(profile) {
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const BASE_PATH = join(root, 'seccomp', 'base', 'containers-common.json')
 export const OUT_PATH = join(root, 'seccomp', 'default.json')
+export const UNIX_OUT_PATH = join(root, 'seccomp', 'unix-sockets.json')
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const text = render(generate(JSON.parse(readFileSync(BASE_PATH, 'utf8'))))
-  if (process.argv.includes('--check')) {
-    const current = readFileSync(OUT_PATH, 'utf8')
-    if (current !== text) {
-      process.stderr.write('seccomp/default.json is stale: run node scripts/gen-seccomp.mjs\n')
-      process.exit(1)
+  const base = JSON.parse(readFileSync(BASE_PATH, 'utf8'))
+  for (const [out, unixSockets] of [[OUT_PATH, false], [UNIX_OUT_PATH, true]]) {
+    const text = render(generate(base, { unixSockets }))
+    if (process.argv.includes('--check')) {
+      const current = readFileSync(out, 'utf8')
+      if (current !== text) {
+        process.stderr.write(`${out} is stale: run node scripts/gen-seccomp.mjs\n`)
+        process.exit(1)
+      }
+    } else {
+      writeFileSync(out, text)
+      process.stderr.write(`wrote ${out}\n`)
     }
-  } else {
-    writeFileSync(OUT_PATH, text)
-    process.stderr.write(`wrote ${OUT_PATH}\n`)
   }
 }

@@ -6,6 +6,7 @@ import type { PolicyEngine } from './policy-engine.js'
 import type { AuditLog } from './audit.js'
 import type { TlsInspection } from './tls-terminate.js'
 import { MAX_INSPECTED_HEADER_BYTES } from '../rules/glob.js'
+import type { Contention } from './http/admission.js'
 
 /** Resolves a DNS name to all its addresses. */
 export type Resolver = (host: string) => Promise<IpAddress[]>
@@ -28,6 +29,8 @@ export interface ProxyLimits {
   maxInFlight: number
   /** Requests of one sandbox waiting for an in-flight slot; beyond that: 503, logged. */
   maxQueued: number
+  /** maxInFlight while another sandbox is active (ProxyOptions.contention; src/gateway/http/admission.ts). */
+  contendedInFlight: number
   /** Max bytes of a request target (URL); longer: 414, logged. */
   maxTargetBytes: number
   /** Max bytes of a CONNECT request head (OpenShell: 8 KiB). */
@@ -52,6 +55,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   maxConnections: 1024,
   maxInFlight: 32,
   maxQueued: 512,
+  contendedInFlight: 4,
   maxTargetBytes: 8 * 1024,
   maxConnectHeaderBytes: 8 * 1024,
   maxHttpHeaderBytes: MAX_INSPECTED_HEADER_BYTES,
@@ -77,6 +81,8 @@ export interface ProxyOptions {
    */
   permitAddress?: ((ip: IpAddress) => boolean) | undefined
   limits?: Partial<ProxyLimits>
+  /** The gateway's shared record of active sandboxes (fair share of the event loop); none: no sharing. */
+  contention?: Contention | undefined
   /** TLS inspection (src/gateway/tls-terminate.ts); without it, CONNECTs are only ever tunnelled. */
   tls?: TlsInspection | undefined
   /** The sandbox's placeholders and held values (issue 12); none when absent. */

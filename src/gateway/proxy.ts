@@ -89,7 +89,7 @@ export class SandboxProxy {
     this.opts = opts
     this.sandbox = opts.sandbox
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
-    this.admission = new Admission(this.limits.maxInFlight, this.limits.maxQueued)
+    this.admission = new Admission(this.limits.maxInFlight, this.limits.maxQueued, opts.contention, this.limits.contendedInFlight)
     this.server = createServer({
       maxHeaderSize: this.limits.maxHttpHeaderBytes,
       // Bodies stream for as long as they need (large uploads); only the head has a deadline.
@@ -198,6 +198,7 @@ export class SandboxProxy {
 
   /** Stops listening, closes every client connection and tunnel, removes the socket file. */
   async close(): Promise<void> {
+    this.opts.contention?.forget(this.admission)
     this.terminator?.dropPool()
     for (const t of this.tunnels) {
       t.client.destroy()

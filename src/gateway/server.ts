@@ -32,6 +32,7 @@ import type { IpAddress } from './address.js'
 import { GatewayTls } from '../tls/gateway-tls.js'
 import type { HeldCredential } from './credential-substitution.js'
 import type { ReloadResult, StatsResult, SandboxStats, PingResult } from './client.js'
+import { Contention } from './http/admission.js'
 
 // The engine reads only network_policies; the schema's Policy must stay assignable to its input.
 const _policyIsEngineInput = (p: Policy): PolicyInput => p
@@ -95,6 +96,8 @@ export class Gateway {
   readonly dataDir: string
   private readonly opts: GatewayOptions
   private readonly served = new Map<string, Served>()
+  /** Which sandboxes are active: a flooding sandbox's in-flight share shrinks while others are (admission.ts). */
+  private readonly contention = new Contention()
   private readonly pending = new Map<string, Promise<Served | undefined>>()
   private control: Server | undefined
   private readonly controlSockets = new Set<Socket>()
@@ -180,6 +183,7 @@ export class Gateway {
         resolve: this.opts.testHooks?.resolve ?? createSandboxResolver(),
         permitAddress: this.opts.testHooks?.permitAddress,
         limits: this.opts.limits,
+        contention: this.contention,
         tls: this.tls ? await this.tls.forSandbox(name) : undefined,
         credentials: () => heldCredentials(entry),
       })

@@ -17,7 +17,7 @@ import { fsError } from '../util/fs.js'
 import { homeMountpoints } from './spec.js'
 import { mapFilesystemPolicy } from './fs-policy.js'
 import { pinMounts } from './mount-guard.js'
-import { allowedSockets, socketMasks } from './sockets.js'
+import { allowedSockets, seccompForSockets, socketMasks } from './sockets.js'
 import { parsePolicyText } from '../policy/parse.js'
 
 import type { SandboxInfo } from './sandbox-info.js'
@@ -111,7 +111,10 @@ export async function planCreate(o: CreateOptions, rc: PlanContext): Promise<Pla
   for (const a of o.command) {
     if (a.includes('\0')) throw new PodshellError('command arguments must not contain NUL', { exitCode: 2, code: 'INVALID_INPUT' })
   }
-  const seccomp = o.seccompProfile ?? rc.seccompProfile
+  const allow = allowedSockets((o.allowSockets ?? []).map(p => check(hostPath, p, '--allow-socket')))
+  // AF_UNIX is denied by the default profile (host sockets that appear after start); allowed
+  // sockets need it (sockets.ts).
+  const seccomp = seccompForSockets(o.seccompProfile ?? rc.seccompProfile, allow)
   if (!existsSync(seccomp)) {
     // Fails closed: a missing profile must stop the create, never run the agent unfiltered.
     throw new PodshellError(`seccomp profile not found: ${seccomp}`, { hint: 'reinstall podshell or pass an existing profile', code: 'SECCOMP_MISSING' })
@@ -122,7 +125,7 @@ export async function planCreate(o: CreateOptions, rc: PlanContext): Promise<Pla
   if (stateDirExists(rc.dataDir, finalName)) throw alreadyExists(finalName)
   const allMasks = (o.masks ?? []).map(m => normalizePath(check(hostPath, m, 'mask path')))
   // Host unix sockets found in the mounted trees: an empty read-only file on top (sockets.ts).
-  const sockets = socketMasks(allMasks, allowedSockets((o.allowSockets ?? []).map(p => check(hostPath, p, '--allow-socket'))), rc.dataDir)
+  const sockets = socketMasks(allMasks, allow, rc.dataDir)
   const masks = sockets.dirMasks
   mounts.push(...sockets.socketMounts)
   // Ancestors of protected mounts and masks bound onto themselves: they cannot be renamed away (mount-guard.ts).

@@ -1,5 +1,6 @@
 import { closeSync, lstatSync, mkdirSync, openSync, realpathSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { PodshellError } from '../errors.js'
 import { normalizePath } from '../util/validate.js'
 import type { MountSpec } from './types.js'
@@ -19,19 +20,35 @@ import type { MountSpec } from './types.js'
  * reaches the host's server. Sockets are found by the same bounded scan that finds `.ai-read-deny`
  * markers (sensitive.ts scanTree: the directory entry type, no extra syscall).
  *
+ * Sockets that appear AFTER start (a host editor, language server, ssh-agent or a Podman API socket
+ * created in the repo later) cannot be masked: a running container's mounts cannot be changed, and
+ * a bind from inside the pod's mount namespace would race the host process. They are closed by
+ * the KERNEL instead: the agent's seccomp profile (seccomp/default.json, scripts/gen-seccomp.mjs)
+ * denies socket(AF_UNIX) with EPERM and socketpair(AF_UNIX, SOCK_DGRAM) (a datagram pair can
+ * sendto() any path); stream/seqpacket socketpairs stay (child stdio, IPC among the agent's own
+ * processes: a connected pair cannot connect() again, EISCONN). seccomp cannot read connect()'s
+ * path, so this is all or nothing: a sandbox given a socket with `--allow-socket PATH` (spec
+ * `allow_sockets`) runs under seccomp/unix-sockets.json, which allows AF_UNIX, and is then
+ * protected only by the masks made at create (docs/security.md says so).
+ *
  * Not chosen:
- *   - seccomp cannot tell one connect() from another: its filter sees the sockaddr POINTER, not the
- *     path, so it can only deny AF_UNIX altogether (what srt does by default). Agents need AF_UNIX
- *     for their own IPC (language servers, node's worker pipes, git's fsmonitor daemon, X/Wayland-
- *     less tools that use socketpair), so that breaks them;
  *   - Landlock's LANDLOCK_ACCESS_FS_MAKE_SOCK restricts creating socket files, not connecting to
  *     existing ones; scoping pathname-socket connects (LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET covers
- *     abstract sockets only) is not in the kernel API.
- * Sockets that appear AFTER start (a dev server started on the host later) are not masked: a running
- * container's mounts cannot be changed; `isHostSocketRisk` below is for the watcher to report them
- * (not wired yet). The user can let a sandbox reach a socket on purpose with
- * `--allow-socket PATH` (spec `allow_sockets`).
+ *     abstract sockets only) is not in the kernel API;
+ *   - the host watcher masking new sockets: not possible for a live mount without racing.
  */
+
+const SECCOMP_DIR = fileURLToPath(new URL('../../seccomp/', import.meta.url))
+
+/**
+ * The seccomp profile for a sandbox: podshell's default profile denies AF_UNIX sockets; a sandbox
+ * given host sockets on purpose (`allowed` not empty) gets its twin that allows them. A profile the
+ * user or config chose is used as it is.
+ */
+export function seccompForSockets(profile: string, allowed: ReadonlySet<string>): string {
+  if (allowed.size && profile === join(SECCOMP_DIR, 'default.json')) return join(SECCOMP_DIR, 'unix-sockets.json')
+  return profile
+}
 
 /** Name of the empty read-only file bound over masked sockets, in podshell's data dir. */
 export const EMPTY_MASK_FILE = 'empty-mask'

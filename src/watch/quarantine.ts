@@ -38,8 +38,11 @@ export interface Finding {
   readonly rule: string
   /** One line: what the entry is and why it is dangerous. */
   readonly reason: string
-  /** What was done: moved aside, key removed, baseline restored. */
-  readonly action: 'quarantined' | 'sanitized' | 'restored'
+  /**
+   * What was done: moved aside, key removed, baseline restored; `blocked`: nothing to move (a live
+   * host unix socket), the kernel already stops the agent (seccomp), recorded so it is visible.
+   */
+  readonly action: 'quarantined' | 'sanitized' | 'restored' | 'blocked'
   /** Where the agent's version went (quarantine path), if anywhere. */
   readonly savedTo?: string
   /** Keys removed from a git config. */
@@ -194,6 +197,7 @@ export function recordFinding(ctx: QuarantineContext, f: Finding): void {
 }
 
 export function findingLine(f: Finding): string {
+  if (f.action === 'blocked') return `host unix socket blocked ${f.path} (${f.reason})`
   const what = f.action === 'quarantined' ? 'quarantined' : f.action === 'sanitized' ? `removed ${f.removed?.join(', ') ?? ''} from` : 'restored'
   return `host-executed file ${what} ${f.path} (${f.reason})${f.savedTo ? ` → ${f.savedTo}` : ''}`
 }
@@ -221,7 +225,7 @@ export function renderFinding(sandbox: string, f: Finding, time: number): Render
     metadata: { version: OCSF_VERSION, product: { name: 'podshell watcher', vendor_name: 'podshell' }, profiles: ['security_control'], uid: sandbox },
     finding_info: {
       uid: randomBytes(8).toString('hex'),
-      title: 'Host-executed file written by the agent',
+      title: f.action === 'blocked' ? 'Host unix socket in a mounted tree' : 'Host-executed file written by the agent',
       desc: redact(f.reason),
       types: [f.rule],
       analytic: { name: f.rule, type: 'Rule', type_id: 1 },
@@ -229,8 +233,8 @@ export function renderFinding(sandbox: string, f: Finding, time: number): Render
     resources: [{ name: f.path, type: 'file' }],
     action_id: 2,
     action: 'Denied',
-    disposition_id: 3,
-    disposition: 'Quarantined',
+    disposition_id: f.action === 'blocked' ? 2 : 3,
+    disposition: f.action === 'blocked' ? 'Blocked' : 'Quarantined',
     unmapped: {
       sandbox,
       engine: ENGINE,
@@ -240,6 +244,6 @@ export function renderFinding(sandbox: string, f: Finding, time: number): Render
       ...(f.latencyMs !== undefined ? { latency_ms: f.latencyMs } : {}),
     },
   }
-  const shorthand = `FINDING:CREATE [HIGH] QUARANTINED ${f.path.replace(/\s/g, '_')} [rule:${f.rule.replace(/[\s\]]/g, '_')} action:${f.action}${f.savedTo ? ` saved:${f.savedTo.replace(/\s/g, '_')}` : ''}] [reason:${redact(f.reason).slice(0, 200)}]`
+  const shorthand = `FINDING:CREATE [HIGH] ${f.action === 'blocked' ? 'BLOCKED' : 'QUARANTINED'} ${f.path.replace(/\s/g, '_')} [rule:${f.rule.replace(/[\s\]]/g, '_')} action:${f.action}${f.savedTo ? ` saved:${f.savedTo.replace(/\s/g, '_')}` : ''}] [reason:${redact(f.reason).slice(0, 200)}]`
   return { json, shorthand }
 }

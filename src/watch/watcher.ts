@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, lstatSync, opendirSync, readFileSync, readlinkSync, watch, type FSWatcher, type Stats } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { READ_DENY_MARKER } from '../sandbox/tree-scan.js'
+import { isHostSocketRisk } from '../sandbox/sockets.js'
 import { writeWatchFile } from './paths.js'
 import { gitDirEntryKind, judgeGitConfig, matchHostExec, type HostExecRule } from './rules.js'
 import { moveAside, recordFinding, rewriteFile, type QuarantineContext } from './quarantine.js'
@@ -157,6 +158,8 @@ export class HostExecWatcher {
   private readonly q: QuarantineContext
   baseline: Baseline
   private watchers: FSWatcher[] = []
+  /** Sockets already reported by checkSocket. */
+  private readonly sockets = new Set<string>()
   /** Findings recorded by this instance (tests, the bench). */
   findings = 0
 
@@ -423,6 +426,7 @@ export class HostExecWatcher {
         const rel = String(filename)
         this.check(root, rel)
         const abs = join(root, rel)
+        this.checkSocket(abs)
         let st: Stats | undefined
         try {
           st = lstatSync(abs)
@@ -439,6 +443,24 @@ export class HostExecWatcher {
       w.on('error', onError)
       this.watchers.push(w)
     }
+  }
+
+  /**
+   * A unix socket that appeared in a mounted tree after start (a host editor, language server,
+   * ssh-agent, Podman API socket): it cannot be masked in a running container and a live host
+   * socket cannot be moved aside; the agent's seccomp profile already denies it AF_UNIX sockets
+   * (src/sandbox/sockets.ts). Recorded once per path so the user sees what the sandbox could see.
+   */
+  private checkSocket(abs: string): void {
+    if (this.sockets.has(abs) || !isHostSocketRisk(abs)) return
+    this.sockets.add(abs)
+    this.findings++
+    recordFinding(this.q, {
+      path: abs,
+      rule: 'unix-socket',
+      reason: 'host unix socket created in a mounted tree after start; the sandbox cannot connect: its seccomp profile denies socket(AF_UNIX) unless it was given --allow-socket',
+      action: 'blocked',
+    })
   }
 
   close(): void {

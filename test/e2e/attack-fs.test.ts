@@ -419,9 +419,9 @@ describe('issue 9: protections that survive rename (findings 1 and 6)', () => {
 describe('issue 9: host services through unix sockets in a mounted tree (finding 7)', () => {
   const CONNECT_PY = `
 import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
 try:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
     s.connect(sys.argv[1])
     print('CONNECTED', s.recv(64).decode())
 except OSError as e:
@@ -451,14 +451,79 @@ except OSError as e:
       const c = await cli(['sandbox', 'exec', '-n', allowed, '--', 'python3', '-c', CONNECT_PY, sock])
       task.meta.observed = `${r.stdout.trim()}; the host server accepted ${acceptedFromMasked} connection(s) from the masked sandbox; audit: ${line.slice(line.indexOf('[event:'), line.indexOf('[event:') + 120)}`
       task.meta.control = `--allow-socket: ${c.stdout.trim()}`
-      // EACCES: the empty mask file is read-only (0444), and connect() needs write permission on the path.
-      expect(r.stdout).toMatch(/connect: (Connection refused|Permission denied)/)
+      // EPERM: seccomp denies socket(AF_UNIX) (the masked path would give EACCES: the empty mask
+      // file is read-only and connect() needs write permission on the path).
+      expect(r.stdout).toMatch(/connect: (Connection refused|Permission denied|Operation not permitted)/)
       expect(r.stdout).not.toContain('HOST-POSTGRES-HELLO')
       expect(acceptedFromMasked).toBe(0)
       expect(c.stdout).toContain('CONNECTED HOST-POSTGRES-HELLO')
       expect(accepted).toBe(1)
     } finally {
       server.close()
+    }
+  })
+})
+
+describe('issue 9: host unix sockets that appear after start (finding 7, late sockets)', () => {
+  // What the agent tries: a stream connect (a language server, ssh-agent, the Podman API), a
+  // datagram pair's sendto() to the path (the one socketpair form that can address a path), and
+  // what must keep working without AF_UNIX sockets: a stream socketpair, a subprocess, git.
+  const LATE_PY = `
+import socket, sys, subprocess
+p = sys.argv[1]
+try:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(p)
+    print('CONNECTED', s.recv(64).decode())
+except OSError as e:
+    print('socket:', e.strerror)
+try:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.sendto(b'x', p)
+    print('SENT')
+except OSError as e:
+    print('dgram:', e.strerror)
+a, b = socket.socketpair()
+a.sendall(b'hi')
+print('pair-stream:', 'ok' if b.recv(2) == b'hi' else 'bad')
+print('git:', subprocess.run(['git', 'status', '--short'], cwd=sys.argv[2], capture_output=True).returncode)
+`
+  it('#46b [issue 9 finding 7] a host process creates a listening unix socket in the repo AFTER start; the agent connects → EPERM (seccomp: no AF_UNIX sockets), the host server accepted nothing; the watcher logs it (BLOCKED)', async ({ task }) => {
+    const sock = join(repo, `.late-lsp-${process.pid}.sock`)
+    const { createServer } = await import('node:net')
+    let accepted = 0
+    const server = createServer(c => {
+      accepted++
+      c.end('HOST-SERVICE-HELLO')
+    })
+    // Created after the shared sandbox started: no mask covers it.
+    await new Promise<void>(res => server.listen(sock, () => res()))
+    try {
+      const r = await cli(['sandbox', 'exec', '-n', name, '--', 'python3', '-c', LATE_PY, sock, repo])
+      // Node (Claude Code's runtime): child processes with stdio pipes and an IPC channel (libuv
+      // socketpairs) keep working without AF_UNIX sockets.
+      const nodeJs = `const cp = require('child_process'); console.log('node-exec:', cp.execFileSync('sh', ['-c', 'echo ok']).toString().trim()); const c = cp.spawn(process.execPath, ['-e', 'process.send("ipc-ok")'], { stdio: ['pipe', 'pipe', 'pipe', 'ipc'] }); c.on('message', m => { console.log('node-ipc:', m); c.kill() })`
+      const n = await cli(['sandbox', 'exec', '-n', name, '--', 'node', '-e', nodeJs])
+      const line = await expectLogged(name, /BLOCKED/, new RegExp(`late-lsp-${process.pid}\\.sock`))
+      // Control: the socket answers a host client.
+      const host = await execa('python3', ['-c', `import socket;s=socket.socket(socket.AF_UNIX);s.connect(${JSON.stringify(sock)});print(s.recv(64).decode())`])
+      task.meta.observed = `${r.stdout.trim().split('\n').join(' | ')}; host server accepted ${accepted - 1} connection(s) from the sandbox; watcher: ${line.slice(line.indexOf('FINDING'), line.indexOf('FINDING') + 90)}`
+      task.meta.control = `host client: ${host.stdout.trim()}`
+      expect(host.stdout).toContain('HOST-SERVICE-HELLO')
+      expect(r.stdout).toMatch(/socket: Operation not permitted/)
+      expect(r.stdout).toMatch(/dgram: Operation not permitted/)
+      expect(r.stdout).not.toContain('CONNECTED')
+      expect(r.stdout).not.toContain('SENT')
+      expect(accepted).toBe(1) // the host control only
+      // Still works without AF_UNIX sockets.
+      expect(r.stdout).toContain('pair-stream: ok')
+      expect(r.stdout).toContain('git: 0')
+      expect(n.stdout).toContain('node-exec: ok')
+      expect(n.stdout).toContain('node-ipc: ipc-ok')
+    } finally {
+      server.close()
+      rmSync(sock, { force: true })
     }
   })
 })

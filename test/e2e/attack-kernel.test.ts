@@ -182,8 +182,8 @@ describe('#46 unix sockets of host daemons', () => {
 import socket, os
 print('XDG', os.environ.get('XDG_RUNTIME_DIR'), 'SSH', os.environ.get('SSH_AUTH_SOCK'), 'DBUS', os.environ.get('DBUS_SESSION_BUS_ADDRESS'))
 for p in [${JSON.stringify(sockPath)}, ${JSON.stringify(join(runtimeDir, 'podman/podman.sock'))}, ${JSON.stringify(join(runtimeDir, 'bus'))}, '/run/dbus/system_bus_socket', '/run/podman/podman.sock', '/var/run/docker.sock']:
-    s = socket.socket(socket.AF_UNIX)
     try:
+        s = socket.socket(socket.AF_UNIX)
         s.connect(p); print('CONNECTED', p, s.recv(100))
     except OSError as e:
         print('refused', p, e.strerror)
@@ -208,8 +208,8 @@ print('RUNTIME_DIR_EXISTS', os.path.exists(${JSON.stringify(runtimeDir)}))
     const r = await python(`
 import socket
 for n in ['/tmp/.X11-unix/X0', '/tmp/dbus-podshell', 'podman']:
-    s = socket.socket(socket.AF_UNIX)
     try:
+        s = socket.socket(socket.AF_UNIX)
         s.connect('\\0' + n); print('CONNECTED', n)
     except OSError as e:
         print('refused', n, e.strerror)
@@ -217,7 +217,9 @@ print(open('/proc/net/unix').read().count('\\n') - 1, 'unix sockets in this netn
 `)
     task.meta.observed = r.stdout.trim().split('\n').pop()
     expect(r.stdout).not.toContain('CONNECTED')
-    expect(r.stdout).toMatch(/refused podman Connection refused/)
+    // Operation not permitted: the seccomp profile denies socket(AF_UNIX) (issue 9 finding 7);
+    // a profile that allowed it would get Connection refused (another network namespace).
+    expect(r.stdout).toMatch(/refused podman (Connection refused|Operation not permitted)/)
   })
 
   async function python(program: string) {

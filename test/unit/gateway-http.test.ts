@@ -17,7 +17,7 @@ import { parseIp } from '../../src/gateway/address.js'
 import type { TlsInspection } from '../../src/gateway/tls-terminate.js'
 import { parsePolicyText } from '../../src/policy/parse.js'
 import { sandboxAuditDir } from '../../src/config/paths.js'
-import { Admission } from '../../src/gateway/http/admission.js'
+import { Admission, Contention } from '../../src/gateway/http/admission.js'
 import { redact } from '../../src/gateway/audit.js'
 
 let data: string
@@ -252,6 +252,33 @@ describe('per-sandbox admission', () => {
     ;(await w3)!()
     expect(order).toEqual([2, 3])
     expect(ad.inFlight).toBe(0)
+  })
+
+  it('Admission with Contention: alone a sandbox gets maxInFlight; while another is active, contendedInFlight; back to full once it is quiet', async () => {
+    let now = 0
+    const c = new Contention(1000, () => now)
+    const a = new Admission(8, 100, c, 2)
+    const b = new Admission(8, 100, c, 2)
+    const held = await Promise.all(Array.from({ length: 3 }, () => a.acquire()))
+    expect(a.inFlight).toBe(3) // alone: more than 2
+    const rb = await b.acquire() // B becomes active: A is capped at 2
+    expect(a.cap).toBe(2)
+    const waiting = [a.acquire(), a.acquire()]
+    expect(a.queued).toBe(2)
+    held[0]!() // 3 → 2: the cap fell, the slot is not passed on
+    expect(a.inFlight).toBe(2)
+    expect(a.queued).toBe(2)
+    held[1]!() // at the cap: the slot passes to the oldest waiter
+    await waiting[0]
+    expect(a.inFlight).toBe(2)
+    expect(a.queued).toBe(1)
+    rb!()
+    now = 1500 // B quiet for longer than the window: A's waiters get its full share again
+    held[2]!()
+    await waiting[1]
+    expect(a.cap).toBe(8)
+    expect(a.queued).toBe(0)
+    c.forget(b)
   })
 })
 

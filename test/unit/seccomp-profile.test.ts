@@ -30,6 +30,8 @@ interface Profile {
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const text = readFileSync(`${root}seccomp/default.json`, 'utf8')
 const profile = JSON.parse(text) as Profile
+const unixText = readFileSync(`${root}seccomp/unix-sockets.json`, 'utf8')
+const unixProfile = JSON.parse(unixText) as Profile
 
 const EPERM = 1
 const ENOSYS = 38
@@ -61,16 +63,16 @@ function cmp(a: Arg, values: bigint[]): boolean {
 
 type Outcome = { action: 'allow' } | { action: 'errno'; errno: number }
 
-function matching(name: string, args: (number | bigint)[], arch = 'amd64'): Outcome[] {
+function matching(name: string, args: (number | bigint)[], arch = 'amd64', p = profile): Outcome[] {
   const values = args.map(a => BigInt.asUintN(64, BigInt(a)))
-  return profile.syscalls
+  return p.syscalls
     .filter(r => r.names.includes(name) && applies(r, arch) && (r.args ?? []).every(a => cmp(a, values)))
     .map(r => (r.action === 'SCMP_ACT_ALLOW' ? { action: 'allow' as const } : { action: 'errno' as const, errno: r.errnoRet ?? profile.defaultErrnoRet }))
 }
 
 /** The one outcome of a call; fails when rules with different outcomes overlap. */
-function outcome(name: string, args: (number | bigint)[] = [], arch = 'amd64'): Outcome {
-  const m = matching(name, args, arch)
+function outcome(name: string, args: (number | bigint)[] = [], arch = 'amd64', p = profile): Outcome {
+  const m = matching(name, args, arch, p)
   const distinct = new Set(m.map(o => JSON.stringify(o)))
   if (distinct.size > 1) throw new Error(`${name}(${args.join(', ')}): conflicting rules ${[...distinct].join(' / ')}`)
   return m[0] ?? { action: 'errno', errno: profile.defaultErrnoRet }
@@ -83,6 +85,7 @@ describe('seccomp profile: shape', () => {
   it('is exactly what scripts/gen-seccomp.mjs generates from the vendored base (regenerable)', () => {
     const base = JSON.parse(readFileSync(`${root}seccomp/base/containers-common.json`, 'utf8'))
     expect(render(generate(base))).toBe(text)
+    expect(render(generate(base, { unixSockets: true }))).toBe(unixText)
   })
 
   it('denies everything not listed with ENOSYS (fails closed)', () => {
@@ -192,8 +195,8 @@ describe('seccomp profile: denials (x86_64, no capabilities)', () => {
     }
   })
 
-  it('socket: AF_UNIX, AF_INET, AF_INET6 are allowed; high bits in the family register do not sneak past', () => {
-    for (const f of [1, 2, 10]) expect(outcome('socket', [f, 1, 0])).toEqual(allow)
+  it('socket: AF_INET, AF_INET6 are allowed; high bits in the family register do not sneak past', () => {
+    for (const f of [2, 10]) expect(outcome('socket', [f, 1, 0])).toEqual(allow)
     // The kernel reads an int: 2 | 1<<32 would be AF_INET to it, so seccomp must not allow it by a rule for 2.
     expect(outcome('socket', [2n | (1n << 32n), 1, 0])).toEqual(errno(EAFNOSUPPORT))
     expect(outcome('socket', [17n | (1n << 32n), 3, 0]).action).toBe('errno')
@@ -215,6 +218,26 @@ describe('seccomp profile: denials (x86_64, no capabilities)', () => {
 
   it('fallocate: EOPNOTSUPP in every mode (one call would reserve the host disk faster than the disk guard sees)', () => {
     for (const mode of [0, 1, 3, 0x10]) expect(outcome('fallocate', [3, mode, 0, 1 << 30])).toEqual(errno(95))
+  })
+
+  // Host unix sockets that appear in a mounted tree after start (issue 9 finding 7): no AF_UNIX
+  // socket to connect() with, and no datagram pair that could sendto() a path.
+  const SOCK_NONBLOCK = 0o4000
+  const SOCK_CLOEXEC = 0o2000000
+  it('default profile: socket(AF_UNIX) is EPERM for every type and flag; socketpair(AF_UNIX) only stream/seqpacket', () => {
+    for (const t of [1, 2, 5, 1 | SOCK_CLOEXEC, 2 | SOCK_NONBLOCK | SOCK_CLOEXEC]) expect(outcome('socket', [1, t, 0]), `type ${t}`).toEqual(errno(EPERM))
+    expect(outcome('socket', [1n | (1n << 32n), 1, 0]).action).toBe('errno')
+    for (const t of [1, 5, 1 | SOCK_CLOEXEC, 5 | SOCK_NONBLOCK | SOCK_CLOEXEC]) expect(outcome('socketpair', [1, t, 0]), `type ${t}`).toEqual(allow)
+    for (const t of [2, 2 | SOCK_CLOEXEC, 2 | SOCK_NONBLOCK]) expect(outcome('socketpair', [1, t, 0]), `type ${t}`).toEqual(errno(EPERM))
+    expect(outcome('socketpair', [1, 3, 0]).action).toBe('errno') // SOCK_RAW: not covered, fails closed
+  })
+
+  it('unix-sockets profile (a sandbox given --allow-socket): AF_UNIX allowed as before, the rest identical', () => {
+    expect(outcome('socket', [1, 1, 0], 'amd64', unixProfile)).toEqual(allow)
+    expect(outcome('socketpair', [1, 2, 0], 'amd64', unixProfile)).toEqual(allow)
+    for (const [n, a] of [['socket', [17, 3, 0]], ['socket', [16, 3, 9]], ['socket', [38, 5, 0]], ['ptrace', [0]], ['unshare', [0x10000000]], ['socketpair', [30, 1, 0]]] as const) {
+      expect(outcome(n, [...a], 'amd64', unixProfile), n).toEqual(outcome(n, [...a]))
+    }
   })
 
   it('personality: no PER_LINUX32 (8) nor ADDR_NO_RANDOMIZE; PER_LINUX, UNAME26 and the query stay allowed', () => {
