@@ -391,15 +391,17 @@ export class TlsTerminator {
       // is read and discarded (its end is known from the parsed framing, so nothing of it can be
       // taken for the next request, which is decided on its own). Closing right after the 403
       // raced the client's body through the bridge: the client could see the connection reset
-      // before the answer (measured with python's urllib). A body over 1 MiB still closes it.
+      // before the answer (measured with python's urllib). A body over 1 MiB still closes it. A 413
+      // (body over the rewrite buffer) is answered the same way: the client is still sending when
+      // it is refused (closing at once reset curl's connection before it read the 413: Podman 5 lane).
       const len = Number(req.headers['content-length'] ?? 0)
-      if (status !== 403 || req.headers['transfer-encoding'] !== undefined || len > MAX_DISCARD_BODY) {
+      if ((status !== 403 && status !== 413) || req.headers['transfer-encoding'] !== undefined || len > MAX_DISCARD_BODY) {
         req.resume()
         return this.ctx.sendJson(res, status, STATUS_TEXT[status] ?? 'Bad Request', body)
       }
       req.resume()
       const json = JSON.stringify(body)
-      res.writeHead(403, 'Forbidden', { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(json)) })
+      res.writeHead(status, STATUS_TEXT[status], { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(json)) })
       res.end(json)
     }
     // Origin-form only: the target of every request is the CONNECT's host.
