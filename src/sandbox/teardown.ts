@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process'
-import { SANDBOX_NAME_RE } from '../util/patterns.js'
 import { cliMain } from '../util/self.js'
 import { markOperation } from './state.js'
 import type { Env } from '../config/paths.js'
@@ -28,11 +27,5 @@ export function spawnTeardown(dataDir: string, name: string, env: Env): void {
   child.unref()
 }
 
-/** The arguments of `podshell _teardown`, or undefined when they are not ours. */
-export function teardownArgs(argv: readonly string[]): { dataDir: string; name: string } | undefined {
-  const i = argv.indexOf('--data')
-  const dataDir = i >= 0 ? argv[i + 1] : undefined
-  const name = argv.filter((a, k) => !a.startsWith('--') && k !== i + 1)[0]
-  if (!dataDir || !dataDir.startsWith('/') || !name || !SANDBOX_NAME_RE.test(name)) return undefined
-  return { dataDir, name }
-}
+/** The arguments of `podshell _teardown` (the same shape as `_watch`'s). */
+export { internalArgs as teardownArgs } from '../util/self.js'

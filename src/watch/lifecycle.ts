@@ -2,8 +2,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { sandboxDir, sandboxHomeDir } from '../config/paths.js'
-import { SANDBOX_NAME_RE } from '../util/patterns.js'
-import { cliMain } from '../util/self.js'
+import { cliMain, internalArgs } from '../util/self.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import { recordFinding } from './quarantine.js'
 import { baselineFile, degradedFile, pidFile, readyFile, rootsFile, watchDir, watcherIdentity, watcherMissing, writeWatchFile } from './paths.js'
@@ -153,14 +152,13 @@ export async function stopWatcher(dataDir: string, name: string): Promise<void> 
  * wires stop() to SIGTERM/SIGINT; `done` resolves with the exit code.
  */
 export async function watchMain(argv: readonly string[]): Promise<{ done: Promise<number>; stop: () => void }> {
-  const i = argv.indexOf('--data')
-  const dataDir = i >= 0 ? argv[i + 1] : undefined
-  const name = argv.filter((a, k) => !a.startsWith('--') && k !== i + 1)[0]
+  const args = internalArgs(argv)
   const finished = (code: number) => ({ done: Promise.resolve(code), stop: () => undefined })
-  if (!dataDir || !name || !SANDBOX_NAME_RE.test(name)) {
+  if (!args) {
     process.stderr.write('usage: podshell _watch --data DIR NAME\n')
     return finished(2)
   }
+  const { dataDir, name } = args
   if (watcherIdentity(dataDir, name)) return finished(0) // one watcher per sandbox
   writeWatchFile(pidFile(dataDir, name), selfCreatorId() + '\n')
   const roots = JSON.parse(readFileSync(rootsFile(dataDir, name), 'utf8')) as string[]
