@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, statSync, mkdirSync, existsSync } from 'node:fs'
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, statSync, mkdirSync, existsSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -154,6 +154,13 @@ describe('trust bundles', () => {
     expect(existsSync(join(dir, 'gateway/sandboxes/s1/tls/ca-key.pem'))).toBe(false)
     for (const f of ['ca-bundle.pem', 'podshell-ca.pem', 'truststore.p12']) expect(readFileSync(join(dir, 'gateway/sandboxes/s1/tls', f), 'latin1')).not.toContain('PRIVATE KEY')
     expect(t.mounts.map(m => m.target)).toEqual(['/etc/podshell-tls', ...IMAGE_BUNDLE_PATHS])
+    // The PKCS#12 store is built once per set of certificates and reused by the next sandbox.
+    const cached = readdirSync(join(dir, 'gateway', 'tls')).filter(f => /^truststore-[0-9a-f]{32}\.p12$/.test(f))
+    expect(cached).toHaveLength(1)
+    mkdirSync(join(dir, 'gateway', 'sandboxes', 's2'), { recursive: true })
+    prepareSandboxTrust(dir, 's2', ca, roots)
+    expect(readFileSync(join(dir, 'gateway/sandboxes/s2/tls/truststore.p12'))).toEqual(readFileSync(join(dir, 'gateway/sandboxes/s1/tls/truststore.p12')))
+    expect(readdirSync(join(dir, 'gateway', 'tls')).filter(f => f.startsWith('truststore-'))).toEqual(cached)
     expect(Object.keys(t.env).sort()).toEqual(['CURL_CA_BUNDLE', 'DENO_CERT', 'GIT_SSL_CAINFO', 'JAVA_TOOL_OPTIONS', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'SSL_CERT_FILE'])
     // openssl verifies the leaf with the sandbox bundle alone.
     const leaf = await new LeafIssuer(ca).get('example.org')
