@@ -1,4 +1,5 @@
 #!/bin/sh
+# (sh bench/probes/host-sockets.sh, from the repository root, as the unprivileged user.)
 # Attacker's view of host unix sockets with AF_UNIX allowed vs denied (issue 9). Runs as the test
 # user on the "host": an abstract socket and a pathname socket created in a mounted directory AFTER
 # the container started (so no create-time mask can cover it); the container polls and connects.

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Which in-sandbox tools need AF_UNIX (issue 9, unix sockets). Runs INSIDE the sandbox image; prints
-# one "tool: ok|FAIL detail" line per probe. Run by bench/unix-sockets.mjs under both seccomp profiles.
+# one "tool: ok|FAIL detail" line per probe (bench/probes/unix-sockets-run.sh runs it under both profiles).
 cd /tmp
 echo "installed: $(for t in tmux screen gpg-agent ssh-agent ssh sshd python3 node git; do command -v $t >/dev/null && printf '%s ' $t; done)"
 probe() { name=$1; shift; out=$("$@" 2>&1); rc=$?; if [ $rc = 0 ]; then echo "$name: ok"; else echo "$name: FAIL rc=$rc $(echo "$out" | tail -1 | cut -c1-160)"; fi; }
