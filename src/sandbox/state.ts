@@ -90,8 +90,9 @@ export function writeLastUsed(data: string, name: string): void {
  */
 const operationFile = (data: string, name: string) => join(sandboxDir(data, name), 'creator')
 
-export function markOperation(data: string, name: string): void {
-  writeFileAtomic(operationFile(data, name), selfCreatorId() + '\n')
+/** Marks an operation in flight, by this process or (`owner`, from creatorIdOf) a child it spawned. */
+export function markOperation(data: string, name: string, owner: string = selfCreatorId()): void {
+  writeFileAtomic(operationFile(data, name), owner + '\n')
 }
 
 export function finishOperation(data: string, name: string): void {

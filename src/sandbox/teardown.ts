@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { cliMain } from '../util/self.js'
 import { markOperation } from './state.js'
+import { creatorIdOf } from '../util/process.js'
 import type { Env } from '../config/paths.js'
 
 /**
@@ -24,6 +25,17 @@ export function spawnTeardown(dataDir: string, name: string, env: Env): void {
     cwd: '/',
   })
   child.on('error', () => undefined) // gc finishes the job
+  // The marker names the teardown process from now on: this process exits next, and a marker
+  // naming it would make the next command's gc take the half-removed pod for an interrupted
+  // operation and race the teardown for it (measured: ~400 ms of podman calls in the next
+  // create's gc when creates follow each other). The teardown's delete rewrites it the same.
+  if (child.pid !== undefined) {
+    try {
+      markOperation(dataDir, name, creatorIdOf(child.pid))
+    } catch {
+      // The first marker stays: gc finishes the job once this process is gone.
+    }
+  }
   child.unref()
 }
 

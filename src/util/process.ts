@@ -5,7 +5,12 @@ import { readFileSync } from 'node:fs'
  * process that is gone. Used for the creator label of pods, operation markers and lock files.
  */
 export function selfCreatorId(): string {
-  return `${process.pid}:${processStartTime(process.pid) ?? '0'}`
+  return creatorIdOf(process.pid)
+}
+
+/** The identity of another process (a child just spawned); `pid:0` (never alive) if it is gone. */
+export function creatorIdOf(pid: number): string {
+  return `${pid}:${processStartTime(pid) ?? '0'}`
 }
 
 /** Whether the process an identity from selfCreatorId() names is still running. */
