@@ -40,15 +40,6 @@ export type { SandboxTrustArgs, SandboxDeps, RuntimeOptions } from './runtime-ty
 
 export { PROXY_URL }
 
-/** What create has made so far (removed by its cleanup on failure). */
-interface Made {
-  pod: boolean
-  state: boolean
-  secrets: boolean
-  /** The pod and bridge being made concurrently with the rest of provisioning. */
-  podUp?: Promise<void>
-}
-
 /** What provisioning hands to the agent launch. */
 interface Launch {
   secretArgs: string[]
@@ -101,13 +92,10 @@ export class SandboxRuntime {
     const o = sec.options
     const plan = await this.plan(o)
     const { name } = plan
-    const made: Made = { pod: false, state: false, secrets: false }
+    const made = { pod: false, state: false, secrets: false }
     let cleaning: Promise<void> | undefined
     const cleanup = () =>
       (cleaning ??= (async () => {
-        // A pod still being made is waited for: removing it before its `pod create` returned
-        // would leave it behind.
-        await made.podUp?.catch(() => undefined)
         if (made.pod) await this.podman.run(['pod', 'rm', '-f', '--ignore', podName(name)], { reject: false })
         if (made.secrets) await this.deps.removeCredentials(this.podman, name).catch(() => undefined)
         if (made.state) {
@@ -153,7 +141,7 @@ export class SandboxRuntime {
   }
 
   /** State dir, policy, gateway registration, credentials, pod and bridge: everything but the agent. */
-  private async provision(plan: Plan, o: CreateOptions, made: Made, step: () => void): Promise<Launch> {
+  private async provision(plan: Plan, o: CreateOptions, made: { pod: boolean; state: boolean; secrets: boolean }, step: () => void): Promise<Launch> {
     const { name } = plan
     trace('planned')
     // Images are checked while the state is written and the pod is created (podman calls are
@@ -179,20 +167,12 @@ export class SandboxRuntime {
     markOperation(this.dataDir, name)
     for (const d of [sandboxPolicyDir(this.dataDir, name), sandboxEgressDir(this.dataDir, name), sandboxAuditDir(this.dataDir, name), sandboxHomeDir(this.dataDir, name)]) ensureDir(d)
     prepareHomeMountpoints(this.dataDir, plan)
-    // The policy is validated before anything is started for it (a bad policy costs no pod).
-    const warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
-    // The pod and its bridge hold nothing of the sandbox's policy, credentials or agent: they are
-    // made while the trust bundle, the gateway registration and the credentials are prepared (issue
-    // 14: ~200-500 ms of podman that was on the critical path). Nothing can use the bridge before
-    // the agent starts, and the agent starts only after everything below is done.
-    made.pod = true
-    made.podUp = this.startPodAndBridge(plan, o, images)
-    made.podUp.catch(() => undefined) // awaited below and in cleanup
     // Host-executed-file watcher (src/watch/): spawned now, in parallel with the rest; its baseline
     // and watches are awaited below, BEFORE the agent starts. Never throws.
     const watching = watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, say: this.say, env: this.env })
     // Before the gateway is asked to serve the sandbox: it signs with the CA this bundle holds.
     const trust = await this.deps.prepareTrust(name)
+    const warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
     trace('state written')
     step()
     if (!(await this.deps.gatewayAlive())) {
@@ -217,13 +197,17 @@ export class SandboxRuntime {
     }
 
     step()
-    await made.podUp
+    made.pod = true
+    await this.podman.run(podCreateArgs(podSpec(name, podLabels(plan, o))))
     if ((await images).gatewayReplaced) {
       // The gateway this sandbox registered with was on an old image and is gone.
       await this.deps.ensureGateway(this.podman, this.say)
       await this.deps.registerWithGateway(name)
     }
     step()
+    const bridge = runArgs(bridgeSpec(name, this.dataDir, plan.uid, plan.gid, plan.limits, this.podman.rootlessLimits), this.renderContext({}), { verb: 'run-detached' })
+    await this.podman.run(bridge.args, { env: bridge.podmanEnv })
+    trace('bridge running')
     this.deps.audit(name, 'created', {
       image: plan.image,
       mounts: plan.mounts.map(m => `${m.source}:${m.mode}`),
@@ -236,21 +220,6 @@ export class SandboxRuntime {
     await watching
     step()
     return { secretArgs: creds.secretArgs, trust, warnings }
-  }
-
-  /**
-   * The sandbox's pod (infra holding the loopback-only namespaces) and its bridge. The bridge
-   * relays to the gateway socket per connection, so it may start before the sandbox is registered:
-   * a connection before that finds no socket and fails closed.
-   */
-  private async startPodAndBridge(plan: Plan, o: CreateOptions, images: Promise<unknown>): Promise<void> {
-    const { name } = plan
-    await this.podman.run(podCreateArgs(podSpec(name, podLabels(plan, o))))
-    trace('pod created')
-    await images // the bridge runs the gateway image
-    const bridge = runArgs(bridgeSpec(name, this.dataDir, plan.uid, plan.gid, plan.limits, this.podman.rootlessLimits), this.renderContext({}), { verb: 'run-detached' })
-    await this.podman.run(bridge.args, { env: bridge.podmanEnv })
-    trace('bridge running')
   }
 
   /**
