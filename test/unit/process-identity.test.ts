@@ -1,6 +1,10 @@
 import { spawn } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 import { creatorAlive, creatorIdOf } from '../../src/util/process.js'
+import { mkdtempSync, mkdirSync, existsSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { handOverOperation, markOperation, operationState } from '../../src/sandbox/state.js'
 
 /**
  * Operation markers name a process by pid and start time (src/util/process.ts). A `--no-keep`
@@ -37,5 +41,30 @@ describe('creatorAlive', () => {
     expect(creatorAlive(creatorIdOf(process.pid))).toBe(true)
     expect(creatorAlive('999999999:5')).toBe(false)
     expect(creatorAlive(undefined)).toBe(false)
+  })
+})
+
+describe('handOverOperation', () => {
+  it('renames the marker to the new owner while the state dir exists, and never re-creates a removed one', async () => {
+    const data = mkdtempSync(join(tmpdir(), 'psh-handover-'))
+    try {
+      mkdirSync(join(data, 'sandboxes', 's1'), { recursive: true })
+      markOperation(data, 's1')
+      expect(operationState(data, 's1')).toBe('running')
+      // A finished process as the new owner: the operation now counts as interrupted.
+      const child = spawn('true')
+      const pid = child.pid!
+      const id = creatorIdOf(pid)
+      await new Promise(r => child.once('exit', r))
+      handOverOperation(data, 's1', id)
+      expect(operationState(data, 's1')).toBe('interrupted')
+      expect(readdirSync(join(data, 'sandboxes', 's1'))).toEqual(['creator'])
+      // The new owner removed the state dir first: nothing comes back.
+      rmSync(join(data, 'sandboxes', 's1'), { recursive: true })
+      expect(() => handOverOperation(data, 's1', creatorIdOf(process.pid))).toThrow(/operation marker of sandbox s1/)
+      expect(existsSync(join(data, 'sandboxes', 's1'))).toBe(false)
+    } finally {
+      rmSync(data, { recursive: true, force: true })
+    }
   })
 })
