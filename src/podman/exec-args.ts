@@ -17,6 +17,14 @@ export function sshdExecArgs(container: string, script: string): string[] {
   return ['exec', '-i', '--env', SSHD_ENV_HOST_KEY, '--env', SSHD_ENV_AUTHORIZED_KEY, container, 'sh', '-c', script]
 }
 
+/**
+ * `podman exec -d CONTAINER SERVER DIR`: starts a sandbox's exec server (native/execd.c) as an
+ * ordinary exec: the container's user, capabilities, seccomp profile and environment, nothing more.
+ */
+export function execServerStartArgs(container: string, server: string, dir: string): string[] {
+  return ['exec', '-d', container, server, dir]
+}
+
 /** `podman exec CONTAINER id -un`: the name the agent's uid has in the container's passwd. */
 export function agentUserNameArgs(container: string): string[] {
   return ['exec', container, 'id', '-un']
