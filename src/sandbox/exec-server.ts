@@ -1,41 +1,84 @@
-import { spawn } from 'node:child_process'
-import { closeSync, constants as C, existsSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { chmodSync, closeSync, constants as C, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
-import { sandboxDir } from '../config/paths.js'
+import { sandboxDir, type Env } from '../config/paths.js'
 import type { SignalSource } from '../podman/interactive.js'
-import { execServerStartArgs } from '../podman/exec-args.js'
+import { execServerStartArgs, EXECD_KEY_ENV } from '../podman/exec-args.js'
 import { agentContainer } from './naming.js'
-import { encodeFrame, encodeRequest, FrameDecoder, SIGNAL_NUMBERS } from './exec-frames.js'
+import { ClientChannel, FrameDecoder, KEY_BYTES, requestPayload, SIGNAL_NUMBERS, type Frame } from './exec-frames.js'
 
 /**
- * The host side of a sandbox's exec server (native/execd.c; docs/architecture.md "Exec server").
- * Light on purpose (src/cli/fast-exec.ts loads it): node builtins only.
+ * The host side of a sandbox's exec server (native/execd.c, which says how the channel is
+ * protected; docs/architecture.md "Exec server"). Light on purpose (src/cli/fast-exec.ts loads
+ * it): node builtins only.
  *
  * Nothing read from the exec dir is trusted: the agent can write there. Every path is opened with
- * O_NOFOLLOW and must be a FIFO; what comes back is only bytes for this process's stdout/stderr
- * (as with `podman exec`) and an exit status in 0..255; frames are bounded (MAX_FRAME).
+ * O_NOFOLLOW and must be a FIFO; every frame must carry the tag of the sandbox's key (which only
+ * the host and the server hold), in order, after the server's hello. Before a valid hello nothing
+ * is sent, so falling back to `podman exec` never runs a command twice. What comes back is only
+ * bytes for this process's stdout/stderr (as with `podman exec`) and an exit status in 0..255.
+ *
+ * PODSHELL_EXEC_SERVER=0 turns the server off (every exec through `podman exec`; new sandboxes
+ * get no mounts for it).
  */
 
 /** The per-sandbox dir the server listens in (host side); mounted at EXECD_MOUNT in the agent. */
 export const execServerDir = (data: string, name: string) => join(sandboxDir(data, name), 'execd')
+/** The sandbox's exec key (hex): in the sandbox's state dir, never mounted into a container. */
+export const execServerKeyFile = (data: string, name: string) => join(sandboxDir(data, name), 'execd.key')
 /** Where the agent container sees the dir and the server binary. */
 export const EXECD_MOUNT = '/run/podshell-execd'
 export const EXECD_BIN = '/run/podshell-execd-server'
 /** The static server binary, built by `npm run build` (scripts/build-execd.mjs) when a C compiler is there. */
 export const EXECD_BINARY = fileURLToPath(new URL('../../dist/podshell-execd', import.meta.url))
 
+export const execServerEnabled = (env: Env = process.env) => env.PODSHELL_EXEC_SERVER !== '0'
+
 /**
- * The agent container's exec-server mounts: its dir (made here, 0700) and the binary. Undefined
- * without the binary: that sandbox's execs all go through `podman exec`.
+ * The execute-only copy of the server binary that sandboxes mount (mode 0111: the kernel then
+ * makes the server non-dumpable at execve, so the agent cannot read its key from /proc). One per
+ * data dir and build of the binary; made once, atomically.
  */
-export function prepareExecServer(data: string, name: string): { dir: string; binary: string } | undefined {
-  if (!existsSync(EXECD_BINARY)) return undefined
+function executeOnlyBinary(data: string): string {
+  const st = statSync(EXECD_BINARY)
+  const dir = join(data, 'execd')
+  const bin = join(dir, `podshell-execd-${st.size}-${Math.floor(st.mtimeMs)}`)
+  if (existsSync(bin)) return bin
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const tmp = `${bin}.${process.pid}.${randomBytes(4).toString('hex')}`
+  copyFileSync(EXECD_BINARY, tmp)
+  chmodSync(tmp, 0o111)
+  renameSync(tmp, bin)
+  return bin
+}
+
+/**
+ * The agent container's exec-server mounts: its dir (made here, 0700), its key (made once,
+ * 0600, host only) and the execute-only binary. Undefined without the binary or when turned
+ * off: that sandbox's execs all go through `podman exec`.
+ */
+export function prepareExecServer(data: string, name: string, env: Env = process.env): { dir: string; binary: string } | undefined {
+  if (!execServerEnabled(env) || !existsSync(EXECD_BINARY)) return undefined
   const dir = execServerDir(data, name)
   mkdirSync(dir, { recursive: true, mode: 0o700 })
-  return { dir, binary: EXECD_BINARY }
+  try {
+    writeFileSync(execServerKeyFile(data, name), randomBytes(KEY_BYTES).toString('hex'), { mode: 0o600, flag: 'wx' })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+  }
+  return { dir, binary: executeOnlyBinary(data) }
+}
+
+function readKey(data: string, name: string): Buffer | undefined {
+  try {
+    const hex = readFileSync(execServerKeyFile(data, name), 'latin1')
+    return /^[0-9a-f]{64}$/.test(hex) ? Buffer.from(hex, 'hex') : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /**
@@ -44,12 +87,20 @@ export function prepareExecServer(data: string, name: string): { dir: string; bi
  * has the mounts for it (a sandbox created before the server existed never gets one).
  */
 export async function execThroughServer(data: string, name: string, podman: string, globalArgs: readonly string[], r: ServerExecRequest, signals: SignalSource | undefined): Promise<number | undefined> {
+  if (!execServerEnabled()) return undefined
   const res = await serverExec(data, name, r, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signals })
   if (typeof res === 'number') return res
   if (res === 'no-answer') process.stderr.write(`podshell: the exec server of sandbox ${name} did not answer; using podman exec\n`)
   if (res === 'no-server') {
-    // Detached: it outlives this command; a second server exits at once (it holds a lock).
-    spawn(podman, [...globalArgs, ...execServerStartArgs(agentContainer(name), EXECD_BIN, EXECD_MOUNT)], { detached: true, stdio: 'ignore' }).unref()
+    const key = readKey(data, name)
+    // Detached: it outlives this command; a second server exits at once (it holds a lock). The
+    // key goes in podman's environment (`--env NAME` copies it from there), never in an argv.
+    if (key)
+      spawn(podman, [...globalArgs, ...execServerStartArgs(agentContainer(name), EXECD_BIN, EXECD_MOUNT)], {
+        detached: true,
+        stdio: 'ignore',
+        env: { ...process.env, [EXECD_KEY_ENV]: key.toString('hex') },
+      }).unref()
   }
   return undefined
 }
@@ -73,11 +124,13 @@ export interface ServerExecIO {
 export type ServerUnavailable = 'no-dir' | 'no-server' | 'no-answer'
 
 const HANDSHAKE_MS = 2000
+/** Grace between TERM and KILL when --timeout ends an exec (as the podman exec path: issue 9). */
+const TIMEOUT_GRACE_S = 2
 
 function openFifo(path: string, flags: number): number | 'retry' {
   let fd: number
   try {
-    fd = openSync(path, flags | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_CLOEXEC)
+    fd = openSync(path, flags | C.O_NOFOLLOW | C.O_NONBLOCK)
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENXIO') return 'retry'
@@ -90,14 +143,43 @@ function openFifo(path: string, flags: number): number | 'retry' {
   return fd
 }
 
+/** The server's hello, checked; undefined when none came in time or it failed its tag. */
+function awaitHello(from: Socket, dec: FrameDecoder, ch: ClientChannel, ms: number): Promise<Frame[] | undefined> {
+  return new Promise(resolve => {
+    const done = (v: Frame[] | undefined) => {
+      clearTimeout(t)
+      from.off('data', onData)
+      from.off('close', onClose)
+      from.pause()
+      resolve(v)
+    }
+    const onData = (chunk: Buffer) => {
+      try {
+        const frames = dec.push(chunk)
+        if (!frames.length) return
+        ch.accept(frames[0]!)
+        // Anything after the hello is checked by the session, in order.
+        done(frames.slice(1))
+      } catch {
+        done(undefined)
+      }
+    }
+    const onClose = () => done(undefined)
+    const t = setTimeout(() => done(undefined), ms)
+    from.on('data', onData)
+    from.on('close', onClose)
+  })
+}
+
 /**
  * Runs one exec through the server. Resolves with the exit code, or with a ServerUnavailable
- * reason before anything ran (the command runs only once the request frame is sent, so a
- * fallback never runs it twice).
+ * reason before anything ran (the request is sent only after the server's hello checked out, so
+ * a fallback never runs the command twice).
  */
 export async function serverExec(data: string, name: string, r: ServerExecRequest, io: ServerExecIO): Promise<number | ServerUnavailable> {
   const dir = execServerDir(data, name)
-  if (!existsSync(dir)) return 'no-dir'
+  const key = readKey(data, name)
+  if (!key || !existsSync(dir)) return 'no-dir'
   let req: number | 'retry'
   try {
     req = openFifo(join(dir, 'req'), C.O_WRONLY)
@@ -132,21 +214,38 @@ export async function serverExec(data: string, name: string, r: ServerExecReques
     if (typeof inFd === 'number') closeSync(inFd)
     return 'no-answer'
   }
-  return runSession(new Socket({ fd: inFd, readable: false, writable: true }), new Socket({ fd: outFd, readable: true, writable: false }), r, io)
+  const toServer = new Socket({ fd: inFd, readable: false, writable: true })
+  const fromServer = new Socket({ fd: outFd, readable: true, writable: false })
+  toServer.on('error', () => undefined)
+  fromServer.on('error', () => undefined)
+  const ch = new ClientChannel(key, id)
+  const dec = new FrameDecoder()
+  const early = await awaitHello(fromServer, dec, ch, Math.max(0, deadline - Date.now()))
+  if (!early) {
+    toServer.destroy()
+    fromServer.destroy()
+    return 'no-answer'
+  }
+  return runSession(toServer, fromServer, ch, dec, early, r, io)
 }
 
-function runSession(toServer: Socket, fromServer: Socket, r: ServerExecRequest, io: ServerExecIO): Promise<number> {
+function runSession(toServer: Socket, fromServer: Socket, ch: ClientChannel, dec: FrameDecoder, early: Frame[], r: ServerExecRequest, io: ServerExecIO): Promise<number> {
   return new Promise(resolve => {
     const rows = io.stdout.rows ?? 24
     const cols = io.stdout.columns ?? 80
     const send = (type: string, payload?: Buffer | string) => {
-      if (!toServer.destroyed) toServer.write(encodeFrame(type, payload))
+      if (!toServer.destroyed) toServer.write(ch.seal(type, payload))
     }
-    toServer.on('error', () => undefined)
-    toServer.write(encodeRequest({ tty: r.tty, rows, cols, cwd: r.workdir, command: r.command, env: r.env }))
+    send('R', requestPayload({ tty: r.tty, rows, cols, cwd: r.workdir, command: r.command, env: r.env }))
 
     const raw = r.tty && io.stdin.isTTY === true && typeof io.stdin.setRawMode === 'function'
-    if (raw) io.stdin.setRawMode!(true)
+    if (raw) {
+      io.stdin.setRawMode!(true)
+      // libuv's raw mode keeps output processing (ONLCR): the sandbox's terminal already turned
+      // "\n" into "\r\n", so this one must pass bytes as they are, as `podman exec -t` does.
+      // setRawMode(false) restores the settings libuv saved before.
+      if (io.stdin === process.stdin) spawnSync('stty', ['-opost'], { stdio: ['inherit', 'ignore', 'ignore'] })
+    }
     const onData = (d: Buffer | string) => {
       const b = typeof d === 'string' ? Buffer.from(d) : d
       for (let o = 0; o < b.length; o += 65536) send('I', b.subarray(o, o + 65536))
@@ -168,14 +267,13 @@ function runSession(toServer: Socket, fromServer: Socket, r: ServerExecRequest, 
       return [sig, h] as const
     })
     let timedOut = false
-    let killTimer: NodeJS.Timeout | undefined
     const timer =
       r.timeoutSeconds && r.timeoutSeconds > 0
         ? setTimeout(() => {
-            // Every process of the exec's session: TERM, then KILL (issue 9).
+            // Every process the exec started: TERM, KILL after the grace (issue 9); the server
+            // answers with the exit status once they are all gone.
             timedOut = true
-            send('K', Buffer.from([15]))
-            killTimer = setTimeout(() => send('K', Buffer.from([9])), 2000)
+            send('K', Buffer.from([TIMEOUT_GRACE_S]))
           }, r.timeoutSeconds * 1000)
         : undefined
 
@@ -184,7 +282,6 @@ function runSession(toServer: Socket, fromServer: Socket, r: ServerExecRequest, 
       if (finished) return
       finished = true
       if (timer) clearTimeout(timer)
-      if (killTimer) clearTimeout(killTimer)
       for (const [sig, h] of handlers) io.signals?.off(sig, h)
       io.stdin.off('data', onData)
       io.stdin.off('end', onEnd)
@@ -195,16 +292,15 @@ function runSession(toServer: Socket, fromServer: Socket, r: ServerExecRequest, 
       fromServer.destroy()
       resolve(timedOut ? 124 : code)
     }
-    const dec = new FrameDecoder()
-    fromServer.on('data', (chunk: Buffer) => {
-      let frames
-      try {
-        frames = dec.push(chunk)
-      } catch (e) {
-        io.stderr.write(`podshell: ${(e as Error).message}\n`)
-        return finish(255)
-      }
-      for (const f of frames) {
+    const handle = (frames: Frame[]) => {
+      for (const f0 of frames) {
+        let f: Frame
+        try {
+          f = ch.accept(f0)
+        } catch (e) {
+          io.stderr.write(`podshell: ${(e as Error).message}\n`)
+          return finish(255)
+        }
         if (f.type === 'O') {
           if (!io.stdout.write(f.payload)) {
             fromServer.pause()
@@ -216,11 +312,22 @@ function runSession(toServer: Socket, fromServer: Socket, r: ServerExecRequest, 
           return finish(code <= 255 ? code : 255)
         }
       }
+    }
+    fromServer.on('data', (chunk: Buffer) => {
+      let frames
+      try {
+        frames = dec.push(chunk)
+      } catch (e) {
+        io.stderr.write(`podshell: ${(e as Error).message}\n`)
+        return finish(255)
+      }
+      handle(frames)
     })
-    fromServer.on('error', () => undefined)
     fromServer.on('close', () => {
       if (!finished) io.stderr.write('podshell: the exec server ended the session without an exit status\n')
       finish(255)
     })
+    handle(early)
+    fromServer.resume()
   })
 }
