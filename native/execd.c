@@ -548,9 +548,21 @@ int main(int argc, char **argv) {
   signal(SIGCHLD, SIG_IGN); /* sessions are reaped by the kernel */
   signal(SIGHUP, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
+  struct stat mine;
+  if (fstat(req, &mine) < 0) return 1;
   char line[4096];
   size_t have = 0;
   for (;;) {
+    /* DIR/req replaced or removed (the agent can): this server can no longer be reached, so it
+     * ends and gives up the lock; the next client starts a new one. */
+    struct pollfd pf = {req, POLLIN, 0};
+    int pr = poll(&pf, 1, 1000);
+    if (pr < 0 && errno != EINTR) return 1;
+    if (pr <= 0) {
+      struct stat now;
+      if (lstat(path, &now) < 0 || now.st_ino != mine.st_ino || now.st_dev != mine.st_dev) return 0;
+      continue;
+    }
     ssize_t n = read(req, line + have, sizeof line - 1 - have);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return 1;

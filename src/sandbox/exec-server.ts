@@ -90,7 +90,7 @@ export async function execThroughServer(data: string, name: string, podman: stri
   if (!execServerEnabled()) return undefined
   const res = await serverExec(data, name, r, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signals })
   if (typeof res === 'number') return res
-  if (res === 'no-answer') process.stderr.write(`podshell: the exec server of sandbox ${name} did not answer; using podman exec\n`)
+  if (res === 'no-answer') process.stderr.write(`podshell: the exec server of sandbox ${name} did not answer (or failed authentication); using podman exec\n`)
   if (res === 'no-server') {
     const key = readKey(data, name)
     // Detached: it outlives this command; a second server exits at once (it holds a lock). The
@@ -143,10 +143,10 @@ function openFifo(path: string, flags: number): number | 'retry' {
   return fd
 }
 
-/** The server's hello, checked; undefined when none came in time or it failed its tag. */
-function awaitHello(from: Socket, dec: FrameDecoder, ch: ClientChannel, ms: number): Promise<Frame[] | undefined> {
+/** The server's hello, checked: undefined when none came in time, 'forged' when it failed its tag. */
+function awaitHello(from: Socket, dec: FrameDecoder, ch: ClientChannel, ms: number): Promise<Frame[] | 'forged' | undefined> {
   return new Promise(resolve => {
-    const done = (v: Frame[] | undefined) => {
+    const done = (v: Frame[] | 'forged' | undefined) => {
       clearTimeout(t)
       from.off('data', onData)
       from.off('close', onClose)
@@ -161,7 +161,7 @@ function awaitHello(from: Socket, dec: FrameDecoder, ch: ClientChannel, ms: numb
         // Anything after the hello is checked by the session, in order.
         done(frames.slice(1))
       } catch {
-        done(undefined)
+        done('forged')
       }
     }
     const onClose = () => done(undefined)
@@ -221,15 +221,30 @@ export async function serverExec(data: string, name: string, r: ServerExecReques
   const ch = new ClientChannel(key, id)
   const dec = new FrameDecoder()
   const early = await awaitHello(fromServer, dec, ch, Math.max(0, deadline - Date.now()))
-  if (!early) {
+  if (!Array.isArray(early)) {
     toServer.destroy()
     fromServer.destroy()
+    if (early === 'forged') await auditForged(data, name, 'hello')
     return 'no-answer'
   }
-  return runSession(toServer, fromServer, ch, dec, early, r, io)
+  const code = await runSession(toServer, fromServer, ch, dec, early, r, io)
+  if (code === 'forged') {
+    await auditForged(data, name, 'session')
+    return 255
+  }
+  return code
 }
 
-function runSession(toServer: Socket, fromServer: Socket, ch: ClientChannel, dec: FrameDecoder, early: Frame[], r: ServerExecRequest, io: ServerExecIO): Promise<number> {
+/**
+ * Something in the sandbox answered in the exec server's place without its key: recorded in the
+ * sandbox's retained audit log (loaded only then: the fast path stays small).
+ */
+async function auditForged(data: string, name: string, stage: 'hello' | 'session'): Promise<void> {
+  const { appendRetained } = await import('../gateway/audit.js')
+  appendRetained(data, name, { event: 'exec_server_forged', stage, message: 'a frame on the exec server channel failed authentication (a process in the sandbox posing as the exec server)' })
+}
+
+function runSession(toServer: Socket, fromServer: Socket, ch: ClientChannel, dec: FrameDecoder, early: Frame[], r: ServerExecRequest, io: ServerExecIO): Promise<number | 'forged'> {
   return new Promise(resolve => {
     const rows = io.stdout.rows ?? 24
     const cols = io.stdout.columns ?? 80
@@ -278,7 +293,7 @@ function runSession(toServer: Socket, fromServer: Socket, ch: ClientChannel, dec
         : undefined
 
     let finished = false
-    const finish = (code: number) => {
+    const finish = (code: number | 'forged') => {
       if (finished) return
       finished = true
       if (timer) clearTimeout(timer)
@@ -290,7 +305,7 @@ function runSession(toServer: Socket, fromServer: Socket, ch: ClientChannel, dec
       io.stdin.pause()
       toServer.destroy()
       fromServer.destroy()
-      resolve(timedOut ? 124 : code)
+      resolve(timedOut && code !== 'forged' ? 124 : code)
     }
     const handle = (frames: Frame[]) => {
       for (const f0 of frames) {
@@ -299,7 +314,7 @@ function runSession(toServer: Socket, fromServer: Socket, ch: ClientChannel, dec
           f = ch.accept(f0)
         } catch (e) {
           io.stderr.write(`podshell: ${(e as Error).message}\n`)
-          return finish(255)
+          return finish('forged')
         }
         if (f.type === 'O') {
           if (!io.stdout.write(f.payload)) {
