@@ -544,6 +544,7 @@ int main(int argc, char **argv) {
   if (req < 0) return 1;
   int nul = open("/dev/null", O_RDWR);
   if (nul >= 0) dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
+  if (nul > 2) close(nul);
   setsid();
   signal(SIGCHLD, SIG_IGN); /* sessions are reaped by the kernel */
   signal(SIGHUP, SIG_IGN);
