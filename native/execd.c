@@ -26,7 +26,8 @@
  * cannot replay one (nonce and sequence numbers). It can still stop the channel working (kill the
  * server, steal request lines): the client then falls back to `podman exec`, before anything ran.
  *   client: R request (NUL-terminated strings: tty, rows, cols, cwd, argc, argv..., env K=V...)
- *           I stdin data, E stdin EOF, S signal (1 byte), W window size (rows u16, cols u16),
+ *           I stdin data, E stdin EOF, S signal (1 byte; to every process the exec started),
+ *           W window size (rows u16, cols u16),
  *           K end the exec (1 byte: grace seconds): TERM to every process it started (this
  *             session process is their child subreaper, so a setsid'd or double-forked child is
  *             still found), KILL after the grace; the exit status is sent once all are gone
@@ -479,7 +480,9 @@ static void session(const char *id) {
           if (tty) write_all(in_w, "\x04", 1);
           else close(in_w), in_w = -1;
         } else if (t == 'S' && n == 1 && d[0] > 0 && d[0] < 65) {
-          kill(-pid, d[0]);
+          /* Every process the exec started, as the podman exec path signals the exec's whole
+           * session and descendants (src/sandbox/signals.ts). */
+          kill_tree(d[0]);
         } else if (t == 'K' && n == 1 && d[0] >= 0 && d[0] <= 30) {
           /* The exit status is sent only after every process of the exec is gone. */
           terminate_tree(d[0]);

@@ -81,13 +81,15 @@ describe('the exec server', () => {
   })
 
   it('forwards SIGTERM and SIGINT to the command', async () => {
-    const child = cliSpawn(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', `trap "echo got-term; exit 77" TERM; echo ready $(${VIA}); while :; do sleep 0.1; done`])
+    const child = cliSpawn(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', `setsid sleep 321 & trap "echo got-term; exit 77" TERM; echo ready $(${VIA}); while :; do sleep 0.1; done`])
     const ready = await new Promise<string>(resolve => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve(d.toString())))
     expect(ready).toContain(SERVER_BIN)
     child.kill('SIGTERM')
     const r = await child
     expect(String(r.stdout)).toContain('got-term')
     expect(r.exitCode).toBe(77)
+    // The signal went to every process the exec started, a setsid'd one too.
+    expect((await sh('ps -eo args | grep -c "[s]leep 321"')).stdout.trim()).toBe('0')
     const intr = cliSpawn(['sandbox', 'exec', '-n', name, '--', 'sh', '-c', 'echo ready; exec sleep 60'])
     await new Promise<void>(resolve => intr.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()))
     intr.kill('SIGINT')
