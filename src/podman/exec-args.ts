@@ -17,6 +17,18 @@ export function sshdExecArgs(container: string, script: string): string[] {
   return ['exec', '-i', '--env', SSHD_ENV_HOST_KEY, '--env', SSHD_ENV_AUTHORIZED_KEY, container, 'sh', '-c', script]
 }
 
+/** The variable that carries a sandbox's exec key from podman's environment to its exec server. */
+export const EXECD_KEY_ENV = 'PODSHELL_EXECD_KEY'
+
+/**
+ * `podman exec -d --env PODSHELL_EXECD_KEY CONTAINER SERVER DIR`: starts a sandbox's exec server
+ * (native/execd.c) as an ordinary exec: the container's user, capabilities, seccomp profile and
+ * environment, nothing more. The key's value comes from podman's own environment (never argv).
+ */
+export function execServerStartArgs(container: string, server: string, dir: string): string[] {
+  return ['exec', '-d', '--env', EXECD_KEY_ENV, container, server, dir]
+}
+
 /** `podman exec CONTAINER id -un`: the name the agent's uid has in the container's passwd. */
 export function agentUserNameArgs(container: string): string[] {
   return ['exec', container, 'id', '-un']
