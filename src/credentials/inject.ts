@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { PodshellError } from '../errors.js'
 import type { Podman } from '../podman/podman.js'
+import { secretEnvArgs } from '../podman/helper-container.js'
 import { sandboxProvidersFile } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
 import { check, sandboxName, objectName } from '../util/validate.js'
@@ -114,7 +115,7 @@ export async function prepareInjection(podman: Podman, dataDir: string, sandbox:
   await verifySecrets(podman, variables)
   const held: Injection['held'] = []
   if (mode === 'env') {
-    variables.forEach((v, i) => secretArgs.push('--secret', `${secretNames[i]!},type=env,target=${v.name}`))
+    secretArgs.push(...secretEnvArgs(variables.map((v, i) => ({ secret: secretNames[i]!, target: v.name }))))
   } else if (variables.length > 0) {
     // The real values come back from the Podman secrets for the gateway; the agent gets a
     // same-shaped placeholder as a plain --env (so `podman inspect` shows only placeholders).

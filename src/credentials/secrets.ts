@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { PodshellError } from '../errors.js'
 import type { Podman } from '../podman/podman.js'
+import { helperRunArgs } from '../podman/helper-container.js'
 
 /**
  * Podman secrets that hold provider credential values. Values never touch podshell's own files:
@@ -161,9 +162,12 @@ function lastLine(stderr: string): string {
  */
 export async function readSecretValues(podman: Podman, secrets: readonly string[], image: string): Promise<string[]> {
   if (secrets.length === 0) return []
-  const args = ['run', '--rm', '--network=none', '--read-only', '--cap-drop=all', '--security-opt=no-new-privileges', '--entrypoint', 'node']
-  secrets.forEach((s, i) => args.push('--secret', `${s},type=env,target=PODSHELL_V${i}`))
-  args.push(image, '-e', `const n=${secrets.length};const o=[];for(let i=0;i<n;i++)o.push(process.env['PODSHELL_V'+i]??null);process.stdout.write(JSON.stringify(o))`)
+  const args = helperRunArgs({
+    image,
+    entrypoint: 'node',
+    args: ['-e', `const n=${secrets.length};const o=[];for(let i=0;i<n;i++)o.push(process.env['PODSHELL_V'+i]??null);process.stdout.write(JSON.stringify(o))`],
+    secretEnv: secrets.map((s, i) => ({ secret: s, target: `PODSHELL_V${i}` })),
+  })
   const r = await podman.run(args)
   let out: unknown
   try {

@@ -3,6 +3,8 @@
  * decisions the proxy asks for — one per CONNECT (host, port) and one per plain-HTTP request
  * (method, host, port, path, query).
  *
+ * Compilation (input shapes, compiled form, host matchers) is in policy-compile.ts.
+ *
  * Semantics follow OpenShell (crates/openshell-supervisor-network/data/sandbox-policy.rego and the
  * policy-schema reference), with the differences podshell needs written where they happen:
  *
@@ -23,124 +25,35 @@
  *  - Protocols whose bodies podshell cannot parse yet (graphql, mcp, json-rpc, sql) are treated as
  *    "nothing matches" for plain HTTP and "narrower than full" for CONNECT: enforce → deny.
  */
-import { canonicalizeHost, parseCidr, checkAddress, classifyAddress, type CanonicalHost, type Cidr, type IpAddress } from './address.js'
-import { compileGlob, MAX_INSPECTED_HEADER_BYTES, type Glob } from '../rules/glob.js'
-import { HostPattern, hostPatternProblem } from '../rules/host-pattern.js'
+import { checkAddress, classifyAddress, type CanonicalHost, type Cidr, type IpAddress } from './address.js'
+import { MAX_INSPECTED_HEADER_BYTES, type Glob } from '../rules/glob.js'
 import { providerHosts } from '../credentials/types.js'
 import { canonicalizePath, parseQuery } from './request-target.js'
+import {
+  compileEndpoint,
+  compileHost,
+  hostMatches,
+  terminates,
+  type CompiledEndpoint,
+  type CompiledRule,
+  type HostMatcher,
+  type PolicyInput,
+  type ProviderAttachment,
+} from './policy-compile.js'
 
 export { canonicalizePath, parseQuery, type CanonicalPath } from './request-target.js'
-
-// ---------------------------------------------------------------------------------------------
-// Input shapes (structurally compatible with src/policy/schema.ts `Policy`; only what the engine
-// reads is listed, everything readonly so parsed zod output is accepted as is).
-// ---------------------------------------------------------------------------------------------
-
-export type QueryMatcherInput = string | { readonly any?: readonly string[]; readonly glob?: string }
-
-export interface L7RuleFieldsInput {
-  readonly method?: string
-  readonly path?: string
-  readonly query?: Readonly<Record<string, QueryMatcherInput>>
-}
-
-export interface EndpointInput {
-  readonly host?: string
-  readonly port?: number
-  readonly ports?: readonly number[]
-  readonly path?: string
-  readonly protocol?: string
-  readonly tls?: string
-  readonly enforcement?: string
-  readonly access?: string
-  readonly rules?: readonly { readonly allow?: L7RuleFieldsInput }[]
-  readonly deny_rules?: readonly L7RuleFieldsInput[]
-  readonly allowed_ips?: readonly string[]
-  readonly allow_encoded_slash?: boolean
-  readonly request_body_credential_rewrite?: boolean
-  readonly credential_binding?: unknown
-}
-
-export interface NetworkPolicyInput {
-  readonly name?: string
-  readonly endpoints?: readonly EndpointInput[]
-}
-
-export interface PolicyInput {
-  readonly network_policies?: Readonly<Record<string, NetworkPolicyInput>> | null
-}
-
-/** An attached provider as listed in `gateway/sandboxes/<name>/providers.json`. */
-export interface ProviderAttachment {
-  readonly name: string
-  readonly type: string
-  readonly config?: Readonly<Record<string, string>>
-}
-
-// ---------------------------------------------------------------------------------------------
-// Compiled form
-// ---------------------------------------------------------------------------------------------
-
-type HostMatcher =
-  | { readonly kind: 'ip-only' } // hostless endpoint with allowed_ips: IP literals only, never a name
-  | { readonly kind: 'exact'; readonly host: string }
-  | { readonly kind: 'glob'; readonly glob: HostPattern }
-  | { readonly kind: 'none'; readonly why: string } // host that can never match (invalid)
-
-interface CompiledQuery {
-  readonly key: string
-  readonly patterns: readonly Glob[]
-}
-
-interface CompiledRule {
-  /** Where it came from, for decisions: `rules[1]`, `deny_rules[0]`, `access: read-only (GET)`. */
-  readonly ref: string
-  /** undefined = the rule can never match (allow rule without method or path). */
-  readonly method: Glob | undefined
-  readonly path: Glob | undefined
-  readonly query: readonly CompiledQuery[]
-  /** `*` method, `**` path, no query: allows everything. */
-  readonly matchesAll: boolean
-}
-
-export type Enforcement = 'enforce' | 'audit'
-
-/** L7 protocols podshell evaluates; the others are known but not inspectable yet. */
-const INSPECTABLE = new Set(['rest', 'websocket'])
-const L4_PROTOCOLS = new Set(['', 'tcp'])
-
-export interface CompiledEndpoint {
-  readonly policy: string
-  readonly policyName: string
-  readonly index: number
-  readonly host: HostMatcher
-  readonly ports: ReadonlySet<number>
-  readonly pathGlob: Glob | undefined
-  /** undefined = L4 endpoint. */
-  readonly l7: CompiledL7 | undefined
-  /** allowed_ips, plus the host itself when the host is an IP literal (OpenShell's implicit rule). */
-  readonly allowedIps: readonly Cidr[] | undefined
-  readonly allowEncodedSlash: boolean
-  /** `tls: skip`: CONNECTs to it are always tunnelled, never terminated (src/gateway/tls-terminate.ts). */
-  readonly tlsSkip: boolean
-  /** A `credential_binding`: placeholders are substituted on its decrypted requests (issue 12), so it is terminated. */
-  readonly credentialBinding: boolean
-  /** The provider a `credential_binding` names ('' when none or not a name). */
-  readonly bindingProvider: string
-  /** `request_body_credential_rewrite: true`: placeholders in request bodies are substituted too (issue 12). */
-  readonly bodyRewrite: boolean
-}
-
-interface CompiledL7 {
-  readonly protocol: string
-  readonly enforcement: Enforcement
-  readonly inspectable: boolean
-  readonly access: string | undefined
-  readonly rules: readonly CompiledRule[]
-  readonly denyRules: readonly CompiledRule[]
-  /** Why a CONNECT (uninspected TLS) would bypass this endpoint's L7 rules; undefined = it would not. */
-  readonly narrower: string | undefined
-}
+export {
+  hostMatches,
+  terminates,
+  type CompiledEndpoint,
+  type Enforcement,
+  type EndpointInput,
+  type L7RuleFieldsInput,
+  type NetworkPolicyInput,
+  type PolicyInput,
+  type ProviderAttachment,
+  type QueryMatcherInput,
+} from './policy-compile.js'
 
 // ---------------------------------------------------------------------------------------------
 // Decisions
@@ -199,133 +112,6 @@ export interface HttpRequestInfo {
 
 /** Ports of cluster control planes: refused for private (allowed_ips) destinations, as OpenShell. */
 export const CONTROL_PLANE_PORTS: ReadonlySet<number> = new Set([2379, 2380, 6443, 10250, 10255])
-
-// ---------------------------------------------------------------------------------------------
-// Compilation
-// ---------------------------------------------------------------------------------------------
-
-const PRESET_METHODS: Record<string, readonly string[]> = {
-  'read-only': ['GET', 'HEAD', 'OPTIONS'],
-  'read-write': ['GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH'],
-  full: ['*'],
-}
-const WEBSOCKET_PRESET_METHODS: Record<string, readonly string[]> = {
-  'read-only': ['GET'],
-  'read-write': ['GET', 'WEBSOCKET_TEXT'],
-  full: ['*'],
-}
-
-function compileHost(ep: EndpointInput): HostMatcher {
-  const raw = ep.host
-  if (raw === undefined || raw === '') {
-    // A hostless endpoint with allowed_ips matches IP-literal destinations inside allowed_ips and
-    // NO name: matching a name would mean resolving an attacker-chosen name to find out whether
-    // its addresses are inside allowed_ips, and that lookup is itself the leak
-    // (`<secret>.attacker.example` reaches the attacker's DNS server). Without allowed_ips it
-    // matches nothing.
-    return ep.allowed_ips && ep.allowed_ips.length > 0 ? { kind: 'ip-only' } : { kind: 'none', why: 'endpoint has no host' }
-  }
-  const lower = raw.toLowerCase().replace(/\.$/, '')
-  if (lower.includes('*')) {
-    // The one host-pattern rule (src/rules/host-pattern.ts); an invalid pattern matches nothing.
-    const pat = HostPattern.parse(lower)
-    return pat ? { kind: 'glob', glob: pat } : { kind: 'none', why: `invalid host pattern ${JSON.stringify(raw)}: ${hostPatternProblem(lower)}` }
-  }
-  try {
-    return { kind: 'exact', host: canonicalizeHost(lower).host }
-  } catch {
-    return { kind: 'none', why: `invalid host ${JSON.stringify(raw)}` }
-  }
-}
-
-function compileQuery(q: L7RuleFieldsInput['query']): CompiledQuery[] {
-  if (!q) return []
-  return Object.entries(q).map(([key, m]) => {
-    const pats = typeof m === 'string' ? [m] : [...(m.any ?? []), ...(m.glob !== undefined ? [m.glob] : [])]
-    return { key, patterns: pats.map(p => compileGlob(p)) }
-  })
-}
-
-function compileRule(r: L7RuleFieldsInput, ref: string, side: 'allow' | 'deny'): CompiledRule {
-  // Allow rules need both method and path (OpenShell's schema requires them; a rule missing one
-  // matches nothing, so a half-written allow rule cannot widen access). Deny rules missing one
-  // match every value of it: a half-written deny rule errs towards denying.
-  const method = r.method !== undefined && r.method !== '' ? compileGlob(r.method.toUpperCase()) : side === 'deny' ? compileGlob('*') : undefined
-  const path = r.path !== undefined && r.path !== '' ? compileGlob(r.path) : side === 'deny' ? compileGlob('**') : undefined
-  const query = compileQuery(r.query)
-  return { ref, method, path, query, matchesAll: r.method === '*' && (r.path === '**' || r.path === '/**') && query.length === 0 }
-}
-
-function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, index: number): CompiledEndpoint {
-  const host = compileHost(ep)
-  const ports = new Set<number>(ep.ports && ep.ports.length > 0 ? ep.ports : ep.port !== undefined ? [ep.port] : [])
-  const pathGlob = ep.path !== undefined && ep.path !== '' && ep.path !== '**' ? compileGlob(ep.path) : undefined
-  const allowed: Cidr[] = []
-  let allowedInvalid = false
-  for (const s of ep.allowed_ips ?? []) {
-    const c = parseCidr(s)
-    if (c) allowed.push(c)
-    else allowedInvalid = true
-  }
-  if (host.kind === 'exact') {
-    // OpenShell's implicit allowed_ips: a host written as an IP literal is the user's explicit
-    // choice of that one address (it cannot be rebound by DNS), so it may be private.
-    try {
-      const h = canonicalizeHost(host.host)
-      if (h.kind === 'ip') allowed.push(parseCidr(h.ip.family === 4 ? `${h.ip.text}/32` : `${h.ip.text}/128`)!)
-    } catch {
-      // unreachable: compileHost already canonicalised it
-    }
-  }
-  const protocol = (ep.protocol ?? '').toLowerCase()
-  let l7: CompiledL7 | undefined
-  if (!L4_PROTOCOLS.has(protocol)) {
-    const enforcement: Enforcement = ep.enforcement === 'enforce' ? 'enforce' : 'audit'
-    const rules: CompiledRule[] = []
-    if (ep.rules && ep.rules.length > 0) {
-      ep.rules.forEach((r, i) => rules.push(compileRule(r.allow ?? {}, `endpoints[${index}].rules[${i}]`, 'allow')))
-    } else if (ep.access) {
-      const table = protocol === 'websocket' ? WEBSOCKET_PRESET_METHODS : PRESET_METHODS
-      for (const m of table[ep.access] ?? []) rules.push(compileRule({ method: m, path: '**' }, `endpoints[${index}].access:${ep.access}`, 'allow'))
-    }
-    const denyRules = (ep.deny_rules ?? []).map((r, i) => compileRule(r, `endpoints[${index}].deny_rules[${i}]`, 'deny'))
-    const inspectable = INSPECTABLE.has(protocol)
-    let narrower: string | undefined
-    if (!inspectable) narrower = `protocol ${protocol} needs request inspection`
-    else if (pathGlob) narrower = `endpoint path ${ep.path}`
-    else if (denyRules.length > 0) narrower = 'deny_rules'
-    else if (!rules.some(r => r.matchesAll)) narrower = ep.access ? `access: ${ep.access}` : rules.length > 0 ? 'method/path rules' : 'no allow rules'
-    l7 = { protocol, enforcement, inspectable, access: ep.access, rules, denyRules, narrower }
-  }
-  return {
-    policy,
-    policyName,
-    index,
-    host: allowedInvalid ? { kind: 'none', why: 'allowed_ips contains an invalid entry' } : host,
-    ports,
-    pathGlob,
-    l7,
-    allowedIps: allowed.length > 0 ? allowed : undefined,
-    allowEncodedSlash: ep.allow_encoded_slash === true,
-    tlsSkip: ep.tls === 'skip',
-    credentialBinding: ep.credential_binding !== undefined,
-    bindingProvider: bindingProviderOf(ep.credential_binding),
-    bodyRewrite: ep.request_body_credential_rewrite === true,
-  }
-}
-
-function bindingProviderOf(b: unknown): string {
-  if (b && typeof b === 'object' && typeof (b as { provider?: unknown }).provider === 'string') return (b as { provider: string }).provider
-  return ''
-}
-
-/**
- * Whether the gateway terminates TLS on this endpoint (OpenShell's auto mode): an inspectable L7
- * endpoint (rest, websocket) or one with a credential binding, unless it is `tls: skip`.
- */
-export function terminates(e: CompiledEndpoint): boolean {
-  return !e.tlsSkip && ((e.l7 !== undefined && e.l7.inspectable) || e.credentialBinding)
-}
 
 // ---------------------------------------------------------------------------------------------
 // The engine
@@ -527,30 +313,8 @@ export class PolicyEngine {
       const e = considered[0]!.e
       return denyOut(e, `${method} ${req.path} rejected: malformed query string`, `${e.policy}.endpoints[${e.index}]`)
     }
-    let denied: { e: CompiledEndpoint; rule: CompiledRule } | undefined
-    let allowed: { e: CompiledEndpoint; rule: CompiledRule } | undefined
-    for (const { e, path } of considered) {
-      const l7 = e.l7!
-      for (const r of l7.denyRules) {
-        if (!denied && ruleMatches(r, method, path, query, 'deny')) denied = { e, rule: r }
-      }
-      if (!allowed && l7.inspectable) {
-        for (const r of l7.rules) {
-          if (ruleMatches(r, method, path, query, 'allow')) {
-            allowed = { e, rule: r }
-            break
-          }
-        }
-      }
-    }
-    let upgradeBlocked: string | undefined
-    if (allowed && !denied && opts.upgrade && allowed.e.l7!.narrower !== undefined) {
-      const path = considered.find(c => c.e === allowed!.e)!.path
-      const textAllowed = allowed.e.l7!.protocol === 'websocket'
-        && allowed.e.l7!.rules.some(r => ruleMatches(r, 'WEBSOCKET_TEXT', path, query, 'allow'))
-        && !considered.some(c => c.e.l7!.denyRules.some(r => ruleMatches(r, 'WEBSOCKET_TEXT', c.path, query, 'deny')))
-      if (!textAllowed) upgradeBlocked = `${method} ${req.path} upgrade not permitted: podshell does not inspect the upgraded connection, and policy ${allowed.e.policy} restricts it (${allowed.e.l7!.narrower})`
-    }
+    const { denied, allowed } = matchRules(considered, method, query)
+    const upgradeBlocked = allowed && !denied && opts.upgrade ? upgradeRestriction(allowed.e, considered, method, req.path, query) : undefined
     if (allowed && !denied && !upgradeBlocked) {
       return {
         allowed: true, mode: 'allow', layer: 'l7', policy: allowed.e.policy, policyName: allowed.e.policyName,
@@ -580,22 +344,46 @@ export class PolicyEngine {
   }
 }
 
-function addressRule(e: CompiledEndpoint): AddressRule {
-  return { endpoint: `${e.policy}.endpoints[${e.index}]`, allowedIps: e.allowedIps }
+type RuleHit = { e: CompiledEndpoint; rule: CompiledRule }
+
+/** The first deny rule and the first allow rule (of an inspectable endpoint) the request matches. */
+function matchRules(considered: readonly { e: CompiledEndpoint; path: string }[], method: string, query: Map<string, string[]>): { denied?: RuleHit; allowed?: RuleHit } {
+  let denied: RuleHit | undefined
+  let allowed: RuleHit | undefined
+  for (const { e, path } of considered) {
+    const l7 = e.l7!
+    for (const r of l7.denyRules) {
+      if (!denied && ruleMatches(r, method, path, query, 'deny')) denied = { e, rule: r }
+    }
+    if (!allowed && l7.inspectable) {
+      for (const r of l7.rules) {
+        if (ruleMatches(r, method, path, query, 'allow')) {
+          allowed = { e, rule: r }
+          break
+        }
+      }
+    }
+  }
+  return { ...(denied ? { denied } : {}), ...(allowed ? { allowed } : {}) }
 }
 
-export function hostMatches(m: HostMatcher, host: CanonicalHost): boolean {
-  switch (m.kind) {
-    case 'ip-only':
-      return host.kind === 'ip'
-    case 'none':
-      return false
-    case 'exact':
-      return m.host === host.host
-    case 'glob':
-      // Globs describe DNS names; an IP literal only matches an explicit IP host.
-      return host.kind === 'name' && m.glob.matches(host.host)
-  }
+/**
+ * Why an allowed upgrade is refused: the upgraded connection is not inspected, so an endpoint whose
+ * rules are narrower than `full` allows it only if it is a websocket endpoint that allows (and no
+ * deny rule forbids) WEBSOCKET_TEXT. undefined = the upgrade may proceed.
+ */
+function upgradeRestriction(e: CompiledEndpoint, considered: readonly { e: CompiledEndpoint; path: string }[], method: string, rawPath: string, query: Map<string, string[]>): string | undefined {
+  const l7 = e.l7!
+  if (l7.narrower === undefined) return undefined
+  const path = considered.find(c => c.e === e)!.path
+  const textAllowed = l7.protocol === 'websocket'
+    && l7.rules.some(r => ruleMatches(r, 'WEBSOCKET_TEXT', path, query, 'allow'))
+    && !considered.some(c => c.e.l7!.denyRules.some(r => ruleMatches(r, 'WEBSOCKET_TEXT', c.path, query, 'deny')))
+  return textAllowed ? undefined : `${method} ${rawPath} upgrade not permitted: podshell does not inspect the upgraded connection, and policy ${e.policy} restricts it (${l7.narrower})`
+}
+
+function addressRule(e: CompiledEndpoint): AddressRule {
+  return { endpoint: `${e.policy}.endpoints[${e.index}]`, allowedIps: e.allowedIps }
 }
 
 /**

@@ -31,9 +31,13 @@
  * the SSRF rules of the endpoint that allowed the request (src/gateway/address.ts), and connects
  * to an address it checked — there is no second lookup a rebinding resolver could answer
  * differently.
+ *
+ * This module is the per-sandbox server and its decisions; the pieces it uses: http/forward.ts
+ * (the absolute-form target and the forward of an admitted request), tunnel.ts (dial, tunnel
+ * wiring), http/denial.ts (the 403 body), http/upgrade.ts (the ws:// relay), proxy-io.ts.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { connect as netConnect, type Socket } from 'node:net'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { lstatSync, unlinkSync, chmodSync, openSync, closeSync } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
@@ -41,25 +45,18 @@ import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
 import { TlsTerminator, sniMismatch, type RelayTunnel } from './tls-terminate.js'
 import { peekClientHello } from './client-hello.js'
 import { decideEffective, forwardHeaders, requestRefusal, responseHeaders } from './http/framing.js'
+import { forwardAdmitted, proxyTarget, type HttpLog, type Target } from './http/forward.js'
+import { denyBody } from './http/denial.js'
+import { dial, pipeTunnel, type Dialed, type TunnelGate } from './tunnel.js'
 import { Admission } from './http/admission.js'
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyOptions } from './proxy-options.js'
-import { endJson, hostHeaderCount, relayInto, sendJson, withTimeout } from './proxy-io.js'
+import { endJson, hostHeaderCount, sendJson, withTimeout } from './proxy-io.js'
 import { relayUpgrade } from './http/upgrade.js'
 
 export { DEFAULT_LIMITS, systemResolver, type ProxyLimits, type ProxyOptions, type Resolver } from './proxy-options.js'
 
-/** An absolute-form request target, parsed and validated. */
-interface Target {
-  host: CanonicalHost
-  port: number
-  path: string
-  query: string | null
-}
-
 /** How a refusal is answered: through the HTTP server's response, or raw on the client socket. */
 type Reply = (status: number, text: string, body: Record<string, unknown>) => void
-type Dialed = { socket: Socket; ip: string; arm: () => void }
-type HttpLog = (action: 'allowed' | 'denied', status: number, reason: string, ip?: string) => void
 
 interface Tunnel {
   readonly host: CanonicalHost
@@ -110,7 +107,7 @@ export class SandboxProxy {
           tls: opts.tls,
           limits: { ...this.limits, handshakeTimeoutMs: Math.min(this.limits.headersTimeoutMs, 10_000), maxFreeSockets: this.limits.upstreamPoolPerHost },
           addressCheck: (d, label, port, addrs) => this.addressCheck(d, label, port, addrs),
-          denyBody: (d, method, host, port, path, detail) => this.denyBody(d, method, host, port, path, detail),
+          denyBody: (d, method, host, port, path, detail) => denyBody(this.sandbox, d, method, host, port, path, detail),
           forwardHeaders: (raw, response) => (response ? responseHeaders(raw) : forwardHeaders(raw)),
           sendJson,
           endJson,
@@ -275,45 +272,6 @@ export class SandboxProxy {
     return this.addressCheck(d, host.host, port, addrs)
   }
 
-  /**
-   * Connects to the first reachable address of a checked list. Never resolves again.
-   *
-   * With `sink` (tunnels), the upstream socket relays what it reads straight into `sink` through
-   * two reusable buffers (`onread`): libuv reads up to RELAY_BUFFER bytes per syscall into a buffer
-   * that is handed to `sink.write()` without a copy; reading pauses while both buffers are in
-   * flight (that is the backpressure). Measured against `upstream.pipe(client)` this cuts the
-   * gateway's CPU per downloaded byte by about half (bench/gateway.mjs). Nothing is written to
-   * the sink before `arm()` (the "200 Connection Established" must come first).
-   */
-  private async dial(addrs: IpAddress[], port: number, sink?: Socket): Promise<Dialed> {
-    let lastErr: Error | undefined
-    for (const a of addrs.slice(0, 4)) {
-      try {
-        return await new Promise((resolve, reject) => {
-          const relay = sink ? relayInto(sink) : undefined
-          const s = netConnect({ host: a.text, port, family: a.family, noDelay: true, ...(relay ? { onread: relay.onread } : {}) })
-          relay?.bind(s)
-          const t = setTimeout(() => {
-            s.destroy()
-            reject(new Error(`connect to ${a.text}:${port} timed out`))
-          }, this.limits.connectTimeoutMs)
-          s.once('connect', () => {
-            clearTimeout(t)
-            s.removeAllListeners('error')
-            resolve({ socket: s, ip: a.text, arm: relay ? () => relay.arm() : () => undefined })
-          })
-          s.once('error', e => {
-            clearTimeout(t)
-            reject(e)
-          })
-        })
-      } catch (e) {
-        lastErr = e as Error
-      }
-    }
-    throw lastErr ?? new Error('no address to connect to')
-  }
-
   // -------------------------------------------------------------------------------------------
   // CONNECT
   // -------------------------------------------------------------------------------------------
@@ -367,7 +325,7 @@ export class SandboxProxy {
     }
     let up: Dialed
     try {
-      up = await this.dial(checked.addresses, port, client)
+      up = await dial(checked.addresses, port, this.limits.connectTimeoutMs, client)
     } catch (e) {
       this.allowed++
       this.opts.audit.network({ activity: 'fail', action: 'allowed', mode: d.mode, host: host.host, port, policy: d.policy, rule: d.matched, reason: `upstream unreachable: ${(e as Error).message}`, providers: d.providers })
@@ -401,98 +359,19 @@ export class SandboxProxy {
     this.pipeTunnel(tunnel, head, 'HTTP/1.1 200 Connection Established\r\n\r\n', up.arm, gate)
   }
 
-  /** Wires a tunnel; `arm` (from a relaying dial) starts upstream→client, otherwise pipe() does. */
-  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void, gate?: (first: Buffer) => 'wait' | 'pass' | 'refuse'): void {
-    const { client, upstream } = t
+  /** Wires a tunnel (src/gateway/tunnel.ts); it leaves this proxy's table when it closes. */
+  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void, gate?: TunnelGate): void {
     const done = () => {
       this.tunnels.delete(t)
-      client.destroy()
-      upstream.destroy()
+      t.client.destroy()
+      t.upstream.destroy()
     }
-    upstream.on('error', done)
-    client.on('error', done)
-    upstream.on('close', done)
-    client.on('close', done)
-    if (this.limits.idleTimeoutMs > 0) {
-      upstream.setTimeout(this.limits.idleTimeoutMs, done)
-      client.setTimeout(this.limits.idleTimeoutMs, done)
-    }
-    client.setNoDelay(true)
-    if (greeting !== undefined) client.write(greeting)
-    if (gate === undefined) {
-      if (head.length > 0) upstream.write(head)
-      client.pipe(upstream)
-    } else {
-      // The client's first bytes are held (at most MAX_HELLO_BYTES) until the gate decides; the
-      // upstream's side flows meanwhile (server-first protocols are not stalled).
-      let held = head
-      const decide = (): boolean => {
-        if (held.length === 0) return false
-        const v = gate(held)
-        if (v === 'wait') return false
-        client.off('data', onData)
-        if (v === 'refuse') {
-          done()
-          return true
-        }
-        upstream.write(held)
-        client.pipe(upstream)
-        return true
-      }
-      const onData = (d: Buffer) => {
-        held = held.length === 0 ? d : Buffer.concat([held, d])
-        decide()
-      }
-      if (!decide()) {
-        client.on('data', onData)
-        client.resume()
-      }
-    }
-    if (arm) {
-      upstream.on('end', () => client.end())
-      arm()
-    } else {
-      upstream.pipe(client)
-    }
+    pipeTunnel(t, { idleTimeoutMs: this.limits.idleTimeoutMs, done }, head, greeting, arm, gate)
   }
 
   // -------------------------------------------------------------------------------------------
   // Plain HTTP
   // -------------------------------------------------------------------------------------------
-
-  /** Parses and validates an absolute-form request; returns the pieces or a 400 reason. */
-  private target(req: IncomingMessage): Target | { error: string; status?: 400 | 414 } {
-    const url = req.url ?? ''
-    const refused = requestRefusal(req, this.limits.maxTargetBytes)
-    if (refused) return { error: refused.detail, status: refused.status }
-    if (url.startsWith('/') || url === '*') return { error: 'not a proxy request: origin-form request target (send absolute-form http:// URLs through the proxy)' }
-    const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(#.*)?$/.exec(url)
-    if (!m) return { error: 'malformed request target' }
-    const scheme = m[1]!.toLowerCase()
-    if (scheme !== 'http') return { error: `${scheme}:// request targets are not proxied; use CONNECT (HTTPS_PROXY) for TLS` }
-    if (m[5] !== undefined) return { error: 'fragment in request target' }
-    const authority = m[2]!
-    if (authority.includes('@')) return { error: 'userinfo in request target' }
-    let host: CanonicalHost
-    let port: number
-    try {
-      ;({ host, port } = parseAuthority(authority, 80))
-    } catch (e) {
-      return { error: `bad host in request target: ${(e as Error).message}` }
-    }
-    // Node keeps only the first Host header, but forwards all of them: a second one could pick
-    // another virtual host on the upstream than the one the policy decided on.
-    if (hostHeaderCount(req) > 1) return { error: 'more than one Host header' }
-    const hh = req.headers.host
-    if (hh === undefined) return { error: 'missing Host header' }
-    try {
-      const h = parseAuthority(hh, 80)
-      if (h.host.host !== host.host || h.port !== port) return { error: 'Host header does not match the request target' }
-    } catch {
-      return { error: 'Host header does not match the request target' }
-    }
-    return { host, port, path: m[3] === '' ? '/' : m[3]!, query: m[4] ?? null }
-  }
 
   private badRequest(reply: Reply, detail: string, status: 400 | 414 = 400): void {
     this.denied++
@@ -524,13 +403,13 @@ export class SandboxProxy {
     const deny = (reason: string) => {
       this.denied++
       log('denied', 403, reason)
-      reply(403, 'Forbidden', this.denyBody(d, method, t.host.host, t.port, t.path, reason))
+      reply(403, 'Forbidden', denyBody(this.sandbox, d, method, t.host.host, t.port, t.path, reason))
     }
     if (!d.allowed) return void deny(d.reason)
     const checked = await this.resolveChecked(d, t.host, t.port)
     if (!checked.ok) return void deny(checked.reason)
     try {
-      return { up: await this.dial(checked.addresses, t.port), log }
+      return { up: await dial(checked.addresses, t.port, this.limits.connectTimeoutMs), log }
     } catch (e) {
       this.allowed++
       log('allowed', 502, `upstream unreachable: ${(e as Error).message}`)
@@ -539,35 +418,9 @@ export class SandboxProxy {
     }
   }
 
-  private denyBody(d: Decision, method: string, host: string, port: number, path: string, detail: string): Record<string, unknown> {
-    const l7 = d.layer === 'l7'
-    return {
-      error: 'policy_denied',
-      policy: d.policy ?? '-',
-      rule: `${method} ${path}`,
-      detail,
-      layer: d.layer,
-      protocol: l7 ? 'rest' : 'http',
-      method,
-      path,
-      host,
-      port,
-      rule_missing: { type: l7 ? 'rest_allow' : 'network_endpoint', layer: d.layer, method, path, host, port },
-      next_steps: [
-        {
-          action: 'request_policy_change',
-          detail: `The egress policy of sandbox ${this.sandbox} does not allow this request. Only the user can change it, from outside the sandbox.`,
-          command: l7
-            ? `podshell policy update ${this.sandbox} --add-allow ${host}:${port}:${method}:${path}`
-            : `podshell policy update ${this.sandbox} --add-endpoint ${host}:${port}`,
-        },
-      ],
-    }
-  }
-
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const reply: Reply = (status, text, body) => sendJson(res, status, text, body)
-    const t = this.target(req)
+    const t = proxyTarget(req, this.limits.maxTargetBytes)
     if ('error' in t) return this.badRequest(reply, t.error, t.status)
     const method = req.method ?? 'GET'
     const release = await this.admitSlot(reply, t, method)
@@ -584,45 +437,7 @@ export class SandboxProxy {
       return
     }
     this.allowed++
-    const headers = forwardHeaders(req.rawHeaders)
-    // A chunked request body keeps chunked framing upstream (Node re-chunks it); without this a
-    // GET/DELETE with a chunked body would be sent unframed.
-    if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked')
-    const upstreamSocket = up.socket
-    const ureq = httpRequest({
-      method,
-      path: t.path + (t.query !== null ? `?${t.query}` : ''),
-      headers,
-      setHost: false,
-      // No agent: with createConnection and no agent, Node uses exactly this (already checked and
-      // connected) socket; an agent would dial by name itself.
-      createConnection: () => upstreamSocket,
-    })
-    if (this.limits.idleTimeoutMs > 0) ureq.setTimeout(this.limits.idleTimeoutMs, () => ureq.destroy(new Error('upstream idle timeout')))
-    let logged = false
-    ureq.on('response', ures => {
-      logged = true
-      logHttp('allowed', ures.statusCode ?? 0, d.reason, up.ip)
-      if (res.destroyed) {
-        ures.destroy()
-        return
-      }
-      res.writeHead(ures.statusCode ?? 502, ures.statusMessage, responseHeaders(ures.rawHeaders))
-      ures.pipe(res)
-      ures.on('error', () => res.destroy())
-    })
-    ureq.on('error', e => {
-      if (!logged) {
-        logged = true
-        logHttp('allowed', 502, `upstream error: ${e.message}`, up.ip)
-      }
-      if (!res.headersSent) sendJson(res, 502, 'Bad Gateway', { error: 'upstream_error', detail: `request to ${t.host.host}:${t.port} failed` })
-      else res.destroy()
-    })
-    res.on('close', () => {
-      if (!res.writableFinished) ureq.destroy()
-    })
-    req.pipe(ureq)
+    forwardAdmitted(req, res, { target: t, method, upstream: up.socket, ip: up.ip, reason: d.reason, log: logHttp, idleTimeoutMs: this.limits.idleTimeoutMs })
   }
 
   // -------------------------------------------------------------------------------------------
@@ -633,7 +448,7 @@ export class SandboxProxy {
     client.on('error', () => client.destroy())
     client.pause()
     const refuse: Reply = (status, text, body) => endJson(client, status, text, body)
-    const t = this.target(req)
+    const t = proxyTarget(req, this.limits.maxTargetBytes)
     if ('error' in t) return this.badRequest(refuse, t.error, t.status)
     const method = req.method ?? 'GET'
     const release = await this.admitSlot(refuse, t, method)

@@ -7,9 +7,9 @@ import {
   checkFsPath,
   checkProcessIdentity,
   compileSelector,
-  endpointAmbiguities,
   type AddIssue,
 } from './checks.js'
+import { endpointAmbiguities } from './ambiguity.js'
 
 // The one host-pattern rule lives in src/rules/host-pattern.ts; re-exported for existing importers.
 export { HostPattern, hostPatternProblem }

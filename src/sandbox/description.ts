@@ -6,6 +6,7 @@ import { envKey, envValue, hostPath, objectName, sandboxName } from '../util/val
 import { sandboxDir, sandboxHomeDir } from '../config/paths.js'
 import { writeFileAtomic } from '../util/fs.js'
 import type { MountSpec } from './types.js'
+import { readLegacyFlags } from '../podman/legacy-flags.js'
 
 /**
  * What a sandbox's agent container IS, stored in `<data>/sandboxes/<name>/agent.json`: the
@@ -149,63 +150,32 @@ export function fromLegacy(data: string, name: string, old: LegacyAgentSpec): Ag
     mounts: [], masks: [], tmpfsDirs: [], seccomp: '', resources: {}, env: {}, callerEnv: [], providers: old.providers ?? [],
   }
   const homeSrc = sandboxHomeDir(data, name)
-  const f = old.flags
-  for (let i = 0; i < f.length; i++) {
-    const flag = f[i]!
-    const val = f[i + 1] ?? ''
-    switch (flag) {
-      case '--mount': {
-        i++
-        const o = Object.fromEntries(val.split(',').map(kv => [kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]))
-        if (o.type === 'bind' && o.source && o.destination) {
-          if (o.source === homeSrc) d.home = o.destination
-          else d.mounts.push({ source: o.source, target: o.destination, mode: o.ro === 'true' ? 'ro' : 'rw' })
-        } else if (o.type === 'tmpfs' && o.destination) {
-          if (o.ro === 'true') d.masks.push(o.destination)
-          else d.tmpfsDirs.push(o.destination)
-        }
-        break
-      }
-      case '--security-opt':
-        i++
-        if (val.startsWith('seccomp=')) d.seccomp = val.slice('seccomp='.length)
-        break
-      case '--cpus':
-        i++
-        d.resources.cpus = Number(val)
-        break
-      case '--memory':
-        i++
-        d.resources.memory = val
-        break
-      case '--workdir':
-        i++
-        d.workdir = val
-        break
-      case '--user': {
-        i++
-        const [u, g] = val.split(':').map(Number)
-        d.uid = u ?? 0
-        d.gid = g ?? 0
-        break
-      }
-      case '--env': {
-        i++
-        const eq = val.indexOf('=')
-        const k = eq < 0 ? val : val.slice(0, eq)
-        if (RUNTIME_SET.test(k)) break
-        // `--env NAME=VALUE` in argv was configuration (podman-read names only); `--env NAME` had
-        // its value in the file's env map, where --env values and env_pass secrets are mixed.
-        // Those become caller variables: the value is dropped, and re-read from the environment
-        // of whoever restarts the sandbox.
-        if (eq >= 0) d.env[k] = val.slice(eq + 1)
-        else d.callerEnv.push(k)
-        break
-      }
-      default:
-        // --pod, --name, --label, hardening, limits, --tmpfs /tmp …: the new release renders its own.
-        if (['--pod', '--name', '--label', '--tmpfs', '--pids-limit', '--ulimit', '--secret'].includes(flag)) i++
-    }
+  const f = readLegacyFlags(old.flags)
+  for (const m of f.mounts) {
+    if (m.type === 'bind') {
+      if (m.source === homeSrc) d.home = m.target
+      else d.mounts.push({ source: m.source, target: m.target, mode: m.readOnly ? 'ro' : 'rw' })
+    } else if (m.readOnly) d.masks.push(m.target)
+    else d.tmpfsDirs.push(m.target)
+  }
+  if (f.seccomp !== undefined) d.seccomp = f.seccomp
+  if (f.cpus !== undefined) d.resources.cpus = f.cpus
+  if (f.memory !== undefined) d.resources.memory = f.memory
+  if (f.workdir !== undefined) d.workdir = f.workdir
+  if (f.user) {
+    d.uid = f.user.uid
+    d.gid = f.user.gid
+  }
+  for (const val of f.env) {
+    const eq = val.indexOf('=')
+    const k = eq < 0 ? val : val.slice(0, eq)
+    if (RUNTIME_SET.test(k)) continue
+    // `--env NAME=VALUE` in argv was configuration (podman-read names only); `--env NAME` had
+    // its value in the file's env map, where --env values and env_pass secrets are mixed.
+    // Those become caller variables: the value is dropped, and re-read from the environment
+    // of whoever restarts the sandbox.
+    if (eq >= 0) d.env[k] = val.slice(eq + 1)
+    else d.callerEnv.push(k)
   }
   // The old release used the home as the workdir when none was given.
   if (d.workdir === d.home) d.workdir = null

@@ -127,29 +127,7 @@ export async function extractSafe(input: Readable, dest: string, o: DownloadOpti
           const size = h.size ?? 0
           if (bytes + size > o.maxBytes) throw new PodshellError(`the download is larger than ${o.maxBytes} bytes (entry ${JSON.stringify(rel)} alone is ${size})`, { hint: 'download a smaller path, or raise the limit with --max-bytes', code: 'TRANSFER_LIMIT' })
           ensureDirs(dest, rel, true, 0o755, dirs)
-          // O_EXCL|O_NOFOLLOW: never through a symlink, never over anything; only when something is
-          // there does clearTarget decide (refuse, or unlink it with --force) and the open is retried.
-          const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
-          let fd: number
-          try {
-            fd = openSync(abs, flags, mode)
-          } catch (e) {
-            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
-            clearTarget(abs, rel, o.force)
-            fd = openSync(abs, flags, mode)
-          }
-          let written = 0
-          try {
-            for await (const chunk of entry as AsyncIterable<Buffer>) {
-              written += chunk.length
-              if (written > size) throw refuse(`archive entry ${JSON.stringify(rel)} holds more data than its header says`)
-              let off = 0
-              while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off)
-            }
-            if (h.mtime) futimesSync(fd, h.mtime, h.mtime)
-          } finally {
-            closeSync(fd)
-          }
+          const written = await writeEntry(entry as AsyncIterable<Buffer>, abs, rel, size, mode, h.mtime, o.force)
           bytes += written
           regular.add(rel)
           break
@@ -166,13 +144,7 @@ export async function extractSafe(input: Readable, dest: string, o: DownloadOpti
         case 'link': {
           const target = safeName(h.linkname ?? '')
           if (target === undefined || !regular.has(target)) throw refuse(`archive entry ${JSON.stringify(rel)} is a hard link to ${JSON.stringify((h.linkname ?? '').slice(0, 200))}, not to a file extracted before it`)
-          const src = join(dest, target)
-          const st = lstatSync(src)
-          if (!st.isFile()) throw refuse(`hard link ${JSON.stringify(rel)} points at something that is no longer a regular file`)
-          if (bytes + st.size > o.maxBytes) throw new PodshellError(`the download is larger than ${o.maxBytes} bytes`, { hint: 'download a smaller path, or raise the limit with --max-bytes', code: 'TRANSFER_LIMIT' })
-          ensureDirs(dest, rel, true)
-          clearTarget(abs, rel, o.force)
-          copyFileSync(src, abs, constants.COPYFILE_EXCL)
+          const st = linkEntry(dest, target, abs, rel, bytes, o)
           bytes += st.size
           regular.add(rel)
           entry.resume()
@@ -266,3 +238,44 @@ async function run(podman: Podman, sandbox: string, script: string, args: string
   return result
 }
 
+/**
+ * Writes one regular file of the archive. O_EXCL|O_NOFOLLOW: never through a symlink, never over
+ * anything; only when something is there does clearTarget decide (refuse, or unlink it with
+ * --force) and the open is retried. Returns the bytes written (never more than the header's size).
+ */
+async function writeEntry(entry: AsyncIterable<Buffer>, abs: string, rel: string, size: number, mode: number, mtime: Date | undefined, force: boolean): Promise<number> {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+  let fd: number
+  try {
+    fd = openSync(abs, flags, mode)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    clearTarget(abs, rel, force)
+    fd = openSync(abs, flags, mode)
+  }
+  let written = 0
+  try {
+    for await (const chunk of entry) {
+      written += chunk.length
+      if (written > size) throw refuse(`archive entry ${JSON.stringify(rel)} holds more data than its header says`)
+      let off = 0
+      while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off)
+    }
+    if (mtime) futimesSync(fd, mtime, mtime)
+  } finally {
+    closeSync(fd)
+  }
+  return written
+}
+
+/** A hard link entry, made as a copy of the regular file extracted before it; returns that file's stat. */
+function linkEntry(dest: string, target: string, abs: string, rel: string, bytes: number, o: DownloadOptions): Stats {
+  const src = join(dest, target)
+  const st = lstatSync(src)
+  if (!st.isFile()) throw refuse(`hard link ${JSON.stringify(rel)} points at something that is no longer a regular file`)
+  if (bytes + st.size > o.maxBytes) throw new PodshellError(`the download is larger than ${o.maxBytes} bytes`, { hint: 'download a smaller path, or raise the limit with --max-bytes', code: 'TRANSFER_LIMIT' })
+  ensureDirs(dest, rel, true)
+  clearTarget(abs, rel, o.force)
+  copyFileSync(src, abs, constants.COPYFILE_EXCL)
+  return st
+}

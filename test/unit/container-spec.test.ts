@@ -5,6 +5,10 @@ import { fromLegacy, type AgentDescription } from '../../src/sandbox/description
 import { DEFAULT_LIMITS, pidsLimit, sandboxLimits } from '../../src/sandbox/resources.js'
 import { gatewayRunArgs } from '../../src/gateway/lifecycle.js'
 import { PodshellError } from '../../src/errors.js'
+import { readSecretValues } from '../../src/credentials/secrets.js'
+import type { Podman } from '../../src/podman/podman.js'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
 
 const desc: AgentDescription = {
   version: 2, name: 'box', image: 'localhost/podshell-sandbox:latest', main: ['sleep', 'infinity'], home: '/home/u', uid: 1000, gid: 1000,
@@ -91,5 +95,38 @@ describe('legacy agent.json (argv + env values) → description', () => {
       masks: ['/home/u/src/p/secret'], tmpfsDirs: ['/opt/claude'], env: { LANG: 'C.UTF-8' }, callerEnv: ['MY_TOKEN'],
     })
     expect(JSON.stringify(d)).not.toContain('secret-value')
+  })
+})
+
+describe('podman hardening flags are written only under src/podman/', () => {
+  it('the secret-reading helper container gets the one hardening list and no network', async () => {
+    let seen: readonly string[] = []
+    const podman = { run: async (args: readonly string[]) => ((seen = args), { stdout: '["v0","v1"]', stderr: '', exitCode: 0 }) } as unknown as Podman
+    expect(await readSecretValues(podman, ['podshell.provider.gh.A', 'podshell.provider.gh.B'], 'localhost/gw:latest')).toEqual(['v0', 'v1'])
+    expect(seen.join('\u0000')).toContain(HARDENING.join('\u0000'))
+    expect(seen).toContain('--network=none')
+    expect(seen).toContain('podshell.provider.gh.B,type=env,target=PODSHELL_V1')
+    expect(seen.indexOf('localhost/gw:latest')).toBeGreaterThan(seen.indexOf('--secret'))
+  })
+
+  it('no module outside src/podman/ writes a hardening flag (grep over src/, comments aside)', () => {
+    const src = join(import.meta.dirname, '..', '..', 'src')
+    const files = (readdirSync(src, { recursive: true }) as string[]).filter(f => f.endsWith('.ts')).map(f => join(src, f))
+    // A string literal that starts with one of these flags, or the no-new-privileges option anywhere in code.
+    const flag = /['"`]--(cap-drop|cap-add|security-opt|read-only|userns|privileged|ulimit)\b|no-new-privileges/
+    const offenders: string[] = []
+    for (const f of files) {
+      const rel = relative(src, f)
+      if (rel.startsWith('podman/')) continue
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .forEach((line, i) => {
+          const code = line.trimStart()
+          if (code.startsWith('*') || code.startsWith('//') || code.startsWith('/*')) return
+          if (flag.test(code)) offenders.push(`src/${rel}:${i + 1}: ${code}`)
+        })
+    }
+    expect(files.length).toBeGreaterThan(50)
+    expect(offenders).toEqual([])
   })
 })
