@@ -16,7 +16,8 @@
 //
 // Run as an unprivileged user with rootless podman, inside the test network namespace (the upstream
 // listens on PODSHELL_TEST_ADDR, default 198.18.0.2).
-import { spawnSync } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
+import { promisify } from 'node:util'
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { join, dirname } from 'node:path'
@@ -164,11 +165,13 @@ try {
   let execOk = 0
   let egressOk = 0
   const get = `import http.client; p = http.client.HTTPConnection('127.0.0.1', 3128, timeout=15); p.request('GET', 'http://${HOST}:${port}/ok'); r = p.getresponse(); print(r.status, r.read().decode())`
+  // Asynchronous: the upstream is served by this process's event loop.
+  const run = promisify(execFile)
   for (const name of names) {
-    const e = spawnSync(process.execPath, [CLI, 'sandbox', 'exec', '-n', name, '--no-tty', '--', 'true'], { env, stdio: 'ignore' })
-    if (e.status === 0) execOk++
-    const g = spawnSync(process.execPath, [CLI, 'sandbox', 'exec', '-n', name, '--no-tty', '--', 'python3', '-c', get], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    if (g.stdout.toString().includes('200 upstream-ok')) egressOk++
+    if (await run(process.execPath, [CLI, 'sandbox', 'exec', '-n', name, '--no-tty', '--', 'true'], { env }).then(() => true, () => false)) execOk++
+    const g = await run(process.execPath, [CLI, 'sandbox', 'exec', '-n', name, '--no-tty', '--', 'python3', '-c', get], { env }).catch(e => e)
+    if (String(g.stdout).includes('200 upstream-ok')) egressOk++
+    else if (results.egress_errors === undefined) results.egress_errors = String(g.stderr ?? g).slice(0, 300)
   }
   results.exec_ok = execOk
   results.egress_ok = egressOk
