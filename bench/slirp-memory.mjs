@@ -51,7 +51,7 @@ for (const v of variants.length ? variants : ['default']) {
   const netArgs = v === 'default' || v.startsWith('env:') ? [] : ['--network', v]
   const env = v.startsWith('env:') ? { ...process.env, [v.slice(4).split('=')[0]]: v.slice(4).split('=')[1] } : process.env
   const before = new Set(slirpPids())
-  spawnSync('podman', ['run', '-d', '--name', name, ...netArgs, IMAGE, 'sleep', '600'], { env, stdio: 'ignore' })
+  spawnSync('podman', ['--runtime', process.env.RUNTIME ?? 'runc', 'run', '-d', '--name', name, ...netArgs, IMAGE, 'sleep', '600'], { env, stdio: 'ignore' })
   const pid = slirpPids().find(p => !before.has(p))
   const start = rssMb(pid)
   let peak = start
