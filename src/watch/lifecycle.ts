@@ -179,7 +179,11 @@ export async function stopWatcher(dataDir: string, name: string): Promise<void> 
   for (let i = 0; i < 200 && watcherIdentity(dataDir, name); i++) await new Promise(r => setTimeout(r, 10))
 }
 
-/** One sandbox the daemon serves. */
+/**
+ * One sandbox the daemon serves. Its watching starts in serve() (baseline or rescan, live watch,
+ * disk guard) and stops in its close() (the want file went, the state dir went, or the daemon
+ * stops): per-sandbox work that must start and stop with the watching hooks in there.
+ */
 interface Served {
   w: HostExecWatcher
   close: () => void
