@@ -67,6 +67,15 @@ function processes() {
   return out
 }
 
+// Only this run's processes are counted (the machine may run other podshell data dirs, e.g. the
+// e2e suite): sandboxes named mem-<tag>-*, this data dir's gateway and its helper, this data dir's
+// watcher daemon; everything else is `other:`.
+const { gatewayContainerName } = await import(join(ROOT, 'dist', 'gateway', 'lifecycle.js'))
+const GATEWAY = gatewayContainerName(DATA, env)
+let gatewayNetns = ''
+const TAG = process.pid.toString(36)
+const ours = c => c === GATEWAY || c.includes(`.mem-${TAG}-`) || c.includes(`mem-${TAG}-`)
+
 /** Category of each process: `sandbox:<part>` or `shared:<part>`. */
 function classify(procs) {
   const byConmon = new Map() // conmon pid → container name
@@ -99,15 +108,16 @@ function classify(procs) {
     const line = p.cmd.join(' ')
     if (p.comm === 'conmon') {
       const c = byConmon.get(p.pid)
-      add(/gateway/.test(c) ? 'shared:gateway conmon' : 'sandbox:conmon', p)
+      if (!ours(c)) add('other:foreign conmon', p)
+      else add(c === GATEWAY ? 'shared:gateway conmon' : 'sandbox:conmon', p)
       continue
     }
     const c = containerOf(p)
     if (c) {
-      const k = part(c)
-      add(k === 'gateway' || /gateway/.test(c) ? 'shared:gateway container' : `sandbox:${k}`, p)
-    } else if (line.includes(' _watch ')) add('shared:watcher daemon', p)
-    else if (p.comm === 'slirp4netns' || p.comm === 'pasta' || p.comm === 'pasta.avx2') add('shared:gateway slirp4netns/pasta', p)
+      if (!ours(c)) add('other:foreign container', p)
+      else add(c === GATEWAY ? 'shared:gateway container' : `sandbox:${part(c)}`, p)
+    } else if (line.includes(' _watch ')) add(line.includes(`--data ${DATA} `) ? 'shared:watcher daemon' : 'other:foreign watcher', p)
+    else if (p.comm === 'slirp4netns' || p.comm === 'pasta' || p.comm === 'pasta.avx2') add(gatewayNetns && p.cmd.includes(gatewayNetns) ? 'shared:gateway slirp4netns/pasta' : 'other:foreign helper', p)
     else if (p.comm === 'rootlessport' || p.comm === 'exe') add('shared:gateway rootlessport', p)
     else if (/catatonit/.test(line) && line.includes('-P')) add('shared:podman pause', p)
     else add(`other:${p.comm}`, p)
@@ -130,7 +140,7 @@ const dir = mkdtempSync(join(homedir(), 'podshell-bench', 'mem-'))
 const policy = join(dir, 'policy.yaml')
 writeFileSync(policy, `version: 1\nnetwork_policies:\n  up:\n    name: up\n    endpoints:\n      - host: ${HOST}\n        port: ${port}\n`)
 
-const tag = process.pid.toString(36)
+const tag = TAG
 const names = []
 const results = { date: new Date().toISOString(), sandboxes: N, load_before: loadavg().map(x => Math.round(x * 100) / 100) }
 const settle = () => spawnSync('sleep', ['3'])
@@ -141,6 +151,7 @@ try {
     names.push(name)
   }
   create(0)
+  gatewayNetns = spawnSync('podman', ['container', 'inspect', '--format', '{{.NetworkSettings.SandboxKey}}', GATEWAY], { env }).stdout.toString().trim()
   settle()
   const one = snapshot()
   for (let i = 1; i < N; i++) create(i)
