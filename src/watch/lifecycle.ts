@@ -309,11 +309,26 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
       // the tick still reconciles
     }
     let idleSince = Date.now()
+    let floodUntil = 0
     const timer = setInterval(() => {
       reconcile()
       const now = Date.now()
+      // One inotify queue serves every sandbox of the daemon; when it overflows the kernel drops
+      // events (libuv ignores IN_Q_OVERFLOW), so a sandbox flooding it could hide another's plant
+      // until the next rescan. While the events of all sandboxes exceed FLOOD_EVENTS_PER_S, and
+      // FLOOD_HOLD_MS after, every sandbox is rescanned every FLOOD_RESCAN_MS instead of RESCAN_MS.
+      let events = 0
       for (const s of served.values()) {
-        if (now - s.last >= s.rescanMs) {
+        events += s.w.events
+        s.w.events = 0
+      }
+      if (events >= FLOOD_EVENTS_PER_S) {
+        if (now >= floodUntil) say(`${events} watch events in 1 s: rescanning every sandbox every ${FLOOD_RESCAN_MS / 1000} s while it lasts`)
+        floodUntil = now + FLOOD_HOLD_MS
+      }
+      const flooded = now < floodUntil
+      for (const s of served.values()) {
+        if (now - s.last >= (flooded ? Math.min(s.rescanMs, FLOOD_RESCAN_MS) : s.rescanMs)) {
           s.last = now
           s.w.scan()
         }
@@ -396,6 +411,13 @@ function serve(dataDir: string, name: string, spec: WantSpec, me: string, daemon
 }
 
 export const RESCAN_MS = 60_000
+/**
+ * Flood: events per second (all sandboxes of the daemon together) above which the shared inotify
+ * queue (16,384 events by default, fs.inotify.max_queued_events) may overflow behind a busy loop.
+ */
+export const FLOOD_EVENTS_PER_S = 5_000
+export const FLOOD_RESCAN_MS = 5_000
+const FLOOD_HOLD_MS = 10_000
 
 /** resources.disk_reserve of the effective config; an unreadable config: the default, said once. */
 function diskReserve(env: { readonly [k: string]: string | undefined }, say: (l: string) => void): DiskReserve {
