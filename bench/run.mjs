@@ -226,6 +226,15 @@ benches.watch = () => {
   if (r.status !== 0) throw new Error('bench/watch.mjs failed')
   results.watch = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'watch.json'), 'utf8'))
 }
+// Host memory of idle sandboxes (bench/memory.mjs, N=10) and the watcher under another sandbox's
+// flood (bench/watch-flood.mjs); the slirp4netns reproduction (bench/slirp-memory.mjs) runs by hand.
+for (const [k, file] of [['memory', 'memory'], ['watchFlood', 'watch-flood']]) {
+  benches[k] = () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'bench', `${file}.mjs`)], { env: process.env, stdio: ['ignore', 'inherit', 'inherit'] })
+    if (r.status !== 0) throw new Error(`bench/${file}.mjs failed`)
+    results[k] = JSON.parse(readFileSync(join(ROOT, 'bench', 'results', `${file}.json`), 'utf8'))
+  }
+}
 // TLS inspection (bench/tls.mjs): 200 sequential HTTPS requests, pooling, 100 MB inspected/tunnel/direct.
 benches.tls = () => {
   const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'tls.mjs')], { env: process.env, stdio: ['ignore', 'inherit', 'inherit'] })

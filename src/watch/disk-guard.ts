@@ -34,9 +34,13 @@ export { diskPaused } from './paths.js'
  */
 
 /** `resources.disk_reserve`: a size ("2Gi") or a share of the filesystem ("5%"); "0" turns the guard off. */
-export type DiskReserve = { readonly bytes: number } | { readonly percent: number }
+export type DiskReserve = { readonly bytes: number } | { readonly percent: number; readonly bounded?: true }
 
-export const DEFAULT_DISK_RESERVE: DiskReserve = { percent: 5 }
+/**
+ * The default: 5%, bounded (below). Marked by a field, not by identity: a reserve travels to the
+ * watcher daemon as JSON (src/watch/lifecycle.ts), where an identity check would lose the bounds.
+ */
+export const DEFAULT_DISK_RESERVE: DiskReserve = { percent: 5, bounded: true }
 const DEFAULT_MIN = 512 * 1024 ** 2
 const DEFAULT_MAX = 4 * 1024 ** 3
 /** Free space above the reserve at which a paused agent resumes (no flapping at the boundary). */
@@ -64,7 +68,7 @@ export function reserveBytes(r: DiskReserve, total: number): number {
   if ('bytes' in r) return r.bytes
   const share = Math.floor((total * r.percent) / 100)
   // The default is bounded both ways: 5% of a 4 TB disk need not stay free, 5% of 8 GB is too little.
-  if (r === DEFAULT_DISK_RESERVE) return Math.min(DEFAULT_MAX, Math.max(DEFAULT_MIN, share))
+  if (r.bounded === true) return Math.min(DEFAULT_MAX, Math.max(DEFAULT_MIN, share))
   return share
 }
 

@@ -21,6 +21,16 @@ export const baselineFile = (data: string, name: string) => join(watchDir(data, 
 export const rootsFile = (data: string, name: string) => join(watchDir(data, name), 'roots.json')
 export const pidFile = (data: string, name: string) => join(watchDir(data, name), 'watcher.pid')
 export const readyFile = (data: string, name: string) => join(watchDir(data, name), 'ready')
+/**
+ * The watcher daemon of a data dir (one process serves every sandbox of the user and data dir):
+ * `<data>/watchd/pid` (its `pid:start-time`, created exclusively), `<data>/watchd/want/<sandbox>`
+ * (one per sandbox to watch: JSON of what the command that asked resolved from its environment),
+ * `<data>/watchd/watchd.log` (its stderr).
+ */
+export const watchdDir = (data: string) => join(data, 'watchd')
+export const daemonPidFile = (data: string) => join(watchdDir(data), 'pid')
+export const wantDir = (data: string) => join(watchdDir(data), 'want')
+export const wantFile = (data: string, name: string) => join(wantDir(data), name)
 /** Written by a watcher whose inotify watch failed (e.g. the user's max_user_watches is exhausted). */
 export const degradedFile = (data: string, name: string) => join(watchDir(data, name), 'degraded')
 
