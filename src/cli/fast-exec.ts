@@ -6,7 +6,7 @@ import { spawnInteractive } from '../podman/interactive.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from '../sandbox/exec-session.js'
 import { readLastUsed, writeLastUsed } from '../sandbox/state.js'
 import { SANDBOX_NAME_RE, ENV_KEY_RE } from '../util/patterns.js'
-import { diskPaused, watcherMissing } from '../watch/paths.js'
+import { diskPaused, sentinelHeld, watcherMissing } from '../watch/paths.js'
 
 /**
  * `podshell sandbox exec` without loading the CLI framework, zod or execa: DevAIFlow runs the
@@ -76,6 +76,8 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   if (watcherMissing(data, name)) return undefined
   // Paused by the disk guard: the full path says so in one line.
   if (diskPaused(data, name)) return undefined
+  // Held stopped by the mount sentinel: likewise.
+  if (sentinelHeld(data, name)) return undefined
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
   const session = execSession({ name, command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout })
   writeLastUsed(data, name)
