@@ -1,5 +1,16 @@
 import { spawnSync } from 'node:child_process'
-import { appendFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs'
+import {
+  appendFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  watch,
+  type FSWatcher,
+} from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { dirname } from 'node:path'
 import { z } from 'zod'
@@ -11,7 +22,16 @@ import { isSocketMaskMount } from '../sandbox/sockets.js'
 import { agentContainer } from '../sandbox/naming.js'
 import { Podman, containerPidOrStopped } from '../podman/podman.js'
 import { signalNamespace } from './disk-guard.js'
-import { diskPaused, protectedFile, quarantineDir, sentinelHeld, sentinelHeldFile, watchDir, watchLogFile, writeWatchFile } from './paths.js'
+import {
+  diskPaused,
+  protectedFile,
+  quarantineDir,
+  sentinelHeld,
+  sentinelHeldFile,
+  watchDir,
+  watchLogFile,
+  writeWatchFile,
+} from './paths.js'
 
 /**
  * The mount sentinel: protections nested in a bind mount survive the HOST replacing their path.
@@ -69,9 +89,12 @@ const ProtectedSchema = z
   .object({
     inside: z.string().startsWith('/').describe('path inside the agent container'),
     host: z.string().startsWith('/').describe('the host path under the mount (seen inside through the enclosing bind)'),
-    kind: z.enum(['ro', 'pin', 'mask-dir', 'mask-file']).describe('read-only bind of the path itself, a pin (read-write bind onto itself), or a mask'),
+    kind: z
+      .enum(['ro', 'pin', 'mask-dir', 'mask-file'])
+      .describe('read-only bind of the path itself, a pin (read-write bind onto itself), or a mask'),
     dev: z.number().describe('device of the host path the mount was made on (0: absent)'),
     ino: z.number().describe('inode of the host path the mount was made on (0: absent)'),
+    birth: z.number().optional().describe('birth time (ms) of the host path the mount was made on (0: absent or not reported)'),
   })
   .strict()
 export type Protected = z.infer<typeof ProtectedSchema>
@@ -102,7 +125,11 @@ function within(p: string, dir: string): boolean {
  * nothing and are left out. Sorted so that a parent comes before what is inside it (a pin is made
  * again before the protections on top of it). Pure.
  */
-export function protectedMounts(mounts: readonly MountSpec[], masks: readonly string[], isMaskFile: (m: MountSpec) => boolean): Protection[] {
+export function protectedMounts(
+  mounts: readonly MountSpec[],
+  masks: readonly string[],
+  isMaskFile: (m: MountSpec) => boolean,
+): Protection[] {
   const enclosing = (p: string): MountSpec | undefined => {
     let best: MountSpec | undefined
     for (const m of mounts) {
@@ -126,12 +153,41 @@ export function protectedMounts(mounts: readonly MountSpec[], masks: readonly st
   return [...out.values()].sort((a, b) => (a.inside < b.inside ? -1 : a.inside > b.inside ? 1 : 0))
 }
 
-function identity(p: string): { dev: number; ino: number } {
+/**
+ * The identity of a host path: device, inode and birth time. The inode number alone is not
+ * enough: ext4 hands a just-freed inode number to the next file (`rm -rf d; mkdir d` often gets d
+ * its old number back — measured here); the birth time (statx) tells them apart. 0: absent or
+ * not reported by the filesystem.
+ */
+function identity(p: string): { dev: number; ino: number; birth: number } {
   try {
     const st = lstatSync(p)
-    return { dev: st.dev, ino: st.ino }
+    return { dev: st.dev, ino: st.ino, birth: Math.round(st.birthtimeMs) || 0 }
   } catch {
-    return { dev: 0, ino: 0 }
+    return { dev: 0, ino: 0, birth: 0 }
+  }
+}
+
+const sameId = (p: Protected, id: { dev: number; ino: number; birth: number }) => p.dev === id.dev && p.ino === id.ino && (p.birth ?? id.birth) === id.birth
+
+/** Unescapes a mountinfo field (\040 for a space, \011, \012, \134). */
+const unescapeMountinfo = (f: string) => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
+
+/**
+ * The mount points of a process's mount namespace, as paths from its root (the container's view),
+ * or undefined. A protection whose mount is gone from here was detached, whatever its host path's
+ * identity says.
+ */
+export function mountPoints(pid: number): Set<string> | undefined {
+  try {
+    const out = new Set<string>()
+    for (const line of readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n')) {
+      const f = line.split(' ')
+      if (f.length > 4) out.add(unescapeMountinfo(f[4]!))
+    }
+    return out
+  } catch {
+    return undefined
   }
 }
 
@@ -140,7 +196,10 @@ function identity(p: string): { dev: number; ino: number } {
  * the container mounts the current paths). A start also clears a "held" mark: its mounts are new.
  */
 export function recordProtections(dataDir: string, name: string, list: readonly Protection[]): void {
-  writeWatchFile(protectedFile(dataDir, name), JSON.stringify(list.map(p => ({ inside: p.inside, host: p.host, kind: p.kind, ...identity(p.host) }))) + '\n')
+  writeWatchFile(
+    protectedFile(dataDir, name),
+    JSON.stringify(list.map(p => ({ inside: p.inside, host: p.host, kind: p.kind, ...identity(p.host) }))) + '\n',
+  )
   rmSync(sentinelHeldFile(dataDir, name), { force: true })
 }
 
@@ -148,7 +207,12 @@ export function recordProtections(dataDir: string, name: string, list: readonly 
  * The lifecycle's one call (create: the plan's mounts and masks; start: the stored agent
  * description's, which a restart renders again). A sandbox without a description keeps its list.
  */
-export function recordSandboxProtections(dataDir: string, name: string, from?: { mounts: readonly MountSpec[]; masks: readonly string[] }, say?: (line: string) => void): void {
+export function recordSandboxProtections(
+  dataDir: string,
+  name: string,
+  from?: { mounts: readonly MountSpec[]; masks: readonly string[] },
+  say?: (line: string) => void,
+): void {
   let src = from
   if (!src) {
     try {
@@ -161,7 +225,9 @@ export function recordSandboxProtections(dataDir: string, name: string, from?: {
     const list = src ? protectedMounts(src.mounts, src.masks, m => isSocketMaskMount(m, dataDir)) : loadProtections(dataDir, name)
     recordProtections(dataDir, name, list)
   } catch (e) {
-    say?.(`warning: the mount sentinel of ${name} could not record its protections (${(e as Error).message.split('\n')[0]}): protections the host replaces stay detached until the sandbox restarts`)
+    say?.(
+      `warning: the mount sentinel of ${name} could not record its protections (${(e as Error).message.split('\n')[0]}): protections the host replaces stay detached until the sandbox restarts`,
+    )
   }
 }
 
@@ -208,11 +274,15 @@ export function remountScript(kind: ProtectionKind): string {
  */
 export function remount(pid: number, p: Protected): string | undefined {
   const root = `/proc/${pid}/root`
-  const r = spawnSync('nsenter', ['-t', String(pid), '-U', '-m', '--root=/', '--wd=/', '--', '/bin/sh', '-c', remountScript(p.kind), 'sh', root + p.inside, root], {
-    env: SAFE_ENV,
-    encoding: 'utf8',
-    timeout: 10_000,
-  })
+  const r = spawnSync(
+    'nsenter',
+    ['-t', String(pid), '-U', '-m', '--root=/', '--wd=/', '--', '/bin/sh', '-c', remountScript(p.kind), 'sh', root + p.inside, root],
+    {
+      env: SAFE_ENV,
+      encoding: 'utf8',
+      timeout: 10_000,
+    },
+  )
   if (r.error) return r.error.message
   if (r.status !== 0) return (r.stderr || r.stdout || `exit ${r.status}`).trim().split('\n')[0]
   return undefined
@@ -378,8 +448,12 @@ export class MountSentinel {
       return
     }
     const seen = this.list.map(p => identity(p.host))
-    const hits = this.list.filter((p, i) => seen[i]!.dev !== p.dev || seen[i]!.ino !== p.ino)
-    if (hits.length === 0 && this.absentSince.size === 0) return
+    const known = this.cachedAgent()
+    let mounted = known ? mountPoints(known.pid) : undefined
+    // Changed on the host, or its mount gone from the agent's namespace while the path is there.
+    const hits = this.list.filter((p, i) => !sameId(p, seen[i]!) || (mounted !== undefined && !mounted.has(p.inside) && seen[i]!.ino !== 0))
+    // A path still within its absent grace keeps the agent stopped; one past it costs nothing.
+    if (hits.length === 0 && ![...this.absentSince.values()].some(since => since >= 0)) return
     // The cached pid first: the stop must not wait for podman.
     let agent = this.cachedAgent()
     if (agent) signalNamespace(agent.ns, 'SIGSTOP')
@@ -399,6 +473,7 @@ export class MountSentinel {
       }
       agent = r
       signalNamespace(agent.ns, 'SIGSTOP')
+      mounted = mountPoints(agent.pid)
     }
     const t0 = this.o.now?.() ?? Date.now()
     let holdForAbsent = false
@@ -406,14 +481,19 @@ export class MountSentinel {
     for (const p of this.list) {
       const id = identity(p.host)
       const wasAbsent = this.absentSince.has(p.host)
-      if (!wasAbsent && id.dev === p.dev && id.ino === p.ino) continue
+      const gone = mounted !== undefined && !mounted.has(p.inside) && id.ino !== 0
+      if (!wasAbsent && sameId(p, id) && !gone) continue
       rearm = true
       if (id.ino === 0) {
         // Removed on the host: stay stopped for a while (a re-create right after is protected
         // before the agent runs again), then resume; it is protected again when it reappears.
         if (!wasAbsent) {
           this.absentSince.set(p.host, t0)
-          this.finding('paused', p, `${p.host} was removed on the host: the agent is stopped while it is absent (up to ${ABSENT_GRACE_MS / 1000} s); it is protected again when it reappears`)
+          this.finding(
+            'paused',
+            p,
+            `${p.host} was removed on the host: the agent is stopped while it is absent (up to ${ABSENT_GRACE_MS / 1000} s); it is protected again when it reappears`,
+          )
         }
         if (p.ino !== 0) Object.assign(p, id)
         const since = this.absentSince.get(p.host) ?? t0
@@ -428,9 +508,15 @@ export class MountSentinel {
         continue
       }
       const fits =
-        p.kind === 'mask-dir' || p.kind === 'pin' ? st.isDirectory() : p.kind === 'ro' ? st.isFile() || st.isDirectory() : !st.isSymbolicLink() && !st.isDirectory()
+        p.kind === 'mask-dir' || p.kind === 'pin'
+          ? st.isDirectory()
+          : p.kind === 'ro'
+            ? st.isFile() || st.isDirectory()
+            : !st.isSymbolicLink() && !st.isDirectory()
       const t1 = Date.now()
-      const err = fits ? (this.o.remount ?? remount)(agent.pid, p) : `the new ${p.host} is ${st.isSymbolicLink() ? 'a symlink' : 'a different kind of file'}`
+      const err = fits
+        ? (this.o.remount ?? remount)(agent.pid, p)
+        : `the new ${p.host} is ${st.isSymbolicLink() ? 'a symlink' : 'a different kind of file'}`
       if (err) {
         this.held = `protection of ${p.inside} could not be made again after the host replaced it (${err}): the agent stays stopped; restart the sandbox (podshell sandbox stop, then start) to mount it again`
         this.finding('failed', p, this.held)
@@ -444,7 +530,11 @@ export class MountSentinel {
       this.absentSince.delete(p.host)
       Object.assign(p, id)
       const what = p.kind === 'ro' ? 'read-only bind' : p.kind === 'pin' ? 'pin (bind onto itself)' : 'mask'
-      this.finding('restored', p, `protection of ${p.inside} made again after the host replaced it (${what} mounted again in ${Date.now() - t1} ms; the agent was stopped meanwhile)`)
+      this.finding(
+        'restored',
+        p,
+        `protection of ${p.inside} made again after the host replaced it (${what} mounted again in ${Date.now() - t1} ms; the agent was stopped meanwhile)`,
+      )
     }
     this.save()
     if (rearm) this.arm()
@@ -456,7 +546,9 @@ export class MountSentinel {
     for (const [host, since] of this.absentSince) {
       if (since >= 0 && t0 - since >= ABSENT_GRACE_MS) {
         this.absentSince.set(host, -1) // said once
-        this.o.say?.(`mount sentinel: ${host} still absent after ${ABSENT_GRACE_MS / 1000} s; agent resumed, protected again when it reappears`)
+        this.o.say?.(
+          `mount sentinel: ${host} still absent after ${ABSENT_GRACE_MS / 1000} s; agent resumed, protected again when it reappears`,
+        )
       }
     }
     // The disk guard may hold the agent for its own reason: then it resumes it.
@@ -483,7 +575,8 @@ export class MountSentinel {
       // the audit record below is the authoritative one
     }
     try {
-      if (existsSync(sandboxDir(this.o.dataDir, this.o.name))) AuditLog.forSandbox(this.o.dataDir, this.o.name).write(renderSentinelEvent(this.o.name, action, line, p, now))
+      if (existsSync(sandboxDir(this.o.dataDir, this.o.name)))
+        AuditLog.forSandbox(this.o.dataDir, this.o.name).write(renderSentinelEvent(this.o.name, action, line, p, now))
     } catch {
       // AuditLog.write never throws; defensive
     }
@@ -494,7 +587,12 @@ export class MountSentinel {
  * The watcher's one call: a started sentinel for the sandbox (close() it when the watching ends).
  * The agent's pid comes from podman (container inspect), looked up ahead of any change.
  */
-export function startSentinel(o: { dataDir: string; name: string; say?: (line: string) => void; env?: { readonly [k: string]: string | undefined } }): MountSentinel {
+export function startSentinel(o: {
+  dataDir: string
+  name: string
+  say?: (line: string) => void
+  env?: { readonly [k: string]: string | undefined }
+}): MountSentinel {
   let podman: Promise<Podman> | undefined
   const agentPid = async (): Promise<number | undefined> => {
     try {
@@ -511,7 +609,13 @@ export function startSentinel(o: { dataDir: string; name: string; say?: (line: s
 }
 
 /** OCSF Detection Finding (class 2004): a protection the host detached, and what was done. */
-export function renderSentinelEvent(sandbox: string, action: 'restored' | 'paused' | 'failed', line: string, p: Protected, time: number): Rendered {
+export function renderSentinelEvent(
+  sandbox: string,
+  action: 'restored' | 'paused' | 'failed',
+  line: string,
+  p: Protected,
+  time: number,
+): Rendered {
   const sev = action === 'failed' ? { id: 5, name: 'Critical' } : { id: 4, name: 'High' }
   const json: Record<string, unknown> = {
     class_uid: 2004,
@@ -528,8 +632,19 @@ export function renderSentinelEvent(sandbox: string, action: 'restored' | 'pause
     status_id: 1,
     status: 'New',
     message: line,
-    metadata: { version: OCSF_VERSION, product: { name: 'podshell watcher', vendor_name: 'podshell' }, profiles: ['security_control'], uid: sandbox },
-    finding_info: { uid: randomBytes(8).toString('hex'), title: 'Protected mount detached by the host', desc: line, types: ['mount_detached'], analytic: { name: 'mount_sentinel', type: 'Rule', type_id: 1 } },
+    metadata: {
+      version: OCSF_VERSION,
+      product: { name: 'podshell watcher', vendor_name: 'podshell' },
+      profiles: ['security_control'],
+      uid: sandbox,
+    },
+    finding_info: {
+      uid: randomBytes(8).toString('hex'),
+      title: 'Protected mount detached by the host',
+      desc: line,
+      types: ['mount_detached'],
+      analytic: { name: 'mount_sentinel', type: 'Rule', type_id: 1 },
+    },
     resources: [{ name: p.host, type: 'file' }],
     action_id: 2,
     action: 'Denied',

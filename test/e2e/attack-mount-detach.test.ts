@@ -56,7 +56,15 @@ async function newLine(name: string, seen: number, ...patterns: RegExp[]): Promi
   for (;;) {
     const lines = await logged(name, ...patterns)
     if (lines.length > seen) return lines[lines.length - 1]!
-    if (Date.now() > deadline) throw new Error(`no new line of \`podshell logs ${name}\` matches ${patterns.map(String).join(' and ')}`)
+    if (Date.now() > deadline) {
+      let wl = ''
+      try {
+        wl = readFileSync(join(TEST_HOME, 'sandboxes', name, 'watch', 'watcher.log'), 'utf8').split('\n').slice(-15).join('\n')
+      } catch {
+        // no watcher log
+      }
+      throw new Error(`no new line of \`podshell logs ${name}\` matches ${patterns.map(String).join(' and ')}; watcher.log ends:\n${wl}`)
+    }
     await new Promise(r => setTimeout(r, 250))
   }
 }
@@ -201,7 +209,7 @@ describe('issue 9: protections the host detaches are made again (mount sentinel)
     const dir = join(repo, 'secrets')
     rmSync(dir, { recursive: true, force: true })
     writeFileSync(dir, 'DB_PASSWORD=third-secret-in-a-file\n')
-    const line = await expectLogged(name, /\[CRIT\] PAUSED/, /mount_sentinel/, /secrets/)
+    const line = await newLine(name, 0, /\[CRIT\] PAUSED/, /mount_sentinel/, /secrets/)
     const ex = await sh(name, `cat ${dir}; echo should-not-run`)
     const agent = `podshell.${name}.agent`
     const pid = Number((await podman(['container', 'inspect', '--format', '{{.State.Pid}}', agent])).stdout.trim())
