@@ -191,18 +191,14 @@ describe('issue 9: protections the host detaches are made again (mount sentinel)
     const first = await sh(name, 'true')
     expect(first.code).toBe(0)
     const line = await newLine(name, seen, /REMOUNTED/, /\.mcp\.json/)
-    let after = await sh(name, plant(repo))
-    for (let i = 0; i < 20 && after.stdout.includes('WROTE'); i++) {
-      // The restarted sentinel's first check may finish after this exec began: wait for it.
-      await new Promise(r => setTimeout(r, 250))
-      after = await sh(name, plant(repo))
-    }
+    const after = await sh(name, plant(repo))
     const host = readFileSync(mcp, 'utf8')
     task.meta.control = `watcher killed, host saved .mcp.json, agent write via podman exec: ${raw.stdout.trim()}; host .mcp.json then: ${hostAfterControl.trim()}`
     task.meta.observed = `after the next podshell command restarted the watcher: ${after.stdout.trim()}; ${line.slice(line.indexOf('FINDING'), line.indexOf('FINDING') + 100)}`
     expect(raw.stdout).toContain('WROTE')
     expect(hostAfterControl).toContain('agent-was-here')
     expect(after.stdout).toContain('REFUSED')
+    expect(host).not.toContain('agent-was-here')
   })
 
   it('#60e the host puts a FILE where a masked directory was → the sentinel cannot mask it again: the agent stays stopped (fail closed), exec refuses in one line, logged [CRIT] PAUSED; a restart protects it again', async ({ task }) => {
