@@ -2,7 +2,7 @@
 // user, after `npm run build`.) How long a protection the HOST detaches stays detached while the
 // mount sentinel (src/watch/mount-sentinel.ts) is running: a development sandbox on a repo whose
 // `.mcp.json` is a read-only bind; the host saves `.mcp.json` the way its tools do (temp file +
-// rename), which detaches the bind. Measured per run, from the rename's return on the host:
+// rename; same content), which detaches the bind. Measured per run, from the rename's return on the host:
 //   stop  — until the agent's main process is in state T (polled from the host in a tight loop):
 //           the window in which the agent runs with the protection gone;
 //   fixed — until the sentinel's watch.log line says the bind was made again (ms resolution).
@@ -44,7 +44,10 @@ try {
   for (let i = 0; i < runs; i++) {
     const seen = lines().length
     const f = join(repo, '.mcp.json')
-    writeFileSync(`${f}.tmp`, `{"mcpServers":{},"run":${i}}\n`)
+    // The agent must be running before the replace (the previous round resumed it).
+    for (let w = 0; w < 500 && state(pid) === 'T'; w++) await sleep(10)
+    // Same content: the watcher's quarantine (which restores a CHANGED .mcp.json) stays out of it.
+    writeFileSync(`${f}.tmp`, '{"mcpServers":{}}\n')
     renameSync(`${f}.tmp`, f)
     const t0 = performance.now()
     const e0 = Date.now()
@@ -56,7 +59,7 @@ try {
       }
     }
     let fixed
-    for (let w = 0; w < 100 && fixed === undefined; w++) {
+    for (let w = 0; w < 250 && fixed === undefined; w++) {
       const l = lines()
       if (l.length > seen) fixed = Date.parse(l[l.length - 1].split(' ')[0]) - e0
       else await sleep(20)
