@@ -2,7 +2,7 @@
 // user, after `npm run build`.) How long a protection the HOST detaches stays detached while the
 // mount sentinel (src/watch/mount-sentinel.ts) is running: a development sandbox on a repo whose
 // `.mcp.json` is a read-only bind; the host saves `.mcp.json` the way its tools do (temp file +
-// rename; same content), which detaches the bind. Measured per run, from the rename's return on the host:
+// rename; same content), which detaches the bind. Measured per run, from just before the rename:
 //   stop  — until the agent's main process is in state T (polled from the host in a tight loop):
 //           the window in which the agent runs with the protection gone;
 //   fixed — until the sentinel's watch.log line says the bind was made again (ms resolution).
@@ -48,9 +48,11 @@ try {
     for (let w = 0; w < 500 && state(pid) === 'T'; w++) await sleep(10)
     // Same content: the watcher's quarantine (which restores a CHANGED .mcp.json) stays out of it.
     writeFileSync(`${f}.tmp`, '{"mcpServers":{}}\n')
-    renameSync(`${f}.tmp`, f)
+    // Taken before the rename: a probe preempted right after it (the watcher waking up) would
+    // otherwise start its clock late and measure ~0.
     const t0 = performance.now()
     const e0 = Date.now()
+    renameSync(`${f}.tmp`, f)
     let stop
     while (performance.now() - t0 < 3000) {
       if (state(pid) === 'T') {
