@@ -7,7 +7,7 @@ import { execSession, PODMAN_EXEC_FAILURE_CODES } from '../sandbox/exec-session.
 import { execThroughServer } from '../sandbox/exec-server.js'
 import { readLastUsed, writeLastUsed } from '../sandbox/state.js'
 import { SANDBOX_NAME_RE, ENV_KEY_RE } from '../util/patterns.js'
-import { diskPaused, watcherMissing } from '../watch/paths.js'
+import { diskPaused, sentinelHeld, watcherMissing } from '../watch/paths.js'
 
 /**
  * `podshell sandbox exec` without loading the CLI framework, zod or execa: DevAIFlow runs the
@@ -77,6 +77,8 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   if (watcherMissing(data, name)) return undefined
   // Paused by the disk guard: the full path says so in one line.
   if (diskPaused(data, name)) return undefined
+  // Held stopped by the mount sentinel: likewise.
+  if (sentinelHeld(data, name)) return undefined
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
   writeLastUsed(data, name)
   // The sandbox's exec server when it answers (src/sandbox/exec-server.ts); podman exec otherwise.

@@ -28,6 +28,7 @@ import { sysfsNetMasks } from '../podman/sysfs.js'
 import { watchHook } from '../watch/lifecycle.js'
 import { spawnTeardown } from './teardown.js'
 import { diskPaused, diskPausedError } from '../watch/disk-guard.js'
+import { sentinelHeld } from '../watch/paths.js'
 import { podInfo, notFound, type PodJson, type CtrJson, type SandboxInfo } from './sandbox-info.js'
 import { planCreate, LOGIN_SHELL, alreadyExists, prepareHomeMountpoints, podLabels, planInfo, type Plan } from './plan.js'
 import { collectGarbage } from './gc.js'
@@ -170,7 +171,7 @@ export class SandboxRuntime {
     prepareHomeMountpoints(this.dataDir, plan)
     // Host-executed-file watcher (src/watch/): spawned now, in parallel with the rest; its baseline
     // and watches are awaited below, BEFORE the agent starts. Never throws.
-    const watching = watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, say: this.say, env: this.env })
+    const watching = watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, masks: plan.masks, say: this.say, env: this.env })
     // Before the gateway is asked to serve the sandbox: it signs with the CA this bundle holds.
     const trust = await this.deps.prepareTrust(name)
     const warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
@@ -526,6 +527,9 @@ export class SandboxRuntime {
     // Paused by the disk guard: an exec would be stopped with the rest; say why instead.
     const paused = diskPaused(this.dataDir, name)
     if (paused) throw diskPausedError(name, paused)
+    // Held stopped by the mount sentinel (a protection it could not make again): an exec would be stopped too.
+    const held = sentinelHeld(this.dataDir, name)
+    if (held) throw new PodshellError(`sandbox ${name} is stopped by the mount sentinel: ${held}`, { hint: 'podshell sandbox stop, then start (or restart) mounts every protection again', exitCode: 1, code: 'PROTECTION_LOST' })
     const served = await execThroughServer(this.dataDir, name, this.podman.bin, this.podman.globalArgs(), { command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds }, this.signals)
     if (served !== undefined) return served
     const session = execSession({ name, command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds })

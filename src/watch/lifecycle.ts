@@ -13,6 +13,8 @@ import { loadEffectiveConfig } from '../config/enterprise.js'
 import { DiskGuard, DISK_GUARD_TICK_MS, filesystems, isLow, parseDiskReserve, type DiskReserve } from './disk-guard.js'
 import { Podman, containerPid } from '../podman/podman.js'
 import { agentContainer } from '../sandbox/naming.js'
+import { recordSandboxProtections, startSentinel } from './mount-sentinel.js'
+import type { MountSpec } from '../sandbox/types.js'
 import { COMMAND_SCAN, HostExecWatcher, loadBaseline, saveBaseline, writableRoots, type ScanBudget } from './watcher.js'
 
 /**
@@ -34,8 +36,10 @@ import { COMMAND_SCAN, HostExecWatcher, loadBaseline, saveBaseline, writableRoot
 export type WatchEvent = 'create' | 'start' | 'command' | 'stop' | 'delete'
 
 export interface WatchHookOptions {
-  /** Writable mounts (create only): `{ source, mode }` of every bind mount. */
-  mounts?: readonly { source: string; mode: string }[]
+  /** The agent's bind mounts (create only). */
+  mounts?: readonly MountSpec[]
+  /** The agent's masked paths (create only): with `mounts`, the mount sentinel's list. */
+  masks?: readonly string[]
   say?: (msg: string) => void
   env?: { readonly [k: string]: string | undefined }
   /** How long create/start wait for the watcher's first scan (default 15 s). */
@@ -51,6 +55,7 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
     if (event === 'create') {
       const roots = writableRoots(o.mounts ?? [])
       writeWatchFile(rootsFile(dataDir, name), JSON.stringify(roots) + '\n')
+      recordSandboxProtections(dataDir, name, { mounts: o.mounts ?? [], masks: o.masks ?? [] }, say) // mount sentinel
       // Even with nothing writable mounted the watcher runs: its disk guard keeps the home from
       // filling the host's disk (src/watch/disk-guard.ts). With no baseline to take, create need
       // not wait for it (the agent's first writes take longer than the watcher's start).
@@ -67,6 +72,7 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
       await stopWatcher(dataDir, name)
       return
     }
+    if (event === 'start') recordSandboxProtections(dataDir, name, undefined, say) // mount sentinel: the mounts about to be made
     if (!watcherMissing(dataDir, name)) return
     // No watcher (or one without its inotify watch): what happened is found now, before the command.
     const r = rescan(dataDir, name, roots, o)
@@ -370,6 +376,8 @@ function serve(dataDir: string, name: string, spec: WantSpec, me: string, daemon
     saveBaseline(baselineFile(dataDir, name), baseline)
   }
   const w = new HostExecWatcher({ q, roots, rules, baseline })
+  // Mount sentinel: protections the host detaches are made again while the daemon serves the sandbox.
+  const sentinel = startSentinel({ dataDir, name, say })
   const guard = new DiskGuard({ dataDir, name, paths: [...roots, sandboxHomeDir(dataDir, name)], reserve: spec.reserve, agentPid: () => agentInitPid(name, process.env), say })
   const s: Served = { w, close: () => undefined, rescanMs: RESCAN_MS, last: Date.now() }
   // Watches first, then the scan: anything created meanwhile is seen by one or the other. Right
@@ -405,6 +413,7 @@ function serve(dataDir: string, name: string, spec: WantSpec, me: string, daemon
   s.close = () => {
     stopped = true
     if (guarding) clearTimeout(guarding)
+    sentinel.close()
     w.close()
   }
   return s
