@@ -135,7 +135,7 @@ export function register(program: Command, ctx: CliContext): Command {
         await gcProviderSecrets(podman, ctx.dataDir)
         const rec = await updateProvider(podman, ctx.dataDir, name, { credentials, config })
         ctx.out.stdout(`Updated provider '${rec.name}'\n`)
-        if (credentials.size > 0) ctx.out.note('Running sandboxes that use it get the new values in new exec sessions and when they next start.')
+        if (credentials.size > 0) ctx.out.note('Running sandboxes that use it resolve their placeholders to the new values now (env-mode sandboxes: in new exec sessions and when they next start).')
       })
     })
 

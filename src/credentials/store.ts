@@ -226,6 +226,10 @@ export async function updateProvider(podman: Podman, dataDir: string, name: stri
       updated_at: new Date().toISOString(),
     }
     writeRecord(dataDir, rec)
+    // Running placeholder-mode sandboxes resolve their placeholders to the new values at once (the
+    // gateway holds values in memory only; a gateway that is down gets them from the Podman secrets
+    // when it is next ensured). The values go over the gateway's owner-only control socket.
+    if (creds.size > 0) await new GatewayClient(dataDir).call({ op: 'credentials-rotate', provider: name, values: Object.fromEntries(creds) }).catch(() => undefined)
     return rec
   })
 }

@@ -58,6 +58,7 @@ export interface EndpointInput {
   readonly allowed_ips?: readonly string[]
   readonly allow_encoded_slash?: boolean
   readonly request_body_credential_rewrite?: boolean
+  readonly websocket_credential_rewrite?: boolean
   readonly credential_binding?: unknown
 }
 
@@ -129,6 +130,8 @@ export interface CompiledEndpoint {
   readonly bindingProvider: string
   /** `request_body_credential_rewrite: true`: placeholders in request bodies are substituted too (issue 12). */
   readonly bodyRewrite: boolean
+  /** `websocket_credential_rewrite: true`: placeholders in client WebSocket text messages are substituted (issue 12). */
+  readonly wsRewrite: boolean
 }
 
 interface CompiledL7 {
@@ -311,6 +314,7 @@ function compileEndpoint(policy: string, policyName: string, ep: EndpointInput, 
     credentialBinding: ep.credential_binding !== undefined,
     bindingProvider: bindingProviderOf(ep.credential_binding),
     bodyRewrite: ep.request_body_credential_rewrite === true,
+    wsRewrite: ep.websocket_credential_rewrite === true,
   }
 }
 
@@ -403,13 +407,18 @@ export class PolicyEngine {
    * `credential_binding: { provider }` matches host, port and path.
    */
   /** Whether an endpoint matching host, port and path opts in to request body rewriting. */
-  rewritesBody(host: CanonicalHost, port: number, path: string): boolean {
+  rewritesBody(host: CanonicalHost, port: number, path: string, flag: 'bodyRewrite' | 'wsRewrite' = 'bodyRewrite'): boolean {
     return this.matching(host, port).some(e => {
-      if (!e.bodyRewrite) return false
+      if (!e[flag]) return false
       if (!e.pathGlob) return true
       const cp = canonicalizePath(path, e.allowEncodedSlash)
       return cp.ok && e.pathGlob.test(cp.path)
     })
+  }
+
+  /** Whether an endpoint matching host, port and path opts in to WebSocket text rewriting. */
+  rewritesWebSocket(host: CanonicalHost, port: number, path: string): boolean {
+    return this.rewritesBody(host, port, path, 'wsRewrite')
   }
 
   credentialBound(provider: string, host: CanonicalHost, port: number, path: string): boolean {

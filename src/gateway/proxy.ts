@@ -44,7 +44,8 @@ import { decideEffective, forwardHeaders, requestRefusal, responseHeaders } from
 import { Admission } from './http/admission.js'
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyOptions } from './proxy-options.js'
 import { endJson, hostHeaderCount, relayInto, sendJson, withTimeout } from './proxy-io.js'
-import { relayUpgrade } from './http/upgrade.js'
+import { relayUpgrade, type UpgradeOptions } from './http/upgrade.js'
+import type { Transform } from 'node:stream'
 
 export { DEFAULT_LIMITS, systemResolver, type ProxyLimits, type ProxyOptions, type Resolver } from './proxy-options.js'
 
@@ -114,7 +115,7 @@ export class SandboxProxy {
           forwardHeaders: (raw, response) => (response ? responseHeaders(raw) : forwardHeaders(raw)),
           sendJson,
           endJson,
-          relayUpgrade: (t, req, target, held, logged) => this.upgradeOver(t, req, target, held, logged),
+          relayUpgrade: (t, req, target, held, logged, opts) => this.upgradeOver(t, req, target, held, logged, opts),
           refusal: req => requestRefusal(req, this.limits.maxTargetBytes),
           admission: this.admission,
           counted: ok => void (ok ? this.allowed++ : this.denied++),
@@ -402,7 +403,7 @@ export class SandboxProxy {
   }
 
   /** Wires a tunnel; `arm` (from a relaying dial) starts upstream→client, otherwise pipe() does. */
-  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void, gate?: (first: Buffer) => 'wait' | 'pass' | 'refuse'): void {
+  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void, gate?: (first: Buffer) => 'wait' | 'pass' | 'refuse', clientFilter?: Transform): void {
     const { client, upstream } = t
     const done = () => {
       this.tunnels.delete(t)
@@ -419,7 +420,12 @@ export class SandboxProxy {
     }
     client.setNoDelay(true)
     if (greeting !== undefined) client.write(greeting)
-    if (gate === undefined) {
+    if (clientFilter !== undefined) {
+      // websocket_credential_rewrite (src/gateway/http/websocket-rewrite.ts): client bytes pass the filter.
+      clientFilter.pipe(upstream)
+      if (head.length > 0) clientFilter.write(head)
+      client.pipe(clientFilter)
+    } else if (gate === undefined) {
       if (head.length > 0) upstream.write(head)
       client.pipe(upstream)
     } else {
@@ -655,13 +661,13 @@ export class SandboxProxy {
   }
 
   /** The Upgrade relay (src/gateway/http/upgrade.ts), with this proxy's tunnel table and timeouts. */
-  private upgradeOver(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void): void {
+  private upgradeOver(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void, opts?: UpgradeOptions): void {
     relayUpgrade(
       {
         headersTimeoutMs: this.limits.headersTimeoutMs,
-        opened: (tunnel: RelayTunnel, first: Buffer) => {
+        opened: (tunnel: RelayTunnel, first: Buffer, clientFilter?: Transform) => {
           this.tunnels.add(tunnel)
-          this.pipeTunnel(tunnel, first, undefined)
+          this.pipeTunnel(tunnel, first, undefined, undefined, undefined, clientFilter)
         },
       },
       t,
@@ -669,6 +675,7 @@ export class SandboxProxy {
       target,
       held,
       logged,
+      opts,
     )
   }
 

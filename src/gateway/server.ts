@@ -559,6 +559,23 @@ export class Gateway {
           s.placeholders = this.readProviders(s.name).placeholders
           return { id, ok: true, held: s.values.size }
         }
+        case 'credentials-rotate': {
+          // `provider update`: running sandboxes' placeholders of this provider resolve to the new
+          // values at once (no restart). Only placeholders a sandbox already has are touched.
+          const r = req as { provider?: unknown; values?: unknown }
+          if (typeof r.provider !== 'string' || typeof r.values !== 'object' || r.values === null) return { id, ok: false, error: 'provider and values are required' }
+          const values = r.values as Record<string, unknown>
+          let rotated = 0
+          for (const s of this.served.values()) {
+            for (const p of s.placeholders) {
+              const v = values[p.variable]
+              if (p.provider !== r.provider || typeof v !== 'string' || !/^[\x20-\x7e]+$/.test(v)) continue
+              s.values.set(p.placeholder, { provider: p.provider, variable: p.variable, value: v })
+              rotated++
+            }
+          }
+          return { id, ok: true, rotated }
+        }
         case 'credentials-drop': {
           // A provider was deleted: its placeholders stop resolving in every sandbox at once.
           const provider = (req as { provider?: unknown }).provider
