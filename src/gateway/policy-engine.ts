@@ -76,6 +76,8 @@ export interface ProviderAttachment {
   readonly name: string
   readonly type: string
   readonly config?: Readonly<Record<string, string>>
+  /** An imported provider profile's endpoints (src/credentials/profiles.ts), snapshotted at create. */
+  readonly endpoints?: readonly { readonly host: string; readonly port: number; readonly path?: string }[]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,6 +340,8 @@ export function terminates(e: CompiledEndpoint): boolean {
 interface ProviderMatcher {
   readonly name: string
   readonly hosts: readonly HostMatcher[]
+  /** Profile endpoints: the credential binds on exactly these host, port (and path) triples. */
+  readonly endpoints: readonly { host: HostMatcher; port: number; path: Glob | undefined }[]
 }
 
 export class PolicyEngine {
@@ -366,6 +370,7 @@ export class PolicyEngine {
     const provs = providers.map(pr => ({
       name: pr.name,
       hosts: providerHosts(pr.type, pr.config ?? {}).map(h => compileHost({ host: h })),
+      endpoints: (pr.endpoints ?? []).map(e => ({ host: compileHost({ host: e.host }), port: e.port, path: e.path !== undefined && e.path !== '' && e.path !== '**' ? compileGlob(e.path) : undefined })),
     }))
     return new PolicyEngine(eps, provs, keys.length)
   }
@@ -423,6 +428,8 @@ export class PolicyEngine {
 
   credentialBound(provider: string, host: CanonicalHost, port: number, path: string): boolean {
     if (port === 443 && this.providers.some(p => p.name === provider && p.hosts.some(m => hostMatches(m, host)))) return true
+    const cpath = canonicalizePath(path, false)
+    if (this.providers.some(p => p.name === provider && p.endpoints.some(e => e.port === port && hostMatches(e.host, host) && (!e.path || (cpath.ok && e.path.test(cpath.path)))))) return true
     return this.matching(host, port).some(e => {
       if (e.bindingProvider !== provider) return false
       if (!e.pathGlob) return true

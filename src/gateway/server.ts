@@ -231,10 +231,15 @@ export class Gateway {
               }
             }
             const cfg = (p as { config?: unknown }).config
+            const eps = (p as { endpoints?: unknown }).endpoints
+            const endpoints = (Array.isArray(eps) ? (eps as { host?: unknown; port?: unknown; path?: unknown }[]) : [])
+              .filter(e => typeof e?.host === 'string' && Number.isInteger(e.port) && (e.path === undefined || typeof e.path === 'string'))
+              .map(e => ({ host: e.host as string, port: e.port as number, ...(typeof e.path === 'string' ? { path: e.path } : {}) }))
             list.push({
               name: (p as ProviderAttachment).name,
               type: (p as ProviderAttachment).type,
               config: cfg && typeof cfg === 'object' ? Object.fromEntries(Object.entries(cfg).filter(([, v]) => typeof v === 'string')) as Record<string, string> : {},
+              ...(endpoints.length ? { endpoints } : {}),
             })
           }
         }

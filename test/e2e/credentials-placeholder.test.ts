@@ -42,19 +42,19 @@ msg = sys.argv[4].replace('TOKEN', os.environ['GITHUB_TOKEN']) if sys.argv[4] !=
 p = os.environ.get('https_proxy') or os.environ['HTTPS_PROXY']
 ph, pp = p.split('//')[1].rstrip('/').rsplit(':', 1)
 s = socket.create_connection((ph, int(pp)), timeout=10)
-s.sendall(('CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n' % (host, port, host, port)).encode())
+s.sendall(('CONNECT %s:%d HTTP/1.1\\r\\nHost: %s:%d\\r\\n\\r\\n' % (host, port, host, port)).encode())
 def head(sock):
     b = b''
-    while b'\r\n\r\n' not in b:
+    while b'\\r\\n\\r\\n' not in b:
         c = sock.recv(1)
         if not c: break
         b += c
     return b.decode('latin1')
-assert ' 200' in head(s).split('\r\n')[0]
+assert ' 200' in head(s).split('\\r\\n')[0]
 t = ssl.create_default_context().wrap_socket(s, server_hostname=host)
 key = base64.b64encode(os.urandom(16)).decode()
-t.sendall(('GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n' % (path, host, port, key)).encode())
-print(head(t).split('\r\n')[0].split(' ')[1])
+t.sendall(('GET %s HTTP/1.1\\r\\nHost: %s:%d\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: %s\\r\\nSec-WebSocket-Version: 13\\r\\nSec-WebSocket-Extensions: permessage-deflate\\r\\n\\r\\n' % (path, host, port, key)).encode())
+print(head(t).split('\\r\\n')[0].split(' ')[1])
 def frame(op, data, fin=True):
     m = os.urandom(4)
     n = len(data)
