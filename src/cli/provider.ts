@@ -19,6 +19,7 @@ import {
 import { providerUsers } from '../credentials/inject.js'
 import { listProviderSecrets } from '../credentials/secrets.js'
 import { PROVIDER_TYPE_NAMES } from '../credentials/types.js'
+import { registerProfiles, resolveProviderType } from './provider-profiles.js'
 
 /**
  * `podshell provider …`: OpenShell's provider verbs. Values enter through the environment (a bare
@@ -35,7 +36,7 @@ export function register(program: Command, ctx: CliContext): Command {
   pv.command('create')
     .description('create a provider from --credential values or the variables its type knows (--from-existing)')
     .requiredOption('--name <name>', 'provider name')
-    .addOption(new Option('--type <type>', 'provider type').choices(PROVIDER_TYPE_NAMES).makeOptionMandatory())
+    .requiredOption('--type <type>', `provider type: ${PROVIDER_TYPE_NAMES.join(', ')}, or an imported profile id (provider list-profiles)`)
     .option('--credential <KEY[=VALUE]>', 'credential variable; a bare KEY reads the value from the environment; repeatable', collect, [])
     .option('--from-existing', 'take the variables the type knows from the environment')
     .option('--config <K=V>', 'non-secret setting, injected as a plain variable; repeatable', collect, [])
@@ -43,7 +44,7 @@ export function register(program: Command, ctx: CliContext): Command {
       const redactor = new Redactor()
       await redacted(redactor, async () => {
         const name = check(objectName, flags.name, 'provider name', 'e.g. --name my-github')
-        const type = checkProviderType(flags.type)
+        const { type, envVars } = resolveProviderType(ctx.dataDir, flags.type)
         if (Boolean(flags.fromExisting) === flags.credential.length > 0) {
           throw new PodshellError('give exactly one of --credential and --from-existing', {
             hint: '--credential KEY[=VALUE] names the variables; --from-existing takes those the type knows from the environment',
@@ -54,7 +55,7 @@ export function register(program: Command, ctx: CliContext): Command {
         const config = parseConfigFlags(flags.config)
         let credentials: Map<string, string>
         if (flags.fromExisting) {
-          const found = fromExisting(type, ctx.env)
+          const found = envVars ? fromExisting(envVars, ctx.env, type) : fromExisting(checkProviderType(type), ctx.env)
           credentials = found.credentials
           for (const [k, v] of found.config) if (!config.has(k)) config.set(k, v)
         } else {
@@ -125,7 +126,8 @@ export function register(program: Command, ctx: CliContext): Command {
         warnArgv(ctx, parsed.inArgv)
         const credentials = new Map(parsed.values)
         if (flags.fromExisting) {
-          const found = fromExisting(cur.type, ctx.env)
+          const { type, envVars } = resolveProviderType(ctx.dataDir, cur.type)
+          const found = envVars ? fromExisting(envVars, ctx.env, type) : fromExisting(checkProviderType(type), ctx.env)
           for (const [k, v] of found.credentials) if (!credentials.has(k)) credentials.set(k, v)
           for (const [k, v] of found.config) if (!config.has(k)) config.set(k, v)
         }
@@ -174,6 +176,7 @@ export function register(program: Command, ctx: CliContext): Command {
       await gcProviderSecrets(podman, ctx.dataDir)
     })
 
+  registerProfiles(pv, ctx)
   return pv
 }
 
