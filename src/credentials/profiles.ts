@@ -227,13 +227,19 @@ export function loadProfileFiles(file: string | undefined, from: string | undefi
       diagnostics.push({ source: f, profile_id: '-', field: '-', message: 'file over 256 KiB', severity: 'error' })
       continue
     }
-    const docs = parseAllDocuments(text, { maxAliasCount: 0 })
+    const docs = parseAllDocuments(text)
     for (const d of Array.isArray(docs) ? docs : [docs]) {
       if (d.errors.length) {
         diagnostics.push({ source: f, profile_id: '-', field: '-', message: `failed to parse provider profile YAML: ${d.errors[0]!.message.split('\n')[0]}`, severity: 'error' })
         continue
       }
-      const raw = d.toJS() as unknown
+      let raw: unknown
+      try {
+        raw = d.toJS({ maxAliasCount: 0 }) as unknown
+      } catch (e) {
+        diagnostics.push({ source: f, profile_id: '-', field: '-', message: `failed to parse provider profile YAML: ${(e as Error).message}`, severity: 'error' })
+        continue
+      }
       if (raw !== null && raw !== undefined) items.push({ source: f, raw })
     }
   }
