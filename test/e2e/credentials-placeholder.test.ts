@@ -17,13 +17,17 @@ const H = hostAddress()
 const VALUE = `ghp_${randomBytes(18).toString('hex')}`
 const VALUE2 = `ghp_${randomBytes(18).toString('hex')}`
 const provider = `ph-${process.pid.toString(36)}`
+// An imported OpenShell provider profile and a provider of its type, attached to the same sandbox.
+const profileId = `acme-${process.pid.toString(36)}`
+const profProvider = `pa-${process.pid.toString(36)}`
+const ACME = `acme_${randomBytes(16).toString('hex')}`
 let up: TlsUpstream
 let plain: Upstream
 let name = ''
 let envName = ''
 let cfg: string
 const env = () => ({ XDG_CONFIG_HOME: cfg })
-const NAMES = ['bound.cred.test', 'other.cred.test']
+const NAMES = ['bound.cred.test', 'other.cred.test', 'prof.cred.test']
 const url = (host: string, path: string) => `https://${host}:${up.port}${path}`
 const curl = (args: string) => sh(name, `curl -sS --max-time 10 -w '\\n%{http_code}' ${args}`)
 const seenValue = () => up.requests.filter(r => JSON.stringify(r).includes(VALUE))
@@ -101,6 +105,28 @@ beforeAll(async () => {
   writeFileSync(join(cfg, 'podshell', 'config.yaml'), `tls:\n  extra_ca_files:\n    - ${up.caFile}\n`)
   const p = await cli(['provider', 'create', '--name', provider, '--type', 'generic', '--credential', 'GITHUB_TOKEN'], { env: { GITHUB_TOKEN: VALUE } })
   expect(p.code, p.stderr).toBe(0)
+  const profileFile = join(dir, 'acme.yaml')
+  writeFileSync(profileFile, `id: ${profileId}
+display_name: Acme
+category: other
+credentials:
+  - name: api_key
+    env_vars: [ACME_TOKEN]
+    required: true
+    auth_style: header
+    header_name: x-acme-key
+endpoints:
+  - host: prof.cred.test
+    port: ${up.port}
+    path: /prof/**
+    protocol: rest
+`)
+  const imp = await cli(['provider', 'profile', 'import', '-f', profileFile])
+  expect(imp.code, imp.stderr).toBe(0)
+  expect(imp.stdout).toContain(`ACME_TOKEN → prof.cred.test:${up.port}/prof/**`)
+  expect(imp.stdout).toMatch(/Imported 1 provider profile\.\n$/)
+  const pp = await cli(['provider', 'create', '--name', profProvider, '--type', profileId, '--from-existing'], { env: { ACME_TOKEN: ACME } })
+  expect(pp.code, pp.stderr).toBe(0)
   const ip = `[${H}/32]`
   const policy = writePolicyText(`version: 1
 network_policies:
@@ -113,10 +139,11 @@ network_policies:
       - { host: bound.cred.test, port: ${up.port}, protocol: rest, access: full, allowed_ips: ${ip} }
       - { host: other.cred.test, port: ${up.port}, protocol: rest, access: full, path: "/wsx/**", websocket_credential_rewrite: true, allowed_ips: ${ip} }
       - { host: other.cred.test, port: ${up.port}, protocol: rest, access: full, allowed_ips: ${ip} }
+      - { host: prof.cred.test, port: ${up.port}, protocol: rest, access: full, allowed_ips: ${ip} }
       - { host: ${H}, port: ${plain.port} }
 `)
   name = uniqueName('credph')
-  const r = await cli(['sandbox', 'create', '--name', name, '--provider', provider, '--policy', policy, '--detach'], { env: env() })
+  const r = await cli(['sandbox', 'create', '--name', name, '--provider', provider, '--provider', profProvider, '--policy', policy, '--detach'], { env: env() })
   expect(r.code, r.stderr).toBe(0)
   expect(r.stderr).not.toMatch(/credential-mode env/)
   await gatewayHosts(NAMES.map(n => [H, n] as [string, string]))
@@ -124,7 +151,8 @@ network_policies:
 
 afterAll(async () => {
   await deleteSandboxes([name, envName].filter(Boolean))
-  await cli(['provider', 'delete', '--force', provider])
+  await cli(['provider', 'delete', '--force', provider, profProvider])
+  await cli(['provider', 'profile', 'delete', profileId])
   await Promise.all([up?.close(), plain?.close()])
 })
 
@@ -245,6 +273,43 @@ describe('placeholder credentials (issue 12)', () => {
     await expectLogged(name, /DENIED/, /\/ws\/big/, /websocket close 1009/)
   })
 
+  it('imported profile: its credential is substituted on the profile endpoint only (host, port and path); elsewhere 403, logged', async () => {
+    const r = await curl(`-H "X-Acme-Key: $ACME_TOKEN" ${url('prof.cred.test', '/prof/a')}`)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    const got = up.requests.find(q => q.url === '/prof/a')!
+    expect(got.rawHeaders[got.rawHeaders.findIndex(x => x.toLowerCase() === 'x-acme-key') + 1]).toBe(ACME)
+    for (const [host, path] of [
+      ['prof.cred.test', '/elsewhere-7'],
+      ['bound.cred.test', '/api/acme-7'],
+    ] as const) {
+      const d = await curl(`-H "X-Acme-Key: $ACME_TOKEN" ${url(host, path)}`)
+      expect(d.stdout.split('\n')[1]).toBe('403')
+      expect(up.seen(path)).toBe(0)
+      await expectLogged(name, /DENIED/, new RegExp(path.replace(/\//g, '\\/')), /credential_endpoint_mismatch/)
+    }
+  })
+
+  it('profiles CLI: list-profiles shows built-in and imported, export round-trips, a malicious profile is refused with diagnostics and not stored', async () => {
+    const list = await cli(['provider', 'list-profiles'])
+    expect(list.stdout).toMatch(/^Available Provider Profiles:/)
+    expect(list.stdout).toMatch(/\ngithub +built-in /)
+    expect(list.stdout).toMatch(new RegExp(`\\n${profileId} +imported +Acme +prof\\.cred\\.test:${up.port}/prof/\\*\\*`))
+    const exp = await cli(['provider', 'profile', 'export', 'github', '-o', 'json'])
+    expect(JSON.parse(exp.stdout)).toMatchObject({ id: 'github', credentials: [{ env_vars: ['GITHUB_TOKEN', 'GH_TOKEN'] }] })
+    const evil = join(hostDir('credprof'), 'evil.yaml')
+    writeFileSync(evil, `id: github\ncredentials: [{name: t, env_vars: [GITHUB_TOKEN]}]\nendpoints: [{host: "*.test", port: 443}]\n`)
+    const lint = await cli(['provider', 'profile', 'lint', '-f', evil])
+    expect(lint.code).not.toBe(0)
+    expect(lint.stderr).toMatch(/^Provider profile diagnostics:$/m)
+    expect(lint.stderr).toMatch(/^ {2}error .*evil\.yaml profile=github field=id github is a built-in provider profile/m)
+    expect(lint.stderr).toMatch(/^ {2}error .*evil\.yaml profile=github field=endpoints\.0\.host .*too broad/m)
+    const imp = await cli(['provider', 'profile', 'import', '-f', evil])
+    expect(imp.code).not.toBe(0)
+    expect(imp.stderr).toMatch(/provider profile import failed/)
+    expect((await cli(['provider', 'profile', 'export', 'github'])).stdout).toContain('api.github.com')
+    expect((await cli(['provider', 'profile', 'export', 'github'])).stdout).not.toContain('*.test')
+  })
+
   it('leak check: the real value is in no podshell file, no podman inspect, no /proc/*/environ of the sandbox, no log', async () => {
     const hits: string[] = []
     const walk = (d: string) => {
@@ -259,7 +324,8 @@ describe('placeholder credentials (issue 12)', () => {
         if (e.isDirectory()) walk(p)
         else if (e.isFile()) {
           try {
-            if (readFileSync(p).includes(VALUE)) hits.push(p)
+            const b = readFileSync(p)
+            if (b.includes(VALUE) || b.includes(ACME)) hits.push(p)
           } catch {
             // unreadable (not ours): skipped
           }
