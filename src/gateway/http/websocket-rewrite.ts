@@ -189,7 +189,7 @@ export function wsClientRewriter(opts: WsRewriteOptions): Transform {
         if (!f.fin) continue
         const message = Buffer.concat(text)
         text = undefined
-        const r = substituteBody(message, opts.credentials(), opts.bound, 'websocket text')
+        const r = substituteBody(message, opts.credentials(), p => opts.bound(p), 'websocket text')
         if (r.kind === 'mismatch') return stop(1008, `credential_endpoint_mismatch: placeholder of provider ${r.provider} (${r.variable}) in a websocket text message is not bound to this endpoint; connection closed, message not forwarded`, cb)
         if (r.kind === 'unavailable') return stop(1008, `credential_unavailable: the gateway holds no value for provider ${r.provider} (${r.variable}); websocket closed, message not forwarded`, cb)
         if (r.kind === 'substituted') opts.substituted?.(r.providers)
