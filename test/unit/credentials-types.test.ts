@@ -83,8 +83,10 @@ describe('provider metadata schema', () => {
     expect(ProviderRecordSchema.safeParse({ ...ok, credentials: ['GITHUB_TOKEN=ghp_value'] }).success).toBe(false)
   })
 
-  it('rejects unknown types and multi-line config', () => {
-    expect(ProviderRecordSchema.safeParse({ ...ok, type: 'aws' }).success).toBe(false)
+  it('rejects malformed types and multi-line config (a well-formed id may name an imported profile)', () => {
+    expect(ProviderRecordSchema.safeParse({ ...ok, type: '../aws' }).success).toBe(false)
+    expect(ProviderRecordSchema.safeParse({ ...ok, type: 'AWS' }).success).toBe(false)
+    expect(ProviderRecordSchema.safeParse({ ...ok, type: 'acme-profile' }).success).toBe(true)
     expect(ProviderRecordSchema.safeParse({ ...ok, config: { A: 'x\ny' } }).success).toBe(false)
   })
 })
