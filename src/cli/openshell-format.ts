@@ -223,7 +223,10 @@ export function providerGetBlock(p: { name: string; type: string; credentials: r
 }
 
 /** `provider get -o json` (`provider_to_json`) plus podshell's fields. */
-export function providerJson(p: { name: string; type: string; credentials: readonly string[]; config: Record<string, string>; created_at: string; updated_at: string }): Record<string, unknown> {
+export function providerJson(
+  p: { name: string; type: string; credentials: readonly string[]; config: Record<string, string>; created_at: string; updated_at: string },
+  profileEndpoints: readonly string[] = [],
+): Record<string, unknown> {
   const o: Record<string, unknown> = { id: p.name, name: p.name, workspace: WORKSPACE, type: p.type, credential_keys: [...p.credentials].sort() }
   if (Object.keys(p.config).length) o.config_keys = Object.keys(p.config)
   o.created_at = formatCreated(p.created_at)
@@ -239,6 +242,7 @@ export function providerJson(p: { name: string; type: string; credentials: reado
     mode: 'placeholder',
     binding: {
       hosts: hosts.map(h => `${h}:443`),
+      ...(profileEndpoints.length ? { profile_endpoints: [...profileEndpoints] } : {}),
       policy_endpoints: `endpoints with credential_binding: { provider: ${p.name} }`,
     },
     env_mode: 'sandboxes created with --credential-mode env get the real value instead',

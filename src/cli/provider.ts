@@ -20,6 +20,7 @@ import { providerUsers } from '../credentials/inject.js'
 import { listProviderSecrets } from '../credentials/secrets.js'
 import { PROVIDER_TYPE_NAMES } from '../credentials/types.js'
 import { registerProfiles, resolveProviderType } from './provider-profiles.js'
+import { findProfile, profileEndpoints } from '../credentials/profiles.js'
 
 /**
  * `podshell provider …`: OpenShell's provider verbs. Values enter through the environment (a bare
@@ -89,7 +90,7 @@ export function register(program: Command, ctx: CliContext): Command {
     .action(async (name: string, flags: { output: string }) => {
       const format = parseOutputFormat(flags.output)
       const rec = requireProvider(ctx.dataDir, name)
-      if (format !== 'table') return ctx.out.stdout(serialize(toJson(rec), format))
+      if (format !== 'table') return ctx.out.stdout(serialize(toJson(rec, ctx.dataDir), format))
       ctx.out.stdout(providerGetBlock(rec))
     })
 
@@ -102,7 +103,7 @@ export function register(program: Command, ctx: CliContext): Command {
       const { providers, broken } = listProviders(ctx.dataDir)
       for (const b of broken) ctx.out.note(`warning: ${b.error}`)
       if (flags.names) return ctx.out.stdout(providers.map(p => p.name + '\n').join(''))
-      if (format !== 'table') return ctx.out.stdout(serialize(providers.map(toJson), format))
+      if (format !== 'table') return ctx.out.stdout(serialize(providers.map(p => toJson(p, ctx.dataDir)), format))
       ctx.out.stdout(
         table(
           ['NAME', 'TYPE', 'CREDENTIALS', 'CONFIG'],
@@ -181,8 +182,9 @@ export function register(program: Command, ctx: CliContext): Command {
 }
 
 /** What -o json|yaml print for a provider: metadata only (there is no value to print). */
-export function toJson(p: ProviderRecord): Record<string, unknown> {
-  return providerJson(p)
+export function toJson(p: ProviderRecord, dataDir: string): Record<string, unknown> {
+  const prof = findProfile(dataDir, p.type)
+  return providerJson(p, prof && !prof.builtin ? profileEndpoints(prof.profile).map(e => `${e.host}:${e.port}${e.path ?? ''}`) : [])
 }
 
 function configText(p: ProviderRecord): string {

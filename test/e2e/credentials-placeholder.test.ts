@@ -294,6 +294,8 @@ describe('placeholder credentials (issue 12)', () => {
     expect(list.stdout).toMatch(/^Available Provider Profiles:/)
     expect(list.stdout).toMatch(/\ngithub +built-in /)
     expect(list.stdout).toMatch(new RegExp(`\\n${profileId} +imported +Acme +prof\\.cred\\.test:${up.port}/prof/\\*\\*`))
+    const pj = JSON.parse((await cli(['provider', 'get', profProvider, '-o', 'json'])).stdout)
+    expect(pj.credential_bindings).toEqual([expect.objectContaining({ variable: 'ACME_TOKEN', mode: 'placeholder', binding: expect.objectContaining({ profile_endpoints: [`prof.cred.test:${up.port}/prof/**`] }) })])
     const exp = await cli(['provider', 'profile', 'export', 'github', '-o', 'json'])
     expect(JSON.parse(exp.stdout)).toMatchObject({ id: 'github', credentials: [{ env_vars: ['GITHUB_TOKEN', 'GH_TOKEN'] }] })
     const evil = join(hostDir('credprof'), 'evil.yaml')
