@@ -1,7 +1,8 @@
 import { Command, Option } from 'commander'
 import { PodshellError } from '../errors.js'
 import type { CliContext } from './context.js'
-import { serialize, table } from './output.js'
+import { serialize } from './output.js'
+import { profilesTable, sortProfileRows } from './openshell-format.js'
 import { PROVIDER_TYPE_NAMES } from '../credentials/types.js'
 import { listProviders } from '../credentials/store.js'
 import {
@@ -13,6 +14,7 @@ import {
   storeProfiles,
   deleteProfile,
   bindingLines,
+  PROFILE_ORIGIN,
   type ProfileDiagnostic,
   type ProviderProfile,
 } from '../credentials/profiles.js'
@@ -29,15 +31,20 @@ export function registerProfiles(pv: Command, ctx: CliContext): void {
     .action((flags: { output: string }) => {
       const imported = importedProfiles(ctx.dataDir)
       printDiagnostics(ctx, imported.diagnostics)
-      const all = [...builtinProfiles().map(p => ({ p, source: 'built-in' })), ...imported.profiles.map(p => ({ p, source: 'imported' }))]
-      if (flags.output !== 'table') return ctx.out.stdout(serialize(all.map(a => a.p), flags.output as 'yaml' | 'json'))
-      if (all.length === 0) return ctx.out.stdout('No provider profiles found.\n')
+      const all = [...builtinProfiles().map(p => ({ p, origin: PROFILE_ORIGIN.builtin })), ...imported.profiles.map(p => ({ p, origin: PROFILE_ORIGIN.imported }))]
+      if (flags.output !== 'table') return ctx.out.stdout(serialize(sortProfileRows(all.map(a => a.p)), flags.output as 'yaml' | 'json'))
       ctx.out.stdout(
-        'Available Provider Profiles:\n\n' +
-          table(
-            ['ID', 'SOURCE', 'NAME', 'ENDPOINTS'],
-            all.map(({ p, source }) => [p.id, source, p.display_name ?? p.id, p.endpoints.map(e => `${e.host}:${e.port}${e.path ?? ''}`).join(', ') || '(from --config)']),
-          ),
+        profilesTable(
+          all.map(({ p, origin }) => ({
+            id: p.id,
+            display_name: p.display_name ?? p.id,
+            category: p.category ?? 'other',
+            scope: origin.scope,
+            source: origin.source,
+            endpoints: p.endpoints.length,
+            inference_capable: p.inference_capable ?? false,
+          })),
+        ),
       )
     })
 

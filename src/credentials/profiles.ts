@@ -37,8 +37,6 @@ import { reservedReason } from './input.js'
  *    access) are accepted with a warning (podshell's sandbox policy decides access).
  */
 
-const BUILTIN_NOTE = 'built-in'
-
 const credentialSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9_-]{1,64}$/, 'lower-case letters, digits, _ and -').describe('Credential name within the profile'),
@@ -76,12 +74,19 @@ const endpointSchema = z
   .strict()
   .describe('An endpoint the profile binds its credentials to')
 
+/** OpenShell's profile categories (ProviderProfileCategory), in its enum order: list-profiles groups by it. */
+export const PROFILE_CATEGORIES = ['other', 'inference', 'agent', 'source_control', 'messaging', 'data', 'knowledge'] as const
+export type ProfileCategory = (typeof PROFILE_CATEGORIES)[number]
+
 export const providerProfileSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and -').describe('Profile id: the provider type name'),
     display_name: z.string().max(100).optional().describe('Human-readable name'),
     description: z.string().max(500).optional().describe('What the profile is for'),
-    category: z.string().max(40).optional().describe('OpenShell category (agent, source_control, …)'),
+    category: z
+      .preprocess(v => (typeof v === 'string' ? v.trim().toLowerCase().replace(/-/g, '_') || 'other' : v), z.enum(PROFILE_CATEGORIES))
+      .optional()
+      .describe('OpenShell category: inference, agent, source_control, messaging, data, knowledge or other'),
     inference_capable: z.boolean().optional().describe('OpenShell: usable for inference routing (informational)'),
     credentials: z.array(credentialSchema).min(1).max(16).describe('Credentials and the variables that carry them'),
     discovery: z.object({ credentials: z.array(z.string()).optional() }).strict().optional().describe('Credentials --from-existing looks for'),
@@ -115,6 +120,20 @@ export function bindingHostProblem(host: string): string | undefined {
   return undefined
 }
 
+/** Display name and OpenShell category of each built-in type (OpenShell's providers/*.yaml where it has one). */
+const BUILTIN_META: Record<string, { display_name: string; category: ProfileCategory }> = {
+  claude: { display_name: 'Claude Code', category: 'agent' },
+  anthropic: { display_name: 'Anthropic', category: 'inference' },
+  codex: { display_name: 'Codex', category: 'agent' },
+  openai: { display_name: 'OpenAI', category: 'inference' },
+  opencode: { display_name: 'OpenCode', category: 'agent' },
+  copilot: { display_name: 'GitHub Copilot', category: 'agent' },
+  github: { display_name: 'GitHub', category: 'source_control' },
+  gitlab: { display_name: 'GitLab', category: 'source_control' },
+  nvidia: { display_name: 'NVIDIA', category: 'inference' },
+  jira: { display_name: 'Jira', category: 'knowledge' },
+}
+
 const AUTH: Record<string, { auth_style: string; header_name?: string }> = {
   claude: { auth_style: 'header', header_name: 'x-api-key' },
   anthropic: { auth_style: 'header', header_name: 'x-api-key' },
@@ -126,7 +145,8 @@ export function builtinProfiles(): ProviderProfile[] {
     .filter(([, t]) => t.credentials.length > 0)
     .map(([id, t]) => ({
       id,
-      display_name: id,
+      display_name: BUILTIN_META[id]?.display_name ?? id,
+      category: BUILTIN_META[id]?.category ?? 'other',
       description: id === 'jira' ? `${id} (endpoint: the provider's --config JIRA_URL host)` : `${id} provider type`,
       credentials: [{ name: 'api_key', env_vars: [...t.credentials], required: true, auth_style: AUTH[id]?.auth_style ?? 'bearer', ...(AUTH[id]?.header_name ? { header_name: AUTH[id].header_name } : { header_name: 'authorization' }) }],
       discovery: { credentials: ['api_key'] },
@@ -300,4 +320,5 @@ export function profileEndpoints(p: ProviderProfile): { host: string; port: numb
   return p.endpoints.map(e => ({ host: normalizeHostPattern(e.host), port: e.port, ...(e.path ? { path: e.path } : {}) }))
 }
 
-export const PROFILE_SOURCE = { builtin: BUILTIN_NOTE, imported: 'imported' } as const
+/** OpenShell's `source` and `scope` of a listed profile: built-in (static) vs imported by the user (workspace). */
+export const PROFILE_ORIGIN = { builtin: { source: 'builtin', scope: '' }, imported: { source: 'user', scope: 'workspace' } } as const

@@ -292,8 +292,11 @@ describe('placeholder credentials (issue 12)', () => {
   it('profiles CLI: list-profiles shows built-in and imported, export round-trips, a malicious profile is refused with diagnostics and not stored', async () => {
     const list = await cli(['provider', 'list-profiles'])
     expect(list.stdout).toMatch(/^Available Provider Profiles:/)
-    expect(list.stdout).toMatch(/\ngithub +built-in /)
-    expect(list.stdout).toMatch(new RegExp(`\\n${profileId} +imported +Acme +prof\\.cred\\.test:${up.port}/prof/\\*\\*`))
+    // OpenShell's layout: per category `  <CATEGORY>`, `    ID  SCOPE  SOURCE  NAME  ENDPOINTS`, the count of endpoints
+    expect(list.stdout).toMatch(/\n {2}SOURCE CONTROL\n {4}ID +SCOPE +SOURCE +NAME +ENDPOINTS\n(?: {4}.*\n)* {4}github {2,}builtin +GitHub +3\n/)
+    expect(list.stdout).toMatch(new RegExp(`\\n {2}OTHER\\n {4}ID +SCOPE +SOURCE +NAME +ENDPOINTS\\n(?: {4}.*\\n)* {4}${profileId} +workspace +user +Acme +1\\n`))
+    const lj = JSON.parse((await cli(['provider', 'list-profiles', '-o', 'json'])).stdout)
+    expect(lj.find((p: { id: string }) => p.id === profileId)).toMatchObject({ category: 'other', endpoints: [{ host: 'prof.cred.test', port: up.port, path: '/prof/**' }] })
     const pj = JSON.parse((await cli(['provider', 'get', profProvider, '-o', 'json'])).stdout)
     expect(pj.credential_bindings).toEqual([expect.objectContaining({ variable: 'ACME_TOKEN', mode: 'placeholder', binding: expect.objectContaining({ profile_endpoints: [`prof.cred.test:${up.port}/prof/**`] }) })])
     const exp = await cli(['provider', 'profile', 'export', 'github', '-o', 'json'])

@@ -59,7 +59,15 @@ binaries: [/usr/bin/gh]
     expect(gh.credentials[0]!.env_vars).toEqual(['GITHUB_TOKEN', 'GH_TOKEN'])
     expect(gh.endpoints).toContainEqual({ host: 'api.github.com', port: 443 })
     expect(b.find(p => p.id === 'claude')!.credentials[0]).toMatchObject({ auth_style: 'header', header_name: 'x-api-key' })
+    expect(gh).toMatchObject({ display_name: 'GitHub', category: 'source_control' })
     for (const p of b.filter(x => x.endpoints.length > 0)) expect(checkProfile(p, 'builtin', { imported: false }).profile).toBeDefined()
+  })
+
+  it("category follows OpenShell's values (case and - normalised); an unknown one is an error", () => {
+    expect(checkProfile({ ...GOOD, category: 'Source-Control' }, 'x.yaml', { imported: false }).profile?.category).toBe('source_control')
+    const bad = checkProfile({ ...GOOD, category: 'everything' }, 'x.yaml', { imported: false })
+    expect(bad.profile).toBeUndefined()
+    expect(bad.diagnostics.map(d => d.field)).toContain('category')
   })
 
   it.each([
