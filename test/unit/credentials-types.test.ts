@@ -29,6 +29,7 @@ describe('provider type table', () => {
     expect(providerHosts('jira', { JIRA_URL: 'https://Jira.Corp.example:8443/x', JIRA_AUTH_TYPE: 'bearer' })).toEqual(['jira.corp.example'])
     expect(providerHosts('github', { GH_HOST: 'ghe.corp.example' })).toContain('ghe.corp.example')
     expect(providerHosts('generic', { SOME_URL: 'not a url' })).toEqual([])
+    expect(providerHosts('jira', { url: 'https://acme.atlassian.net' })).toEqual(['acme.atlassian.net'])
   })
 })
 
