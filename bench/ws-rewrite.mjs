@@ -17,9 +17,12 @@
 //   direct:   TLS straight to the upstream (no gateway)
 //   relay:    through the gateway, endpoint WITHOUT websocket_credential_rewrite (frames relayed unparsed)
 //   rewrite:  through the gateway, endpoint WITH websocket_credential_rewrite + credential_binding
+//   parsed:   the same opted-in endpoint, the message holding a same-length string that is not a
+//             placeholder (parsed and searched, nothing substituted, no audit line)
 // interleaved run by run. Reported: median round trip of each (median over runs of per-run medians),
-// rewrite − relay (the rewrite's cost) and relay − direct (the gateway's), and what the upstream got
-// (rewrite: the real value; relay and direct: the placeholder).
+// rewrite − parsed (the substitution itself, with its audit line), parsed − relay (the frame
+// parser), relay − direct (the gateway), and what the upstream got (rewrite: the real value;
+// relay, direct and parsed: the placeholder / the other string).
 import { PassThrough } from 'node:stream'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -88,7 +91,8 @@ const paths = await d('config/paths.js')
 
 const VALUE = `ghp_${randomBytes(18).toString('hex')}`
 const PLACEHOLDER = makePlaceholder(VALUE)
-const seen = { value: 0, placeholder: 0 }
+const OTHER = makePlaceholder(VALUE)
+const seen = { value: 0, placeholder: 0, other: 0 }
 const work = mkdtempSync(join(homedir(), 'podshell-bench-ws-'))
 const testCa = await generateCa('bench ws upstream CA')
 const leaves = new LeafIssuer(testCa)
@@ -111,6 +115,7 @@ server.on('upgrade', (req, sock, head) => {
       parts = []
       if (text.includes(VALUE)) seen.value++
       if (text.includes(PLACEHOLDER)) seen.placeholder++
+      if (text.includes(OTHER)) seen.other++
       sock.write(encodeFrame(1, Buffer.from(`ok ${text.length}`), false))
     }
   }
@@ -129,7 +134,7 @@ const { encodeFrame, WsFrameReader } = await import(wsjs);
 const ca = fs.readFileSync(caFile, 'utf8');
 const head = s => new Promise((ok, ko) => { let b = Buffer.alloc(0); const on = d => { b = Buffer.concat([b, d]); const i = b.indexOf('\r\n\r\n'); if (i >= 0) { s.removeListener('data', on); ok([b.subarray(0, i).toString('latin1'), b.subarray(i + 4)]); } }; s.on('data', on); s.once('error', ko); });
 let raw;
-if (via === 'direct') raw = net.connect(Number(port), ip);
+if (via === 'direct') raw = net.connect({ port: Number(port), host: ip, noDelay: true });
 else { raw = net.connect(via); raw.write('CONNECT ' + host + ':' + port + ' HTTP/1.1\r\nHost: ' + host + ':' + port + '\r\n\r\n'); const [h] = await head(raw); if (!/^HTTP\/1.1 200/.test(h)) throw new Error('CONNECT: ' + h.split('\r\n')[0]); }
 const t = tls.connect({ socket: raw, servername: host, ca });
 await new Promise((ok, ko) => { t.once('secureConnect', ok); t.once('error', ko); });
@@ -191,23 +196,26 @@ network_policies:
     ['direct', () => ['direct', HOST, hostIp, String(PORT), '/direct', caFile]],
     ['relay', () => [sock, HOST, hostIp, String(PORT), '/relay/x', bundle]],
     ['rewrite', () => [sock, HOST, hostIp, String(PORT), '/rw/x', bundle]],
+    ['parsed', () => [sock, HOST, hostIp, String(PORT), '/rw/y', bundle]],
   ]
   const result = { messages: RTT_N, runs: RUNS, sizes: {} }
   for (const size of [1024, 64 * 1024]) {
-    const per = { direct: [], relay: [], rewrite: [] }
+    const per = { direct: [], relay: [], rewrite: [], parsed: [] }
     const upstream = {}
     for (let r = 0; r < RUNS; r++) {
       for (const [k, argv] of variants) {
         const before = { ...seen }
-        const o = await runChild([...argv(), String(RTT_N), String(size), PLACEHOLDER, wsjs])
+        const o = await runChild([...argv(), String(RTT_N), String(size), k === 'parsed' ? OTHER : PLACEHOLDER, wsjs])
         per[k].push(median(o.samples))
-        upstream[k] = { value: (upstream[k]?.value ?? 0) + seen.value - before.value, placeholder: (upstream[k]?.placeholder ?? 0) + seen.placeholder - before.placeholder }
+        upstream[k] = Object.fromEntries(Object.keys(seen).map(x => [x, (upstream[k]?.[x] ?? 0) + seen[x] - before[x]]))
       }
     }
     const m = Object.fromEntries(Object.entries(per).map(([k, v]) => [k, median(v)]))
     result.sizes[`${size / 1024}KiB`] = {
       medianRttMs: m,
       rewriteMinusRelayMs: m.rewrite - m.relay,
+      rewriteMinusParsedMs: m.rewrite - m.parsed,
+      parsedMinusRelayMs: m.parsed - m.relay,
       relayMinusDirectMs: m.relay - m.direct,
       perRunMs: per,
       upstreamGot: upstream,

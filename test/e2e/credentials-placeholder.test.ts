@@ -151,7 +151,8 @@ network_policies:
 
 afterAll(async () => {
   await deleteSandboxes([name, envName].filter(Boolean))
-  await cli(['provider', 'delete', '--force', provider, profProvider])
+  // One at a time: a test deletes `provider` already, and a missing name fails the whole command.
+  for (const p of [provider, profProvider]) await cli(['provider', 'delete', '--force', p])
   await cli(['provider', 'profile', 'delete', profileId])
   await Promise.all([up?.close(), plain?.close()])
 })
