@@ -385,10 +385,6 @@ export class TlsTerminator {
       const s: Socket = tls
         ? tlsConnect({ host: a.text, port, servername: host.host, secureContext: createSecureContext({ ca: this.ctx.tls.upstreamRoots() || [], minVersion: 'TLSv1.2' }), ALPNProtocols: ['http/1.1'] })
         : netConnect({ host: a.text, port })
-      // noDelay, as for pooled connections: a relayed WebSocket message split over several TLS
-      // records otherwise waits behind Nagle for the upstream's delayed ACK (measured with
-      // bench/ws-rewrite.mjs: a 64 KiB message's round trip +40-46 ms through the relay).
-      s.setNoDelay(true)
       const t = setTimeout(() => s.destroy(new Error(`connect to ${a.text}:${port} timed out`)), 10_000)
       s.once(tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(t)
