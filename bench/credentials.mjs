@@ -102,7 +102,7 @@ try {
   const roots = writeUpstreamRoots(data, { hostBundle: undefined, extraCaFiles: [caFile] })
   for (const dd of [paths.sandboxDir(data, 'b'), paths.sandboxPolicyDir(data, 'b'), paths.sandboxEgressDir(data, 'b'), paths.sandboxAuditDir(data, 'b')]) mkdirSync(dd, { recursive: true })
   prepareSandboxTrust(data, 'b', ca, roots)
-  writeFileSync(join(paths.sandboxDir(data, 'b'), 'providers.json'), JSON.stringify([{ name: 'p', type: 'generic', config: {}, credentials: [{ variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER }] }]))
+  writeFileSync(paths.sandboxProvidersFile(data, 'b'), JSON.stringify([{ name: 'p', type: 'generic', config: {}, credentials: [{ variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER }] }]))
   new PolicyStore(paths.sandboxPolicyDir(data, 'b')).add(
     parsePolicyText(`version: 1
 network_policies:
@@ -117,7 +117,7 @@ network_policies:
   const reply = await gw.handleControl(JSON.stringify({ op: 'credentials', sandbox: 'b', credentials: [{ provider: 'p', variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER, value: VALUE }] }))
   if (!reply.ok) throw new Error(`credentials push failed: ${JSON.stringify(reply)}`)
   const sock = paths.sandboxSocket(data, 'b')
-  const bundle = join(paths.sandboxDir(data, 'b'), 'tls', 'ca-bundle.pem')
+  const bundle = join(paths.gatewaySandboxDir(data, 'b'), 'tls', 'ca-bundle.pem')
   const per = { with: [], without: [] }
   for (let r = 0; r < RUNS; r++) {
     for (const [k, auth] of [['with', PLACEHOLDER], ['without', OTHER]]) {

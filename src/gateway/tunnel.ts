@@ -4,6 +4,7 @@
  * gate on the client's first bytes (the ClientHello check of CONNECT tunnels).
  */
 import { connect as netConnect, type Socket } from 'node:net'
+import type { Transform } from 'node:stream'
 import type { IpAddress } from './address.js'
 import { relayInto } from './proxy-io.js'
 
@@ -62,6 +63,7 @@ export function pipeTunnel(
   greeting: string | Buffer | undefined,
   arm?: () => void,
   gate?: TunnelGate,
+  clientFilter?: Transform,
 ): void {
   const { client, upstream } = sockets
   const done = opts.done
@@ -75,7 +77,12 @@ export function pipeTunnel(
   }
   client.setNoDelay(true)
   if (greeting !== undefined) client.write(greeting)
-  if (gate === undefined) {
+  if (clientFilter !== undefined) {
+    // websocket_credential_rewrite (src/gateway/http/websocket-rewrite.ts): client bytes pass the filter.
+    clientFilter.pipe(upstream)
+    if (head.length > 0) clientFilter.write(head)
+    client.pipe(clientFilter)
+  } else if (gate === undefined) {
     if (head.length > 0) upstream.write(head)
     client.pipe(upstream)
   } else {
