@@ -76,7 +76,12 @@ const server = createServer({ SNICallback: (n, cb) => void leaves.get(n).then(l 
   pump()
 })
 let upstreamHandshakes = 0
-server.on('secureConnection', () => upstreamHandshakes++)
+// What the upstream negotiates with its clients (the gateway's upstream side when inspected).
+const upstreamCiphers = new Set()
+server.on('secureConnection', s => {
+  upstreamHandshakes++
+  upstreamCiphers.add(`${s.getProtocol()} ${s.getCipher().standardName}`)
+})
 await new Promise(r => server.listen(0, hostIp, r))
 const PORT = server.address().port
 
@@ -87,12 +92,13 @@ const [mode, proxy, host, port, count, caFile] = process.argv.slice(1);
 const ca = caFile && caFile !== '-' ? fs.readFileSync(caFile, 'utf8') : undefined;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const hs = [];
+let cipher;
 function tunnel(cb) {
   const th = now();
   const s = proxy.startsWith('/') ? net.connect(proxy) : net.connect(Number(proxy.split(':')[1]), proxy.split(':')[0]);
   s.once('connect', () => s.write('CONNECT ' + host + ':' + port + ' HTTP/1.1\r\nHost: ' + host + ':' + port + '\r\n\r\n'));
   let buf = '';
-  const onData = d => { buf += d; if (buf.includes('\r\n\r\n')) { s.removeListener('data', onData); if (!/^HTTP\/1.1 200/.test(buf)) cb(new Error(buf.split('\r\n')[0])); else { const t = tls.connect({ socket: s, servername: host, ...(ca ? { ca } : {}) }); t.once('secureConnect', () => hs.push(now() - th)); cb(null, t); } } };
+  const onData = d => { buf += d; if (buf.includes('\r\n\r\n')) { s.removeListener('data', onData); if (!/^HTTP\/1.1 200/.test(buf)) cb(new Error(buf.split('\r\n')[0])); else { const t = tls.connect({ socket: s, servername: host, ...(ca ? { ca } : {}) }); t.once('secureConnect', () => { hs.push(now() - th); cipher = t.getProtocol() + ' ' + t.getCipher().standardName; }); cb(null, t); } } };
   s.on('data', onData); s.on('error', cb);
 }
 function agent(keepAlive) {
@@ -106,7 +112,7 @@ function get(a, path) {
 (async () => {
   const out = {};
   if (mode === 'download') {
-    const t0 = now(); out.bytes = await get(agent(false), '/bytes?mb=' + count); out.ms = now() - t0;
+    const t0 = now(); out.bytes = await get(agent(false), '/bytes?mb=' + count); out.ms = now() - t0; out.cipher = cipher;
   } else {
     const a = agent(mode === 'keepalive');
     await get(a, '/warm');
@@ -168,15 +174,25 @@ async function requestsBench() {
     }
     if (pool) {
       // The gateway's own cost on a download (no podman, no bridge): in-process, interleaved.
+      // Also the CPU time this process (gateway + the upstream server, which encrypts the same
+      // bytes in both cases) spends per download: less load-dependent than MB/s on a shared machine.
       const tp = { inspected: [], tunnel: [] }
+      const cpu = { inspected: [], tunnel: [] }
       for (let r = 0; r < RUNS; r++) {
         for (const [k, host] of [['inspected', 'inspect.bench.test'], ['tunnel', 'tunnel.bench.test']]) {
+          const c0 = process.cpuUsage()
           const o = await runChild(['download', sock, host, String(PORT), String(MB), bundle])
+          const c = process.cpuUsage(c0)
           tp[k].push(o.bytes / 1e6 / (o.ms / 1000))
+          out[`clientCipher_${k}`] = o.cipher
+          cpu[k].push((c.user + c.system) / 1000)
         }
       }
       out.inProcessDownloadMBps = { inspected: median(tp.inspected), tunnel: median(tp.tunnel) }
-      note(`in-process ${MB} MiB download: ${JSON.stringify(out.inProcessDownloadMBps)}`)
+      out.inProcessCpuMsPerDownload = { inspected: median(cpu.inspected), tunnel: median(cpu.tunnel) }
+      out.upstreamCiphers = [...upstreamCiphers]
+      note(`in-process ${MB} MiB download: ${JSON.stringify(out.inProcessDownloadMBps)} MB/s; CPU ms of gateway+server per download: ${JSON.stringify(out.inProcessCpuMsPerDownload)}`)
+      note(`negotiated: client-gateway (inspected) ${out.clientCipher_inspected}; client-upstream (tunnel) ${out.clientCipher_tunnel}; at the upstream ${out.upstreamCiphers.join(', ')}`)
     }
     await gw.stop()
     rmSync(data, { recursive: true, force: true })
