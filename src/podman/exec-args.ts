@@ -33,3 +33,13 @@ export function execServerStartArgs(container: string, server: string, dir: stri
 export function agentUserNameArgs(container: string): string[] {
   return ['exec', container, 'id', '-un']
 }
+
+/**
+ * `podman cp CONTAINER:PATH -`: podman writes a tar of PATH (resolved inside the container's root,
+ * mounts included) to stdout; `PATH/.` gives a directory's contents. The archive is made by podman,
+ * not by anything in the container (sandbox download's data path).
+ */
+export function copyOutArgs(container: string, path: string): string[] {
+  if (!path.startsWith('/')) throw new Error('copyOutArgs needs an absolute path inside the container')
+  return ['cp', `${container}:${path}`, '-']
+}
