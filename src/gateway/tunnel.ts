@@ -54,7 +54,8 @@ export async function dial(addrs: IpAddress[], port: number, connectTimeoutMs: n
 
 /**
  * Wires a tunnel's two sockets; `arm` (from a relaying dial) starts upstream→client, otherwise
- * pipe() does. `done` runs once either side ends, errs or idles (it must destroy both sockets).
+ * pipe() does. `done` runs once either side errs or idles, the client closes, or the upstream
+ * has closed and everything it sent has been written to the client (it must destroy both sockets).
  */
 export function pipeTunnel(
   sockets: { client: Socket; upstream: Socket },
@@ -69,7 +70,16 @@ export function pipeTunnel(
   const done = opts.done
   upstream.on('error', done)
   client.on('error', done)
-  upstream.on('close', done)
+  // An upstream that closed cleanly (its FIN came) must not cut what is still queued for the
+  // client: up to two relay buffers (or pipe()'s buffer) can be in flight when its 'close' comes
+  // right behind its 'end'. The client is ended and torn down once its last byte has been handed
+  // to the kernel ('finish'); destroying it at once cancelled those writes (a truncated download).
+  upstream.on('close', () => {
+    if (upstream.errored !== null || client.destroyed) return done()
+    client.end()
+    if (client.writableFinished) done()
+    else client.once('finish', done)
+  })
   client.on('close', done)
   if (opts.idleTimeoutMs > 0) {
     upstream.setTimeout(opts.idleTimeoutMs, done)
