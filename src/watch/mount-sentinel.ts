@@ -12,10 +12,10 @@ import {
   watch,
   type FSWatcher,
 } from 'node:fs'
-import { randomBytes } from 'node:crypto'
 import { dirname } from 'node:path'
 import { z } from 'zod'
-import { AuditLog, ENGINE, OCSF_VERSION, type Rendered } from '../gateway/audit.js'
+import { AuditLog, type Rendered } from '../gateway/audit.js'
+import { watcherFindingJson } from './finding.js'
 import { sandboxDir } from '../config/paths.js'
 import type { MountSpec } from '../sandbox/types.js'
 import { readAgentDescription } from '../sandbox/description.js'
@@ -661,40 +661,18 @@ export function renderSentinelEvent(
   p: Protected,
   time: number,
 ): Rendered {
-  const sev = action === 'failed' ? { id: 5, name: 'Critical' } : { id: 4, name: 'High' }
-  const json: Record<string, unknown> = {
-    class_uid: 2004,
-    class_name: 'Detection Finding',
-    category_uid: 2,
-    category_name: 'Findings',
-    activity_id: 1,
-    activity_name: 'Create',
-    type_uid: 200401,
-    type_name: 'Detection Finding: Create',
+  const json = watcherFindingJson({
+    sandbox,
     time,
-    severity_id: sev.id,
-    severity: sev.name,
-    status_id: 1,
-    status: 'New',
+    severity: action === 'failed' ? 'Critical' : 'High',
     message: line,
-    metadata: {
-      version: OCSF_VERSION,
-      product: { name: 'podshell watcher', vendor_name: 'podshell' },
-      profiles: ['security_control'],
-      uid: sandbox,
-    },
-    finding_info: {
-      uid: randomBytes(8).toString('hex'),
-      title: 'Protected mount detached by the host',
-      desc: line,
-      types: ['mount_detached'],
-      analytic: { name: 'mount_sentinel', type: 'Rule', type_id: 1 },
-    },
-    resources: [{ name: p.host, type: 'file' }],
-    action_id: 2,
-    action: 'Denied',
-    unmapped: { sandbox, engine: ENGINE, action, kind: p.kind, inside: p.inside },
-  }
+    title: 'Protected mount detached by the host',
+    desc: line,
+    types: ['mount_detached'],
+    analytic: 'mount_sentinel',
+    resource: { name: p.host, type: 'file' },
+    unmapped: { action, kind: p.kind, inside: p.inside },
+  })
   const tag = action === 'restored' ? 'CREATE [HIGH] REMOUNTED' : action === 'paused' ? 'CREATE [HIGH] PAUSED' : 'CREATE [CRIT] PAUSED'
   const shorthand = `FINDING:${tag} ${p.host.replace(/\s/g, '_')} [rule:mount_sentinel] [reason:${line.slice(0, 200)}]`
   return { json, shorthand }

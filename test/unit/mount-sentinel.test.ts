@@ -2,7 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync, lstatSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { MountSentinel, loadProtections, protectedMounts, recordProtections, remountScript } from '../../src/watch/mount-sentinel.js'
+import { MountSentinel, loadProtections, protectedMounts, recordProtections, remountScript, renderSentinelEvent } from '../../src/watch/mount-sentinel.js'
 import { protectedFile, sentinelHeld, sentinelHeldFile } from '../../src/watch/paths.js'
 import { pinMounts } from '../../src/sandbox/mount-guard.js'
 import type { MountSpec } from '../../src/sandbox/types.js'
@@ -126,5 +126,15 @@ describe('MountSentinel bookkeeping', () => {
     await s.check()
     expect(asked).toBe(0)
     expect(readFileSync(protectedFile(data, 'sb'), 'utf8')).toContain('"kind":"ro"')
+  })
+})
+
+describe('the sentinel finding', () => {
+  it('is the watcher OCSF Detection Finding: Critical when it failed, the host path as the resource', () => {
+    const p = { inside: '/w/.mcp.json', host: '/w/.mcp.json', kind: 'ro' as const, dev: 1, ino: 2, birth: 3 }
+    const f = renderSentinelEvent('sb', 'failed', 'could not be made again', p as Parameters<typeof renderSentinelEvent>[3], 5)
+    expect(f.json).toMatchObject({ class_uid: 2004, severity_id: 5, severity: 'Critical', action: 'Denied', resources: [{ name: '/w/.mcp.json', type: 'file' }], finding_info: { types: ['mount_detached'], analytic: { name: 'mount_sentinel' } }, unmapped: { sandbox: 'sb', action: 'failed', kind: 'ro' } })
+    expect(f.shorthand).toMatch(/^FINDING:CREATE \[CRIT\] PAUSED \/w\/\.mcp\.json \[rule:mount_sentinel\]/)
+    expect(renderSentinelEvent('sb', 'restored', 'x', p as Parameters<typeof renderSentinelEvent>[3], 5).json).toMatchObject({ severity: 'High', status: 'New' })
   })
 })
