@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync, readFileSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { homedir, loadavg } from 'node:os'
+import { median } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist', 'cli', 'main.js')
@@ -24,11 +25,6 @@ const detected = await Podman.detect({ env })
 const runtime = detected.runtime.runtime
 const podmanBin = 'podman'
 
-const median = xs => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const nowNs = () => process.hrtime.bigint()
 
 function podman(...a) {

@@ -20,23 +20,18 @@ import { createServer } from 'node:https'
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync, readFileSync, existsSync, appendFileSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { homedir, networkInterfaces, tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
+import { median, opt, testAddress } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist', 'cli', 'main.js')
 const args = process.argv.slice(2)
-const opt = (k, d) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d)
 const MB = opt('--mb', 100)
 const RUNS = opt('--runs', 3)
 const N = opt('--requests', 200)
 // --download-only: only the in-process download (inspected vs tunnel), for profiling the relay.
 const DOWNLOAD_ONLY = args.includes('--download-only')
 const note = m => process.stderr.write(`[bench tls] ${m}\n`)
-const median = xs => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const d = p => import(join(ROOT, 'dist', p))
 const { generateCa, ensureCa } = await d('tls/ca.js')
 const { LeafIssuer } = await d('tls/leaf.js')
@@ -48,7 +43,7 @@ const { parsePolicyText } = await d('policy/parse.js')
 const paths = await d('config/paths.js')
 
 const wantIp = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
-const hostIp = Object.values(networkInterfaces()).flat().find(i => i && i.family === 'IPv4' && i.address === wantIp)?.address
+const hostIp = testAddress()
 if (!hostIp) throw new Error(`the test network address ${wantIp} is not on this host: run inside the test network namespace (scripts/as-test-user.sh)`)
 
 // ── HTTPS upstream with its own CA ──

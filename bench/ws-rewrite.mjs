@@ -26,20 +26,18 @@
 import { PassThrough } from 'node:stream'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadavg, networkInterfaces, homedir, tmpdir } from 'node:os'
+import { loadavg, homedir, tmpdir } from 'node:os'
 import { execFile } from 'node:child_process'
 import { createServer } from 'node:https'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { median, opt, testAddress } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-const args = process.argv.slice(2)
-const opt = (k, d) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d)
 const N = opt('--messages', 2000)
 const RUNS = opt('--runs', 5)
 const RTT_N = opt('--rtt-messages', 300)
 const { wsClientRewriter, encodeFrame, WsFrameReader } = await import(join(ROOT, 'dist/gateway/http/websocket-rewrite.js'))
-const median = xs => [...xs].sort((a, b) => a - b)[xs.length >> 1]
 const P = 'ghp_' + 'P'.repeat(36)
 const V = 'ghp_' + 'v'.repeat(36)
 const creds = [{ provider: 'gh', variable: 'GITHUB_TOKEN', placeholder: P, value: V }]
@@ -73,7 +71,7 @@ for (const size of [1024, 64 * 1024]) {
 
 // ---- Part 2: end to end through the gateway ----
 const wantIp = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
-const hostIp = Object.values(networkInterfaces()).flat().find(i => i && i.family === 'IPv4' && i.address === wantIp)?.address
+const hostIp = testAddress()
 if (!hostIp) {
   console.log(`end to end: skipped (the test network address ${wantIp} is not on this host: run inside the test network namespace)`)
   process.exit(0)
