@@ -5,7 +5,20 @@ import { sandboxDir, sandboxHomeDir } from '../config/paths.js'
 import { cliMain, internalArgs } from '../util/self.js'
 import { creatorAlive, selfCreatorId } from '../util/process.js'
 import { recordFinding } from './quarantine.js'
-import { baselineFile, daemonPidFile, degradedFile, pidFile, readyFile, rootsFile, wantDir, wantFile, watchdDir, watcherIdentity, watcherMissing, writeWatchFile } from './paths.js'
+import {
+  baselineFile,
+  daemonPidFile,
+  degradedFile,
+  pidFile,
+  readyFile,
+  rootsFile,
+  wantDir,
+  wantFile,
+  watchdDir,
+  watcherIdentity,
+  watcherMissing,
+  writeWatchFile,
+} from './paths.js'
 import { SANDBOX_NAME_RE } from '../util/patterns.js'
 export { watcherIdentity } from './paths.js'
 import { extraPatternsFromEnv, hostExecRules } from './rules.js'
@@ -13,7 +26,8 @@ import { loadEffectiveConfig } from '../config/enterprise.js'
 import { DiskGuard, DISK_GUARD_TICK_MS, filesystems, isLow, parseDiskReserve, type DiskReserve } from './disk-guard.js'
 import { Podman, containerPid } from '../podman/podman.js'
 import { agentContainer } from '../sandbox/naming.js'
-import { recordSandboxProtections, startSentinel } from './mount-sentinel.js'
+import { startSentinel } from './mount-sentinel.js'
+import { recordSandboxProtections } from './protections.js'
 import type { MountSpec } from '../sandbox/types.js'
 import { COMMAND_SCAN, HostExecWatcher, loadBaseline, saveBaseline, writableRoots, type ScanBudget } from './watcher.js'
 
@@ -46,8 +60,6 @@ export interface WatchHookOptions {
   readyTimeoutMs?: number
 }
 
-
-
 /** The one entry point for the runtime. Never throws. */
 export async function watchHook(dataDir: string, name: string, event: WatchEvent, o: WatchHookOptions = {}): Promise<void> {
   const say = o.say ?? (() => undefined)
@@ -62,7 +74,10 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
       await spawnWatcher(dataDir, name, o, roots.length > 0)
       // A disk already under the reserve pauses the agent at its first tick: say so now.
       const low = filesystems([...roots, sandboxHomeDir(dataDir, name)], diskReserve(o.env ?? process.env, say)).find(isLow)
-      if (low) say(`warning: ${name}'s agent will be paused by the disk guard: ${Math.round(low.avail / 1024 ** 2)} MiB free on the filesystem of ${low.path}, under the reserve of ${Math.round(low.reserve / 1024 ** 2)} MiB (free space, or set resources.disk_reserve)`)
+      if (low)
+        say(
+          `warning: ${name}'s agent will be paused by the disk guard: ${Math.round(low.avail / 1024 ** 2)} MiB free on the filesystem of ${low.path}, under the reserve of ${Math.round(low.reserve / 1024 ** 2)} MiB (free space, or set resources.disk_reserve)`,
+        )
       return
     }
     if (!existsSync(rootsFile(dataDir, name))) return // created before the watcher existed, or nothing writable
@@ -76,7 +91,8 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
     if (!watcherMissing(dataDir, name)) return
     // No watcher (or one without its inotify watch): what happened is found now, before the command.
     const r = rescan(dataDir, name, roots, o)
-    if (r && r.findings) say(`host-executed files found while the watcher was not running: ${r.findings} quarantined (see podshell logs ${name})`)
+    if (r && r.findings)
+      say(`host-executed files found while the watcher was not running: ${r.findings} quarantined (see podshell logs ${name})`)
     await spawnWatcher(dataDir, name, o)
   } catch (e) {
     say(`warning: the host-executed-file watcher of ${name}: ${(e as Error).message.split('\n')[0]}`)
@@ -84,13 +100,32 @@ export async function watchHook(dataDir: string, name: string, event: WatchEvent
 }
 
 /** A bounded full rescan in this process. Undefined when there is no baseline to compare against. */
-export function rescan(dataDir: string, name: string, roots: string[], o: WatchHookOptions = {}, budget: ScanBudget = COMMAND_SCAN): { findings: number; complete: boolean } | undefined {
+export function rescan(
+  dataDir: string,
+  name: string,
+  roots: string[],
+  o: WatchHookOptions = {},
+  budget: ScanBudget = COMMAND_SCAN,
+): { findings: number; complete: boolean } | undefined {
   const baseline = loadBaseline(baselineFile(dataDir, name))
   if (!baseline) return undefined
-  const w = new HostExecWatcher({ q: { dataDir, name, say: o.say ? l => o.say!(l) : undefined }, roots, rules: hostExecRules(extraPatterns(o.env ?? process.env).patterns), baseline })
+  const w = new HostExecWatcher({
+    q: { dataDir, name, say: o.say ? l => o.say!(l) : undefined },
+    roots,
+    rules: hostExecRules(extraPatterns(o.env ?? process.env).patterns),
+    baseline,
+  })
   const r = w.scan(budget)
   if (!r.complete) {
-    recordFinding({ dataDir, name }, { path: roots.join(','), rule: 'rescan', reason: `rescan stopped after ${r.entries} entries (budget): the live watcher covers the rest`, action: 'quarantined' })
+    recordFinding(
+      { dataDir, name },
+      {
+        path: roots.join(','),
+        rule: 'rescan',
+        reason: `rescan stopped after ${r.entries} entries (budget): the live watcher covers the rest`,
+        action: 'quarantined',
+      },
+    )
   }
   return r
 }
@@ -100,7 +135,10 @@ function extraPatterns(env: { readonly [k: string]: string | undefined }): { pat
   const fromEnv = extraPatternsFromEnv(env)
   try {
     const c = loadEffectiveConfig(env)
-    return { patterns: [...(c.user.host_exec_files ?? []), ...(c.enterprise?.host_exec_files ?? []), ...fromEnv.patterns], errors: fromEnv.errors }
+    return {
+      patterns: [...(c.user.host_exec_files ?? []), ...(c.enterprise?.host_exec_files ?? []), ...fromEnv.patterns],
+      errors: fromEnv.errors,
+    }
   } catch (e) {
     // An invalid config fails the command that reads it, with its one line; here: the defaults.
     return { patterns: fromEnv.patterns, errors: [...fromEnv.errors, (e as Error).message] }
@@ -255,46 +293,9 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
   }
   const { dataDir } = args
   if (!acquireDaemon(dataDir)) return finished(0) // one daemon per data dir
-  const me = selfCreatorId()
   const say = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`)
-  const served = new Map<string, Served>()
-  const failed = new Map<string, string>() // name → the want file content that failed (retried when it changes)
-
-  const drop = (name: string): void => {
-    served.get(name)?.close()
-    served.delete(name)
-    try {
-      if (readFileSync(pidFile(dataDir, name), 'utf8').trim() === me) rmSync(pidFile(dataDir, name), { force: true })
-    } catch {
-      // not ours, or gone with the sandbox
-    }
-  }
-
-  const reconcile = (): void => {
-    const want = wanted(dataDir)
-    for (const name of [...served.keys()]) if (!want.has(name)) drop(name)
-    for (const name of want) {
-      if (!existsSync(sandboxDir(dataDir, name))) {
-        // Removed without a delete (gc, by hand): nothing left to watch.
-        drop(name)
-        rmSync(wantFile(dataDir, name), { force: true })
-        continue
-      }
-      if (served.has(name)) continue
-      let raw = ''
-      try {
-        raw = readFileSync(wantFile(dataDir, name), 'utf8')
-        if (failed.get(name) === raw) continue
-        served.set(name, serve(dataDir, name, JSON.parse(raw) as WantSpec, me, say))
-        failed.delete(name)
-      } catch (e) {
-        failed.set(name, raw)
-        say(`${name}: not watched: ${(e as Error).message.split('\n')[0]}`)
-      }
-    }
-  }
-
-  reconcile()
+  const daemon = new WatchDaemon(dataDir, selfCreatorId(), say)
+  daemon.reconcile()
   let stop: () => void = () => undefined
   const done = new Promise<number>(resolve => {
     let pending = false
@@ -303,7 +304,7 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
       pending = true
       setImmediate(() => {
         pending = false
-        reconcile()
+        daemon.reconcile()
       })
     }
     // A new want file is served at once (create waits for `ready`); the 1 s tick is the backstop.
@@ -314,49 +315,110 @@ export async function watchMain(argv: readonly string[]): Promise<{ done: Promis
     } catch {
       // the tick still reconciles
     }
-    let idleSince = Date.now()
-    let floodUntil = 0
     const timer = setInterval(() => {
-      reconcile()
-      const now = Date.now()
-      // One inotify queue serves every sandbox of the daemon; when it overflows the kernel drops
-      // events (libuv ignores IN_Q_OVERFLOW), so a sandbox flooding it could hide another's plant
-      // until the next rescan. While the events of all sandboxes exceed FLOOD_EVENTS_PER_S, and
-      // FLOOD_HOLD_MS after, every sandbox is rescanned every FLOOD_RESCAN_MS instead of RESCAN_MS.
-      let events = 0
-      for (const s of served.values()) {
-        events += s.w.events
-        s.w.events = 0
-      }
-      if (events >= FLOOD_EVENTS_PER_S) {
-        if (now >= floodUntil) say(`${events} watch events in 1 s: rescanning every sandbox every ${FLOOD_RESCAN_MS / 1000} s while it lasts`)
-        floodUntil = now + FLOOD_HOLD_MS
-      }
-      const flooded = now < floodUntil
-      for (const s of served.values()) {
-        if (now - s.last >= (flooded ? Math.min(s.rescanMs, FLOOD_RESCAN_MS) : s.rescanMs)) {
-          s.last = now
-          s.w.scan()
-        }
-      }
-      if (served.size > 0) idleSince = now
-      else if (now - idleSince >= DAEMON_IDLE_MS) {
-        // Give up the pid file first, then look again: a want written meanwhile saw no daemon
-        // and started one, or is seen here.
-        releaseDaemon(dataDir)
-        if (wanted(dataDir).size === 0 || !acquireDaemon(dataDir)) return stop()
-        idleSince = now
-      }
+      if (!daemon.tick(Date.now())) stop()
     }, 1000)
     stop = () => {
       clearInterval(timer)
       wantWatch?.close()
-      for (const name of [...served.keys()]) drop(name)
+      daemon.dropAll()
       releaseDaemon(dataDir)
       resolve(0)
     }
   })
   return { done, stop: () => stop() }
+}
+
+/** The daemon's sandboxes: which it serves, which failed, and the 1 s tick's flood and idle state. */
+class WatchDaemon {
+  private readonly served = new Map<string, Served>()
+  /** name → the want file content that failed (retried when it changes). */
+  private readonly failed = new Map<string, string>()
+  private idleSince = Date.now()
+  private floodUntil = 0
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly me: string,
+    private readonly say: (l: string) => void,
+  ) {}
+
+  drop(name: string): void {
+    this.served.get(name)?.close()
+    this.served.delete(name)
+    try {
+      if (readFileSync(pidFile(this.dataDir, name), 'utf8').trim() === this.me) rmSync(pidFile(this.dataDir, name), { force: true })
+    } catch {
+      // not ours, or gone with the sandbox
+    }
+  }
+
+  dropAll(): void {
+    for (const name of [...this.served.keys()]) this.drop(name)
+  }
+
+  /** Serves every sandbox with a want file, and stops serving the others. */
+  reconcile(): void {
+    const want = wanted(this.dataDir)
+    for (const name of [...this.served.keys()]) if (!want.has(name)) this.drop(name)
+    for (const name of want) {
+      if (!existsSync(sandboxDir(this.dataDir, name))) {
+        // Removed without a delete (gc, by hand): nothing left to watch.
+        this.drop(name)
+        rmSync(wantFile(this.dataDir, name), { force: true })
+        continue
+      }
+      if (this.served.has(name)) continue
+      let raw = ''
+      try {
+        raw = readFileSync(wantFile(this.dataDir, name), 'utf8')
+        if (this.failed.get(name) === raw) continue
+        this.served.set(name, serve(this.dataDir, name, JSON.parse(raw) as WantSpec, this.me, this.say))
+        this.failed.delete(name)
+      } catch (e) {
+        this.failed.set(name, raw)
+        this.say(`${name}: not watched: ${(e as Error).message.split('\n')[0]}`)
+      }
+    }
+  }
+
+  /**
+   * The 1 s tick: reconcile, the backstop rescans, and the idle exit. False when the daemon should
+   * stop (it served nothing for DAEMON_IDLE_MS and no want appeared meanwhile).
+   */
+  tick(now: number): boolean {
+    this.reconcile()
+    // One inotify queue serves every sandbox of the daemon; when it overflows the kernel drops
+    // events (libuv ignores IN_Q_OVERFLOW), so a sandbox flooding it could hide another's plant
+    // until the next rescan. While the events of all sandboxes exceed FLOOD_EVENTS_PER_S, and
+    // FLOOD_HOLD_MS after, every sandbox is rescanned every FLOOD_RESCAN_MS instead of RESCAN_MS.
+    let events = 0
+    for (const s of this.served.values()) {
+      events += s.w.events
+      s.w.events = 0
+    }
+    if (events >= FLOOD_EVENTS_PER_S) {
+      if (now >= this.floodUntil)
+        this.say(`${events} watch events in 1 s: rescanning every sandbox every ${FLOOD_RESCAN_MS / 1000} s while it lasts`)
+      this.floodUntil = now + FLOOD_HOLD_MS
+    }
+    const flooded = now < this.floodUntil
+    for (const s of this.served.values()) {
+      if (now - s.last >= (flooded ? Math.min(s.rescanMs, FLOOD_RESCAN_MS) : s.rescanMs)) {
+        s.last = now
+        s.w.scan()
+      }
+    }
+    if (this.served.size > 0) this.idleSince = now
+    else if (now - this.idleSince >= DAEMON_IDLE_MS) {
+      // Give up the pid file first, then look again: a want written meanwhile saw no daemon
+      // and started one, or is seen here.
+      releaseDaemon(this.dataDir)
+      if (wanted(this.dataDir).size === 0 || !acquireDaemon(this.dataDir)) return false
+      this.idleSince = now
+    }
+    return true
+  }
 }
 
 /** Starts serving one sandbox; throws when it cannot (the daemon says so in its log). */
@@ -378,7 +440,14 @@ function serve(dataDir: string, name: string, spec: WantSpec, me: string, daemon
   const w = new HostExecWatcher({ q, roots, rules, baseline })
   // Mount sentinel: protections the host detaches are made again while the daemon serves the sandbox.
   const sentinel = startSentinel({ dataDir, name, say })
-  const guard = new DiskGuard({ dataDir, name, paths: [...roots, sandboxHomeDir(dataDir, name)], reserve: spec.reserve, agentPid: () => agentInitPid(name, process.env), say })
+  const guard = new DiskGuard({
+    dataDir,
+    name,
+    paths: [...roots, sandboxHomeDir(dataDir, name)],
+    reserve: spec.reserve,
+    agentPid: () => agentInitPid(name, process.env),
+    say,
+  })
   const s: Served = { w, close: () => undefined, rescanMs: RESCAN_MS, last: Date.now() }
   // Watches first, then the scan: anything created meanwhile is seen by one or the other. Right
   // after the baseline walk (create: the agent not started yet) the scan would find nothing.

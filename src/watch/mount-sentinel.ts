@@ -1,25 +1,8 @@
-import { spawnSync } from 'node:child_process'
-import {
-  appendFileSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  statSync,
-  watch,
-  type FSWatcher,
-} from 'node:fs'
+import { appendFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, statSync, watch, type FSWatcher } from 'node:fs'
 import { dirname } from 'node:path'
-import { z } from 'zod'
 import { AuditLog, type Rendered } from '../gateway/audit.js'
 import { watcherFindingJson } from './finding.js'
 import { sandboxDir } from '../config/paths.js'
-import type { MountSpec } from '../sandbox/types.js'
-import { readAgentDescription } from '../sandbox/description.js'
-import { isSocketMaskMount } from '../sandbox/sockets.js'
 import { agentContainer } from '../sandbox/naming.js'
 import { Podman, containerPidOrStopped } from '../podman/podman.js'
 import { signalNamespace } from './disk-guard.js'
@@ -33,6 +16,7 @@ import {
   watchLogFile,
   writeWatchFile,
 } from './paths.js'
+import { identity, loadProtections, mountPoints, remount, sameId, type Protected } from './protections.js'
 
 /**
  * The mount sentinel: protections nested in a bind mount survive the HOST replacing their path.
@@ -84,162 +68,12 @@ import {
  * within milliseconds, so the agent runs unprotected for that long (docs/security.md measures it).
  */
 
-export type ProtectionKind = 'ro' | 'pin' | 'mask-dir' | 'mask-file'
-
-const ProtectedSchema = z
-  .object({
-    inside: z.string().startsWith('/').describe('path inside the agent container'),
-    host: z.string().startsWith('/').describe('the host path under the mount (seen inside through the enclosing bind)'),
-    kind: z
-      .enum(['ro', 'pin', 'mask-dir', 'mask-file'])
-      .describe('read-only bind of the path itself, a pin (read-write bind onto itself), or a mask'),
-    dev: z.number().describe('device of the host path the mount was made on (0: absent)'),
-    ino: z.number().describe('inode of the host path the mount was made on (0: absent)'),
-    birth: z.number().optional().describe('birth time (ms) of the host path the mount was made on (0: absent or not reported)'),
-  })
-  .strict()
-export type Protected = z.infer<typeof ProtectedSchema>
-const ProtectedList = z.array(ProtectedSchema).max(20_000)
-
-export interface Protection {
-  inside: string
-  host: string
-  kind: ProtectionKind
-}
-
 /** How long an agent stays stopped while a protected path is absent on the host. */
 export const ABSENT_GRACE_MS = 3_000
 export const SENTINEL_TICK_MS = 1_000
 /** How often the agent's pid is looked up while unknown (podman inspect): from 1 s, doubling to 30 s. */
 const RESOLVE_MIN_MS = 1_000
 const RESOLVE_MAX_MS = 30_000
-
-function within(p: string, dir: string): boolean {
-  return dir === '/' ? p.startsWith('/') : p === dir || p.startsWith(dir + '/')
-}
-
-/**
- * The protections a set of agent mounts and masks makes that the host can detach: read-only binds
- * of a path onto itself and pins nested in a read-write bind, socket masks (`isMaskFile`) and
- * directory masks nested in any bind (the enclosing bind's source is the host directory the path
- * lives in). Other nested binds (a different host directory mounted inside the workdir) protect
- * nothing and are left out. Sorted so that a parent comes before what is inside it (a pin is made
- * again before the protections on top of it). Pure.
- */
-export function protectedMounts(
-  mounts: readonly MountSpec[],
-  masks: readonly string[],
-  isMaskFile: (m: MountSpec) => boolean,
-): Protection[] {
-  const enclosing = (p: string): MountSpec | undefined => {
-    let best: MountSpec | undefined
-    for (const m of mounts) {
-      if (m.target !== p && within(p, m.target) && (!best || m.target.length > best.target.length)) best = m
-    }
-    return best
-  }
-  const out = new Map<string, Protection>()
-  for (const m of mounts) {
-    const e = enclosing(m.target)
-    if (!e) continue
-    const host = e.source + m.target.slice(e.target.length)
-    if (isMaskFile(m)) out.set(m.target, { inside: m.target, host, kind: 'mask-file' })
-    else if (host === m.source && e.mode === 'rw') out.set(m.target, { inside: m.target, host, kind: m.mode === 'ro' ? 'ro' : 'pin' })
-  }
-  for (const t of masks) {
-    const e = enclosing(t)
-    if (!e) continue
-    out.set(t, { inside: t, host: e.source + t.slice(e.target.length), kind: 'mask-dir' })
-  }
-  return [...out.values()].sort((a, b) => (a.inside < b.inside ? -1 : a.inside > b.inside ? 1 : 0))
-}
-
-/**
- * The identity of a host path: device, inode and birth time. The inode number alone is not
- * enough: ext4 hands a just-freed inode number to the next file (`rm -rf d; mkdir d` often gets d
- * its old number back — measured here); the birth time (statx) tells them apart. 0: absent or
- * not reported by the filesystem.
- */
-function identity(p: string): { dev: number; ino: number; birth: number } {
-  try {
-    const st = lstatSync(p)
-    return { dev: st.dev, ino: st.ino, birth: Math.round(st.birthtimeMs) || 0 }
-  } catch {
-    return { dev: 0, ino: 0, birth: 0 }
-  }
-}
-
-const sameId = (p: Protected, id: { dev: number; ino: number; birth: number }) => p.dev === id.dev && p.ino === id.ino && (p.birth ?? id.birth) === id.birth
-
-/** Unescapes a mountinfo field (\040 for a space, \011, \012, \134). */
-const unescapeMountinfo = (f: string) => f.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-
-/**
- * The mount points of a process's mount namespace, as paths from its root (the container's view),
- * or undefined. A protection whose mount is gone from here was detached, whatever its host path's
- * identity says.
- */
-export function mountPoints(pid: number): Set<string> | undefined {
-  try {
-    const out = new Set<string>()
-    for (const line of readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n')) {
-      const f = line.split(' ')
-      if (f.length > 4) out.add(unescapeMountinfo(f[4]!))
-    }
-    return out
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * Records the protections with the identity of their host paths now (create, and every start:
- * the container mounts the current paths). A start also clears a "held" mark: its mounts are new.
- */
-export function recordProtections(dataDir: string, name: string, list: readonly Protection[]): void {
-  writeWatchFile(
-    protectedFile(dataDir, name),
-    JSON.stringify(list.map(p => ({ inside: p.inside, host: p.host, kind: p.kind, ...identity(p.host) }))) + '\n',
-  )
-  rmSync(sentinelHeldFile(dataDir, name), { force: true })
-}
-
-/**
- * The lifecycle's one call (create: the plan's mounts and masks; start: the stored agent
- * description's, which a restart renders again). A sandbox without a description keeps its list.
- */
-export function recordSandboxProtections(
-  dataDir: string,
-  name: string,
-  from?: { mounts: readonly MountSpec[]; masks: readonly string[] },
-  say?: (line: string) => void,
-): void {
-  let src = from
-  if (!src) {
-    try {
-      src = readAgentDescription(dataDir, name)
-    } catch {
-      src = undefined
-    }
-  }
-  try {
-    const list = src ? protectedMounts(src.mounts, src.masks, m => isSocketMaskMount(m, dataDir)) : loadProtections(dataDir, name)
-    recordProtections(dataDir, name, list)
-  } catch (e) {
-    say?.(
-      `warning: the mount sentinel of ${name} could not record its protections (${(e as Error).message.split('\n')[0]}): protections the host replaces stay detached until the sandbox restarts`,
-    )
-  }
-}
-
-/** The recorded protections, or [] (none, or a sandbox made before the sentinel). */
-export function loadProtections(dataDir: string, name: string): Protected[] {
-  try {
-    return ProtectedList.parse(JSON.parse(readFileSync(protectedFile(dataDir, name), 'utf8')))
-  } catch {
-    return []
-  }
-}
 
 /** The pid namespace (`pid:[inode]`) of a process, or undefined. */
 function pidNs(pid: number | string): string | undefined {
@@ -249,46 +83,6 @@ function pidNs(pid: number | string): string | undefined {
     return undefined
   }
 }
-
-const SAFE_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
-const MOUNT = 'mount -n --no-canonicalize'
-
-/** The shell script that makes one protection again; `$1` is the target, `$2` the container's root. */
-export function remountScript(kind: ProtectionKind): string {
-  switch (kind) {
-    case 'ro':
-      // A flag the enclosing mount has locked (nosuid/nodev from the host's mount) must be kept.
-      return `${MOUNT} --bind "$1" "$1" && { ${MOUNT} -o remount,bind,ro "$1" || ${MOUNT} -o remount,bind,ro,nosuid,nodev "$1"; }`
-    case 'pin':
-      return `${MOUNT} --bind "$1" "$1"`
-    case 'mask-dir':
-      return `${MOUNT} -t tmpfs -o ro,nosuid,nodev,noexec,mode=000,size=4k tmpfs "$1"`
-    case 'mask-file':
-      return `${MOUNT} --bind "$2/dev/null" "$1" && ${MOUNT} -o remount,bind,ro,nosuid,nodev,noexec "$1"`
-  }
-}
-
-/**
- * Makes one protection again inside the mount namespace of `pid` (the agent container's init):
- * the host's sh and mount (nsenter's --root=/ keeps the host's root directory), in the container's
- * user and mount namespaces, on `/proc/<pid>/root/<inside>`. Returns an error line, or undefined.
- */
-export function remount(pid: number, p: Protected): string | undefined {
-  const root = `/proc/${pid}/root`
-  const r = spawnSync(
-    'nsenter',
-    ['-t', String(pid), '-U', '-m', '--root=/', '--wd=/', '--', '/bin/sh', '-c', remountScript(p.kind), 'sh', root + p.inside, root],
-    {
-      env: SAFE_ENV,
-      encoding: 'utf8',
-      timeout: 10_000,
-    },
-  )
-  if (r.error) return r.error.message
-  if (r.status !== 0) return (r.stderr || r.stdout || `exit ${r.status}`).trim().split('\n')[0]
-  return undefined
-}
-
 export interface SentinelOptions {
   dataDir: string
   name: string
@@ -301,6 +95,13 @@ export interface SentinelOptions {
   now?: () => number
   /** Replaceable for tests. */
   remount?: (pid: number, p: Protected) => string | undefined
+}
+
+type Identity = ReturnType<typeof identity>
+
+/** Changed on the host, or its mount gone from the agent's namespace while the path is there. */
+function changed(p: Protected, id: Identity, mounted: Set<string> | undefined): boolean {
+  return !sameId(p, id) || (mounted !== undefined && !mounted.has(p.inside) && id.ino !== 0)
 }
 
 /** One sandbox's sentinel: start() watches until close(). */
@@ -484,102 +285,27 @@ export class MountSentinel {
     return this.busy
   }
 
+  /** One pass: detect what changed, stop the agent, make each protection again, resume. */
   private async once(): Promise<void> {
     if (this.closed) return
-    if (this.held) {
-      // Fail closed: processes an exec started meanwhile are stopped too.
-      const a = this.cachedAgent() ?? (await this.lookup())
-      if (a && a !== 'stopped') signalNamespace(a.ns, 'SIGSTOP')
-      return
-    }
+    if (this.held) return this.keepHeld()
     const seen = this.list.map(p => identity(p.host))
     const known = this.cachedAgent()
-    let mounted = known ? mountPoints(known.pid) : undefined
-    // Changed on the host, or its mount gone from the agent's namespace while the path is there.
-    const hits = this.list.filter((p, i) => !sameId(p, seen[i]!) || (mounted !== undefined && !mounted.has(p.inside) && seen[i]!.ino !== 0))
+    const hits = this.list.filter((p, i) => changed(p, seen[i]!, known ? mountPoints(known.pid) : undefined))
     // A path still within its absent grace keeps the agent stopped; one past it costs nothing.
     if (hits.length === 0 && ![...this.absentSince.values()].some(since => since >= 0)) return
-    // The cached pid first: the stop must not wait for podman.
-    let agent = this.cachedAgent()
-    if (agent) this.stopAll(agent.ns)
-    if (!agent) {
-      const r = await this.lookup()
-      if (r === undefined) {
-        this.o.say?.('mount sentinel: a protected path changed on the host, but podman could not say whether the agent runs; asking again')
-        return
-      }
-      if (r === 'stopped') {
-        // Not running: nothing is mounted now; the next start mounts the paths as they are (their
-        // identity was read above, before podman said so).
-        this.list.forEach((p, i) => Object.assign(p, seen[i]))
-        this.absentSince.clear()
-        this.save()
-        return
-      }
-      agent = r
-      this.stopAll(agent.ns)
-      mounted = mountPoints(agent.pid)
-    }
+    const agent = await this.stopAgent(seen)
+    if (!agent) return
+    const mounted = mountPoints(agent.pid)
     const t0 = this.o.now?.() ?? Date.now()
     let holdForAbsent = false
     let rearm = false
     for (const p of this.list) {
-      const id = identity(p.host)
-      const wasAbsent = this.absentSince.has(p.host)
-      const gone = mounted !== undefined && !mounted.has(p.inside) && id.ino !== 0
-      if (!wasAbsent && sameId(p, id) && !gone) continue
+      const r = this.restore(p, agent.pid, mounted, t0)
+      if (r === 'unchanged') continue
       rearm = true
-      if (id.ino === 0) {
-        // Removed on the host: stay stopped for a while (a re-create right after is protected
-        // before the agent runs again), then resume; it is protected again when it reappears.
-        if (!wasAbsent) {
-          this.absentSince.set(p.host, t0)
-          this.finding(
-            'paused',
-            p,
-            `${p.host} was removed on the host: the agent is stopped while it is absent (up to ${ABSENT_GRACE_MS / 1000} s); it is protected again when it reappears`,
-          )
-        }
-        if (p.ino !== 0) Object.assign(p, id)
-        const since = this.absentSince.get(p.host) ?? t0
-        if (since >= 0 && t0 - since < ABSENT_GRACE_MS) holdForAbsent = true
-        continue
-      }
-      let st
-      try {
-        st = lstatSync(p.host)
-      } catch {
-        this.again = true // removed in between: the next pass sees it absent
-        continue
-      }
-      const fits =
-        p.kind === 'mask-dir' || p.kind === 'pin'
-          ? st.isDirectory()
-          : p.kind === 'ro'
-            ? st.isFile() || st.isDirectory()
-            : !st.isSymbolicLink() && !st.isDirectory()
-      const t1 = Date.now()
-      const err = fits
-        ? (this.o.remount ?? remount)(agent.pid, p)
-        : `the new ${p.host} is ${st.isSymbolicLink() ? 'a symlink' : 'a different kind of file'}`
-      if (err) {
-        this.held = `protection of ${p.inside} could not be made again after the host replaced it (${err}): the agent stays stopped; restart the sandbox (podshell sandbox stop, then start) to mount it again`
-        this.finding('failed', p, this.held)
-        try {
-          writeWatchFile(sentinelHeldFile(this.o.dataDir, this.o.name), this.held + '\n')
-        } catch {
-          // the in-memory mark holds the agent stopped while this process runs
-        }
-        return
-      }
-      this.absentSince.delete(p.host)
-      Object.assign(p, id)
-      const what = p.kind === 'ro' ? 'read-only bind' : p.kind === 'pin' ? 'pin (bind onto itself)' : 'mask'
-      this.finding(
-        'restored',
-        p,
-        `protection of ${p.inside} made again after the host replaced it (${what} mounted again in ${Date.now() - t1} ms; the agent was stopped meanwhile)`,
-      )
+      if (r === 'held') return
+      if (r === 'absent-hold') holdForAbsent = true
     }
     this.save()
     if (rearm) this.arm()
@@ -588,6 +314,112 @@ export class MountSentinel {
       await new Promise(r => setTimeout(r, 50))
       return
     }
+    this.noteLongAbsent(t0)
+    // The disk guard may hold the agent for its own reason: then it resumes it.
+    if (!diskPaused(this.o.dataDir, this.o.name)) signalNamespace(agent.ns, 'SIGCONT')
+  }
+
+  /** Fail closed while held: processes an exec started meanwhile are stopped too. */
+  private async keepHeld(): Promise<void> {
+    const a = this.cachedAgent() ?? (await this.lookup())
+    if (a && a !== 'stopped') signalNamespace(a.ns, 'SIGSTOP')
+  }
+
+  /**
+   * Stops every process of the agent's pid namespace: the cached pid first (the stop must not wait
+   * for podman), else after asking podman. Undefined when there is nothing to restore now: podman
+   * could not say (asked again later), or the agent is not running (the next start mounts the paths
+   * as they are; their identity, read before podman answered, is recorded).
+   */
+  private async stopAgent(seen: readonly Identity[]): Promise<{ pid: number; ns: string } | undefined> {
+    const cached = this.cachedAgent()
+    if (cached) {
+      this.stopAll(cached.ns)
+      return cached
+    }
+    const r = await this.lookup()
+    if (r === undefined) {
+      this.o.say?.('mount sentinel: a protected path changed on the host, but podman could not say whether the agent runs; asking again')
+      return undefined
+    }
+    if (r === 'stopped') {
+      this.list.forEach((p, i) => Object.assign(p, seen[i]))
+      this.absentSince.clear()
+      this.save()
+      return undefined
+    }
+    this.stopAll(r.ns)
+    return r
+  }
+
+  /**
+   * Makes one protection again if its host path changed, with the agent stopped. 'absent-hold':
+   * removed on the host and within its grace (the agent stays stopped: a re-create right after is
+   * protected before it runs again); 'absent': past the grace (it resumes; protected again when the
+   * path reappears); 'held': could not be made again (fail closed, recorded).
+   */
+  private restore(
+    p: Protected,
+    pid: number,
+    mounted: Set<string> | undefined,
+    t0: number,
+  ): 'unchanged' | 'absent' | 'absent-hold' | 'retry' | 'held' | 'restored' {
+    const id = identity(p.host)
+    const wasAbsent = this.absentSince.has(p.host)
+    if (!wasAbsent && !changed(p, id, mounted)) return 'unchanged'
+    if (id.ino === 0) {
+      if (!wasAbsent) {
+        this.absentSince.set(p.host, t0)
+        this.finding(
+          'paused',
+          p,
+          `${p.host} was removed on the host: the agent is stopped while it is absent (up to ${ABSENT_GRACE_MS / 1000} s); it is protected again when it reappears`,
+        )
+      }
+      if (p.ino !== 0) Object.assign(p, id)
+      const since = this.absentSince.get(p.host) ?? t0
+      return since >= 0 && t0 - since < ABSENT_GRACE_MS ? 'absent-hold' : 'absent'
+    }
+    let st
+    try {
+      st = lstatSync(p.host)
+    } catch {
+      this.again = true // removed in between: the next pass sees it absent
+      return 'retry'
+    }
+    const fits =
+      p.kind === 'mask-dir' || p.kind === 'pin'
+        ? st.isDirectory()
+        : p.kind === 'ro'
+          ? st.isFile() || st.isDirectory()
+          : !st.isSymbolicLink() && !st.isDirectory()
+    const t1 = Date.now()
+    const err = fits
+      ? (this.o.remount ?? remount)(pid, p)
+      : `the new ${p.host} is ${st.isSymbolicLink() ? 'a symlink' : 'a different kind of file'}`
+    if (err) {
+      this.held = `protection of ${p.inside} could not be made again after the host replaced it (${err}): the agent stays stopped; restart the sandbox (podshell sandbox stop, then start) to mount it again`
+      this.finding('failed', p, this.held)
+      try {
+        writeWatchFile(sentinelHeldFile(this.o.dataDir, this.o.name), this.held + '\n')
+      } catch {
+        // the in-memory mark holds the agent stopped while this process runs
+      }
+      return 'held'
+    }
+    this.absentSince.delete(p.host)
+    Object.assign(p, id)
+    const what = p.kind === 'ro' ? 'read-only bind' : p.kind === 'pin' ? 'pin (bind onto itself)' : 'mask'
+    this.finding(
+      'restored',
+      p,
+      `protection of ${p.inside} made again after the host replaced it (${what} mounted again in ${Date.now() - t1} ms; the agent was stopped meanwhile)`,
+    )
+    return 'restored'
+  }
+
+  /** Says once per path that it stayed absent past the grace and the agent resumed. */
+  private noteLongAbsent(t0: number): void {
     for (const [host, since] of this.absentSince) {
       if (since >= 0 && t0 - since >= ABSENT_GRACE_MS) {
         this.absentSince.set(host, -1) // said once
@@ -596,8 +428,6 @@ export class MountSentinel {
         )
       }
     }
-    // The disk guard may hold the agent for its own reason: then it resumes it.
-    if (!diskPaused(this.o.dataDir, this.o.name)) signalNamespace(agent.ns, 'SIGCONT')
   }
 
   private save(): void {
