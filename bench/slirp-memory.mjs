@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// The gateway's network helper (slirp4netns on Podman 4) under connection churn, bare podman only:
+// The gateway's network helper (slirp4netns on Podman 4, pasta on Podman 5) under connection churn, bare podman only:
 // one container with slirp4netns opens C short HTTP connections per second to an upstream on this
 // host for S seconds (what the gateway does for every allowed request: a new upstream connection),
 // and the helper's RSS is sampled during and after. Variants: podman's default (MTU 65520), and the
 // options given as arguments, e.g.
 //   node bench/slirp-memory.mjs --seconds 20 'slirp4netns' 'slirp4netns:mtu=1500' 'env:MALLOC_MMAP_THRESHOLD_=131072'
+//   node bench/slirp-memory.mjs --seconds 20 pasta        (Podman 5: the helper measured is pasta)
 // Inside the test network namespace (upstream on PODSHELL_TEST_ADDR, default 198.18.0.2).
 import { spawnSync, spawn } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
@@ -20,10 +21,12 @@ const server = createServer((q, r) => r.end(q.url === '/big' ? big : 'x'.repeat(
 await new Promise(res => server.listen(0, HOST, res))
 const port = server.address().port
 const UID = process.getuid()
+// The network helper's process: slirp4netns, or pasta (its binary may be pasta.avx2).
+const HELPERS = new Set(['slirp4netns', 'pasta', 'pasta.avx2', 'passt', 'passt.avx2'])
 const slirpPids = () =>
   readdirSync('/proc').filter(p => /^\d+$/.test(p)).filter(p => {
     try {
-      return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'slirp4netns' && Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]) === UID
+      return HELPERS.has(readFileSync(`/proc/${p}/comm`, 'utf8').trim()) && Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]) === UID
     } catch {
       return false
     }
