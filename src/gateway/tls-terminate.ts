@@ -385,6 +385,9 @@ export class TlsTerminator {
       const s: Socket = tls
         ? tlsConnect({ host: a.text, port, servername: host.host, secureContext: createSecureContext({ ca: this.ctx.tls.upstreamRoots() || [], minVersion: 'TLSv1.2' }), ALPNProtocols: ['http/1.1'] })
         : netConnect({ host: a.text, port })
+      // A WebSocket message larger than one segment must not wait behind Nagle for the upstream's
+      // delayed ACK (measured: a 64 KiB message 59.6 ms through the relay without it, docs/credentials.md).
+      s.setNoDelay(true)
       const t = setTimeout(() => s.destroy(new Error(`connect to ${a.text}:${port} timed out`)), 10_000)
       s.once(tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(t)
