@@ -83,12 +83,13 @@ export async function prepareSandboxTls(data: string, name: string, env: Env): P
   // Miss: the full path (creates the CA on first use, checks it, builds the store).
   const trust = await (await import('./host.js')).prepareSandboxTls(data, name, env)
   try {
-    // Stored only when what was written matches the inputs read now (a rotation or a roots change
-    // in between would make it another CA's or roots' bundle).
+    // Stored only when the inputs did not change while the full path ran (what it checked is what
+    // the key names) and what it wrote matches them (a rotation or a roots change in between would
+    // make it another CA's or roots' bundle).
     const rootsNow = readFileSync(upstreamRootsFile(data), 'utf8')
     const after = inputsKey(data, rootsNow)
     const made = readEntry(sandboxTlsDir(data, name), rootsNow, after?.certPem ?? '')
-    if (after && made) {
+    if (after && made && (!before || before.key === after.key)) {
       for (const f of FILES) writeAtomic(join(bundleCacheDir(data), after.key, f), made.get(f)!)
       // Entries of earlier CAs or roots are never used again.
       for (const old of readdirSync(bundleCacheDir(data))) if (old !== after.key) rmSync(join(bundleCacheDir(data), old), { recursive: true, force: true })
