@@ -7,7 +7,7 @@
 //
 // Must run as an unprivileged user with rootless podman (like the tests).
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync, readFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { homedir, loadavg } from 'node:os'
@@ -52,18 +52,32 @@ function timeToCommand(argv) {
 
 const results = { date: new Date().toISOString(), runs: RUNS, runtime, podman: podman('--version').trim(), node: process.version }
 
-function benchCreate() {
+async function benchCreate() {
   // Warm up both paths (image id-mapped copy for keep-id happens once).
   ps('sandbox', 'create', '--no-keep', '--', 'true')
   podman('run', '--rm', '--network', 'none', SANDBOX_IMAGE, 'true')
-  const bare = [], shell = [], bareTotal = [], shellTotal = []
+  const bare = [], shell = [], bareTotal = [], shellTotal = [], cold = [], coldTotal = []
+  // Third, interleaved: create with its two create-time caches removed first (the trust bundle,
+  // src/tls/sandbox-tls.ts, and the images' inspect answer, src/images/status-cache.ts), i.e. the
+  // path every create took before them (plus writing the caches back).
+  const { bundleCacheDir } = await import(join(ROOT, 'dist', 'tls', 'sandbox-tls.js'))
+  const { imageStatusCacheFile } = await import(join(ROOT, 'dist', 'images', 'status-cache.js'))
+  const { dataDir } = await import(join(ROOT, 'dist', 'config', 'paths.js'))
+  const load0 = loadavg()
   for (let i = 0; i < RUNS; i++) {
     const b = timeToCommand([podmanBin, '--runtime', runtime, 'run', '--rm', '--network', 'none', SANDBOX_IMAGE, 'date', '+%s%N'])
     const s = timeToCommand([process.execPath, CLI, 'sandbox', 'create', '--no-keep', '--', 'date', '+%s%N'])
+    rmSync(bundleCacheDir(dataDir(env)), { recursive: true, force: true })
+    rmSync(imageStatusCacheFile(env), { force: true })
+    const c = timeToCommand([process.execPath, CLI, 'sandbox', 'create', '--no-keep', '--', 'date', '+%s%N'])
     bare.push(b.toCommand); bareTotal.push(b.total)
     shell.push(s.toCommand); shellTotal.push(s.total)
+    cold.push(c.toCommand); coldTotal.push(c.total)
   }
   results.create = {
+    load_average_1m: [load0[0], loadavg()[0]],
+    podshell_create_without_caches_to_command_ms: median(cold),
+    podshell_create_without_caches_total_ms: median(coldTotal),
     bare_podman_run_to_command_ms: median(bare),
     podshell_create_to_command_ms: median(shell),
     overhead_ms: median(shell) - median(bare),

@@ -19,6 +19,7 @@ import { computeInputHash, contextMode, DigestCache, filesDigest, sha256 } from 
 import { gatewayPlan, packageRoot, sandboxPlan, type ContextPlan, type ImageKind } from './context.js'
 import { debianSources, readAptSources } from './mirror.js'
 import { withLock } from '../util/lockfile.js'
+import { cachedImageInfos, storeFileOf, storeImageInfos } from './status-cache.js'
 
 export type { ImageKind } from './context.js'
 
@@ -119,6 +120,11 @@ export async function inspectImage(podman: Podman, ref: string): Promise<ImageIn
  * "<ref>: image not known" line per missing ref on stderr, and exits 125.
  */
 export async function inspectImages(podman: Podman, refs: readonly string[]): Promise<(ImageInfo | undefined)[]> {
+  return (await inspectImagesWithStore(podman, refs)).infos
+}
+
+/** inspectImages, and the store's image list file (status-cache.ts storeFileOf) when found. */
+async function inspectImagesWithStore(podman: Podman, refs: readonly string[]): Promise<{ infos: (ImageInfo | undefined)[]; storeFile: string | undefined }> {
   const r = await podman.run(['image', 'inspect', ...refs], { reject: false })
   const missing = new Set<string>()
   if (r.exitCode !== 0) {
@@ -128,14 +134,16 @@ export async function inspectImages(podman: Podman, refs: readonly string[]): Pr
       throw new PodshellError(`podman image inspect ${refs.join(' ')} failed: ${lastLine(r.stderr)}`, { hint: 'run `podshell doctor` to check the host', code: 'PODMAN_FAILED' })
     }
   }
-  const arr = JSON.parse(r.stdout || '[]') as { Id?: string; Labels?: Record<string, string> | null; Config?: { Labels?: Record<string, string> | null }; Size?: number }[]
+  const arr = JSON.parse(r.stdout || '[]') as ({ Id?: string; Labels?: Record<string, string> | null; Config?: { Labels?: Record<string, string> | null }; Size?: number } & Parameters<typeof storeFileOf>[0])[]
   let next = 0
-  return refs.map(ref => {
+  const infos = refs.map(ref => {
     if (missing.has(ref)) return undefined
     const img = arr[next++]
     if (!img?.Id) return undefined
     return { id: img.Id, labels: img.Labels ?? img.Config?.Labels ?? {}, size: img.Size ?? 0 }
   })
+  const stores = new Set(arr.map(storeFileOf))
+  return { infos, storeFile: stores.size === 1 ? [...stores][0] : undefined }
 }
 
 export function validateBuildArgs(args: Record<string, string>): Record<string, string> {
@@ -233,7 +241,13 @@ export interface ImageStatus {
 /** Whether the default images exist and (gateway) are current; one `podman image inspect` for all. */
 export async function imageStatus(podman: Podman, env: Env, which: EnsureOptions['which'] = 'all'): Promise<ImageStatus[]> {
   const kinds = which === 'all' ? [...ALL_KINDS] : typeof which === 'string' ? [which] : [...which]
-  const infos = await inspectImages(podman, kinds.map(k => IMAGE_REFS[k]))
+  const refs = kinds.map(k => IMAGE_REFS[k])
+  let infos: (ImageInfo | undefined)[] | undefined = cachedImageInfos(env, podman.bin, refs)
+  if (!infos) {
+    const r = await inspectImagesWithStore(podman, refs)
+    infos = r.infos
+    storeImageInfos(env, podman.bin, refs, infos, r.storeFile)
+  }
   return kinds.map((kind, i) => {
     const info = infos[i]
     const ref = IMAGE_REFS[kind]

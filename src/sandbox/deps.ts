@@ -63,6 +63,6 @@ export function defaultDeps(dataDir: string, env: Env): SandboxDeps {
     credentialsNeedGc: () => lockStale(ProviderLock.lockPath(dataDir)),
     audit: (name, event, detail) => appendLifecycle(dataDir, name, { event, ...detail }),
     seccompProfile: env.PODSHELL_SECCOMP_PROFILE ?? DEFAULT_SECCOMP,
-    prepareTrust: async name => (await import('../tls/host.js')).prepareSandboxTls(dataDir, name, env),
+    prepareTrust: async name => (await import('../tls/sandbox-tls.js')).prepareSandboxTls(dataDir, name, env),
   }
 }
