@@ -14,12 +14,17 @@ if (!isMainThread && parentPort && (workerData as SandboxWorkerData | undefined)
   const post = (m: FromWorker) => port.postMessage(m)
   const log = (line: string) => post({ type: 'log', line })
   const audit = new ForwardedAudit(post)
-  try {
-    // setpriority(PRIO_PROCESS, 0) changes the calling thread only on Linux (a ratchet: an
-    // unprivileged thread cannot raise it back; this thread ends when the sandbox moves back).
-    setPriority(0, data.nice)
-  } catch (e) {
-    log(`cannot lower the worker's priority for ${data.name}: ${(e as Error).message}`)
+  // setpriority(PRIO_PROCESS, 0) changes the calling thread only on Linux (a ratchet: an
+  // unprivileged thread cannot raise it back; this thread ends when the sandbox moves back).
+  // Lowered once the code is loaded and the policy compiled, right before the thread takes the
+  // socket: started at nice 19 on a busy machine, the thread took seconds to load (measured,
+  // bench/fairness.mjs), all of them with the sandbox still flooding the main loop.
+  const lower = () => {
+    try {
+      setPriority(0, data.nice)
+    } catch (e) {
+      log(`cannot lower the worker's priority for ${data.name}: ${(e as Error).message}`)
+    }
   }
   const gw = new Gateway({
     dataDir: data.dataDir,
@@ -53,7 +58,7 @@ if (!isMainThread && parentPort && (workerData as SandboxWorkerData | undefined)
       })
     }
   })
-  gw.startFollower(data.name).then(
+  gw.startFollower(data.name, lower).then(
     () => {
       post({ type: 'ready' })
       timer = setInterval(report, 250)

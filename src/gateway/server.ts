@@ -371,7 +371,7 @@ export class Gateway {
   }
 
   /** Follower (worker thread): loads the policy in force, then takes over the sandbox's socket. */
-  async startFollower(name: string): Promise<void> {
+  async startFollower(name: string, beforeListen?: () => void): Promise<void> {
     if (this.opts.tls) {
       this.tls = new GatewayTls(this.dataDir, l => this.log(l))
       await this.tls.start()
@@ -380,6 +380,7 @@ export class Gateway {
     if (r.status === 'FAILED' && r.version === undefined) throw new Error(`policy did not load: ${r.error}`)
     const s = this.served.get(name)
     if (!s) throw new Error(`no sandbox ${name}`)
+    beforeListen?.()
     await s.proxy.listen(sandboxSocket(this.dataDir, name))
   }
 
