@@ -103,6 +103,8 @@ export type FromWorker =
 export type ToWorker = { type: 'control'; id: number; line: string } | { type: 'drain' } | { type: 'stop' }
 
 export const FORWARD_MS = 20
+/** A worker that does not answer a control request in this time is ended (and its sandbox taken back). */
+export const CONTROL_TIMEOUT_MS = 10_000
 const FORWARD_MAX = 256
 
 /** Worker side: an AuditSink that forwards every record to the main thread's AuditLog. */
@@ -243,11 +245,22 @@ export class SandboxWorker {
   }
 
 
-  /** Sends one control request (a JSON line, as on the control socket); resolves to the reply. */
-  control(line: string): Promise<Record<string, unknown>> {
+  /**
+   * Sends one control request (a JSON line, as on the control socket); resolves to the reply, or
+   * to `{ ok: false, timedOut: true }` after `timeoutMs` (the caller ends a worker that hangs).
+   */
+  control(line: string, timeoutMs = CONTROL_TIMEOUT_MS): Promise<Record<string, unknown>> {
     const id = this.nextId++
     return new Promise(res => {
-      this.replies.set(id, res)
+      const t = setTimeout(() => {
+        this.replies.delete(id)
+        res({ ok: false, timedOut: true, error: `no answer within ${timeoutMs} ms` })
+      }, timeoutMs)
+      t.unref()
+      this.replies.set(id, r => {
+        clearTimeout(t)
+        res(r)
+      })
       try {
         this.worker.postMessage({ type: 'control', id, line } satisfies ToWorker)
       } catch (e) {

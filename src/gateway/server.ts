@@ -366,8 +366,16 @@ export class Gateway {
   /** Forwards a control request to the workers serving `s` (the moved one and the draining ones). */
   private async forward(s: Served, line: string): Promise<void> {
     const all = [...(s.worker ? [s.worker] : []), ...s.retired]
-    const replies = await Promise.all(all.map(w => w.control(line)))
-    for (const r of replies) if (r.ok === false) this.log(`sandbox ${s.name}: worker did not apply a control request: ${String(r.error)}`)
+    await Promise.all(
+      all.map(async w => {
+        const r = await w.control(line)
+        if (r.ok !== false) return
+        this.log(`sandbox ${s.name}: worker thread ${w.threadId} did not apply a control request: ${String(r.error)}`)
+        // A worker that hangs cannot be trusted to follow the policy: end it; its exit hands the
+        // sandbox back to the main loop (workerExited), whose policy is current.
+        if (r.timedOut) void w.terminate()
+      }),
+    )
   }
 
   /** Follower (worker thread): loads the policy in force, then takes over the sandbox's socket. */
