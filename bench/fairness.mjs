@@ -1,52 +1,43 @@
 #!/usr/bin/env node
 // Per-sandbox fairness of the gateway (not a test: prints medians, writes bench/results/fairness.json).
 //
-//   npm run build && node bench/fairness.mjs [--samples 300] [--runs 3] [--flood 64] [--in-flight N] [--contended N] [--no-contention]
+//   npm run build && node bench/fairness.mjs [--samples 300] [--runs 3] [--rounds 2] [--flood 64] [--hogs 2] [--warm-ms 1500]
 //
-// No podman: two sandboxes' proxies (SandboxProxy, default limits, so each has its own admission:
-// src/gateway/http/admission.ts) on the main thread, alone on its event loop as in the gateway
+// No podman: THE REAL GATEWAY (dist/gateway/server.js: Gateway, on a temp data dir, two sandboxes
+// with the same L7 policy) on the main thread, alone on its event loop as in the gateway
 // container; the upstream (127.0.0.1), sandbox A's flooding client and sandbox B's client each run
-// in their own worker thread, so client work never sits on the gateway's loop. Measured in the
-// same run:
+// in their own worker thread, so client work never sits on the gateway's loop. Two gateways are
+// measured in the same run, in interleaved rounds (order alternating): `off` = every sandbox on
+// the main loop (fairness workers off), `on` = GatewayOptions.fairness.workers (src/gateway/fairness.ts:
+// a sandbox that keeps a queue while another is active moves to its own worker thread at nice 19).
+// Per gateway and run:
 //
-//   alone    sandbox B's normal request (GET /repos/o/r/issues under L7 rules), sequential, p50/p99
-//   floor    the same while `--hogs` worker threads (default 2) spin the CPU without touching the
-//            gateway: pure CPU contention on this machine, which the gateway cannot beat
+//   alone    sandbox B's normal request (GET /repos/o/r/issues/N under L7 rules), sequential, p50/p99
+//   floor    the same while `--hogs` worker threads spin the CPU without touching the gateway:
+//            pure CPU contention on this machine, which the gateway cannot beat
 //   flooded  the same while sandbox A keeps `--flood` connections busy with worst-case requests:
 //            targets just under the 8 KiB bound (`/repos` + `/issues` x 1,150), each matched against
-//            the L7 rules, plus requests beyond the bound (414) and a queue beyond A's admission (503)
+//            the L7 rules, plus requests beyond the bound (414) and a queue beyond A's admission
+//            (503); B is sampled from `--warm-ms` after the flood starts and, with the mechanism
+//            on, once A has moved (`time_to_move_ms`: strikes, then the worker's start at nice 19)
 //
-// The ratio flooded/alone is the figure; one event loop serves both sandboxes, so what admission
-// bounds is A's concurrency (and so its share of the loop), not its existence.
+// Also: the gateway's RSS with both sandboxes idle on the main loop, and with A moved to a worker
+// (what a moved sandbox costs), and the load average at each round's start and end.
 import { createServer, request, Agent } from 'node:http'
 import { Worker, isMainThread, workerData, parentPort } from 'node:worker_threads'
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { tmpdir, loadavg } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { opt } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-const args = process.argv.slice(2)
-const opt = (k, d) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d)
 const SAMPLES = opt('--samples', 300)
 const RUNS = opt('--runs', 3)
+const ROUNDS = opt('--rounds', 2)
 const FLOOD = opt('--flood', 64)
-// Per-sandbox admission (ProxyLimits.maxInFlight); default: the gateway's default.
-const IN_FLIGHT = args.includes('--in-flight') ? opt('--in-flight', 0) : undefined
-// In-flight cap while another sandbox is active (ProxyLimits.contendedInFlight); default: the gateway's.
-const CONTENDED = args.includes('--contended') ? opt('--contended', 0) : undefined
-// --workers: each sandbox's proxy in its own worker thread; --flooder-nice N lowers A's thread.
-const WORKERS = args.includes('--workers')
-const { SandboxProxy } = await import(join(ROOT, 'dist', 'gateway', 'proxy.js'))
-const { PolicyEngine } = await import(join(ROOT, 'dist', 'gateway', 'policy-engine.js'))
-const { AuditLog } = await import(join(ROOT, 'dist', 'gateway', 'audit.js'))
-const { parseIp } = await import(join(ROOT, 'dist', 'gateway', 'address.js'))
-// The gateway's shared record of active sandboxes (src/gateway/http/admission.ts), as Gateway
-// passes it to every proxy; --no-contention measures without it (each sandbox alone).
-const { Contention } = await import(join(ROOT, 'dist', 'gateway', 'http', 'admission.js'))
-const contention = Contention && !args.includes('--no-contention') ? new Contention() : undefined
-const { parsePolicyText } = await import(join(ROOT, 'dist', 'policy', 'parse.js'))
-const { sandboxAuditDir } = await import(join(ROOT, 'dist', 'config', 'paths.js'))
+const HOGS = opt('--hogs', 2)
+const WARM_MS = opt('--warm-ms', 1500)
 
 const note = m => process.stderr.write(`[fairness] ${m}\n`)
 const pct = (xs, p) => {
@@ -54,7 +45,7 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
 }
 const median = xs => pct(xs, 50)
-
+const sleep = ms => new Promise(r => setTimeout(r, ms))
 
 function get(sock, port, path, agent) {
   return new Promise(resolve => {
@@ -66,29 +57,6 @@ function get(sock, port, path, agent) {
     req.on('error', () => resolve({ status: 0, ms: Number(process.hrtime.bigint() - t0) / 1e6 }))
     req.end()
   })
-}
-
-const proxies = []
-async function makeProxy(name, data, policy) {
-  const engine = PolicyEngine.compile(parsePolicyText(policy, 'bench').policy)
-  mkdirSync(sandboxAuditDir(data, name), { recursive: true })
-  const p = new SandboxProxy({
-    sandbox: name,
-    engine: () => engine,
-    policyVersion: () => 1,
-    // --flooder-no-audit: sandbox A's audit records are not written (an experiment: how much of
-    // B's delay is A's synchronous audit I/O on the shared loop).
-    audit: name === 'flooder' && args.includes('--flooder-no-audit') ? new Proxy({}, { get: () => () => {} }) : AuditLog.forSandbox(data, name),
-    resolve: async () => [parseIp('127.0.0.1')],
-    permitAddress: ip => ip.text === '127.0.0.1',
-    limits: { ...(IN_FLIGHT !== undefined ? { maxInFlight: IN_FLIGHT } : {}), ...(CONTENDED !== undefined ? { contendedInFlight: CONTENDED } : {}) },
-    // Shared record of active sandboxes: only on one thread (with --workers each sandbox is alone).
-    contention: WORKERS ? undefined : contention,
-  })
-  const sock = join(data, `${name}.sock`)
-  await p.listen(sock)
-  proxies.push(p)
-  return sock
 }
 const worst = '/repos' + '/issues'.repeat(1150)
 const over = '/repos' + '/issues'.repeat(1400)
@@ -108,27 +76,11 @@ if (!isMainThread) {
     for (let i = 0; i < w.samples; i++) out.push((await get(w.sock, w.port, `/repos/o/r/issues/${i}`, agent)).ms)
     agent.destroy()
     parentPort.postMessage(out)
-  } else if (w.role === 'proxy') {
-    // --workers: this sandbox's proxy on its own thread and event loop (option 1 of the fairness
-    // work: per-sandbox workers); `nice` lowers this thread's priority (setpriority, per thread).
-    if (w.nice) (await import('node:os')).setPriority(0, w.nice)
-    // A worker cannot set the process's umask (listen() narrows it around bind); the bench's data
-    // dir is private already. A real port would bind in a 0700 directory instead.
-    process.umask = () => 0o022
-    const sock = await makeProxy(w.name, w.data, w.policy)
-    parentPort.postMessage(sock)
-    parentPort.on('message', async () => {
-      for (const p of proxies) await p.close()
-      process.exit(0)
-    })
   } else if (w.role === 'hog') {
     // The floor: pure CPU contention that never touches the gateway (what sandbox A can always do
     // in its own container: cgroup v1 rootless has no cpu controller to stop it).
     let stop = false
     parentPort.on('message', () => (stop = true))
-    // --hog-nice N: the hog thread lowers its own priority (setpriority on Linux applies to the
-    // calling thread): would a flooding sandbox's work in a low-priority worker stop hurting B?
-    if (w.nice) (await import('node:os')).setPriority(0, w.nice)
     let n = 0
     while (!stop) {
       const t = Date.now()
@@ -143,7 +95,7 @@ if (!isMainThread) {
     const worker = async i => {
       const agent = new Agent({ keepAlive: true, maxSockets: 1 })
       while (!stop) {
-        const r = await get(w.sock, w.port, i % 8 === 0 && !w.noOver ? over : worst, agent)
+        const r = await get(w.sock, w.port, i % 8 === 0 ? over : worst, agent)
         counts.sent++
         counts.statuses[r.status] = (counts.statuses[r.status] ?? 0) + 1
       }
@@ -153,13 +105,17 @@ if (!isMainThread) {
     parentPort.postMessage(counts)
   }
 } else {
-const self = fileURLToPath(import.meta.url)
-const spawn = data => new Worker(self, { workerData: data })
-const once = w => new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject) })
-const upW = spawn({ role: 'upstream' })
-const PORT = await once(upW)
+  const { Gateway } = await import(join(ROOT, 'dist', 'gateway', 'server.js'))
+  const { PolicyStore } = await import(join(ROOT, 'dist', 'policy', 'store.js'))
+  const { parsePolicyText } = await import(join(ROOT, 'dist', 'policy', 'parse.js'))
+  const paths = await import(join(ROOT, 'dist', 'config', 'paths.js'))
 
-const policy = `version: 1
+  const self = fileURLToPath(import.meta.url)
+  const spawn = data => new Worker(self, { workerData: data })
+  const once = w => new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject) })
+  const upW = spawn({ role: 'upstream' })
+  const PORT = await once(upW)
+  const policy = `version: 1
 network_policies:
   api:
     endpoints:
@@ -173,93 +129,131 @@ network_policies:
           - allow: { method: GET, path: "/**/info/refs*" }
           - allow: { method: POST, path: "/repos/*/*/issues" }
 `
-const data = mkdtempSync(join(tmpdir(), 'podshell-fairness-'))
-const proxyWorkers = []
-async function proxy(name) {
-  if (!WORKERS) return makeProxy(name, data, policy)
-  const w = spawn({ role: 'proxy', name, data, policy, nice: name === 'flooder' ? opt('--flooder-nice', 0) : 0 })
-  proxyWorkers.push(w)
-  return once(w)
-}
-const sockA = await proxy('flooder')
-const sockB = await proxy('quiet')
+  const data = mkdtempSync(join(tmpdir(), 'podshell-fairness-'))
+  for (const name of ['flooder', 'quiet']) {
+    for (const d of [paths.sandboxDir(data, name), paths.sandboxPolicyDir(data, name), paths.sandboxEgressDir(data, name), paths.sandboxAuditDir(data, name)]) mkdirSync(d, { recursive: true, mode: 0o700 })
+    new PolicyStore(paths.sandboxPolicyDir(data, name)).add(parsePolicyText(policy, 'bench').policy, 'bench')
+  }
+  const sockA = paths.sandboxSocket(data, 'flooder')
+  const sockB = paths.sandboxSocket(data, 'quiet')
+  const logs = []
+  async function gateway(workers) {
+    const gw = new Gateway({
+      dataDir: data,
+      rescanIntervalMs: 0,
+      testHooks: { hosts: { 'api.test': ['127.0.0.1'] }, permitCidrs: ['127.0.0.1/32'] },
+      fairness: { workers },
+      log: l => logs.push(l),
+    })
+    await gw.start()
+    return gw
+  }
 
-// CPU hogs (worker threads spinning, no gateway traffic) for the floor phase.
-const HOGS = opt('--hogs', 2)
-function hog() {
-  const ws = Array.from({ length: HOGS }, () => spawn({ role: 'hog', nice: opt('--hog-nice', 0) }))
-  return { end: () => Promise.all(ws.map(w => { const d = once(w); w.postMessage('stop'); return d })) }
-}
-const sampleB = () => once(spawn({ role: 'sample', sock: sockB, port: PORT, samples: SAMPLES }))
-function flood() {
-  const w = spawn({ role: 'flood', sock: sockA, port: PORT, flood: FLOOD, noOver: args.includes('--no-over') })
-  const done = once(w)
-  return { end: () => (w.postMessage('stop'), done) }
-}
+  function hog() {
+    const ws = Array.from({ length: HOGS }, () => spawn({ role: 'hog' }))
+    return { end: () => Promise.all(ws.map(w => { const d = once(w); w.postMessage('stop'); return d })) }
+  }
+  const sampleB = () => once(spawn({ role: 'sample', sock: sockB, port: PORT, samples: SAMPLES }))
+  function flood() {
+    const w = spawn({ role: 'flood', sock: sockA, port: PORT, flood: FLOOD })
+    const done = once(w)
+    return { end: () => (w.postMessage('stop'), done) }
+  }
 
-// Warm-up: JIT, first connections.
-await sampleB()
-const runs = []
-for (let r = 0; r < RUNS; r++) {
-  const alone = await sampleB()
-  const h = hog()
-  await new Promise(res => setTimeout(res, 300))
-  const hogged = await sampleB()
-  await h.end()
-  const f = flood()
-  const f0 = performance.now()
-  await new Promise(res => setTimeout(res, 300))
-  const flooded = await sampleB()
-  const counts = await f.end()
-  const floodS = (performance.now() - f0) / 1000
-  runs.push({
-    alone_p50_ms: median(alone),
-    alone_p99_ms: pct(alone, 99),
-    cpu_floor_p50_ms: median(hogged),
-    cpu_floor_p99_ms: pct(hogged, 99),
-    flooded_p50_ms: median(flooded),
-    flooded_p99_ms: pct(flooded, 99),
-    flood_requests: counts.sent,
-    flood_rps: counts.sent / floodS,
-    flood_statuses: counts.statuses,
-  })
-  note(`run ${r + 1}: ${JSON.stringify(runs.at(-1))}`)
-}
-const m = k => median(runs.map(x => x[k]))
-const results = {
-  date: new Date().toISOString(),
-  node: process.version,
-  samples_per_phase: SAMPLES,
-  runs: RUNS,
-  flood_connections: FLOOD,
-  max_in_flight: proxies[0]?.limits.maxInFlight ?? null,
-  proxy_workers: WORKERS ? { flooder_nice: opt("--flooder-nice", 0) } : null,
-  max_queued: proxies[0]?.limits.maxQueued ?? null,
-  contended_in_flight: contention && !WORKERS ? proxies[0].limits.contendedInFlight : null,
-  worst_case_target_bytes: worst.length,
-  b_alone_p50_ms: m('alone_p50_ms'),
-  b_alone_p99_ms: m('alone_p99_ms'),
-  cpu_hog_threads: HOGS,
-  b_cpu_floor_p50_ms: m('cpu_floor_p50_ms'),
-  b_cpu_floor_p99_ms: m('cpu_floor_p99_ms'),
-  b_flooded_p50_ms: m('flooded_p50_ms'),
-  b_flooded_p99_ms: m('flooded_p99_ms'),
-  flood_rps: m('flood_rps'),
-  p50_ratio: m('flooded_p50_ms') / m('alone_p50_ms'),
-  p99_ratio: m('flooded_p99_ms') / m('alone_p99_ms'),
-  p99_over_floor: m('flooded_p99_ms') / m('cpu_floor_p99_ms'),
-  p50_over_floor: m('flooded_p50_ms') / m('cpu_floor_p50_ms'),
-  per_run: runs,
-}
-for (const p of proxies) await p.close()
-for (const w of proxyWorkers) w.postMessage('stop')
-upW.postMessage('stop')
-rmSync(data, { recursive: true, force: true })
-const round = o => JSON.parse(JSON.stringify(o, (_, v) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v)))
-mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
-writeFileSync(join(ROOT, 'bench', 'results', 'fairness.json'), JSON.stringify(round(results), null, 2) + '\n')
-console.log(JSON.stringify(round(results), null, 2))
-// Keep-alive sockets and worker handles can keep the loop alive after the results: exit (and so
-// write --cpu-prof profiles).
-process.exit(0)
+  // What a moved sandbox costs: RSS with both sandboxes idle on the main loop, then with A moved.
+  async function memory() {
+    const gw = await gateway(true)
+    await sampleB()
+    global.gc?.()
+    await sleep(300)
+    const idle = process.memoryUsage().rss
+    await gw.moveToWorker('flooder')
+    await sampleB()
+    await sleep(500)
+    global.gc?.()
+    const moved = process.memoryUsage().rss
+    await gw.stop()
+    return { rss_idle_mb: idle / 2 ** 20, rss_a_moved_mb: moved / 2 ** 20, worker_cost_mb: (moved - idle) / 2 ** 20 }
+  }
+
+  async function measure(workers) {
+    const gw = await gateway(workers)
+    await sampleB() // warm-up: JIT, first connections
+    const runs = []
+    for (let r = 0; r < RUNS; r++) {
+      const alone = await sampleB()
+      const h = hog()
+      await sleep(300)
+      const hogged = await sampleB()
+      await h.end()
+      const f = flood()
+      const f0 = performance.now()
+      await sleep(WARM_MS)
+      // With the mechanism on: B is sampled once A has moved (time_to_move_ms says how long that took).
+      while (workers && !gw.workerOf('flooder') && performance.now() - f0 < 20_000) await sleep(20)
+      const moveMs = workers && gw.workerOf('flooder') ? performance.now() - f0 : null
+      const flooded = await sampleB()
+      const moved = gw.workerOf('flooder') !== undefined
+      const counts = await f.end()
+      const floodS = (performance.now() - f0) / 1000
+      runs.push({
+        alone_p50_ms: median(alone), alone_p99_ms: pct(alone, 99),
+        cpu_floor_p50_ms: median(hogged), cpu_floor_p99_ms: pct(hogged, 99),
+        flooded_p50_ms: median(flooded), flooded_p99_ms: pct(flooded, 99),
+        a_moved: moved, time_to_move_ms: moveMs, flood_rps: counts.sent / floodS, flood_statuses: counts.statuses,
+      })
+      note(`${workers ? 'on ' : 'off'} run ${r + 1}: ${JSON.stringify(runs.at(-1))}`)
+      // A calms down (moves back) before the next run's `alone` phase.
+      if (workers) {
+        const t = performance.now()
+        while (gw.workerOf('flooder') && performance.now() - t < 15_000) await sleep(100)
+      }
+    }
+    await gw.stop()
+    const m = k => median(runs.map(x => x[k]))
+    return {
+      b_alone_p50_ms: m('alone_p50_ms'), b_alone_p99_ms: m('alone_p99_ms'),
+      b_cpu_floor_p50_ms: m('cpu_floor_p50_ms'), b_cpu_floor_p99_ms: m('cpu_floor_p99_ms'),
+      b_flooded_p50_ms: m('flooded_p50_ms'), b_flooded_p99_ms: m('flooded_p99_ms'),
+      flood_rps: m('flood_rps'),
+      p50_over_alone: m('flooded_p50_ms') / m('alone_p50_ms'),
+      p99_over_floor: m('flooded_p99_ms') / m('cpu_floor_p99_ms'),
+      a_moved_runs: runs.filter(x => x.a_moved).length,
+      time_to_move_ms: workers ? median(runs.map(x => x.time_to_move_ms ?? Infinity)) : null,
+      per_run: runs,
+    }
+  }
+
+  const mem = await memory()
+  note(`memory: ${JSON.stringify(mem)}`)
+  const rounds = []
+  for (let i = 0; i < ROUNDS; i++) {
+    const load_start = loadavg()
+    const order = i % 2 ? [true, false] : [false, true]
+    const res = {}
+    for (const w of order) res[w ? 'on' : 'off'] = await measure(w)
+    rounds.push({ order: order.map(w => (w ? 'on' : 'off')), load_start, load_end: loadavg(), ...res })
+  }
+  const results = {
+    date: new Date().toISOString(),
+    node: process.version,
+    samples_per_phase: SAMPLES,
+    runs_per_round: RUNS,
+    rounds: ROUNDS,
+    flood_connections: FLOOD,
+    cpu_hog_threads: HOGS,
+    flood_warm_ms: WARM_MS,
+    worst_case_target_bytes: worst.length,
+    memory: mem,
+    per_round: rounds,
+    moves: logs.filter(l => /moved to worker|calm again|exited/.test(l)).length,
+  }
+  upW.postMessage('stop')
+  rmSync(data, { recursive: true, force: true })
+  const round = o => JSON.parse(JSON.stringify(o, (_, v) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v)))
+  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
+  writeFileSync(join(ROOT, 'bench', 'results', 'fairness.json'), JSON.stringify(round(results), null, 2) + '\n')
+  console.log(JSON.stringify(round({ ...results, per_round: rounds.map(r => ({ ...r, on: { ...r.on, per_run: undefined }, off: { ...r.off, per_run: undefined } })) }), null, 2))
+  // Keep-alive sockets and worker handles can keep the loop alive after the results: exit.
+  process.exit(0)
 }

@@ -14,8 +14,11 @@ if (!existsSync(entry)) throw new Error('run tsc first: dist/cli/run.js is missi
 const outdir = new URL('../dist/bundle', import.meta.url).pathname
 // Stale chunks from an earlier build would only take space (and the gateway image's hash).
 rmSync(outdir, { recursive: true, force: true })
+// The gateway's sandbox worker thread (src/gateway/fairness.ts) runs in the gateway image too,
+// which has no node_modules: bundled as its own entry (dist/bundle/sandbox-worker.js).
+const worker = new URL('../dist/gateway/sandbox-worker.js', import.meta.url).pathname
 await build({
-  entryPoints: [entry],
+  entryPoints: { run: entry, 'sandbox-worker': worker },
   // Two levels below the package root like every dist/<dir>/ module, so the paths modules compute
   // from import.meta.url (../../package.json, ../../seccomp, ../../policies) hold in the bundle too.
   outdir,

@@ -95,7 +95,9 @@ export async function serveGateway(dataDir: string, ctx: CliContext): Promise<vo
   // Loaded here, not at the top: node:http (which the proxy needs) pulls in undici through its
   // ESM facade, ~15 ms that every other command, `sandbox create` first, would pay for nothing.
   const { Gateway } = await import('../gateway/server.js')
-  const gateway = new Gateway({ dataDir, version: podshellVersion(), log, tls: true })
+  // fairness: a sandbox that floods while another is active is served by its own low-priority
+  // worker thread until it calms down (src/gateway/fairness.ts; figures in docs/security.md).
+  const gateway = new Gateway({ dataDir, version: podshellVersion(), log, tls: true, fairness: { workers: true } })
   process.on('unhandledRejection', e => log(`unhandled rejection: ${e instanceof Error ? e.message : String(e)}`))
   process.on('uncaughtException', e => {
     log(`fatal: ${e.message}`)

@@ -125,6 +125,19 @@ function rotate(file: string, keep: number): void {
 }
 
 /**
+ * What a sandbox's proxy writes its records to: the sandbox's AuditLog on the main thread, or, in
+ * a worker thread that serves a sandbox moved off the main loop (src/gateway/fairness.ts), a
+ * forwarder to that same AuditLog. One writer per sandbox's files, always.
+ */
+export interface AuditSink {
+  network(e: NetworkEvent): void
+  http(e: HttpEvent): void
+  config(e: ConfigEvent): void
+  close(): void
+  readonly dropped: number
+}
+
+/**
  * Audit writer for one sandbox. A value: the gateway holds one per served sandbox. Failures to
  * write (disk full, the sandbox dir deleted under us) never throw into the proxy: the decision has
  * already been made and enforced; losing an audit line must not turn into an open or a crash.

@@ -3,7 +3,7 @@ import type { HeldCredential } from './credential-substitution.js'
 import { lookup } from 'node:dns/promises'
 import { parseIp, type IpAddress } from './address.js'
 import type { PolicyEngine } from './policy-engine.js'
-import type { AuditLog } from './audit.js'
+import type { AuditSink } from './audit.js'
 import type { TlsInspection } from './tls-terminate.js'
 import { MAX_INSPECTED_HEADER_BYTES } from '../rules/glob.js'
 import type { Contention } from './http/admission.js'
@@ -73,7 +73,7 @@ export interface ProxyOptions {
   engine: () => PolicyEngine
   /** Version of the policy in force, for the revocation reason in logs. */
   policyVersion: () => number | null
-  audit: AuditLog
+  audit: AuditSink
   resolve: Resolver
   /**
    * Test hook (in-process tests only; see Gateway's constructor): returns true to let an address

@@ -38,8 +38,10 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { lstatSync, unlinkSync, chmodSync, openSync, closeSync } from 'node:fs'
-import { basename, dirname } from 'node:path'
+import { lstatSync, unlinkSync, chmodSync, openSync, closeSync, renameSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { threadId } from 'node:worker_threads'
 import { parseAuthority, parseIp, HostError, type CanonicalHost, type IpAddress } from './address.js'
 import { PolicyEngine, checkResolved, type Decision } from './policy-engine.js'
 import { TlsTerminator, sniMismatch, type RelayTunnel } from './tls-terminate.js'
@@ -77,6 +79,9 @@ export class SandboxProxy {
   private readonly tunnels = new Set<Tunnel>()
   private readonly sockets = new Set<Socket>()
   private socketPath: string | undefined
+  private socketIno = -1
+  /** drain() was called: no new connections; each response says `Connection: close`. */
+  private draining = false
   private readonly terminator: TlsTerminator | undefined
   /** This sandbox's concurrency slots (plain HTTP, upgrades and decrypted requests share them). */
   readonly admission: Admission
@@ -135,27 +140,30 @@ export class SandboxProxy {
   }
 
   /**
-   * Listens on `path`. A stale socket (or symlink) left by a dead gateway is removed first; any other
-   * kind of file there is an error (never unlink what we did not create). The socket is created
-   * with mode 0600 (umask) and chmod'ed again: only the user (and so the sandbox's bridge, which
-   * runs as the user's uid) may connect.
+   * Listens on `path`. The socket is bound under a temporary name in the same directory, made 0600
+   * (umask where the thread may set it, then chmod) and renamed over `path` (rename(2) is atomic:
+   * a client connecting to `path` reaches either the old listener or this one, never nothing).
+   * That is also how a sandbox moves between the main loop and a worker thread without its socket
+   * going away (src/gateway/fairness.ts). A stale socket (or symlink) left by a dead gateway is
+   * replaced; any other kind of file there is an error (never replace what we did not create).
+   * Only the user (and so the sandbox's bridge, which runs as the user's uid) may connect.
    */
   listen(path: string): Promise<void> {
     try {
       const st = lstatSync(path)
-      if (st.isSocket() || st.isSymbolicLink()) unlinkSync(path)
-      else throw new Error(`${path} exists and is not a socket`)
+      if (!st.isSocket() && !st.isSymbolicLink()) throw new Error(`${path} exists and is not a socket`)
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
     }
+    const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${threadId}.${randomBytes(4).toString('hex')}`)
     // A unix socket path holds at most 107 bytes; a 63-character sandbox name under the data dir
     // can exceed it. Such a path is bound through the directory's descriptor
-    // (/proc/self/fd/N/proxy.sock), which creates the same socket file.
+    // (/proc/self/fd/N/<name>), which creates the same socket file.
     let dirFd: number | undefined
-    let bindPath = path
-    if (Buffer.byteLength(path) > 100) {
-      dirFd = openSync(dirname(path), 'r')
-      bindPath = `/proc/self/fd/${dirFd}/${basename(path)}`
+    let bindPath = tmp
+    if (Buffer.byteLength(tmp) > 100) {
+      dirFd = openSync(dirname(tmp), 'r')
+      bindPath = `/proc/self/fd/${dirFd}/${basename(tmp)}`
     }
     const closeDir = () => {
       if (dirFd !== undefined) closeSync(dirFd)
@@ -167,21 +175,32 @@ export class SandboxProxy {
         reject(e)
       }
       this.server.once('error', onErr)
-      const old = process.umask(0o177)
+      // Worker threads cannot set the process umask: the temporary name is chmod'ed before it
+      // becomes `path`, so the socket is never reachable under `path` with wider modes.
+      let old: number | undefined
+      try {
+        old = process.umask(0o177)
+      } catch {
+        old = undefined
+      }
       try {
         this.server.listen(bindPath, () => {
           closeDir()
           this.server.off('error', onErr)
           try {
-            chmodSync(path, 0o600)
-          } catch {
-            // the umask already made it 0600
+            chmodSync(tmp, 0o600)
+            renameSync(tmp, path)
+            this.socketIno = lstatSync(path).ino
+          } catch (e) {
+            this.server.close()
+            reject(e as Error)
+            return
           }
           this.socketPath = path
           resolve()
         })
       } finally {
-        process.umask(old)
+        if (old !== undefined) process.umask(old)
       }
     })
   }
@@ -194,7 +213,20 @@ export class SandboxProxy {
     return this.sockets.size
   }
 
-  /** Stops listening, closes every client connection and tunnel, removes the socket file. */
+  /**
+   * Stops accepting (the socket file may already belong to another listener: a worker that took
+   * this sandbox over); open connections are served to the end of their current response, each
+   * answered `Connection: close`, and tunnels run until they end. Resolves when the last one closed.
+   */
+  drain(): Promise<void> {
+    this.draining = true
+    this.opts.contention?.forget(this.admission)
+    const closed = new Promise<void>(resolve => this.server.close(() => resolve()))
+    this.server.closeIdleConnections()
+    return closed
+  }
+
+  /** Stops listening, closes every client connection and tunnel, removes the socket file (when it is still this listener's). */
   async close(): Promise<void> {
     this.opts.contention?.forget(this.admission)
     this.terminator?.dropPool()
@@ -203,11 +235,16 @@ export class SandboxProxy {
       t.upstream.destroy()
     }
     for (const s of this.sockets) s.destroy()
-    await new Promise<void>(resolve => this.server.close(() => resolve()))
-    // server.close() unlinks the socket file itself; make sure, without following symlinks.
+    if (this.server.listening) await new Promise<void>(resolve => this.server.close(() => resolve()))
+    // server.close() unlinks the temporary name it was bound to; the socket file is removed here,
+    // without following symlinks, only when it is still this listener's (after a move it is
+    // another thread's).
     if (this.socketPath) {
       try {
-        if (lstatSync(this.socketPath).isSocket()) unlinkSync(this.socketPath)
+        // A drained proxy was superseded: the file is another listener's (its inode number may
+        // even be this one's, reused by the filesystem).
+        const st = lstatSync(this.socketPath)
+        if (!this.draining && st.isSocket() && st.ino === this.socketIno) unlinkSync(this.socketPath)
       } catch {
         // gone
       }
@@ -420,6 +457,7 @@ export class SandboxProxy {
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.draining) res.shouldKeepAlive = false
     const reply: Reply = (status, text, body) => sendJson(res, status, text, body)
     const t = proxyTarget(req, this.limits.maxTargetBytes)
     if ('error' in t) return this.badRequest(reply, t.error, t.status)

@@ -27,21 +27,22 @@ import type { Policy } from '../policy/schema.js'
 import { PolicyEngine, type ProviderAttachment, type PolicyInput } from './policy-engine.js'
 import { SandboxProxy, type ProxyLimits, type Resolver } from './proxy.js'
 import { createSandboxResolver } from '../rules/dns.js'
-import { AuditLog, type AuditOptions } from './audit.js'
+import { AuditLog, type AuditOptions, type AuditSink } from './audit.js'
 import type { IpAddress } from './address.js'
 import { GatewayTls } from '../tls/gateway-tls.js'
 import type { HeldCredential } from './credential-substitution.js'
 import type { ReloadResult, StatsResult, SandboxStats, PingResult } from './client.js'
 import { Contention } from './http/admission.js'
+import { SandboxWorker, cidrPermit, defaultWorkerScript, hostsResolver, replayAudit, type FairnessOptions, type SerialTestHooks, type WorkerStats } from './fairness.js'
 
 // The engine reads only network_policies; the schema's Policy must stay assignable to its input.
 const _policyIsEngineInput = (p: Policy): PolicyInput => p
 void _policyIsEngineInput
 
-export interface GatewayTestHooks {
-  /** Replaces DNS resolution. */
+export interface GatewayTestHooks extends SerialTestHooks {
+  /** Replaces DNS resolution (main thread only; `hosts` also reaches a sandbox moved to a worker). */
   resolve?: Resolver
-  /** Lets addresses through that the SSRF rules refuse (e.g. 127.0.0.1 test servers). */
+  /** Lets addresses through that the SSRF rules refuse (main thread only; `permitCidrs` also reaches workers). */
   permitAddress?: (ip: IpAddress) => boolean
 }
 
@@ -69,12 +70,31 @@ export interface GatewayOptions {
    * terminate CONNECTs to inspected endpoints. `gateway serve` turns it on.
    */
   tls?: boolean
+  /**
+   * Fairness between sandboxes (src/gateway/fairness.ts): a sandbox that exceeds its share while
+   * another is active is served by a low-priority worker thread until it calms down.
+   */
+  fairness?: FairnessOptions
+  /**
+   * Set only by src/gateway/sandbox-worker.ts: this Gateway serves one sandbox in a worker thread
+   * for the main thread's Gateway. It writes no policy-status marks and no policy audit records
+   * (the main thread loads the same revisions and writes them), and its records go to `auditSink`.
+   */
+  follower?: { auditSink: (name: string) => AuditSink; values: [string, { provider: string; variable: string; value: string }][] }
 }
 
 interface Served {
   readonly name: string
-  readonly proxy: SandboxProxy
-  readonly audit: AuditLog
+  /** The main loop's proxy (after a move: the one draining its last connections). */
+  proxy: SandboxProxy
+  readonly audit: AuditSink
+  /** The worker thread serving this sandbox now (fairness), if it was moved. */
+  worker?: SandboxWorker | undefined
+  /** Workers of earlier moves that are finishing their connections. */
+  readonly retired: Set<SandboxWorker>
+  /** Consecutive fairness checks over its share; set while a move is under way. */
+  strikes: number
+  moving: boolean
   engine: PolicyEngine
   version: number | null
   hash: string | null
@@ -106,10 +126,16 @@ export class Gateway {
   private readonly started = Date.now()
   private stopped = false
   private tls: GatewayTls | undefined
+  private fairnessTimer: NodeJS.Timeout | undefined
 
   constructor(opts: GatewayOptions) {
     this.dataDir = opts.dataDir
     this.opts = opts
+  }
+
+  /** Worker mode: the threads serving moved sandboxes (tests, bench). */
+  workerOf(name: string): SandboxWorker | undefined {
+    return this.served.get(name)?.worker
   }
 
   private log(line: string): void {
@@ -132,14 +158,20 @@ export class Gateway {
       this.rescanTimer = setInterval(() => void this.rescan(), every)
       this.rescanTimer.unref()
     }
+    if (this.opts.fairness?.workers) {
+      this.fairnessTimer = setInterval(() => this.fairnessCheck(), this.opts.fairness.checkMs ?? 100)
+      this.fairnessTimer.unref()
+    }
     this.log(`gateway started: data ${this.dataDir}, ${this.served.size} sandbox(es)`)
   }
 
   async stop(): Promise<void> {
     this.stopped = true
     if (this.rescanTimer) clearInterval(this.rescanTimer)
+    if (this.fairnessTimer) clearInterval(this.fairnessTimer)
     for (const s of this.controlSockets) s.destroy()
     if (this.control) await new Promise<void>(r => this.control!.close(() => r()))
+    await Promise.all([...this.served.values()].map(s => this.stopWorkers(s)))
     await Promise.all([...this.served.values()].map(s => s.proxy.close()))
     for (const s of this.served.values()) s.audit.close() // pending denial summaries are written
     this.served.clear()
@@ -159,10 +191,13 @@ export class Gateway {
     const p = (async () => {
       if (!existsSync(gatewaySandboxDir(this.dataDir, name))) return undefined
       mkdirp(sandboxEgressDir(this.dataDir, name))
-      const audit = AuditLog.forSandbox(this.dataDir, name, this.opts.audit)
+      const audit = this.opts.follower?.auditSink(name) ?? AuditLog.forSandbox(this.dataDir, name, this.opts.audit)
       const entry: Served = {
         name,
         audit,
+        retired: new Set(),
+        strikes: 0,
+        moving: false,
         engine: PolicyEngine.denyAll(),
         version: null,
         globalHash: null,
@@ -170,25 +205,14 @@ export class Gateway {
         policy: null,
         providersStamp: '',
         placeholders: [],
-        values: new Map(),
+        values: new Map(this.opts.follower?.values ?? []),
         queue: Promise.resolve(),
         proxy: undefined as unknown as SandboxProxy,
       }
-      const proxy = new SandboxProxy({
-        sandbox: name,
-        engine: () => entry.engine,
-        policyVersion: () => entry.version,
-        audit,
-        // One resolver per sandbox, off libuv's shared thread pool (src/rules/dns.ts).
-        resolve: this.opts.testHooks?.resolve ?? createSandboxResolver(),
-        permitAddress: this.opts.testHooks?.permitAddress,
-        limits: this.opts.limits,
-        contention: this.contention,
-        tls: this.tls ? await this.tls.forSandbox(name) : undefined,
-        credentials: () => heldCredentials(entry),
-      })
-      ;(entry as { proxy: SandboxProxy }).proxy = proxy
-      await proxy.listen(sandboxSocket(this.dataDir, name))
+      entry.proxy = await this.newProxy(entry)
+      // A follower serves a sandbox the main thread already serves: it listens only with the
+      // policy in force loaded (startFollower), never deny-all in between.
+      if (!this.opts.follower) await entry.proxy.listen(sandboxSocket(this.dataDir, name))
       this.served.set(name, entry)
       this.log(`serving sandbox ${name}`)
       return entry
@@ -201,15 +225,183 @@ export class Gateway {
     }
   }
 
+  private async newProxy(entry: Served): Promise<SandboxProxy> {
+    const hooks = this.opts.testHooks
+    return new SandboxProxy({
+      sandbox: entry.name,
+      engine: () => entry.engine,
+      policyVersion: () => entry.version,
+      audit: entry.audit,
+      // One resolver per sandbox, off libuv's shared thread pool (src/rules/dns.ts).
+      resolve: hooks?.resolve ?? (hooks?.hosts ? hostsResolver(hooks.hosts) : createSandboxResolver()),
+      permitAddress: hooks?.permitAddress ?? (hooks?.permitCidrs ? cidrPermit(hooks.permitCidrs) : undefined),
+      limits: this.opts.limits,
+      contention: this.opts.follower ? undefined : this.contention,
+      tls: this.tls ? await this.tls.forSandbox(entry.name) : undefined,
+      credentials: () => heldCredentials(entry),
+    })
+  }
+
   /** Stops serving `name`: closes its socket and every open connection. */
   async remove(name: string): Promise<boolean> {
     const s = this.served.get(name)
     if (!s) return false
     this.served.delete(name)
+    await this.stopWorkers(s)
     await s.proxy.close()
     s.audit.close()
     this.log(`stopped serving sandbox ${name}`)
     return true
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Fairness (src/gateway/fairness.ts)
+  // -------------------------------------------------------------------------------------------
+
+  /** Moves a sandbox over its share to a worker; moves a calm one back. */
+  private fairnessCheck(): void {
+    const f = this.opts.fairness
+    if (!f?.workers || this.stopped) return
+    for (const s of this.served.values()) {
+      if (s.moving) continue
+      if (s.worker) {
+        if (performance.now() - s.worker.lastQueued > (f.calmMs ?? 5000)) void this.takeBack(s, 'calm')
+        continue
+      }
+      const a = s.proxy.admission
+      s.strikes = a.queued > 0 && this.contention.othersActive(a) ? s.strikes + 1 : 0
+      if (s.strikes >= (f.strikes ?? 3)) void this.moveToWorker(s, `over its share while another sandbox is active (${a.queued} queued)`)
+    }
+  }
+
+  /** Serves `s` from a low-priority worker thread; the main loop's proxy drains. */
+  async moveToWorker(s: Served | string, why = 'moved on request'): Promise<boolean> {
+    const entry = typeof s === 'string' ? this.served.get(s) : s
+    if (!entry || entry.moving || entry.worker || this.stopped) return false
+    entry.moving = true
+    entry.strikes = 0
+    const hooks = this.opts.testHooks
+    const w = new SandboxWorker(
+      this.opts.fairness?.workerScript ?? defaultWorkerScript(),
+      {
+        kind: 'podshell-sandbox-worker',
+        dataDir: this.dataDir,
+        name: entry.name,
+        nice: this.opts.fairness?.nice ?? 19,
+        tls: !!this.opts.tls,
+        ...(this.opts.limits ? { limits: this.opts.limits } : {}),
+        ...(this.opts.audit ? { audit: withoutClock(this.opts.audit) } : {}),
+        ...(hooks ? { testHooks: { ...(hooks.hosts ? { hosts: hooks.hosts } : {}), ...(hooks.permitCidrs ? { permitCidrs: hooks.permitCidrs } : {}) } } : {}),
+        values: [...entry.values],
+      },
+      { audit: calls => replayAudit(entry.audit, calls), log: l => this.log(`[worker ${entry.name}] ${l}`) },
+    )
+    void w.exited.then(code => this.workerExited(entry, w, code))
+    try {
+      await w.ready
+    } catch (e) {
+      entry.moving = false
+      this.log(`sandbox ${entry.name}: could not move to a worker (${(e as Error).message}); it stays on the main loop`)
+      // The worker may have renamed its socket over the sandbox's before it failed: listen again.
+      if (this.served.get(entry.name) === entry && !this.stopped) await this.relisten(entry)
+      return false
+    }
+    entry.moving = false
+    if (this.served.get(entry.name) !== entry || this.stopped) {
+      await w.stop()
+      return false
+    }
+    entry.worker = w
+    const old = entry.proxy
+    void old.drain()
+    this.log(`sandbox ${entry.name}: ${why}: moved to worker thread ${w.threadId} at nice ${this.opts.fairness?.nice ?? 19}`)
+    return true
+  }
+
+  /** Serves `s` on the main loop again: a fresh proxy renamed over the socket; the worker drains and ends. */
+  async takeBack(s: Served, why: 'calm' | 'crash' | 'socket'): Promise<void> {
+    const w = s.worker
+    if (!w || s.moving) return
+    s.moving = true
+    try {
+      s.worker = undefined
+      await this.relisten(s)
+      if (why === 'crash') return
+      s.retired.add(w)
+      this.log(`sandbox ${s.name}: ${why === 'calm' ? 'calm again' : 'socket re-created'}: served on the main loop again; worker thread ${w.threadId} finishes its connections`)
+      void w.drain()
+    } finally {
+      s.moving = false
+    }
+  }
+
+  /** A new main-loop proxy for `s` on its socket (the old one drains). */
+  private async relisten(s: Served): Promise<void> {
+    const old = s.proxy
+    const proxy = await this.newProxy(s)
+    await proxy.listen(sandboxSocket(this.dataDir, s.name))
+    s.proxy = proxy
+    void old.drain().then(() => old.close())
+  }
+
+  private workerExited(s: Served, w: SandboxWorker, code: number): void {
+    s.retired.delete(w)
+    if (s.worker !== w) return
+    if (this.served.get(s.name) !== s || this.stopped || w.retiring) return
+    // Fail closed: never leave the socket unserved, nor served without the policy in force (the
+    // main thread's entry was kept current by every reload).
+    void this.takeBack(s, 'crash').then(
+      () => this.log(`sandbox ${s.name}: worker thread ${w.threadId} exited (code ${code}); served on the main loop again with policy revision ${s.version ?? 'none'}`),
+      e => this.log(`sandbox ${s.name}: worker thread ${w.threadId} exited (code ${code}) and the main loop cannot serve it again: ${(e as Error).message}`),
+    )
+  }
+
+  private async stopWorkers(s: Served): Promise<void> {
+    const all = [...(s.worker ? [s.worker] : []), ...s.retired]
+    s.worker = undefined
+    s.retired.clear()
+    await Promise.all(all.map(w => w.stop()))
+  }
+
+  /** Forwards a control request to the workers serving `s` (the moved one and the draining ones). */
+  private async forward(s: Served, line: string): Promise<void> {
+    const all = [...(s.worker ? [s.worker] : []), ...s.retired]
+    await Promise.all(
+      all.map(async w => {
+        const r = await w.control(line)
+        if (r.ok !== false) return
+        this.log(`sandbox ${s.name}: worker thread ${w.threadId} did not apply a control request: ${String(r.error)}`)
+        // A worker that hangs cannot be trusted to follow the policy: end it; its exit hands the
+        // sandbox back to the main loop (workerExited), whose policy is current.
+        if (r.timedOut) void w.terminate()
+      }),
+    )
+  }
+
+  /** Follower (worker thread): loads the policy in force, then takes over the sandbox's socket. */
+  async startFollower(name: string, beforeListen?: () => void): Promise<void> {
+    if (this.opts.tls) {
+      this.tls = new GatewayTls(this.dataDir, l => this.log(l))
+      await this.tls.start()
+    }
+    const r = await this.reload(name)
+    if (r.status === 'FAILED' && r.version === undefined) throw new Error(`policy did not load: ${r.error}`)
+    const s = this.served.get(name)
+    if (!s) throw new Error(`no sandbox ${name}`)
+    beforeListen?.()
+    await s.proxy.listen(sandboxSocket(this.dataDir, name))
+  }
+
+  /** Follower: stop accepting, finish the open connections. */
+  async drainFollower(name: string): Promise<void> {
+    await this.served.get(name)?.proxy.drain()
+  }
+
+  followerStats(name: string): WorkerStats | undefined {
+    const s = this.served.get(name)
+    if (!s) return undefined
+    const p = s.proxy
+    return { connections: p.connections, allowed: p.allowed, denied: p.denied, queued: p.admission.queued, inFlight: p.admission.inFlight, policyVersion: s.version }
   }
 
   private readProviders(name: string): { stamp: string; list: ProviderAttachment[]; placeholders: Served['placeholders'] } {
@@ -262,7 +454,13 @@ export class Gateway {
       await this.remove(name)
       throw new Error(`no sandbox ${name} in ${gatewaySandboxesDir(this.dataDir)}`)
     }
-    const run = s.queue.then(() => this.load(s))
+    const run = s.queue.then(async () => {
+      const r = await this.load(s)
+      // A moved sandbox: its worker loads the same revision (the main thread's entry stays current
+      // too: it decides the draining connections and is what a crashed worker falls back to).
+      if (s.worker || s.retired.size) await this.forward(s, JSON.stringify({ op: 'reload', sandbox: s.name }))
+      return r
+    })
     s.queue = run.catch(() => undefined)
     return run
   }
@@ -281,7 +479,7 @@ export class Gateway {
       revs = store.list()
     } catch (e) {
       const error = `cannot read the policy store: ${(e as Error).message}`
-      s.audit.config({ state: 'failed', version: s.version ?? 0, error, message: 'policy store unreadable; the policy in force stays' })
+      this.auditConfig(s, { state: 'failed', version: s.version ?? 0, error, message: 'policy store unreadable; the policy in force stays' })
       return { status: 'FAILED', error, ...(s.version !== null ? { version: s.version } : {}) }
     }
     const providersChanged = prov.stamp !== s.providersStamp
@@ -291,7 +489,7 @@ export class Gateway {
       global = activeGlobalPolicy(this.dataDir)
     } catch (e) {
       const error = `cannot read the global policy: ${(e as Error).message}`
-      s.audit.config({ state: 'failed', version: s.version ?? 0, error, message: 'global policy store unreadable; the policy in force stays' })
+      this.auditConfig(s, { state: 'failed', version: s.version ?? 0, error, message: 'global policy store unreadable; the policy in force stays' })
       return { status: 'FAILED', error, ...(s.version !== null ? { version: s.version } : {}) }
     }
     if (global) return this.loadGlobal(s, global, prov, providersChanged, t0)
@@ -329,7 +527,7 @@ export class Gateway {
     const attempt = this.tryLoad(s, store, newest, prov)
     if (attempt.ok) return { status: 'LOADED', version: newest.version, loadMs: performance.now() - t0 }
     this.safeMark(() => store.markFailed(newest.version, attempt.error))
-    s.audit.config({ state: 'failed', version: newest.version, hash: newest.hash.slice(0, 12), error: attempt.error })
+    this.auditConfig(s, { state: 'failed', version: newest.version, hash: newest.hash.slice(0, 12), error: attempt.error })
     this.log(`sandbox ${s.name}: policy revision ${newest.version} FAILED: ${attempt.error}`)
     if (s.version === null) await this.loadLastGood(s, store, revs, prov)
     return { status: 'FAILED', version: newest.version, error: attempt.error }
@@ -343,14 +541,14 @@ export class Gateway {
       engine = PolicyEngine.compile(g.policy, prov.list)
     } catch (e) {
       const error = `global policy revision ${g.version}: ${(e as Error).message.replace(/\s+/g, ' ').trim()}`
-      s.audit.config({ state: 'failed', version: g.version, hash: g.hash.slice(0, 12), error })
+      this.auditConfig(s, { state: 'failed', version: g.version, hash: g.hash.slice(0, 12), error })
       return { status: 'FAILED', version: g.version, error }
     }
     s.engine = engine
     s.policy = g.policy
     s.globalHash = g.hash
     s.providersStamp = prov.stamp
-    s.audit.config({ state: 'loaded', version: g.version, hash: g.hash.slice(0, 12), message: 'global policy' })
+    this.auditConfig(s, { state: 'loaded', version: g.version, hash: g.hash.slice(0, 12), message: 'global policy' })
     const closed = s.proxy.revalidate()
     this.log(`sandbox ${s.name}: global policy revision ${g.version} LOADED${closed ? ` (${closed} open connection(s) closed)` : ''}`)
     return { status: 'LOADED', version: g.version, loadMs: performance.now() - t0 }
@@ -382,13 +580,19 @@ export class Gateway {
     s.hash = rev.hash
     s.providersStamp = prov.stamp
     if (mark) this.safeMark(() => store.markLoaded(rev.version))
-    s.audit.config({ state: 'loaded', version: rev.version, hash: rev.hash.slice(0, 12) })
+    this.auditConfig(s, { state: 'loaded', version: rev.version, hash: rev.hash.slice(0, 12) })
     const closed = s.proxy.revalidate()
     this.log(`sandbox ${s.name}: policy revision ${rev.version} LOADED${closed ? ` (${closed} open connection(s) closed)` : ''}`)
     return { ok: true }
   }
 
+  /** Policy audit records: written by the main thread only (a follower loads the same revisions). */
+  private auditConfig(s: Served, e: Parameters<AuditSink['config']>[0]): void {
+    if (!this.opts.follower) s.audit.config(e)
+  }
+
   private safeMark(fn: () => void): void {
+    if (this.opts.follower) return
     try {
       fn()
     } catch (e) {
@@ -426,6 +630,7 @@ export class Gateway {
           const s = this.served.get(name)
           if (s && !socketExists(sandboxSocket(this.dataDir, name))) {
             // Someone removed the socket file (or the egress dir): serve it again.
+            if (s.moving) continue
             await this.remove(name)
           }
           const cur = this.served.get(name)
@@ -452,9 +657,9 @@ export class Gateway {
     const sandboxes: SandboxStats[] = [...this.served.values()].map(s => ({
       name: s.name,
       socket: s.proxy.path ?? '',
-      connections: s.proxy.connections,
-      allowed: s.proxy.allowed,
-      denied: s.proxy.denied,
+      connections: s.proxy.connections + sumWorkers(s, 'connections'),
+      allowed: s.proxy.allowed + sumWorkers(s, 'allowed'),
+      denied: s.proxy.denied + sumWorkers(s, 'denied'),
       policyVersion: s.version,
       auditDropped: s.audit.dropped,
     }))
@@ -562,6 +767,7 @@ export class Gateway {
           }
           // providers.json may be newer than the last rescan: read the placeholders now.
           s.placeholders = this.readProviders(s.name).placeholders
+          await this.forward(s, line)
           return { id, ok: true, held: s.values.size }
         }
         case 'credentials-rotate': {
@@ -579,6 +785,7 @@ export class Gateway {
               rotated++
             }
           }
+          for (const s of this.served.values()) await this.forward(s, line)
           return { id, ok: true, rotated }
         }
         case 'credentials-drop': {
@@ -593,6 +800,7 @@ export class Gateway {
               dropped++
             }
           }
+          for (const s of this.served.values()) await this.forward(s, line)
           return { id, ok: true, dropped }
         }
         case 'remove':
@@ -613,6 +821,20 @@ function heldCredentials(s: Served): HeldCredential[] {
     const v = s.values.get(p.placeholder)
     return { ...p, value: v && v.provider === p.provider && v.variable === p.variable ? v.value : undefined }
   })
+}
+
+/** Audit options as data (a test clock cannot cross to a worker thread). */
+function withoutClock(o: AuditOptions): Omit<AuditOptions, 'now'> {
+  const { now: _now, ...rest } = o
+  void _now
+  return rest
+}
+
+/** Counts of the worker threads serving a moved sandbox (reported every 250 ms). */
+function sumWorkers(s: Served, k: 'connections' | 'allowed' | 'denied'): number {
+  let n = s.worker ? s.worker.stats[k] : 0
+  for (const w of s.retired) n += w.stats[k]
+  return n
 }
 
 function socketExists(path: string): boolean {

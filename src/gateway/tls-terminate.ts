@@ -43,7 +43,7 @@ import { connect as netConnect, type Socket } from 'node:net'
 import type { LookupFunction } from 'node:net'
 import { canonicalizeHost, parseAuthority, type CanonicalHost, type IpAddress } from './address.js'
 import type { Decision, PolicyEngine } from './policy-engine.js'
-import type { AuditLog } from './audit.js'
+import type { AuditSink } from './audit.js'
 import type { Leaf } from '../tls/leaf.js'
 import { decideEffective, type RequestRefusal } from './http/framing.js'
 import type { Admission } from './http/admission.js'
@@ -72,7 +72,7 @@ export interface TerminateLimits {
 export interface TerminateContext {
   readonly sandbox: string
   readonly engine: () => PolicyEngine
-  readonly audit: AuditLog
+  readonly audit: AuditSink
   readonly limits: TerminateLimits
   readonly tls: TlsInspection
   addressCheck(d: Decision, label: string, port: number, addrs: IpAddress[]): { ok: true; addresses: IpAddress[] } | { ok: false; reason: string }

@@ -68,7 +68,7 @@ export function gatewayPlan(env: Env, root = packageRoot()): ContextPlan {
   const containerfile = join(root, 'Containerfile')
   mustExist(containerfile)
   const dist = join(root, 'dist')
-  for (const f of [join(dist, 'cli', 'main.js'), join(dist, 'bundle', 'run.js')]) {
+  for (const f of [join(dist, 'cli', 'main.js'), join(dist, 'bundle', 'run.js'), join(dist, 'bundle', 'sandbox-worker.js')]) {
     if (!existsSync(f)) throw new PodshellError(`podshell is not built: ${f} is missing`, { hint: 'run `npm run build` first', code: 'NOT_BUILT' })
   }
   const app: ContextFile[] = [
