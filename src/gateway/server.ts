@@ -15,25 +15,45 @@
  * a policy that throws while compiling is FAILED; an exception in a request handler closes that
  * connection only.
  */
-import { createServer, type Server, type Socket } from 'node:net'
-import { readdirSync, readFileSync, statSync, lstatSync, existsSync, unlinkSync, chmodSync } from 'node:fs'
+import type { Server, Socket } from 'node:net'
+import { readdirSync, lstatSync, existsSync } from 'node:fs'
 import { GATEWAY_LAYOUT } from './layout.js'
-import { gatewaySandboxesDir, gatewaySandboxDir, sandboxPolicyDir, sandboxSocket, sandboxEgressDir, sandboxProvidersFile, gatewayControlSocket, gatewayDir } from '../config/paths.js'
+import {
+  gatewaySandboxesDir,
+  gatewaySandboxDir,
+  sandboxPolicyDir,
+  sandboxSocket,
+  sandboxEgressDir,
+  gatewayControlSocket,
+  gatewayDir,
+} from '../config/paths.js'
 import { mkdirp } from '../util/fs.js'
 import { SANDBOX_NAME_RE } from '../util/validate.js'
-import { PolicyStore, type PolicyRevision } from '../policy/store.js'
-import { activeGlobalPolicy, type PolicyLayer } from '../policy/global.js'
 import type { Policy } from '../policy/schema.js'
-import { PolicyEngine, type ProviderAttachment, type PolicyInput } from './policy-engine.js'
+import { PolicyStore } from '../policy/store.js'
+import { activeGlobalPolicy } from '../policy/global.js'
+import { PolicyEngine, type PolicyInput } from './policy-engine.js'
 import { SandboxProxy, type ProxyLimits, type Resolver } from './proxy.js'
 import { createSandboxResolver } from '../rules/dns.js'
 import { AuditLog, type AuditOptions, type AuditSink } from './audit.js'
 import type { IpAddress } from './address.js'
 import { GatewayTls } from '../tls/gateway-tls.js'
-import type { HeldCredential } from './credential-substitution.js'
 import type { ReloadResult, StatsResult, SandboxStats, PingResult } from './client.js'
 import { Contention } from './http/admission.js'
-import { SandboxWorker, cidrPermit, defaultWorkerScript, hostsResolver, replayAudit, type FairnessOptions, type SerialTestHooks, type WorkerStats } from './fairness.js'
+import { handleControlLine, listenControlSocket } from './control.js'
+import { PolicyLoader } from './policy-load.js'
+import { readProvidersFile } from './providers-file.js'
+import { heldCredentials, type Served } from './served.js'
+import {
+  SandboxWorker,
+  cidrPermit,
+  defaultWorkerScript,
+  hostsResolver,
+  replayAudit,
+  type FairnessOptions,
+  type SerialTestHooks,
+  type WorkerStats,
+} from './fairness.js'
 
 // The engine reads only network_policies; the schema's Policy must stay assignable to its input.
 const _policyIsEngineInput = (p: Policy): PolicyInput => p
@@ -83,34 +103,8 @@ export interface GatewayOptions {
   follower?: { auditSink: (name: string) => AuditSink; values: [string, { provider: string; variable: string; value: string }][] }
 }
 
-interface Served {
-  readonly name: string
-  /** The main loop's proxy (after a move: the one draining its last connections). */
-  proxy: SandboxProxy
-  readonly audit: AuditSink
-  /** The worker thread serving this sandbox now (fairness), if it was moved. */
-  worker?: SandboxWorker | undefined
-  /** Workers of earlier moves that are finishing their connections. */
-  readonly retired: Set<SandboxWorker>
-  /** Consecutive fairness checks over its share; set while a move is under way. */
-  strikes: number
-  moving: boolean
-  engine: PolicyEngine
-  version: number | null
-  hash: string | null
-  policy: Policy | null
-  providersStamp: string
-  /** Hash of the global policy in force for this sandbox (src/policy/global.ts), null: its own. */
-  globalHash: string | null
-  /** Placeholders of the attached providers (providers.json; not secret). */
-  placeholders: readonly { provider: string; variable: string; placeholder: string }[]
-  /** Real values by placeholder, pushed by the CLI over the control socket; memory only (issue 12). */
-  readonly values: Map<string, { provider: string; variable: string; value: string }>
-  /** Serializes reloads of this sandbox. */
-  queue: Promise<unknown>
-}
-
-const MAX_CONTROL_LINE = 64 * 1024
+/** A credential value the gateway accepts: printable ASCII (it goes into a header). */
+const PRINTABLE = /^[\x20-\x7e]+$/
 
 export class Gateway {
   readonly dataDir: string
@@ -128,9 +122,12 @@ export class Gateway {
   private tls: GatewayTls | undefined
   private fairnessTimer: NodeJS.Timeout | undefined
 
+  private readonly loader: PolicyLoader
+
   constructor(opts: GatewayOptions) {
     this.dataDir = opts.dataDir
     this.opts = opts
+    this.loader = new PolicyLoader(opts.dataDir, Boolean(opts.follower), l => this.log(l))
   }
 
   /** Worker mode: the threads serving moved sandboxes (tests, bench). */
@@ -151,7 +148,7 @@ export class Gateway {
       const ca = await this.tls.start()
       this.log(`TLS inspection on: sandbox CA ${ca.fingerprint.slice(0, 16)}…`)
     }
-    await this.listenControl()
+    this.control = await listenControlSocket(gatewayControlSocket(this.dataDir), this, this.controlSockets)
     await this.rescan()
     const every = this.opts.rescanIntervalMs ?? 2000
     if (every > 0) {
@@ -291,7 +288,14 @@ export class Gateway {
         tls: !!this.opts.tls,
         ...(this.opts.limits ? { limits: this.opts.limits } : {}),
         ...(this.opts.audit ? { audit: withoutClock(this.opts.audit) } : {}),
-        ...(hooks ? { testHooks: { ...(hooks.hosts ? { hosts: hooks.hosts } : {}), ...(hooks.permitCidrs ? { permitCidrs: hooks.permitCidrs } : {}) } } : {}),
+        ...(hooks
+          ? {
+              testHooks: {
+                ...(hooks.hosts ? { hosts: hooks.hosts } : {}),
+                ...(hooks.permitCidrs ? { permitCidrs: hooks.permitCidrs } : {}),
+              },
+            }
+          : {}),
         values: [...entry.values],
       },
       { audit: calls => replayAudit(entry.audit, calls), log: l => this.log(`[worker ${entry.name}] ${l}`) },
@@ -328,7 +332,9 @@ export class Gateway {
       await this.relisten(s)
       if (why === 'crash') return
       s.retired.add(w)
-      this.log(`sandbox ${s.name}: ${why === 'calm' ? 'calm again' : 'socket re-created'}: served on the main loop again; worker thread ${w.threadId} finishes its connections`)
+      this.log(
+        `sandbox ${s.name}: ${why === 'calm' ? 'calm again' : 'socket re-created'}: served on the main loop again; worker thread ${w.threadId} finishes its connections`,
+      )
       void w.drain()
     } finally {
       s.moving = false
@@ -351,8 +357,14 @@ export class Gateway {
     // Fail closed: never leave the socket unserved, nor served without the policy in force (the
     // main thread's entry was kept current by every reload).
     void this.takeBack(s, 'crash').then(
-      () => this.log(`sandbox ${s.name}: worker thread ${w.threadId} exited (code ${code}); served on the main loop again with policy revision ${s.version ?? 'none'}`),
-      e => this.log(`sandbox ${s.name}: worker thread ${w.threadId} exited (code ${code}) and the main loop cannot serve it again: ${(e as Error).message}`),
+      () =>
+        this.log(
+          `sandbox ${s.name}: worker thread ${w.threadId} exited (code ${code}); served on the main loop again with policy revision ${s.version ?? 'none'}`,
+        ),
+      e =>
+        this.log(
+          `sandbox ${s.name}: worker thread ${w.threadId} exited (code ${code}) and the main loop cannot serve it again: ${(e as Error).message}`,
+        ),
     )
   }
 
@@ -401,45 +413,13 @@ export class Gateway {
     const s = this.served.get(name)
     if (!s) return undefined
     const p = s.proxy
-    return { connections: p.connections, allowed: p.allowed, denied: p.denied, queued: p.admission.queued, inFlight: p.admission.inFlight, policyVersion: s.version }
-  }
-
-  private readProviders(name: string): { stamp: string; list: ProviderAttachment[]; placeholders: Served['placeholders'] } {
-    const file = sandboxProvidersFile(this.dataDir, name)
-    try {
-      const st = statSync(file)
-      const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`
-      const raw = JSON.parse(readFileSync(file, 'utf8')) as unknown
-      const list: ProviderAttachment[] = []
-      const placeholders: { provider: string; variable: string; placeholder: string }[] = []
-      if (Array.isArray(raw)) {
-        for (const p of raw) {
-          if (p && typeof p === 'object' && typeof (p as ProviderAttachment).name === 'string' && typeof (p as ProviderAttachment).type === 'string') {
-            const creds = (p as { credentials?: unknown }).credentials
-            for (const c of Array.isArray(creds) ? (creds as unknown[]) : []) {
-              const v = c as { variable?: unknown; placeholder?: unknown }
-              if (typeof v?.variable === 'string' && typeof v.placeholder === 'string' && /^[A-Za-z0-9_-]{8,}$/.test(v.placeholder)) {
-                placeholders.push({ provider: (p as ProviderAttachment).name, variable: v.variable, placeholder: v.placeholder })
-              }
-            }
-            const cfg = (p as { config?: unknown }).config
-            const eps = (p as { endpoints?: unknown }).endpoints
-            const endpoints = (Array.isArray(eps) ? (eps as { host?: unknown; port?: unknown; path?: unknown }[]) : [])
-              .filter(e => typeof e?.host === 'string' && Number.isInteger(e.port) && (e.path === undefined || typeof e.path === 'string'))
-              .map(e => ({ host: e.host as string, port: e.port as number, ...(typeof e.path === 'string' ? { path: e.path } : {}) }))
-            list.push({
-              name: (p as ProviderAttachment).name,
-              type: (p as ProviderAttachment).type,
-              config: cfg && typeof cfg === 'object' ? Object.fromEntries(Object.entries(cfg).filter(([, v]) => typeof v === 'string')) as Record<string, string> : {},
-              ...(endpoints.length ? { endpoints } : {}),
-            })
-          }
-        }
-      }
-      return { stamp, list, placeholders }
-    } catch {
-      // Absent or unreadable: attribution is informational, never a reason to deny or allow.
-      return { stamp: 'none', list: [], placeholders: [] }
+    return {
+      connections: p.connections,
+      allowed: p.allowed,
+      denied: p.denied,
+      queued: p.admission.queued,
+      inFlight: p.admission.inFlight,
+      policyVersion: s.version,
     }
   }
 
@@ -455,7 +435,7 @@ export class Gateway {
       throw new Error(`no sandbox ${name} in ${gatewaySandboxesDir(this.dataDir)}`)
     }
     const run = s.queue.then(async () => {
-      const r = await this.load(s)
+      const r = await this.loader.load(s)
       // A moved sandbox: its worker loads the same revision (the main thread's entry stays current
       // too: it decides the draining connections and is what a crashed worker falls back to).
       if (s.worker || s.retired.size) await this.forward(s, JSON.stringify({ op: 'reload', sandbox: s.name }))
@@ -463,141 +443,6 @@ export class Gateway {
     })
     s.queue = run.catch(() => undefined)
     return run
-  }
-
-  private compile(policy: Policy | null, providers: ProviderAttachment[]): PolicyEngine {
-    return policy ? PolicyEngine.compile(policy, providers) : PolicyEngine.denyAll()
-  }
-
-  private async load(s: Served): Promise<ReloadResult> {
-    const t0 = performance.now()
-    const store = new PolicyStore(sandboxPolicyDir(this.dataDir, s.name))
-    const prov = this.readProviders(s.name)
-    s.placeholders = prov.placeholders
-    let revs: PolicyRevision[]
-    try {
-      revs = store.list()
-    } catch (e) {
-      const error = `cannot read the policy store: ${(e as Error).message}`
-      this.auditConfig(s, { state: 'failed', version: s.version ?? 0, error, message: 'policy store unreadable; the policy in force stays' })
-      return { status: 'FAILED', error, ...(s.version !== null ? { version: s.version } : {}) }
-    }
-    const providersChanged = prov.stamp !== s.providersStamp
-    // A global policy replaces the sandbox's own (OpenShell's policy_source: global).
-    let global: PolicyLayer | undefined
-    try {
-      global = activeGlobalPolicy(this.dataDir)
-    } catch (e) {
-      const error = `cannot read the global policy: ${(e as Error).message}`
-      this.auditConfig(s, { state: 'failed', version: s.version ?? 0, error, message: 'global policy store unreadable; the policy in force stays' })
-      return { status: 'FAILED', error, ...(s.version !== null ? { version: s.version } : {}) }
-    }
-    if (global) return this.loadGlobal(s, global, prov, providersChanged, t0)
-    if (s.globalHash !== null) {
-      // The global policy was deleted: the sandbox's own newest revision is loaded again.
-      s.globalHash = null
-      s.version = null
-    }
-    const newest = revs.at(-1)
-    if (!newest) {
-      s.engine = PolicyEngine.denyAll()
-      s.version = null
-      s.policy = null
-      s.providersStamp = prov.stamp
-      s.proxy.revalidate()
-      return { status: 'NO_POLICY' }
-    }
-    if (newest.version === s.version) {
-      if (providersChanged) {
-        s.engine = this.compile(s.policy, prov.list)
-        s.providersStamp = prov.stamp
-      }
-      if (newest.status !== 'LOADED') this.safeMark(() => store.markLoaded(newest.version))
-      return { status: 'LOADED', version: newest.version, loadMs: performance.now() - t0 }
-    }
-    if (newest.status === 'FAILED') {
-      // Already tried and failed: do not retry it. A fresh gateway still needs what was in force.
-      if (s.version === null) await this.loadLastGood(s, store, revs, prov)
-      else if (providersChanged) {
-        s.engine = this.compile(s.policy, prov.list)
-        s.providersStamp = prov.stamp
-      }
-      return { status: 'FAILED', version: newest.version, error: newest.load_error ?? 'failed to load' }
-    }
-    const attempt = this.tryLoad(s, store, newest, prov)
-    if (attempt.ok) return { status: 'LOADED', version: newest.version, loadMs: performance.now() - t0 }
-    this.safeMark(() => store.markFailed(newest.version, attempt.error))
-    this.auditConfig(s, { state: 'failed', version: newest.version, hash: newest.hash.slice(0, 12), error: attempt.error })
-    this.log(`sandbox ${s.name}: policy revision ${newest.version} FAILED: ${attempt.error}`)
-    if (s.version === null) await this.loadLastGood(s, store, revs, prov)
-    return { status: 'FAILED', version: newest.version, error: attempt.error }
-  }
-
-  /** Puts the global policy in force for `s` (its own revisions stay as they are, for later). */
-  private loadGlobal(s: Served, g: PolicyLayer, prov: { stamp: string; list: ProviderAttachment[] }, providersChanged: boolean, t0: number): ReloadResult {
-    if (s.globalHash === g.hash && !providersChanged) return { status: 'LOADED', version: g.version, loadMs: performance.now() - t0 }
-    let engine: PolicyEngine
-    try {
-      engine = PolicyEngine.compile(g.policy, prov.list)
-    } catch (e) {
-      const error = `global policy revision ${g.version}: ${(e as Error).message.replace(/\s+/g, ' ').trim()}`
-      this.auditConfig(s, { state: 'failed', version: g.version, hash: g.hash.slice(0, 12), error })
-      return { status: 'FAILED', version: g.version, error }
-    }
-    s.engine = engine
-    s.policy = g.policy
-    s.globalHash = g.hash
-    s.providersStamp = prov.stamp
-    this.auditConfig(s, { state: 'loaded', version: g.version, hash: g.hash.slice(0, 12), message: 'global policy' })
-    const closed = s.proxy.revalidate()
-    this.log(`sandbox ${s.name}: global policy revision ${g.version} LOADED${closed ? ` (${closed} open connection(s) closed)` : ''}`)
-    return { status: 'LOADED', version: g.version, loadMs: performance.now() - t0 }
-  }
-
-  /** After a failure on a gateway with nothing loaded: the newest revision that loaded before. */
-  private async loadLastGood(s: Served, store: PolicyStore, revs: PolicyRevision[], prov: { stamp: string; list: ProviderAttachment[]; placeholders: Served['placeholders'] }): Promise<void> {
-    for (const r of [...revs].reverse()) {
-      if (r.status !== 'LOADED' && r.status !== 'SUPERSEDED') continue
-      if (this.tryLoad(s, store, r, prov, r.status === 'LOADED').ok) return
-    }
-  }
-
-  private tryLoad(s: Served, store: PolicyStore, rev: PolicyRevision, prov: { stamp: string; list: ProviderAttachment[] }, mark = true): { ok: true } | { ok: false; error: string } {
-    let policy: Policy
-    let engine: PolicyEngine
-    try {
-      const got = store.get(rev.version)
-      if (!got) throw new Error(`revision ${rev.version} vanished`)
-      policy = got.policy
-      engine = PolicyEngine.compile(policy, prov.list)
-    } catch (e) {
-      return { ok: false, error: (e as Error).message.replace(/\s+/g, ' ').trim() }
-    }
-    // Swap: every request decided from here on uses the new engine.
-    s.engine = engine
-    s.policy = policy
-    s.version = rev.version
-    s.hash = rev.hash
-    s.providersStamp = prov.stamp
-    if (mark) this.safeMark(() => store.markLoaded(rev.version))
-    this.auditConfig(s, { state: 'loaded', version: rev.version, hash: rev.hash.slice(0, 12) })
-    const closed = s.proxy.revalidate()
-    this.log(`sandbox ${s.name}: policy revision ${rev.version} LOADED${closed ? ` (${closed} open connection(s) closed)` : ''}`)
-    return { ok: true }
-  }
-
-  /** Policy audit records: written by the main thread only (a follower loads the same revisions). */
-  private auditConfig(s: Served, e: Parameters<AuditSink['config']>[0]): void {
-    if (!this.opts.follower) s.audit.config(e)
-  }
-
-  private safeMark(fn: () => void): void {
-    if (this.opts.follower) return
-    try {
-      fn()
-    } catch (e) {
-      this.log(`cannot record policy status: ${(e as Error).message}`)
-    }
   }
 
   /**
@@ -635,11 +480,12 @@ export class Gateway {
           }
           const cur = this.served.get(name)
           if (!cur) {
-            if (existsSync(sandboxPolicyDir(this.dataDir, name)) || existsSync(sandboxEgressDir(this.dataDir, name))) await this.reload(name)
+            if (existsSync(sandboxPolicyDir(this.dataDir, name)) || existsSync(sandboxEgressDir(this.dataDir, name)))
+              await this.reload(name)
             continue
           }
           const latest = new PolicyStore(sandboxPolicyDir(this.dataDir, name)).latest()
-          const prov = this.readProviders(name)
+          const prov = readProvidersFile(this.dataDir, name)
           const globalChanged = globalHash !== cur.globalHash && globalHash !== 'unreadable'
           const ownChanged = globalHash === null && latest && latest.version !== cur.version && latest.status !== 'FAILED'
           if (ownChanged || globalChanged || prov.stamp !== cur.providersStamp) await this.reload(name)
@@ -674,153 +520,73 @@ export class Gateway {
 
   ping(): PingResult {
     const credentialsMissing = [...this.served.values()].filter(s => heldCredentials(s).some(c => c.value === undefined)).map(s => s.name)
-    return { version: this.opts.version ?? '0.0.0', layout: GATEWAY_LAYOUT, pid: process.pid, uptimeMs: Date.now() - this.started, sandboxes: this.served.size, credentialsMissing }
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Control socket
-  // -------------------------------------------------------------------------------------------
-
-  private listenControl(): Promise<void> {
-    const path = gatewayControlSocket(this.dataDir)
-    try {
-      const st = lstatSync(path)
-      if (st.isSocket() || st.isSymbolicLink()) unlinkSync(path)
-    } catch {
-      // none
+    return {
+      version: this.opts.version ?? '0.0.0',
+      layout: GATEWAY_LAYOUT,
+      pid: process.pid,
+      uptimeMs: Date.now() - this.started,
+      sandboxes: this.served.size,
+      credentialsMissing,
     }
-    const server = createServer(sock => this.onControl(sock))
-    this.control = server
-    return new Promise((resolve, reject) => {
-      server.once('error', reject)
-      const old = process.umask(0o177)
-      try {
-        server.listen(path, () => {
-          server.off('error', reject)
-          try {
-            chmodSync(path, 0o600)
-          } catch {
-            // umask made it 0600 already
-          }
-          resolve()
-        })
-      } finally {
-        process.umask(old)
-      }
-    })
   }
 
-  private onControl(sock: Socket): void {
-    this.controlSockets.add(sock)
-    sock.on('close', () => this.controlSockets.delete(sock))
-    sock.on('error', () => sock.destroy())
-    sock.setEncoding('utf8')
-    let buf = ''
-    sock.on('data', (chunk: string) => {
-      buf += chunk
-      if (buf.length > MAX_CONTROL_LINE) {
-        sock.end(JSON.stringify({ ok: false, error: 'request too large' }) + '\n')
-        return
-      }
-      let nl: number
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        void this.handleControl(line).then(reply => {
-          if (!sock.destroyed) sock.write(JSON.stringify(reply) + '\n')
-        })
-      }
-    })
-  }
+  // -------------------------------------------------------------------------------------------
+  // Control socket (src/gateway/control.ts parses; these act)
+  // -------------------------------------------------------------------------------------------
 
   /** One control request → one reply object. Never throws. */
-  async handleControl(line: string): Promise<Record<string, unknown>> {
-    let req: { id?: unknown; op?: unknown; sandbox?: unknown }
-    try {
-      req = JSON.parse(line) as typeof req
-    } catch {
-      return { ok: false, error: 'invalid JSON' }
-    }
-    const id = typeof req.id === 'number' ? req.id : null
-    try {
-      switch (req.op) {
-        case 'ping':
-          return { id, ok: true, ...this.ping() }
-        case 'stats':
-          return { id, ok: true, ...this.stats() }
-        case 'reload':
-          if (typeof req.sandbox !== 'string') return { id, ok: false, error: 'sandbox is required' }
-          return { id, ok: true, ...(await this.reload(req.sandbox)) }
-        case 'credentials': {
-          // Real values for one sandbox's placeholders (the CLI read them from the Podman secrets).
-          if (typeof req.sandbox !== 'string') return { id, ok: false, error: 'sandbox is required' }
-          const s = await this.serve(req.sandbox)
-          if (!s) return { id, ok: false, error: `no sandbox ${req.sandbox}` }
-          const list = (req as { credentials?: unknown }).credentials
-          if (!Array.isArray(list)) return { id, ok: false, error: 'credentials must be a list' }
-          s.values.clear()
-          for (const c of list as unknown[]) {
-            const v = c as { provider?: unknown; variable?: unknown; placeholder?: unknown; value?: unknown }
-            if ([v?.provider, v?.variable, v?.placeholder, v?.value].every(x => typeof x === 'string') && /^[\x20-\x7e]+$/.test(v.value as string)) {
-              s.values.set(v.placeholder as string, { provider: v.provider as string, variable: v.variable as string, value: v.value as string })
-            }
-          }
-          // providers.json may be newer than the last rescan: read the placeholders now.
-          s.placeholders = this.readProviders(s.name).placeholders
-          await this.forward(s, line)
-          return { id, ok: true, held: s.values.size }
-        }
-        case 'credentials-rotate': {
-          // `provider update`: running sandboxes' placeholders of this provider resolve to the new
-          // values at once (no restart). Only placeholders a sandbox already has are touched.
-          const r = req as { provider?: unknown; values?: unknown }
-          if (typeof r.provider !== 'string' || typeof r.values !== 'object' || r.values === null) return { id, ok: false, error: 'provider and values are required' }
-          const values = r.values as Record<string, unknown>
-          let rotated = 0
-          for (const s of this.served.values()) {
-            for (const p of s.placeholders) {
-              const v = values[p.variable]
-              if (p.provider !== r.provider || typeof v !== 'string' || !/^[\x20-\x7e]+$/.test(v)) continue
-              s.values.set(p.placeholder, { provider: p.provider, variable: p.variable, value: v })
-              rotated++
-            }
-          }
-          for (const s of this.served.values()) await this.forward(s, line)
-          return { id, ok: true, rotated }
-        }
-        case 'credentials-drop': {
-          // A provider was deleted: its placeholders stop resolving in every sandbox at once.
-          const provider = (req as { provider?: unknown }).provider
-          if (typeof provider !== 'string') return { id, ok: false, error: 'provider is required' }
-          let dropped = 0
-          for (const s of this.served.values()) {
-            for (const [k, v] of s.values) {
-              if (v.provider !== provider) continue
-              s.values.delete(k)
-              dropped++
-            }
-          }
-          for (const s of this.served.values()) await this.forward(s, line)
-          return { id, ok: true, dropped }
-        }
-        case 'remove':
-          if (typeof req.sandbox !== 'string') return { id, ok: false, error: 'sandbox is required' }
-          return { id, ok: true, removed: await this.remove(req.sandbox) }
-        default:
-          return { id, ok: false, error: `unknown op ${JSON.stringify(req.op)}` }
-      }
-    } catch (e) {
-      return { id, ok: false, error: (e as Error).message }
-    }
+  handleControl(line: string): Promise<Record<string, unknown>> {
+    return handleControlLine(this, line)
   }
-}
 
-/** What the sandbox's proxy substitutes: every placeholder it was given, with the value when held. */
-function heldCredentials(s: Served): HeldCredential[] {
-  return s.placeholders.map(p => {
-    const v = s.values.get(p.placeholder)
-    return { ...p, value: v && v.provider === p.provider && v.variable === p.variable ? v.value : undefined }
-  })
+  /** Real values for one sandbox's placeholders (the CLI read them from the Podman secrets). */
+  async setCredentials(name: string, list: readonly unknown[], line: string): Promise<number | undefined> {
+    const s = await this.serve(name)
+    if (!s) return undefined
+    s.values.clear()
+    for (const c of list as unknown[]) {
+      const v = c as { provider?: unknown; variable?: unknown; placeholder?: unknown; value?: unknown }
+      if ([v?.provider, v?.variable, v?.placeholder, v?.value].every(x => typeof x === 'string') && PRINTABLE.test(v.value as string)) {
+        s.values.set(v.placeholder as string, { provider: v.provider as string, variable: v.variable as string, value: v.value as string })
+      }
+    }
+    // providers.json may be newer than the last rescan: read the placeholders now.
+    s.placeholders = readProvidersFile(this.dataDir, s.name).placeholders
+    await this.forward(s, line)
+    return s.values.size
+  }
+
+  /**
+   * `provider update`: running sandboxes' placeholders of this provider resolve to the new values
+   * at once (no restart). Only placeholders a sandbox already has are touched.
+   */
+  async rotateCredentials(provider: string, values: Record<string, unknown>, line: string): Promise<number> {
+    let rotated = 0
+    for (const s of this.served.values()) {
+      for (const p of s.placeholders) {
+        const v = values[p.variable]
+        if (p.provider !== provider || typeof v !== 'string' || !PRINTABLE.test(v)) continue
+        s.values.set(p.placeholder, { provider: p.provider, variable: p.variable, value: v })
+        rotated++
+      }
+    }
+    for (const s of this.served.values()) await this.forward(s, line)
+    return rotated
+  }
+
+  /** A provider was deleted: its placeholders stop resolving in every sandbox at once. */
+  async dropCredentials(provider: string, line: string): Promise<number> {
+    let dropped = 0
+    for (const s of this.served.values()) {
+      for (const [k, v] of s.values) {
+        if (v.provider !== provider) continue
+        s.values.delete(k)
+        dropped++
+      }
+    }
+    for (const s of this.served.values()) await this.forward(s, line)
+    return dropped
+  }
 }
 
 /** Audit options as data (a test clock cannot cross to a worker thread). */
