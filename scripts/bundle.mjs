@@ -58,16 +58,6 @@ await build({
   outfile: `${outdir}/fast-exec.js`,
   plugins: [
     {
-      // Node builtins through require(), not `import`: an ES module import of a builtin reads
-      // every export up front, lazy ones too (fs.promises pulls in readline and the REPL
-      // history, crypto.webcrypto the Web Crypto API): about 5 ms of every exec's start.
-      name: 'builtins-by-require',
-      setup(b) {
-        b.onResolve({ filter: /^node:[a-z_]+$/ }, a => (a.kind === 'import-statement' ? { path: a.path, namespace: 'builtin-require' } : undefined))
-        b.onLoad({ filter: /.*/, namespace: 'builtin-require' }, a => ({ contents: `module.exports = require(${JSON.stringify(a.path)})`, loader: 'js' }))
-      },
-    },
-    {
       name: 'fast-exec-dynamic',
       setup(b) {
         b.onResolve({ filter: /^\./ }, a => {

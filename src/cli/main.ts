@@ -1,11 +1,8 @@
 #!/usr/bin/env node
 import module from 'node:module'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { cacheDir } from '../config/paths.js'
-
-// node:fs through require(): an ES module import of it reads every export up front, the lazy
-// fs.promises too (it pulls in readline and the REPL history: ~15 modules on every command).
-const { existsSync } = module.createRequire(import.meta.url)('node:fs') as typeof import('node:fs')
 
 // V8's compile cache (Node >= 22.1) cuts podshell's start-up: every sandbox command pays it, and
 // `sandbox exec` is meant to cost little more than `podman exec`. Kept in podshell's own cache
