@@ -8,6 +8,7 @@ import { execThroughServer } from '../sandbox/exec-server.js'
 import { readLastUsed, writeLastUsed } from '../sandbox/state.js'
 import { SANDBOX_NAME_RE, ENV_KEY_RE } from '../util/patterns.js'
 import { diskPaused, sentinelHeld, watcherMissing } from '../watch/paths.js'
+import { trace } from '../util/trace.js'
 
 /**
  * `podshell sandbox exec` without loading the CLI framework, zod or execa: DevAIFlow runs the
@@ -22,6 +23,7 @@ import { diskPaused, sentinelHeld, watcherMissing } from '../watch/paths.js'
 export async function fastExec(argv: readonly string[]): Promise<number | undefined> {
   const a = argv.slice(2)
   if (!(a[0] === 'sandbox' || a[0] === 'sb') || a[1] !== 'exec') return undefined
+  trace('fast exec loaded')
   let name: string | undefined
   let workdir: string | undefined
   let timeout = 0
@@ -66,6 +68,7 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   // here only a connect to its control socket (~1 ms) tells whether it is there.
   const gw = await gatewayPing(gatewayControlSocket(data))
   if (!gw) return undefined
+  trace('gateway answered')
   if (name === undefined) {
     name = readLastUsed(data)
     if (!name) return undefined
@@ -81,9 +84,13 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   if (sentinelHeld(data, name)) return undefined
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
   writeLastUsed(data, name)
+  trace('checks done')
   // The sandbox's exec server when it answers (src/sandbox/exec-server.ts); podman exec otherwise.
-  const served = await execThroughServer(data, name, rt.bin, ['--runtime', rt.runtime], { command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout }, process)
-  if (served !== undefined) return served
+  const served = await execThroughServer(data, name, rt.bin, ['--runtime', rt.runtime], { command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout }, { signals: process, say: m => process.stderr.write(`podshell: ${m}\n`) })
+  if (served !== undefined) {
+    trace('exec server: exit status')
+    return served
+  }
   const session = execSession({ name, command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout })
   const code = await spawnInteractive(rt.bin, ['--runtime', rt.runtime, ...session.args], { ...session.options, signals: process })
   if (PODMAN_EXEC_FAILURE_CODES.has(code)) {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { childProcess } from '../util/lazy-builtins.js'
 import { PodshellError } from '../errors.js'
 
 /**
@@ -32,7 +32,7 @@ export interface InteractiveOptions {
  */
 export function spawnInteractive(file: string, args: readonly string[], opts: InteractiveOptions = {}): Promise<number> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(file, args, { stdio: 'inherit', ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) })
+    const child = childProcess().spawn(file, args, { stdio: 'inherit', ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) })
     const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
     const handlers = sigs.map(sig => {
       const h = () => {

@@ -1,4 +1,3 @@
-import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, closeSync, constants as C, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -8,6 +7,8 @@ import { sandboxDir, type Env } from '../config/paths.js'
 import type { SignalSource } from '../podman/interactive.js'
 import { execServerStartArgs, EXECD_KEY_ENV } from '../podman/exec-args.js'
 import { agentContainer } from './naming.js'
+import { trace } from '../util/trace.js'
+import { childProcess } from '../util/lazy-builtins.js'
 import { ClientChannel, FrameDecoder, KEY_BYTES, requestPayload, SIGNAL_NUMBERS, type Frame } from './exec-frames.js'
 
 /**
@@ -84,19 +85,21 @@ function readKey(data: string, name: string): Buffer | undefined {
 /**
  * One exec through the sandbox's server when it answers; otherwise undefined (the caller runs
  * `podman exec`), after starting the server in the background for the next exec when the sandbox
- * has the mounts for it (a sandbox created before the server existed never gets one).
+ * has the mounts for it (a sandbox created before the server existed never gets one). A server
+ * that is there but does not answer is told through `say` (the CLI's note line).
  */
-export async function execThroughServer(data: string, name: string, podman: string, globalArgs: readonly string[], r: ServerExecRequest, signals: SignalSource | undefined): Promise<number | undefined> {
+export async function execThroughServer(data: string, name: string, podman: string, globalArgs: readonly string[], r: ServerExecRequest, o: { signals: SignalSource | undefined; say: (msg: string) => void }): Promise<number | undefined> {
   if (!execServerEnabled()) return undefined
-  const res = await serverExec(data, name, r, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signals })
+  const res = await serverExec(data, name, r, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, signals: o.signals })
   if (typeof res === 'number') return res
-  if (res === 'no-answer') process.stderr.write(`podshell: the exec server of sandbox ${name} did not answer (or failed authentication); using podman exec\n`)
+  // Said by the caller (the CLI's note line): nothing below src/cli writes to the terminal itself.
+  if (res === 'no-answer') o.say(`the exec server of sandbox ${name} did not answer (or failed authentication); using podman exec`)
   if (res === 'no-server') {
     const key = readKey(data, name)
     // Detached: it outlives this command; a second server exits at once (it holds a lock). The
     // key goes in podman's environment (`--env NAME` copies it from there), never in an argv.
     if (key)
-      spawn(podman, [...globalArgs, ...execServerStartArgs(agentContainer(name), EXECD_BIN, EXECD_MOUNT)], {
+      childProcess().spawn(podman, [...globalArgs, ...execServerStartArgs(agentContainer(name), EXECD_BIN, EXECD_MOUNT)], {
         detached: true,
         stdio: 'ignore',
         env: { ...process.env, [EXECD_KEY_ENV]: key.toString('hex') },
@@ -214,6 +217,7 @@ export async function serverExec(data: string, name: string, r: ServerExecReques
     if (typeof inFd === 'number') closeSync(inFd)
     return 'no-answer'
   }
+  trace('exec server: channel open')
   const toServer = new Socket({ fd: inFd, readable: false, writable: true })
   const fromServer = new Socket({ fd: outFd, readable: true, writable: false })
   toServer.on('error', () => undefined)
@@ -227,6 +231,7 @@ export async function serverExec(data: string, name: string, r: ServerExecReques
     if (early === 'forged') await auditForged(data, name, 'hello')
     return 'no-answer'
   }
+  trace('exec server: hello checked')
   const code = await runSession(toServer, fromServer, ch, dec, early, r, io)
   if (code === 'forged') {
     await auditForged(data, name, 'session')
@@ -259,7 +264,7 @@ function runSession(toServer: Socket, fromServer: Socket, ch: ClientChannel, dec
       // libuv's raw mode keeps output processing (ONLCR): the sandbox's terminal already turned
       // "\n" into "\r\n", so this one must pass bytes as they are, as `podman exec -t` does.
       // setRawMode(false) restores the settings libuv saved before.
-      if (io.stdin === process.stdin) spawnSync('stty', ['-opost'], { stdio: ['inherit', 'ignore', 'ignore'] })
+      if (io.stdin === process.stdin) childProcess().spawnSync('stty', ['-opost'], { stdio: ['inherit', 'ignore', 'ignore'] })
     }
     const onData = (d: Buffer | string) => {
       const b = typeof d === 'string' ? Buffer.from(d) : d

@@ -530,7 +530,7 @@ export class SandboxRuntime {
     // Held stopped by the mount sentinel (a protection it could not make again): an exec would be stopped too.
     const held = sentinelHeld(this.dataDir, name)
     if (held) throw new PodshellError(`sandbox ${name} is stopped by the mount sentinel: ${held}`, { hint: 'podshell sandbox stop, then start (or restart) mounts every protection again', exitCode: 1, code: 'PROTECTION_LOST' })
-    const served = await execThroughServer(this.dataDir, name, this.podman.bin, this.podman.globalArgs(), { command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds }, this.signals)
+    const served = await execThroughServer(this.dataDir, name, this.podman.bin, this.podman.globalArgs(), { command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds }, { signals: this.signals, say: this.say })
     if (served !== undefined) return served
     const session = execSession({ name, command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds })
     const code = await runInteractive(this.podman, session.args, { ...session.options, signals: this.signals })

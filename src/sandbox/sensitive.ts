@@ -12,7 +12,7 @@ import { normalizePath } from '../util/validate.js'
  *     enterprise config's `allow_sensitive`).
  *   - `escape`: paths that hand the agent control over the host or over podshell itself (container
  *     engine sockets and storage, $XDG_RUNTIME_DIR with the podman/ssh-agent/D-Bus sockets,
- *     podshell's own data and config, shell start-up files, /proc, /sys, /dev). Refused always:
+ *     podshell's own data, config and cache, shell start-up files, /proc, /sys, /dev). Refused always:
  *     no flag turns a sandbox into a way out of it.
  *
  * A mount is refused when its real path IS, is INSIDE, or CONTAINS a sensitive path. "Contains"
@@ -35,6 +35,12 @@ export interface SensitiveOptions {
   podshellDataDir?: string
   /** podshell's user config dir: never mountable (a sandbox must not edit its own next config). */
   podshellConfigDir?: string
+  /**
+   * podshell's cache dir: never mountable. The host's podshell runs what is there: Node's compile
+   * cache (V8 code of every command), the OCI-runtime probe the fast exec path trusts, image
+   * build digests and build contexts.
+   */
+  podshellCacheDir?: string
   /** $XDG_RUNTIME_DIR of the caller (podman socket, ssh-agent, gpg-agent, D-Bus session bus). */
   runtimeDir?: string
   /** Caller uid, for /run/user/<uid> when XDG_RUNTIME_DIR is unset. */
@@ -141,6 +147,8 @@ const SYSTEM_ESCAPES: readonly (readonly [string, string])[] = [
   ['/boot', 'the boot partition'],
 ]
 
+const PODSHELL_CACHE_WHY = "podshell's cache (its compile cache, runtime probe and image build contexts run on the host)"
+
 /** Every sensitive path for this home and options (lexical; checkMount also compares realpaths). */
 export function sensitivePaths(home: string, opts: SensitiveOptions = {}): SensitivePath[] {
   const out: SensitivePath[] = []
@@ -153,8 +161,10 @@ export function sensitivePaths(home: string, opts: SensitiveOptions = {}): Sensi
   if (runtime) out.push({ path: normalizePath(runtime), why: '$XDG_RUNTIME_DIR (podman, ssh-agent and D-Bus sockets)', class: 'escape' })
   out.push({ path: join(h, '.local/share/podshell'), why: "podshell's data (policies, gateway sockets, the sandbox CA key)", class: 'escape' })
   out.push({ path: join(h, '.config/podshell'), why: "podshell's configuration", class: 'escape' })
+  out.push({ path: join(h, '.cache/podshell'), why: PODSHELL_CACHE_WHY, class: 'escape' })
   if (opts.podshellDataDir) out.push({ path: normalizePath(opts.podshellDataDir), why: "podshell's data (policies, gateway sockets, the sandbox CA key)", class: 'escape' })
   if (opts.podshellConfigDir) out.push({ path: normalizePath(opts.podshellConfigDir), why: "podshell's configuration", class: 'escape' })
+  if (opts.podshellCacheDir) out.push({ path: normalizePath(opts.podshellCacheDir), why: PODSHELL_CACHE_WHY, class: 'escape' })
   for (const e of opts.extra ?? []) {
     out.push({ path: normalizePath(isAbsolute(e) ? e : join(h, e)), why: 'listed as sensitive by the enterprise configuration', class: 'secret' })
   }

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, realpathSync, statSync } from 'nod
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { PodshellError } from '../errors.js'
-import { configDir, dataDir, homeDir, type Env } from '../config/paths.js'
+import { cacheDir, configDir, dataDir, homeDir, type Env } from '../config/paths.js'
 import { applyEffectiveDefaults, enforceEnterprise, loadEffectiveConfig, type EffectiveConfig, type LoadOptions } from '../config/enterprise.js'
 import { MAX_POLICY_BYTES, type Policy } from '../policy/schema.js'
 import { parsePolicyText } from '../policy/parse.js'
@@ -286,6 +286,7 @@ export function pipelineOptions(eff: EffectiveConfig, env: Env, dirs: { podshell
     sensitive: {
       podshellDataDir: dirs.podshellDataDir,
       podshellConfigDir: dirs.podshellConfigDir,
+      podshellCacheDir: cacheDir(env),
       runtimeDir: env.XDG_RUNTIME_DIR,
       uid: dirs.uid ?? process.getuid?.(),
       extra: eff.sensitivePaths,

@@ -76,6 +76,17 @@ describe('checkMount: sensitive host paths are never mounted', () => {
     expect(checkMount(home, home, { allowSensitive: true })).toMatch(/would expose/)
   })
 
+  it("never mounts podshell's cache dir (its compile cache and runtime probe run on the host), default or relocated, even with allowSensitive", () => {
+    mkdirSync(join(home, '.cache', 'podshell', 'node-compile-cache'), { recursive: true })
+    expect(checkMount(join(home, '.cache', 'podshell'), home, { allowSensitive: true })).toMatch(/podshell's cache/)
+    expect(checkMount(join(home, '.cache', 'podshell', 'node-compile-cache'), home, { allowSensitive: true })).toMatch(/podshell's cache/)
+    // A parent that contains it (a project holding an XDG_CACHE_HOME) is refused too.
+    const xdg = join(home, 'src', 'proj', '.xdg-cache', 'podshell')
+    mkdirSync(xdg, { recursive: true })
+    expect(checkMount(join(home, 'src', 'proj'), home, { podshellCacheDir: xdg })).toMatch(/podshell's cache/)
+    expect(checkMount(join(home, 'src', 'proj'), home)).toBeUndefined()
+  })
+
   it('honours extra sensitive paths from the enterprise config (relative to home or absolute)', () => {
     mkdirSync(join(home, 'corp-vpn'), { recursive: true })
     expect(checkMount(join(home, 'corp-vpn'), home, { extra: ['corp-vpn'] })).toMatch(/enterprise/)
