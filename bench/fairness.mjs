@@ -10,6 +10,8 @@
 // same run:
 //
 //   alone    sandbox B's normal request (GET /repos/o/r/issues under L7 rules), sequential, p50/p99
+//   floor    the same while `--hogs` worker threads (default 2) spin the CPU without touching the
+//            gateway: pure CPU contention on this machine, which the gateway cannot beat
 //   flooded  the same while sandbox A keeps `--flood` connections busy with worst-case requests:
 //            targets just under the 8 KiB bound (`/repos` + `/issues` x 1,150), each matched against
 //            the L7 rules, plus requests beyond the bound (414) and a queue beyond A's admission (503)
@@ -33,6 +35,8 @@ const FLOOD = opt('--flood', 64)
 const IN_FLIGHT = args.includes('--in-flight') ? opt('--in-flight', 0) : undefined
 // In-flight cap while another sandbox is active (ProxyLimits.contendedInFlight); default: the gateway's.
 const CONTENDED = args.includes('--contended') ? opt('--contended', 0) : undefined
+// --workers: each sandbox's proxy in its own worker thread; --flooder-nice N lowers A's thread.
+const WORKERS = args.includes('--workers')
 const { SandboxProxy } = await import(join(ROOT, 'dist', 'gateway', 'proxy.js'))
 const { PolicyEngine } = await import(join(ROOT, 'dist', 'gateway', 'policy-engine.js'))
 const { AuditLog } = await import(join(ROOT, 'dist', 'gateway', 'audit.js'))
@@ -63,6 +67,29 @@ function get(sock, port, path, agent) {
     req.end()
   })
 }
+
+const proxies = []
+async function makeProxy(name, data, policy) {
+  const engine = PolicyEngine.compile(parsePolicyText(policy, 'bench').policy)
+  mkdirSync(sandboxAuditDir(data, name), { recursive: true })
+  const p = new SandboxProxy({
+    sandbox: name,
+    engine: () => engine,
+    policyVersion: () => 1,
+    // --flooder-no-audit: sandbox A's audit records are not written (an experiment: how much of
+    // B's delay is A's synchronous audit I/O on the shared loop).
+    audit: name === 'flooder' && args.includes('--flooder-no-audit') ? new Proxy({}, { get: () => () => {} }) : AuditLog.forSandbox(data, name),
+    resolve: async () => [parseIp('127.0.0.1')],
+    permitAddress: ip => ip.text === '127.0.0.1',
+    limits: { ...(IN_FLIGHT !== undefined ? { maxInFlight: IN_FLIGHT } : {}), ...(CONTENDED !== undefined ? { contendedInFlight: CONTENDED } : {}) },
+    // Shared record of active sandboxes: only on one thread (with --workers each sandbox is alone).
+    contention: WORKERS ? undefined : contention,
+  })
+  const sock = join(data, `${name}.sock`)
+  await p.listen(sock)
+  proxies.push(p)
+  return sock
+}
 const worst = '/repos' + '/issues'.repeat(1150)
 const over = '/repos' + '/issues'.repeat(1400)
 
@@ -81,6 +108,34 @@ if (!isMainThread) {
     for (let i = 0; i < w.samples; i++) out.push((await get(w.sock, w.port, `/repos/o/r/issues/${i}`, agent)).ms)
     agent.destroy()
     parentPort.postMessage(out)
+  } else if (w.role === 'proxy') {
+    // --workers: this sandbox's proxy on its own thread and event loop (option 1 of the fairness
+    // work: per-sandbox workers); `nice` lowers this thread's priority (setpriority, per thread).
+    if (w.nice) (await import('node:os')).setPriority(0, w.nice)
+    // A worker cannot set the process's umask (listen() narrows it around bind); the bench's data
+    // dir is private already. A real port would bind in a 0700 directory instead.
+    process.umask = () => 0o022
+    const sock = await makeProxy(w.name, w.data, w.policy)
+    parentPort.postMessage(sock)
+    parentPort.on('message', async () => {
+      for (const p of proxies) await p.close()
+      process.exit(0)
+    })
+  } else if (w.role === 'hog') {
+    // The floor: pure CPU contention that never touches the gateway (what sandbox A can always do
+    // in its own container: cgroup v1 rootless has no cpu controller to stop it).
+    let stop = false
+    parentPort.on('message', () => (stop = true))
+    // --hog-nice N: the hog thread lowers its own priority (setpriority on Linux applies to the
+    // calling thread): would a flooding sandbox's work in a low-priority worker stop hurting B?
+    if (w.nice) (await import('node:os')).setPriority(0, w.nice)
+    let n = 0
+    while (!stop) {
+      const t = Date.now()
+      while (Date.now() - t < 50) n++
+      await new Promise(r => setImmediate(r))
+    }
+    parentPort.postMessage({ sent: n, statuses: {} })
   } else if (w.role === 'flood') {
     let stop = false
     const counts = { sent: 0, statuses: {} }
@@ -88,7 +143,7 @@ if (!isMainThread) {
     const worker = async i => {
       const agent = new Agent({ keepAlive: true, maxSockets: 1 })
       while (!stop) {
-        const r = await get(w.sock, w.port, i % 8 === 0 ? over : worst, agent)
+        const r = await get(w.sock, w.port, i % 8 === 0 && !w.noOver ? over : worst, agent)
         counts.sent++
         counts.statuses[r.status] = (counts.statuses[r.status] ?? 0) + 1
       }
@@ -119,31 +174,25 @@ network_policies:
           - allow: { method: POST, path: "/repos/*/*/issues" }
 `
 const data = mkdtempSync(join(tmpdir(), 'podshell-fairness-'))
-const engine = PolicyEngine.compile(parsePolicyText(policy, 'bench').policy)
-const proxies = []
+const proxyWorkers = []
 async function proxy(name) {
-  mkdirSync(sandboxAuditDir(data, name), { recursive: true })
-  const p = new SandboxProxy({
-    sandbox: name,
-    engine: () => engine,
-    policyVersion: () => 1,
-    audit: AuditLog.forSandbox(data, name),
-    resolve: async () => [parseIp('127.0.0.1')],
-    permitAddress: ip => ip.text === '127.0.0.1',
-    limits: { ...(IN_FLIGHT !== undefined ? { maxInFlight: IN_FLIGHT } : {}), ...(CONTENDED !== undefined ? { contendedInFlight: CONTENDED } : {}) },
-    contention,
-  })
-  const sock = join(data, `${name}.sock`)
-  await p.listen(sock)
-  proxies.push(p)
-  return sock
+  if (!WORKERS) return makeProxy(name, data, policy)
+  const w = spawn({ role: 'proxy', name, data, policy, nice: name === 'flooder' ? opt('--flooder-nice', 0) : 0 })
+  proxyWorkers.push(w)
+  return once(w)
 }
 const sockA = await proxy('flooder')
 const sockB = await proxy('quiet')
 
+// CPU hogs (worker threads spinning, no gateway traffic) for the floor phase.
+const HOGS = opt('--hogs', 2)
+function hog() {
+  const ws = Array.from({ length: HOGS }, () => spawn({ role: 'hog', nice: opt('--hog-nice', 0) }))
+  return { end: () => Promise.all(ws.map(w => { const d = once(w); w.postMessage('stop'); return d })) }
+}
 const sampleB = () => once(spawn({ role: 'sample', sock: sockB, port: PORT, samples: SAMPLES }))
 function flood() {
-  const w = spawn({ role: 'flood', sock: sockA, port: PORT, flood: FLOOD })
+  const w = spawn({ role: 'flood', sock: sockA, port: PORT, flood: FLOOD, noOver: args.includes('--no-over') })
   const done = once(w)
   return { end: () => (w.postMessage('stop'), done) }
 }
@@ -153,16 +202,25 @@ await sampleB()
 const runs = []
 for (let r = 0; r < RUNS; r++) {
   const alone = await sampleB()
+  const h = hog()
+  await new Promise(res => setTimeout(res, 300))
+  const hogged = await sampleB()
+  await h.end()
   const f = flood()
+  const f0 = performance.now()
   await new Promise(res => setTimeout(res, 300))
   const flooded = await sampleB()
   const counts = await f.end()
+  const floodS = (performance.now() - f0) / 1000
   runs.push({
     alone_p50_ms: median(alone),
     alone_p99_ms: pct(alone, 99),
+    cpu_floor_p50_ms: median(hogged),
+    cpu_floor_p99_ms: pct(hogged, 99),
     flooded_p50_ms: median(flooded),
     flooded_p99_ms: pct(flooded, 99),
     flood_requests: counts.sent,
+    flood_rps: counts.sent / floodS,
     flood_statuses: counts.statuses,
   })
   note(`run ${r + 1}: ${JSON.stringify(runs.at(-1))}`)
@@ -174,19 +232,27 @@ const results = {
   samples_per_phase: SAMPLES,
   runs: RUNS,
   flood_connections: FLOOD,
-  max_in_flight: proxies[0].limits.maxInFlight,
-  max_queued: proxies[0].limits.maxQueued,
-  contended_in_flight: contention ? proxies[0].limits.contendedInFlight : null,
+  max_in_flight: proxies[0]?.limits.maxInFlight ?? null,
+  proxy_workers: WORKERS ? { flooder_nice: opt("--flooder-nice", 0) } : null,
+  max_queued: proxies[0]?.limits.maxQueued ?? null,
+  contended_in_flight: contention && !WORKERS ? proxies[0].limits.contendedInFlight : null,
   worst_case_target_bytes: worst.length,
   b_alone_p50_ms: m('alone_p50_ms'),
   b_alone_p99_ms: m('alone_p99_ms'),
+  cpu_hog_threads: HOGS,
+  b_cpu_floor_p50_ms: m('cpu_floor_p50_ms'),
+  b_cpu_floor_p99_ms: m('cpu_floor_p99_ms'),
   b_flooded_p50_ms: m('flooded_p50_ms'),
   b_flooded_p99_ms: m('flooded_p99_ms'),
+  flood_rps: m('flood_rps'),
   p50_ratio: m('flooded_p50_ms') / m('alone_p50_ms'),
   p99_ratio: m('flooded_p99_ms') / m('alone_p99_ms'),
+  p99_over_floor: m('flooded_p99_ms') / m('cpu_floor_p99_ms'),
+  p50_over_floor: m('flooded_p50_ms') / m('cpu_floor_p50_ms'),
   per_run: runs,
 }
 for (const p of proxies) await p.close()
+for (const w of proxyWorkers) w.postMessage('stop')
 upW.postMessage('stop')
 rmSync(data, { recursive: true, force: true })
 const round = o => JSON.parse(JSON.stringify(o, (_, v) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v)))

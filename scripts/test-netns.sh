@@ -25,4 +25,12 @@ ip link set psht0 up
 ip -n "$NS" link set lo up
 [[ $(ip -n "$NS" addr show dev psht1) == *" 198.18.0.2/"* ]] || ip -n "$NS" addr add 198.18.0.2/24 dev psht1
 ip -n "$NS" link set psht1 up
+# Every request through the gateway is a new TCP connection from podman's network helper
+# (slirp4netns/pasta, started in this namespace) to the upstream test server; the helper's side
+# closes first, so each leaves a TIME_WAIT for 60 s. The load test makes ~480 such connections a
+# second to one address:port: in 60 s that is the whole ephemeral range (28,232 ports; measured
+# 11,450 TIME_WAIT after 30 s at load 5), and the next connect fails with EADDRNOTAVAIL, which
+# the gateway reports as a 502. The kernel's default reuse (tcp_tw_reuse=2) covers 127/8 only,
+# not this address: allow reuse of a TIME_WAIT port older than 1 s here (per namespace).
+ip netns exec "$NS" sysctl -qw net.ipv4.tcp_tw_reuse=1
 echo "[test-netns] $NS ready: tests bind 198.18.0.2" >&2

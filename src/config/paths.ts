@@ -65,6 +65,8 @@ export const sandboxHomeDir = (data: string, name: string) => join(sandboxDir(da
 export const GATEWAY_VIEW_ENTRIES = ['policy', 'egress', 'audit', 'providers.json', 'tls'] as const
 export const gatewayControlSocket = (data: string) => join(data, 'gateway', 'control.sock')
 export const providersDir = (data: string) => join(data, 'providers')
+/** One line per `--no-keep` teardown that gave up (src/cli/teardown.ts); gc finishes those sandboxes. */
+export const teardownLogFile = (data: string) => join(data, 'teardown.log')
 export const lastUsedFile = (data: string) => join(data, 'last-used')
 
 /** Where the bridge sees the sandbox's egress dir, and the socket in it. */

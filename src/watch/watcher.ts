@@ -458,7 +458,7 @@ export class HostExecWatcher {
     recordFinding(this.q, {
       path: abs,
       rule: 'unix-socket',
-      reason: 'host unix socket created in a mounted tree after start; the sandbox cannot connect: its seccomp profile denies socket(AF_UNIX) unless it was given --allow-socket',
+      reason: 'host unix socket created in a mounted tree after start; the sandbox cannot connect: its seccomp profile denies socket(AF_UNIX) (a sandbox given --allow-socket CAN: no mask covers a socket created or re-created after start)',
       action: 'blocked',
     })
   }

@@ -427,7 +427,7 @@ try:
 except OSError as e:
     print('connect:', e.strerror)
 `
-  it('#46 [issue 9 finding 7] a dev database socket in the (read-only) workdir (.devenv/state/postgres/.s.PGSQL.5432), the agent connects → refused (the socket is masked: EACCES), logged; --allow-socket lets it through', async ({ task }) => {
+  it('#46 [issue 9 finding 7] a dev database socket in the (read-only) workdir (.devenv/state/postgres/.s.PGSQL.5432), the agent connects → refused (masked, and no AF_UNIX), logged; after the host service re-creates its socket (the mask detaches) → still EPERM; --allow-socket lets it through', async ({ task }) => {
     const dir = hostDir('devenv')
     const sockDir = join(dir, '.devenv', 'state', 'postgres')
     mkdirSync(sockDir, { recursive: true })
@@ -445,17 +445,31 @@ except OSError as e:
       const r = await cli(['sandbox', 'exec', '-n', sb, '--', 'python3', '-c', CONNECT_PY, sock])
       const acceptedFromMasked = accepted
       const line = await expectLogged(sb, /socket_masked/, /\.s\.PGSQL\.5432/)
+      // The host service restarts (unlink + bind at the same path): Linux detaches a mount whose
+      // mountpoint is unlinked from another mount namespace, so the create-time mask is gone
+      // (bench/probes/mask-recreate.sh). The kernel rule still stops the agent.
+      await new Promise<void>(res => server.close(() => res()))
+      rmSync(sock, { force: true })
+      await new Promise<void>(res => server.listen(sock, () => res()))
+      const again = await cli(['sandbox', 'exec', '-n', sb, '--', 'python3', '-c', CONNECT_PY, sock])
+      // The precondition of the attack: inside, the path is the host's new socket, not the mask.
+      const kind = await cli(['sandbox', 'exec', '-n', sb, '--', 'stat', '-c', '%F', sock])
+      const acceptedAfterRestart = accepted
       // Control: the same connect from a sandbox given the socket on purpose reaches the host server.
       const allowed = await createSandbox('fska', { image, workdir: dir, extra: ['--session-type', 'investigation', '--allow-socket', sock] })
       own.push(allowed)
       const c = await cli(['sandbox', 'exec', '-n', allowed, '--', 'python3', '-c', CONNECT_PY, sock])
-      task.meta.observed = `${r.stdout.trim()}; the host server accepted ${acceptedFromMasked} connection(s) from the masked sandbox; audit: ${line.slice(line.indexOf('[event:'), line.indexOf('[event:') + 120)}`
+      task.meta.observed = `${r.stdout.trim()}; after the host service re-created its socket (inside the path is now a ${kind.stdout.trim()}): ${again.stdout.trim()}; the host server accepted ${acceptedAfterRestart} connection(s) from the masked sandbox; audit: ${line.slice(line.indexOf('[event:'), line.indexOf('[event:') + 120)}`
       task.meta.control = `--allow-socket: ${c.stdout.trim()}`
       // EPERM: seccomp denies socket(AF_UNIX) (the masked path would give EACCES: the empty mask
       // file is read-only and connect() needs write permission on the path).
       expect(r.stdout).toMatch(/connect: (Connection refused|Permission denied|Operation not permitted)/)
       expect(r.stdout).not.toContain('HOST-POSTGRES-HELLO')
       expect(acceptedFromMasked).toBe(0)
+      expect(kind.stdout.trim()).toBe('socket')
+      expect(again.stdout).toMatch(/connect: Operation not permitted/)
+      expect(again.stdout).not.toContain('HOST-POSTGRES-HELLO')
+      expect(acceptedAfterRestart).toBe(0)
       expect(c.stdout).toContain('CONNECTED HOST-POSTGRES-HELLO')
       expect(accepted).toBe(1)
     } finally {

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { execa } from 'execa'
-import { cli, podman, hostDir, uniqueName, podExists, untilGone, TEST_HOME } from '../helpers/cli.js'
+import { cli, podman, hostDir, uniqueName, podExists, untilGone, teardownLog, TEST_HOME } from '../helpers/cli.js'
 import { attackImage, attackBinary, createSandbox, deleteSandboxes, probeInSandbox, probeInControl, sh, bash, sleep, type ProbeResult } from '../helpers/attack.js'
 
 /**
@@ -302,7 +302,7 @@ describe('#50 a missing or malformed seccomp profile', () => {
     expect(r.stdout).not.toContain('RESULT')
     // The runtime refused the profile when podman started the container: the --no-keep sandbox is
     // then removed like any other, by its detached teardown.
-    expect(await untilGone(n), 'pod or state left behind').toBe(true)
+    expect(await untilGone(n), `pod or state left behind; ${teardownLog()}`).toBe(true)
     expect((await podman(['ps', '-a', '--filter', `label=io.podshell.sandbox=${n}`, '-q'])).stdout.trim()).toBe('')
   })
 })

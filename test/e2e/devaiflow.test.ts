@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { homedir } from 'node:os'
 import { execa } from 'execa'
 import { parse, stringify } from 'yaml'
-import { cli, podman, hostDir, uniqueName, podExists, untilGone, ROOT, TEST_HOME } from '../helpers/cli.js'
+import { cli, podman, hostDir, uniqueName, podExists, untilGone, teardownLog, ROOT, TEST_HOME } from '../helpers/cli.js'
 import { Upstream, hostAddress, gatewayHosts, logs } from '../helpers/attack.js'
 
 /**
@@ -246,7 +246,7 @@ describe('protections and enterprise rules', () => {
     const dirs = existsSync(join(TEST_HOME, 'sandboxes')) ? readdirSync(join(TEST_HOME, 'sandboxes')) : []
     // A state dir of no listed sandbox is an accepted --no-keep launch whose detached teardown is
     // still running: it must be gone shortly.
-    for (const d of dirs) if (!listed.has(d)) expect(await untilGone(d), `state of ${d} left behind`).toBe(true)
+    for (const d of dirs) if (!listed.has(d)) expect(await untilGone(d), `state of ${d} left behind; ${teardownLog()}`).toBe(true)
   })
 })
 

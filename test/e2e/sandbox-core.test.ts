@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { mkdirSync, writeFileSync, statSync, existsSync, readdirSync, rmSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
-import { cli, cliSpawn, podman, uniqueName, hostDir, podExists, untilGone, TEST_HOME } from '../helpers/cli.js'
+import { cli, cliSpawn, podman, uniqueName, hostDir, podExists, untilGone, teardownLog, teardownLog, TEST_HOME } from '../helpers/cli.js'
 
 /**
  * The core promises of a sandbox, each checked inside a real rootless sandbox.
@@ -133,7 +133,7 @@ describe('exit codes, signals and --no-keep', () => {
     expect(r.stdout).toContain('out')
     expect(r.stderr).toContain('err')
     // Removal runs in a detached process (src/sandbox/teardown.ts), after the exit status came back.
-    expect(await untilGone(name), 'pod or state left 30 s after create --no-keep returned').toBe(true)
+    expect(await untilGone(name), `pod or state left 30 s after create --no-keep returned; ${teardownLog()}`).toBe(true)
   })
 
   it('--no-keep: a teardown process killed -9 leaves the sandbox to gc, which removes pod and state', async ({ task }) => {
@@ -306,6 +306,6 @@ describe('bad input and failures leave nothing behind', () => {
     const ls = (d: string) => (existsSync(d) ? readdirSync(d) : [])
     const dirs = [...new Set([...ls(join(TEST_HOME, 'sandboxes')), ...ls(join(TEST_HOME, 'gateway', 'sandboxes'))])]
     // Not listed: a --no-keep sandbox whose detached teardown is finishing; it must be gone shortly.
-    for (const d of dirs) if (!listed.has(d)) expect(await untilGone(d), `state of ${d} left behind`).toBe(true)
+    for (const d of dirs) if (!listed.has(d)) expect(await untilGone(d), `state of ${d} left behind; ${teardownLog()}`).toBe(true)
   })
 })

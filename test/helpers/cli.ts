@@ -2,7 +2,7 @@ import { execa, type ResultPromise } from 'execa'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { homedir } from 'node:os'
-import { mkdtempSync, mkdirSync, existsSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, existsSync, readFileSync } from 'node:fs'
 
 /**
  * e2e helpers: run the real CLI (dist/, built by `npm test`) against real rootless Podman as the
@@ -87,6 +87,15 @@ export async function podExists(name: string): Promise<boolean> {
  * Waits (up to `ms`) until a sandbox has neither a pod nor a state dir: `create --no-keep` removes
  * them in a detached process after returning the command's exit status. False if they stayed.
  */
+/** What the detached `--no-keep` teardowns recorded when they gave up (src/cli/teardown.ts), for failure messages. */
+export function teardownLog(): string {
+  try {
+    return readFileSync(join(TEST_HOME, 'teardown.log'), 'utf8').trim() || '(teardown.log empty)'
+  } catch {
+    return '(no teardown.log: no teardown gave up)'
+  }
+}
+
 export async function untilGone(name: string, ms = 30_000): Promise<boolean> {
   const deadline = Date.now() + ms
   for (;;) {
