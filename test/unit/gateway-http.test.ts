@@ -25,6 +25,8 @@ let upstream: Server
 let PORT: number
 const seen: string[] = []
 let slowRelease: (() => void)[] = []
+/** 3 MiB of a non-repeating-per-buffer pattern: more than the forward path's two read buffers. */
+const BIG = Buffer.from(Array.from({ length: 3 * 1024 * 1024 }, (_, i) => (i * 7 + (i >> 12)) & 0xff))
 
 const proxies: SandboxProxy[] = []
 const upSockets = new Set<Socket>()
@@ -90,6 +92,22 @@ beforeAll(async () => {
     seen.push(`${req.method} ${req.url}`)
     if (req.url === '/slow') {
       slowRelease.push(() => res.end('slow'))
+      return
+    }
+    if (req.url === '/big') {
+      res.writeHead(200, { 'Content-Length': String(BIG.length) })
+      res.end(req.method === 'HEAD' ? undefined : BIG)
+      return
+    }
+    if (req.url === '/over' || req.url === '/short') {
+      // Raw bytes from the upstream: a head declaring 300,000 bytes, part of the body, then later
+      // the rest plus bytes past the declared length (a second response), or nothing (closed early).
+      const s = req.socket
+      s.write(`HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n${'a'.repeat(100_000)}`)
+      setTimeout(() => {
+        if (req.url === '/short') return void s.destroy()
+        s.end(`${'b'.repeat(200_000)}HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled`)
+      }, 50)
       return
     }
     req.resume()
@@ -158,6 +176,48 @@ describe('framing: Connection may not name framing or identity headers', () => {
     const out = await raw(sock, `GET http://plain.test:${PORT}/ctl HTTP/1.1\r\nHost: plain.test:${PORT}\r\nConnection: keep-alive, close\r\n\r\n`)
     expect(status(out)).toBe(200)
     expect(seen).toContain('GET /ctl')
+  })
+})
+
+describe('a forwarded Content-Length body streams raw after the parser read the head (http/head-feed.ts)', () => {
+  const get = (path: string, method = 'GET') => `${method} http://plain.test:${PORT}${path} HTTP/1.1\r\nHost: plain.test:${PORT}\r\n\r\n`
+  const body = (out: string, from: number, n: number) => Buffer.from(out.slice(from, from + n), 'latin1')
+
+  it('3 MiB arrive byte-exact, then the next request on the same client connection is answered', async () => {
+    const out = await raw(sock, get('/big') + get('/ctl-after-big'), 5000)
+    const head = out.indexOf('\r\n\r\n') + 4
+    expect(status(out)).toBe(200)
+    expect(body(out, head, BIG.length).equals(BIG)).toBe(true)
+    const rest = out.slice(head + BIG.length)
+    expect(status(rest)).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
+  })
+
+  it('bytes the upstream sends past its Content-Length never reach the client; the next request gets its own answer', async () => {
+    const out = await raw(sock, get('/over') + get('/ctl-after-over'), 3000)
+    const head = out.indexOf('\r\n\r\n') + 4
+    expect(out.slice(head, head + 300_000)).toBe('a'.repeat(100_000) + 'b'.repeat(200_000))
+    const rest = out.slice(head + 300_000)
+    expect(rest).not.toContain('smuggled')
+    expect(status(rest)).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
+  })
+
+  it('an upstream that closes before its Content-Length: the client connection is closed, short, nothing else follows', async () => {
+    const out = await raw(sock, get('/short') + get('/ctl-after-short'), 3000)
+    const head = out.indexOf('\r\n\r\n') + 4
+    expect(status(out)).toBe(200)
+    expect(out.length - head).toBeLessThan(300_000)
+    expect(out).not.toContain('upstream-ok')
+  })
+
+  it('HEAD: the Content-Length of a 3 MiB body but no body; the connection stays usable', async () => {
+    const out = await raw(sock, get('/big', 'HEAD') + get('/ctl-after-head'), 3000)
+    expect(status(out)).toBe(200)
+    expect(out).toContain(`Content-Length: ${BIG.length}`)
+    const rest = out.slice(out.indexOf('\r\n\r\n') + 4)
+    expect(status(rest)).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
   })
 })
 
