@@ -105,14 +105,17 @@ export class HeadFeed implements ReadRelay {
       sink.end()
     }
     // The parser is still inside the chunk that carried the head; the body bytes of that chunk
-    // reach `ures` before push() returns. They are taken (and counted) once it has.
+    // reach `ures` (and a body-less response is complete) before push() returns. They are taken
+    // (and counted) once it has.
     this.afterPush = () => {
       let b: Buffer | null
       while ((b = ures.read() as Buffer | null) !== null) {
         remaining -= b.length
         sink.data(b, () => undefined)
       }
-      if (remaining <= 0) return done()
+      // Complete already (a body that fit in that chunk, or none: HEAD, 204, 304, which the
+      // parser knows by then): nothing is taken raw.
+      if (ures.complete || remaining <= 0) return done()
       let inflight = 0
       let paused = false
       this.raw = chunk => {
