@@ -8,7 +8,9 @@
  *    sockets are piped directly (no per-chunk JavaScript work beyond stream backpressure).
  *  - absolute-form plain HTTP (`GET http://host/path HTTP/1.1`): decided on method, host, port,
  *    path and query (L7 REST rules), then forwarded with streaming bodies, HTTP/1.1 keep-alive
- *    towards the client, and framing regenerated towards the upstream.
+ *    towards the client, and framing regenerated towards the upstream. The response head is
+ *    Node's parser's; a Content-Length body then streams raw, counted to its length
+ *    (http/head-feed.ts).
  *  - Upgrade (WebSocket over ws://): decided as the GET it is, sent with http.request; only the
  *    upstream's 101 as Node's parser reads it (http's 'upgrade' event) makes it a raw tunnel.
  *
