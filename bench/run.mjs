@@ -20,7 +20,8 @@ const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefi
 const env = { ...process.env, PODSHELL_HOME: process.env.PODSHELL_BENCH_HOME ?? join(homedir(), '.local', 'share', 'podshell-bench') }
 const { Podman } = await import(join(ROOT, 'dist', 'podman', 'podman.js'))
 const { SANDBOX_IMAGE } = await import(join(ROOT, 'dist', 'images', 'names.js'))
-const runtime = (await Podman.detect({ env })).runtime.runtime
+const detected = await Podman.detect({ env })
+const runtime = detected.runtime.runtime
 const podmanBin = 'podman'
 
 const median = xs => {
@@ -75,7 +76,8 @@ function benchCreate() {
     // exit status is returned, so this no longer includes the removal.
     podshell_total_ms: median(shellTotal),
     total_ratio_vs_bare: median(shellTotal) / median(bareTotal),
-    target_overhead_ms: 300,
+    // Issue 14: <= 250 ms over bare without a warm pool, <= 100 ms with one (see benchPool).
+    target_overhead_ms: 250,
   }
 }
 
@@ -104,7 +106,88 @@ function benchExec() {
   }
 }
 
-const benches = { create: benchCreate, exec: benchExec }
+/**
+ * What a warm pool would give (issue 14; designed in docs/architecture.md, not built): podman
+ * alone, with podshell's own rendering of the pod, bridge and agent (dist/sandbox/containers.js:
+ * the agent's hardening, seccomp, user, home mount, limits; no repo mount, no CA bundle, no
+ * secret). Interleaved in one run, time until the command runs:
+ *   bare  `podman run --rm --network none IMAGE`
+ *   warm  the agent's `podman run --rm --pod P` into a pod whose infra and bridge already run
+ *         (made untimed before each run: what a pool hands out)
+ *   cold  today's podman sequence: `pod create`, bridge `run -d`, agent `run --rm`
+ *   create  `podshell sandbox create --no-keep` (the whole CLI, for reference)
+ * Lower bound for a pooled create: the CLI's own work (load, plan, state, trust, registration)
+ * comes on top of `warm`.
+ */
+async function benchPool() {
+  const { agentSpec, bridgeSpec, podSpec } = await import(join(ROOT, 'dist', 'sandbox', 'containers.js'))
+  const { runArgs, podCreateArgs } = await import(join(ROOT, 'dist', 'podman', 'container-spec.js'))
+  const { sandboxLimits } = await import(join(ROOT, 'dist', 'sandbox', 'resources.js'))
+  const { sysfsNetMasks } = await import(join(ROOT, 'dist', 'podman', 'sysfs.js'))
+  const { DEFAULT_SECCOMP } = await import(join(ROOT, 'dist', 'sandbox', 'deps.js'))
+  const { sandboxHomeDir, sandboxEgressDir } = await import(join(ROOT, 'dist', 'config', 'paths.js'))
+  const { rmSync } = await import('node:fs')
+  const data = join(env.PODSHELL_HOME, 'pool-probe')
+  const uid = process.getuid(), gid = process.getgid()
+  const limits = sandboxLimits({})
+  const ctxOf = values => ({ values, cgroupLimits: detected.rootlessLimits, podSysfsMasks: sysfsNetMasks(detected.version) })
+  const p = (argv, podmanEnv = {}) => {
+    const r = spawnSync(podmanBin, ['--runtime', runtime, ...argv], { env: { ...env, ...podmanEnv }, stdio: ['ignore', 'pipe', 'pipe'] })
+    if (r.status !== 0) throw new Error(`podman ${argv.slice(0, 3).join(' ')} failed: ${r.stderr}`)
+    return r.stdout.toString()
+  }
+  let n = 0
+  const fresh = () => {
+    const name = `pool-probe-${process.pid}-${n++}`
+    for (const d of [sandboxHomeDir(data, name), sandboxEgressDir(data, name)]) mkdirSync(d, { recursive: true, mode: 0o700 })
+    const desc = { version: 2, name, image: SANDBOX_IMAGE, main: ['sleep', 'infinity'], home: homedir(), uid, gid, workdir: null, mounts: [], masks: [], tmpfsDirs: [], seccomp: DEFAULT_SECCOMP, resources: {}, env: {}, callerEnv: [], providers: [] }
+    const a = agentSpec(desc, { dataDir: data, limits, pids: undefined, secretArgs: [], trust: undefined })
+    const agent = runArgs(a.spec, ctxOf(a.values), { verb: 'run-foreground', tty: false, command: ['date', '+%s%N'] })
+    const bridge = runArgs(bridgeSpec(name, data, uid, gid, limits, detected.rootlessLimits), ctxOf({}), { verb: 'run-detached' })
+    return { name, pod: podCreateArgs(podSpec(name, {})), bridge, agent }
+  }
+  const clean = s => spawnSync(podmanBin, ['--runtime', runtime, 'pod', 'rm', '-f', '--ignore', `podshell.${s.name}`], { stdio: 'ignore' })
+  const timed = fn => {
+    const t0 = Date.now() * 1e6
+    const out = fn()
+    return (Number(out.trim().split('\n').pop()) - t0) / 1e6
+  }
+  const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+  const loadStart = loadavg()
+  const bare = [], warm = [], cold = [], create = []
+  try {
+    // Warm-up: the keep-id copy of the image and the runtime's caches.
+    { const s = fresh(); p(s.pod); p(s.bridge.args, s.bridge.podmanEnv); p(s.agent.args, s.agent.podmanEnv); clean(s) }
+    ps('sandbox', 'create', '--no-keep', '--', 'true')
+    for (let i = 0; i < RUNS; i++) {
+      bare.push(timed(() => p(['run', '--rm', '--network', 'none', SANDBOX_IMAGE, 'date', '+%s%N'])))
+      const w = fresh()
+      p(w.pod); p(w.bridge.args, w.bridge.podmanEnv) // the pool's work, untimed
+      warm.push(timed(() => p(w.agent.args, w.agent.podmanEnv)))
+      clean(w)
+      const c = fresh()
+      cold.push(timed(() => { p(c.pod); p(c.bridge.args, c.bridge.podmanEnv); return p(c.agent.args, c.agent.podmanEnv) }))
+      clean(c)
+      create.push(timeToCommand([process.execPath, CLI, 'sandbox', 'create', '--no-keep', '--', 'date', '+%s%N']).toCommand)
+    }
+  } finally {
+    rmSync(data, { recursive: true, force: true })
+  }
+  results.pool_probe = {
+    load_at_start: loadStart,
+    load_at_end: loadavg(),
+    bare_podman_run_to_command_ms: median(bare),
+    warm_pod_agent_run_to_command_ms: median(warm),
+    cold_pod_bridge_agent_to_command_ms: median(cold),
+    podshell_create_to_command_ms: median(create),
+    warm_over_bare_ms: median(warm) - median(bare),
+    cold_over_bare_ms: median(cold) - median(bare),
+    pool_saving_ms: median(cold) - median(warm),
+    target_pooled_overhead_ms: 100,
+  }
+}
+
+const benches = { create: benchCreate, exec: benchExec, pool: benchPool }
 // The gateway benchmark is its own script (bench/gateway.mjs); run it and take its results.
 benches.gateway = () => {
   const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'gateway.mjs')], { env: process.env, stdio: ['ignore', 'inherit', 'inherit'] })

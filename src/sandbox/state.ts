@@ -1,4 +1,5 @@
-import { readFileSync, existsSync, rmSync, readdirSync } from 'node:fs'
+import { readFileSync, existsSync, rmSync, readdirSync, writeFileSync, renameSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { gatewaySandboxDir, gatewaySandboxesDir, sandboxDir, sandboxesDir, lastUsedFile } from '../config/paths.js'
 import { writeFileAtomic, mkdirp, fsError } from '../util/fs.js'
@@ -90,8 +91,26 @@ export function writeLastUsed(data: string, name: string): void {
  */
 const operationFile = (data: string, name: string) => join(sandboxDir(data, name), 'creator')
 
-export function markOperation(data: string, name: string): void {
-  writeFileAtomic(operationFile(data, name), selfCreatorId() + '\n')
+/** Marks an operation in flight, by this process or (`owner`, from creatorIdOf) a child it spawned. */
+export function markOperation(data: string, name: string, owner: string = selfCreatorId()): void {
+  writeFileAtomic(operationFile(data, name), owner + '\n')
+}
+
+/**
+ * Hands a sandbox's operation marker to another process (`owner`, from creatorIdOf: a child this
+ * one spawned), only while the state dir exists: unlike markOperation it never re-creates a state
+ * dir that the new owner removed meanwhile (a detached teardown can finish before its parent gets
+ * here on a loaded machine). Throws when the dir is gone or unwritable; the old marker then stays.
+ */
+export function handOverOperation(data: string, name: string, owner: string): void {
+  const tmp = join(sandboxDir(data, name), `.creator.${randomBytes(6).toString('hex')}.tmp`)
+  try {
+    writeFileSync(tmp, owner + '\n', { mode: 0o600, flag: 'wx' }) // ENOENT once the dir is gone
+    renameSync(tmp, operationFile(data, name))
+  } catch (e) {
+    rmSync(tmp, { force: true })
+    throw fsError(`cannot hand over the operation marker of sandbox ${name}`, e)
+  }
 }
 
 export function finishOperation(data: string, name: string): void {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { cliMain } from '../util/self.js'
-import { markOperation } from './state.js'
+import { handOverOperation, markOperation } from './state.js'
+import { creatorIdOf } from '../util/process.js'
 import type { Env } from '../config/paths.js'
 
 /**
@@ -11,7 +12,7 @@ import type { Env } from '../config/paths.js'
  * ordinary delete.
  *
  * Nothing is lost if that process never runs or dies: the sandbox's operation marker is written
- * first with THIS process's identity, and the teardown's delete overwrites it with its own. Once
+ * first with THIS process's identity, then (once spawned) with the teardown process's. Once
  * the marker's process is gone, the sandbox counts as an interrupted operation and the next
  * state-changing command's gc (or `podshell gc`) removes the pod, its secrets and its state.
  */
@@ -24,6 +25,21 @@ export function spawnTeardown(dataDir: string, name: string, env: Env): void {
     cwd: '/',
   })
   child.on('error', () => undefined) // gc finishes the job
+  // The marker names the teardown process from now on: this process exits next, and a marker
+  // naming it would make the next command's gc take the half-removed pod for an interrupted
+  // operation and race the teardown for it (measured: ~400 ms of podman calls in the next
+  // create's gc when creates follow each other). The teardown's delete rewrites it the same.
+  // Handed over, never re-created: on a loaded machine this process can be descheduled long
+  // enough for the teardown to finish first, and markOperation would then re-create an empty
+  // state dir naming it.
+  if (child.pid !== undefined) {
+    try {
+      handOverOperation(dataDir, name, creatorIdOf(child.pid))
+    } catch {
+      // Gone already (the teardown is through), or unwritable: the first marker stays, and gc
+      // finishes the job once this process is gone.
+    }
+  }
   child.unref()
 }
 

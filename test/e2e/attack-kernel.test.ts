@@ -59,12 +59,18 @@ function probeCase(num: number, attack: string, title: string, expected: RegExp,
   it(`#${num} ${title} → refused (${expected.source.replace(/[\\^$()]/g, '').replace(/\|/g, ' or ')})`, async ({ task }) => {
     const c = control[key]
     expect(c, `control result for ${key}`).toBeDefined()
-    task.meta.control = c!.blocked ? `kernel refuses it too (${c!.detail})` : `succeeds without podshell's seccomp (${c!.detail})`
-    if (controlSucceeds) expect(c!.blocked, `control: ${c!.detail}`).toBe(false)
+    // A kernel without IA32 emulation (CONFIG_IA32_EMULATION off, or ia32_emulation=0: seen on a
+    // Firecracker 6.18 kernel of this machine kind) has no int 0x80 entry at all: the control's
+    // plain getpid through it dies of SIGSEGV. There the kernel refuses every 32-bit syscall
+    // itself; the sandbox must still refuse it (SIGSEGV counts then), and the metadata says so.
+    const noIa32 = key.startsWith('int80_') && control.int80_getpid?.blocked === true && /SIGSEGV/.test(control.int80_getpid.detail)
+    const refusal = noIa32 ? new RegExp(`${expected.source}|SIGSEGV`) : expected
+    task.meta.control = c!.blocked ? `kernel refuses it too (${c!.detail}${noIa32 ? ': no IA32 emulation in this kernel' : ''})` : `succeeds without podshell's seccomp (${c!.detail})`
+    if (controlSucceeds && !noIa32) expect(c!.blocked, `control: ${c!.detail}`).toBe(false)
     const r = (await probeInSandbox(name, [attack]))[key]!
     task.meta.observed = r.detail
     expect(r.blocked, `sandbox: ${r.detail}`).toBe(true)
-    expect(r.detail).toMatch(expected)
+    expect(r.detail).toMatch(refusal)
   })
 }
 
