@@ -5,7 +5,10 @@
 // (and, with --chunked, chunked), and a client in this process downloads it through the proxy. The
 // child's CPU time (user+sys) over the download is reported as CPU-s/GB, with the throughput.
 //
-//   npm run build && node bench/forward-cpu.mjs [--mb 200] [--runs 5] [--chunked]
+//   npm run build && node bench/forward-cpu.mjs [--mb 200] [--runs 5] [--chunked] [--only direct|forward|connect]
+//   FWD_PROF=DIR: the proxy child runs with --cpu-prof into DIR (where its CPU goes).
+// The MB/s of "direct" is not a container's: the client and the upstream share this process. The
+// robust figure is the gateway's CPU-s/GB; npm run bench (bench/gateway.mjs) gives the ratios.
 import { fork } from 'node:child_process'
 import { createServer, request } from 'node:http'
 import { connect } from 'node:net'
