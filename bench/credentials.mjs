@@ -16,20 +16,14 @@ import { createServer } from 'node:https'
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { homedir, networkInterfaces, tmpdir, loadavg } from 'node:os'
+import { homedir, tmpdir, loadavg } from 'node:os'
 import { randomBytes } from 'node:crypto'
+import { median, opt, testAddress } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-const args = process.argv.slice(2)
-const opt = (k, d) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d)
 const N = opt('--requests', 300)
 const RUNS = opt('--runs', 5)
 const note = m => process.stderr.write(`[bench credentials] ${m}\n`)
-const median = xs => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const d = p => import(join(ROOT, 'dist', p))
 const { generateCa, ensureCa } = await d('tls/ca.js')
 const { LeafIssuer } = await d('tls/leaf.js')
@@ -42,7 +36,7 @@ const { makePlaceholder } = await d('credentials/placeholder.js')
 const paths = await d('config/paths.js')
 
 const wantIp = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
-const hostIp = Object.values(networkInterfaces()).flat().find(i => i && i.family === 'IPv4' && i.address === wantIp)?.address
+const hostIp = testAddress()
 if (!hostIp) throw new Error(`the test network address ${wantIp} is not on this host: run inside the test network namespace`)
 
 const VALUE = `ghp_${randomBytes(18).toString('hex')}`
@@ -102,7 +96,7 @@ try {
   const roots = writeUpstreamRoots(data, { hostBundle: undefined, extraCaFiles: [caFile] })
   for (const dd of [paths.sandboxDir(data, 'b'), paths.sandboxPolicyDir(data, 'b'), paths.sandboxEgressDir(data, 'b'), paths.sandboxAuditDir(data, 'b')]) mkdirSync(dd, { recursive: true })
   prepareSandboxTrust(data, 'b', ca, roots)
-  writeFileSync(join(paths.sandboxDir(data, 'b'), 'providers.json'), JSON.stringify([{ name: 'p', type: 'generic', config: {}, credentials: [{ variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER }] }]))
+  writeFileSync(paths.sandboxProvidersFile(data, 'b'), JSON.stringify([{ name: 'p', type: 'generic', config: {}, credentials: [{ variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER }] }]))
   new PolicyStore(paths.sandboxPolicyDir(data, 'b')).add(
     parsePolicyText(`version: 1
 network_policies:
@@ -117,7 +111,7 @@ network_policies:
   const reply = await gw.handleControl(JSON.stringify({ op: 'credentials', sandbox: 'b', credentials: [{ provider: 'p', variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER, value: VALUE }] }))
   if (!reply.ok) throw new Error(`credentials push failed: ${JSON.stringify(reply)}`)
   const sock = paths.sandboxSocket(data, 'b')
-  const bundle = join(paths.sandboxDir(data, 'b'), 'tls', 'ca-bundle.pem')
+  const bundle = join(paths.gatewaySandboxDir(data, 'b'), 'tls', 'ca-bundle.pem')
   const per = { with: [], without: [] }
   for (let r = 0; r < RUNS; r++) {
     for (const [k, auth] of [['with', PLACEHOLDER], ['without', OTHER]]) {

@@ -22,12 +22,12 @@ import { connect } from 'node:net'
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync, readFileSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { homedir, networkInterfaces } from 'node:os'
+import { homedir } from 'node:os'
+import { median, opt, testAddress } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist', 'cli', 'main.js')
 const args = process.argv.slice(2)
-const opt = (k, d) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d)
 const MB = opt('--mb', 100)
 const RUNS = opt('--runs', 5)
 const SAMPLES = opt('--samples', 200)
@@ -43,11 +43,6 @@ const paths = await import(join(ROOT, 'dist', 'config', 'paths.js'))
 const runtime = (await Podman.detect({ env })).runtime.runtime
 
 const note = m => process.stderr.write(`[bench] ${m}\n`)
-const median = xs => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 // Asynchronous on purpose: the upstream server lives in this process and must keep serving.
 const run = (file, argv, extraEnv = env) =>
   new Promise((resolve, reject) => {
@@ -61,7 +56,7 @@ const podman = (...a) => run('podman', ['--runtime', runtime, ...a], process.env
 
 // ── upstream on the test network's address (scripts/test-netns.sh; never this machine's LAN address) ──
 const wantIp = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
-const hostIp = Object.values(networkInterfaces()).flat().find(i => i && i.family === 'IPv4' && i.address === wantIp)?.address
+const hostIp = testAddress()
 if (!hostIp) throw new Error(`the test network address ${wantIp} is not on this host: run the bench inside the test network namespace (as root: scripts/as-test-user.sh USER DIR -- npm run bench)`)
 const chunk = Buffer.alloc(1024 * 1024, 0x61)
 const server = createServer((req, res) => {

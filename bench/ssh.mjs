@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { homedir, tmpdir, loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { median } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist', 'cli', 'main.js')
@@ -15,11 +16,6 @@ const args = process.argv.slice(2)
 const RUNS = Number(args[args.indexOf('--runs') + 1]) || 10
 const env = { ...process.env, PODSHELL_HOME: process.env.PODSHELL_BENCH_HOME ?? join(homedir(), '.local', 'share', 'podshell-bench') }
 const name = `sshbench-${process.pid.toString(36)}`
-const median = xs => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 function ps(...a) {
   const r = spawnSync(process.execPath, [CLI, ...a], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   if (r.status !== 0) throw new Error(`podshell ${a.join(' ')} failed: ${r.stderr}`)

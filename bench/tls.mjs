@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // TLS inspection benchmark (not a test: prints medians, writes bench/results/tls.json).
 //
-//   npm run build && node bench/tls.mjs [--mb 100] [--runs 3] [--requests 200] [--skip-container]
+//   npm run build && node bench/tls.mjs [--mb 100] [--runs 3] [--requests 200] [--skip-container] [--download-only]
 //
 // Runs as an unprivileged user inside the test network namespace (scripts/as-test-user.sh), like
 // bench/gateway.mjs. An HTTPS server with its own test CA listens on the test address 198.18.0.2.
@@ -20,21 +20,18 @@ import { createServer } from 'node:https'
 import { mkdirSync, writeFileSync, mkdtempSync, rmSync, readFileSync, existsSync, appendFileSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { homedir, networkInterfaces, tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
+import { median, opt, testAddress } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist', 'cli', 'main.js')
 const args = process.argv.slice(2)
-const opt = (k, d) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d)
 const MB = opt('--mb', 100)
 const RUNS = opt('--runs', 3)
 const N = opt('--requests', 200)
+// --download-only: only the in-process download (inspected vs tunnel), for profiling the relay.
+const DOWNLOAD_ONLY = args.includes('--download-only')
 const note = m => process.stderr.write(`[bench tls] ${m}\n`)
-const median = xs => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const d = p => import(join(ROOT, 'dist', p))
 const { generateCa, ensureCa } = await d('tls/ca.js')
 const { LeafIssuer } = await d('tls/leaf.js')
@@ -46,7 +43,7 @@ const { parsePolicyText } = await d('policy/parse.js')
 const paths = await d('config/paths.js')
 
 const wantIp = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
-const hostIp = Object.values(networkInterfaces()).flat().find(i => i && i.family === 'IPv4' && i.address === wantIp)?.address
+const hostIp = testAddress()
 if (!hostIp) throw new Error(`the test network address ${wantIp} is not on this host: run inside the test network namespace (scripts/as-test-user.sh)`)
 
 // ── HTTPS upstream with its own CA ──
@@ -76,7 +73,12 @@ const server = createServer({ SNICallback: (n, cb) => void leaves.get(n).then(l 
   pump()
 })
 let upstreamHandshakes = 0
-server.on('secureConnection', () => upstreamHandshakes++)
+// What the upstream negotiates with its clients (the gateway's upstream side when inspected).
+const upstreamCiphers = new Set()
+server.on('secureConnection', s => {
+  upstreamHandshakes++
+  upstreamCiphers.add(`${s.getProtocol()} ${s.getCipher().standardName}`)
+})
 await new Promise(r => server.listen(0, hostIp, r))
 const PORT = server.address().port
 
@@ -87,12 +89,13 @@ const [mode, proxy, host, port, count, caFile] = process.argv.slice(1);
 const ca = caFile && caFile !== '-' ? fs.readFileSync(caFile, 'utf8') : undefined;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const hs = [];
+let cipher;
 function tunnel(cb) {
   const th = now();
   const s = proxy.startsWith('/') ? net.connect(proxy) : net.connect(Number(proxy.split(':')[1]), proxy.split(':')[0]);
   s.once('connect', () => s.write('CONNECT ' + host + ':' + port + ' HTTP/1.1\r\nHost: ' + host + ':' + port + '\r\n\r\n'));
   let buf = '';
-  const onData = d => { buf += d; if (buf.includes('\r\n\r\n')) { s.removeListener('data', onData); if (!/^HTTP\/1.1 200/.test(buf)) cb(new Error(buf.split('\r\n')[0])); else { const t = tls.connect({ socket: s, servername: host, ...(ca ? { ca } : {}) }); t.once('secureConnect', () => hs.push(now() - th)); cb(null, t); } } };
+  const onData = d => { buf += d; if (buf.includes('\r\n\r\n')) { s.removeListener('data', onData); if (!/^HTTP\/1.1 200/.test(buf)) cb(new Error(buf.split('\r\n')[0])); else { const t = tls.connect({ socket: s, servername: host, ...(ca ? { ca } : {}) }); t.once('secureConnect', () => { hs.push(now() - th); cipher = t.getProtocol() + ' ' + t.getCipher().standardName; }); cb(null, t); } } };
   s.on('data', onData); s.on('error', cb);
 }
 function agent(keepAlive) {
@@ -106,7 +109,7 @@ function get(a, path) {
 (async () => {
   const out = {};
   if (mode === 'download') {
-    const t0 = now(); out.bytes = await get(agent(false), '/bytes?mb=' + count); out.ms = now() - t0;
+    const t0 = now(); out.bytes = await get(agent(false), '/bytes?mb=' + count); out.ms = now() - t0; out.cipher = cipher; const u = process.cpuUsage(); out.clientCpuMs = (u.user + u.system) / 1000;
   } else {
     const a = agent(mode === 'keepalive');
     await get(a, '/warm');
@@ -152,7 +155,7 @@ async function requestsBench() {
     const sock = paths.sandboxSocket(data, 'b')
     const bundle = join(paths.gatewaySandboxDir(data, 'b'), 'tls', 'ca-bundle.pem')
     const key = pool ? 'pooled' : 'unpooled'
-    for (const [mode, host] of [['fresh', 'inspect.bench.test'], ['fresh', 'tunnel.bench.test'], ['keepalive', 'inspect.bench.test'], ['keepalive', 'tunnel.bench.test']]) {
+    for (const [mode, host] of DOWNLOAD_ONLY ? [] : [['fresh', 'inspect.bench.test'], ['fresh', 'tunnel.bench.test'], ['keepalive', 'inspect.bench.test'], ['keepalive', 'tunnel.bench.test']]) {
       if (!pool && host.startsWith('tunnel')) continue // pooling does not apply to tunnels
       const per = [], total = [], hsk = []
       const hs0 = upstreamHandshakes
@@ -168,19 +171,34 @@ async function requestsBench() {
     }
     if (pool) {
       // The gateway's own cost on a download (no podman, no bridge): in-process, interleaved.
+      // Also the CPU time this process (gateway + the upstream server, which encrypts the same
+      // bytes in both cases) spends per download: less load-dependent than MB/s on a shared machine.
       const tp = { inspected: [], tunnel: [] }
+      const cpu = { inspected: [], tunnel: [] }
+      const clientCpu = { inspected: [], tunnel: [] }
       for (let r = 0; r < RUNS; r++) {
         for (const [k, host] of [['inspected', 'inspect.bench.test'], ['tunnel', 'tunnel.bench.test']]) {
+          const c0 = process.cpuUsage()
           const o = await runChild(['download', sock, host, String(PORT), String(MB), bundle])
+          const c = process.cpuUsage(c0)
           tp[k].push(o.bytes / 1e6 / (o.ms / 1000))
+          out[`clientCipher_${k}`] = o.cipher
+          cpu[k].push((c.user + c.system) / 1000)
+          clientCpu[k].push(o.clientCpuMs)
         }
       }
       out.inProcessDownloadMBps = { inspected: median(tp.inspected), tunnel: median(tp.tunnel) }
-      note(`in-process ${MB} MiB download: ${JSON.stringify(out.inProcessDownloadMBps)}`)
+      out.inProcessCpuMsPerDownload = { inspected: median(cpu.inspected), tunnel: median(cpu.tunnel) }
+      out.clientCpuMsPerDownload = { inspected: median(clientCpu.inspected), tunnel: median(clientCpu.tunnel) }
+      out.upstreamCiphers = [...upstreamCiphers]
+      note(`in-process ${MB} MiB download: ${JSON.stringify(out.inProcessDownloadMBps)} MB/s; CPU ms per download of gateway+server ${JSON.stringify(out.inProcessCpuMsPerDownload)}, of the client ${JSON.stringify(out.clientCpuMsPerDownload)}`)
+      note(`negotiated: client-gateway (inspected) ${out.clientCipher_inspected}; client-upstream (tunnel) ${out.clientCipher_tunnel}; at the upstream ${out.upstreamCiphers.join(', ')}`)
     }
     await gw.stop()
     rmSync(data, { recursive: true, force: true })
+    if (DOWNLOAD_ONLY) break
   }
+  if (DOWNLOAD_ONLY) return void (results.requests = out)
   out.addedPerRequestMsWarmCache = out.keepalive_inspect_pooled.medianRequestMs - out.keepalive_tunnel.medianRequestMs
   out.fresh200InspectedVsTunnel = out.fresh_inspect_pooled.medianTotalMs / out.fresh_tunnel.medianTotalMs
   results.requests = out
@@ -242,7 +260,7 @@ async function throughputBench() {
 try {
   note(`${N} sequential requests, ${RUNS} runs per case`)
   await requestsBench()
-  if (!args.includes('--skip-container')) {
+  if (!args.includes('--skip-container') && !DOWNLOAD_ONLY) {
     note(`${MB} MiB downloads, ${RUNS} runs`)
     await throughputBench()
   }

@@ -11,11 +11,10 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { homedir } from 'node:os'
 import { randomBytes } from 'node:crypto'
+import { median, opt } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist', 'cli', 'main.js')
-const args = process.argv.slice(2)
-const opt = (k, d) => (args.includes(k) ? Number(args[args.indexOf(k) + 1]) : d)
 const RUNS = opt('--runs', 3)
 const FILES = opt('--files', 10000)
 const MB = opt('--mb', 200)
@@ -23,11 +22,6 @@ const env = { ...process.env, PODSHELL_HOME: process.env.PODSHELL_BENCH_HOME ?? 
 const { Podman } = await import(join(ROOT, 'dist', 'podman', 'podman.js'))
 const runtime = (await Podman.detect({ env })).runtime.runtime
 
-const median = xs => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 const podman = (...a) => execFileSync('podman', ['--runtime', runtime, ...a], { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
 function ps(...a) {
   const r = spawnSync(process.execPath, [CLI, ...a], { env, stdio: ['ignore', 'pipe', 'pipe'] })

@@ -24,6 +24,8 @@ npm ci --no-audit --no-fund
 # over the files it covers (package.json format:check).
 npm run lint
 npm run format:check
-npm run build
+# The exec server (native/execd.c) must build here: without it every exec would silently take the
+# podman exec path and test/e2e/exec-server.test.ts would test nothing.
+PODSHELL_REQUIRE_EXECD=1 npm run build
 node dist/cli/main.js doctor
 node dist/cli/main.js image build all --offline

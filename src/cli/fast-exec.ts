@@ -4,9 +4,10 @@ import { dataDir, gatewayControlSocket } from '../config/paths.js'
 import { cachedRuntime } from '../podman/runtime-cache.js'
 import { spawnInteractive } from '../podman/interactive.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from '../sandbox/exec-session.js'
+import { execThroughServer } from '../sandbox/exec-server.js'
 import { readLastUsed, writeLastUsed } from '../sandbox/state.js'
 import { SANDBOX_NAME_RE, ENV_KEY_RE } from '../util/patterns.js'
-import { diskPaused, watcherMissing } from '../watch/paths.js'
+import { diskPaused, sentinelHeld, watcherMissing } from '../watch/paths.js'
 
 /**
  * `podshell sandbox exec` without loading the CLI framework, zod or execa: DevAIFlow runs the
@@ -76,9 +77,14 @@ export async function fastExec(argv: readonly string[]): Promise<number | undefi
   if (watcherMissing(data, name)) return undefined
   // Paused by the disk guard: the full path says so in one line.
   if (diskPaused(data, name)) return undefined
+  // Held stopped by the mount sentinel: likewise.
+  if (sentinelHeld(data, name)) return undefined
   const useTty = tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
-  const session = execSession({ name, command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout })
   writeLastUsed(data, name)
+  // The sandbox's exec server when it answers (src/sandbox/exec-server.ts); podman exec otherwise.
+  const served = await execThroughServer(data, name, rt.bin, ['--runtime', rt.runtime], { command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout }, process)
+  if (served !== undefined) return served
+  const session = execSession({ name, command, tty: useTty, workdir, env: Object.fromEntries(env), timeoutSeconds: timeout })
   const code = await spawnInteractive(rt.bin, ['--runtime', rt.runtime, ...session.args], { ...session.options, signals: process })
   if (PODMAN_EXEC_FAILURE_CODES.has(code)) {
     // Podman's own failure (sandbox gone or stopped)? The full runtime says which, in one line.

@@ -222,8 +222,60 @@ export function providerGetBlock(p: { name: string; type: string; credentials: r
   ].join('\n') + '\n'
 }
 
+/** One row of `provider list-profiles`. */
+export interface ProfileRow {
+  id: string
+  display_name: string
+  category: string
+  scope: string
+  source: string
+  endpoints: number
+  inference_capable: boolean
+}
+
+const CATEGORY_TITLE: Record<string, string> = { inference: 'INFERENCE', agent: 'AGENT', source_control: 'SOURCE CONTROL', messaging: 'MESSAGING', data: 'DATA', knowledge: 'KNOWLEDGE' }
+const CATEGORY_ORDER = ['other', 'inference', 'agent', 'source_control', 'messaging', 'data', 'knowledge']
+const clipCol = (s: string, max: number) => (s.length > max ? s.slice(0, max - 1) + '\u2026' : s)
+
+/** list-profiles order (`provider_list_profiles`): by category (OpenShell's enum order), then id. */
+export function sortProfileRows<T extends { id: string; category?: string }>(rows: readonly T[]): T[] {
+  const rank = (c: string | undefined) => Math.max(0, CATEGORY_ORDER.indexOf(c ?? 'other'))
+  return [...rows].sort((a, b) => rank(a.category) - rank(b.category) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+}
+
+/**
+ * `provider list-profiles` (`provider_list_profiles`): `Available Provider Profiles:`, then per
+ * category a blank line, `  <CATEGORY>`, and `    ID  SCOPE  SOURCE  NAME  ENDPOINTS` rows whose
+ * ENDPOINTS is the number of endpoints (plus ` inference` for inference-capable profiles).
+ */
+export function profilesTable(rows: readonly ProfileRow[]): string {
+  if (rows.length === 0) return 'No provider profiles found.\n'
+  const sorted = sortProfileRows(rows)
+  const w = (f: (r: ProfileRow) => string, max: number, min: number) => Math.max(min, ...sorted.map(r => Math.min(max, f(r).length)))
+  const idW = w(r => r.id, 32, 2)
+  const scopeW = w(r => r.scope, Infinity, 5)
+  const srcW = w(r => r.source, 24, 6)
+  const nameW = w(r => r.display_name, 40, 4)
+  const line = (id: string, scope: string, src: string, name: string, last: string) =>
+    `    ${clipCol(id, 32).padEnd(idW)}  ${scope.padEnd(scopeW)}  ${clipCol(src, 24).padEnd(srcW)}  ${clipCol(name, 40).padEnd(nameW)}  ${last}`.trimEnd() + '\n'
+  let out = 'Available Provider Profiles:\n'
+  let current: string | undefined
+  for (const r of sorted) {
+    const cat = CATEGORY_TITLE[r.category] ?? 'OTHER'
+    if (cat !== current) {
+      current = cat
+      out += `\n  ${cat}\n` + line('ID', 'SCOPE', 'SOURCE', 'NAME', 'ENDPOINTS')
+    }
+    out += line(r.id, r.scope, r.source, r.display_name, `${String(r.endpoints).padEnd(2)}${r.inference_capable ? ' inference' : ''}`)
+  }
+  return out
+}
+
 /** `provider get -o json` (`provider_to_json`) plus podshell's fields. */
-export function providerJson(p: { name: string; type: string; credentials: readonly string[]; config: Record<string, string>; created_at: string; updated_at: string }): Record<string, unknown> {
+export function providerJson(
+  p: { name: string; type: string; credentials: readonly string[]; config: Record<string, string>; created_at: string; updated_at: string },
+  profileEndpoints: readonly string[] = [],
+): Record<string, unknown> {
   const o: Record<string, unknown> = { id: p.name, name: p.name, workspace: WORKSPACE, type: p.type, credential_keys: [...p.credentials].sort() }
   if (Object.keys(p.config).length) o.config_keys = Object.keys(p.config)
   o.created_at = formatCreated(p.created_at)
@@ -239,6 +291,7 @@ export function providerJson(p: { name: string; type: string; credentials: reado
     mode: 'placeholder',
     binding: {
       hosts: hosts.map(h => `${h}:443`),
+      ...(profileEndpoints.length ? { profile_endpoints: [...profileEndpoints] } : {}),
       policy_endpoints: `endpoints with credential_binding: { provider: ${p.name} }`,
     },
     env_mode: 'sandboxes created with --credential-mode env get the real value instead',

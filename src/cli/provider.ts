@@ -19,6 +19,8 @@ import {
 import { providerUsers } from '../credentials/inject.js'
 import { listProviderSecrets } from '../credentials/secrets.js'
 import { PROVIDER_TYPE_NAMES } from '../credentials/types.js'
+import { registerProfiles, resolveProviderType } from './provider-profiles.js'
+import { findProfile, profileEndpoints } from '../credentials/profiles.js'
 
 /**
  * `podshell provider …`: OpenShell's provider verbs. Values enter through the environment (a bare
@@ -35,7 +37,7 @@ export function register(program: Command, ctx: CliContext): Command {
   pv.command('create')
     .description('create a provider from --credential values or the variables its type knows (--from-existing)')
     .requiredOption('--name <name>', 'provider name')
-    .addOption(new Option('--type <type>', 'provider type').choices(PROVIDER_TYPE_NAMES).makeOptionMandatory())
+    .requiredOption('--type <type>', `provider type: ${PROVIDER_TYPE_NAMES.join(', ')}, or an imported profile id (provider list-profiles)`)
     .option('--credential <KEY[=VALUE]>', 'credential variable; a bare KEY reads the value from the environment; repeatable', collect, [])
     .option('--from-existing', 'take the variables the type knows from the environment')
     .option('--config <K=V>', 'non-secret setting, injected as a plain variable; repeatable', collect, [])
@@ -43,7 +45,7 @@ export function register(program: Command, ctx: CliContext): Command {
       const redactor = new Redactor()
       await redacted(redactor, async () => {
         const name = check(objectName, flags.name, 'provider name', 'e.g. --name my-github')
-        const type = checkProviderType(flags.type)
+        const { type, envVars } = resolveProviderType(ctx.dataDir, flags.type)
         if (Boolean(flags.fromExisting) === flags.credential.length > 0) {
           throw new PodshellError('give exactly one of --credential and --from-existing', {
             hint: '--credential KEY[=VALUE] names the variables; --from-existing takes those the type knows from the environment',
@@ -54,7 +56,7 @@ export function register(program: Command, ctx: CliContext): Command {
         const config = parseConfigFlags(flags.config)
         let credentials: Map<string, string>
         if (flags.fromExisting) {
-          const found = fromExisting(type, ctx.env)
+          const found = envVars ? fromExisting(envVars, ctx.env, type) : fromExisting(checkProviderType(type), ctx.env)
           credentials = found.credentials
           for (const [k, v] of found.config) if (!config.has(k)) config.set(k, v)
         } else {
@@ -88,7 +90,7 @@ export function register(program: Command, ctx: CliContext): Command {
     .action(async (name: string, flags: { output: string }) => {
       const format = parseOutputFormat(flags.output)
       const rec = requireProvider(ctx.dataDir, name)
-      if (format !== 'table') return ctx.out.stdout(serialize(toJson(rec), format))
+      if (format !== 'table') return ctx.out.stdout(serialize(toJson(rec, ctx.dataDir), format))
       ctx.out.stdout(providerGetBlock(rec))
     })
 
@@ -101,7 +103,7 @@ export function register(program: Command, ctx: CliContext): Command {
       const { providers, broken } = listProviders(ctx.dataDir)
       for (const b of broken) ctx.out.note(`warning: ${b.error}`)
       if (flags.names) return ctx.out.stdout(providers.map(p => p.name + '\n').join(''))
-      if (format !== 'table') return ctx.out.stdout(serialize(providers.map(toJson), format))
+      if (format !== 'table') return ctx.out.stdout(serialize(providers.map(p => toJson(p, ctx.dataDir)), format))
       ctx.out.stdout(
         table(
           ['NAME', 'TYPE', 'CREDENTIALS', 'CONFIG'],
@@ -125,7 +127,8 @@ export function register(program: Command, ctx: CliContext): Command {
         warnArgv(ctx, parsed.inArgv)
         const credentials = new Map(parsed.values)
         if (flags.fromExisting) {
-          const found = fromExisting(cur.type, ctx.env)
+          const { type, envVars } = resolveProviderType(ctx.dataDir, cur.type)
+          const found = envVars ? fromExisting(envVars, ctx.env, type) : fromExisting(checkProviderType(type), ctx.env)
           for (const [k, v] of found.credentials) if (!credentials.has(k)) credentials.set(k, v)
           for (const [k, v] of found.config) if (!config.has(k)) config.set(k, v)
         }
@@ -135,7 +138,7 @@ export function register(program: Command, ctx: CliContext): Command {
         await gcProviderSecrets(podman, ctx.dataDir)
         const rec = await updateProvider(podman, ctx.dataDir, name, { credentials, config })
         ctx.out.stdout(`Updated provider '${rec.name}'\n`)
-        if (credentials.size > 0) ctx.out.note('Running sandboxes that use it get the new values in new exec sessions and when they next start.')
+        if (credentials.size > 0) ctx.out.note('Running sandboxes that use it resolve their placeholders to the new values now (env-mode sandboxes: in new exec sessions and when they next start).')
       })
     })
 
@@ -174,12 +177,14 @@ export function register(program: Command, ctx: CliContext): Command {
       await gcProviderSecrets(podman, ctx.dataDir)
     })
 
+  registerProfiles(pv, ctx)
   return pv
 }
 
 /** What -o json|yaml print for a provider: metadata only (there is no value to print). */
-export function toJson(p: ProviderRecord): Record<string, unknown> {
-  return providerJson(p)
+export function toJson(p: ProviderRecord, dataDir: string): Record<string, unknown> {
+  const prof = findProfile(dataDir, p.type)
+  return providerJson(p, prof && !prof.builtin ? profileEndpoints(prof.profile).map(e => `${e.host}:${e.port}${e.path ?? ''}`) : [])
 }
 
 function configText(p: ProviderRecord): string {

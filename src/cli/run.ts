@@ -13,6 +13,8 @@ else if (process.argv[2] === '_teardown') {
 } else if (process.argv[2] === '_watch') {
   // The host-executed-file watcher of one sandbox (src/watch/lifecycle.ts), spawned by the runtime.
   const { watchMain } = await import('../watch/lifecycle.js')
+  const { surviveRecursiveWatchErrors } = await import('../watch/watch-errors.js')
+  surviveRecursiveWatchErrors(l => process.stderr.write(`${new Date().toISOString()} ${l}\n`))
   const w = await watchMain(process.argv.slice(3))
   process.once('SIGTERM', w.stop)
   process.once('SIGINT', w.stop)

@@ -28,7 +28,7 @@ import {
 } from './openshell-format.js'
 import { openRuntime } from './runtime.js'
 import { parseUploadSpec, register as registerTransfer, uploadOne } from './transfer.js'
-import { connectEditor, editorOption, register as registerSsh, type EditorName } from './ssh.js'
+import { connectEditor, editorBinary, editorOption, register as registerSsh, type EditorName } from './ssh.js'
 import { accessUrl, parseForwardSpec, startBackground, stopSandboxForwards } from './forward.js'
 
 /**
@@ -66,6 +66,7 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     .option('--auto-providers', "create a missing provider that the command needs (e.g. `claude` → claude-code) from this shell's credentials")
     .option('--no-auto-providers', 'never create providers; a provider the command needs and that does not exist is skipped')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'yaml', 'json']))
+    .addOption(editorOption('launch a remote editor (VS Code Remote-SSH / Cursor) once the sandbox is ready, instead of a shell; keeps the sandbox and installs the managed SSH config'))
     .argument('[command...]', 'command to run (after --)')
   hooks.extendCreate?.(create)
   create.action(async (command: string[], flags: CreateFlags) => {
@@ -73,6 +74,12 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
     const uploads = (flags.upload ?? []).map(parseUploadSpec)
     const forward = flags.forward !== undefined ? parseForwardSpec(flags.forward) : undefined
     if (forward && flags.keep === false) throw new PodshellError('--forward needs a kept sandbox', { hint: 'drop --no-keep', exitCode: 2, code: 'INVALID_INPUT' })
+    // As OpenShell: --editor conflicts with --no-keep, --detach, -o and a trailing command; the editor opens once the sandbox is ready.
+    if (flags.editor) {
+      const clash = command.length ? 'a trailing command' : flags.keep === false ? '--no-keep' : flags.detach ? '--detach' : flags.output ? '-o/--output' : undefined
+      if (clash) throw new PodshellError(`--editor cannot be combined with ${clash}`, { hint: command.length ? 'create the sandbox with --editor and no command, or run `podshell sandbox connect NAME --editor ...` once it is ready' : `drop ${clash}`, exitCode: 2, code: 'INVALID_INPUT' })
+      editorBinary(ctx, flags.editor)
+    }
     if (uploads.length && flags.keep === false) throw new PodshellError('--upload needs a kept sandbox', { hint: 'drop --no-keep (with --no-keep the command starts as the sandbox starts: there is no moment to copy files in)', exitCode: 2, code: 'INVALID_INPUT' })
     let opts = hooks.resolveCreate ? await hooks.resolveCreate(flags, command, ctx) : createOptionsFromFlags(flags, command, ctx)
     trace('options resolved')
@@ -99,8 +106,9 @@ export function register(program: Command, ctx: CliContext, hooks: SandboxCliHoo
       }
     }
     // --upload needs the sandbox running before the command: the command then runs as an exec.
-    const res = await rt.create({ ...opts, onReady, ...(uploads.length ? { commandAsExec: true } : {}) })
+    const res = await rt.create({ ...opts, onReady, ...(uploads.length ? { commandAsExec: true } : {}), ...(flags.editor ? { detach: true } : {}) })
     for (const w of res.warnings) ctx.out.note(`warning: ${w}`)
+    if (flags.editor) return connectEditor(ctx, res.info.name, flags.editor)
     if (format) printInfos([res.info], format, ctx, true)
     if (res.exitCode !== undefined) process.exitCode = res.exitCode
   })
@@ -279,6 +287,7 @@ export interface CreateFlags {
   upload?: string[]
   gitIgnore?: boolean
   forward?: string
+  editor?: EditorName
   [more: string]: unknown
 }
 

@@ -190,8 +190,7 @@ export function register(program: Command, sb: Command, ctx: CliContext, resolve
 /** `sandbox connect NAME --editor vscode|cursor`: managed ssh config, then `EDITOR --remote ssh-remote+ALIAS PATH`. */
 export async function connectEditor(ctx: CliContext, name: string, editor: EditorName): Promise<void> {
   const e = EDITORS[editor]
-  const bin = findOnPath(e.binary, ctx.env)
-  if (!bin) throw new PodshellError(`${e.binary} is not installed or not on PATH`, { hint: `install ${e.label} (its \`${e.binary}\` command), or use \`podshell sandbox ssh-config ${name}\` with another SSH client`, code: 'NOT_FOUND' })
+  const bin = editorBinary(ctx, editor, name)
   const { block, running, workdir } = await sshConfigFor(ctx, name)
   if (!running) throw new PodshellError(`sandbox ${name} is not running`, { hint: `start it first: podshell sandbox start ${name}`, code: 'SANDBOX_NOT_RUNNING' })
   installSshConfig(ctx, name, block)
@@ -205,6 +204,14 @@ export async function connectEditor(ctx: CliContext, name: string, editor: Edito
   ctx.out.note(`${OK} Opened ${e.label} for sandbox ${name}`)
 }
 
-export function editorOption(): Option {
-  return new Option('--editor <editor>', 'launch a remote editor (VS Code Remote-SSH / Cursor) instead of a shell; installs the managed SSH config').choices(Object.keys(EDITORS))
+/** The editor's binary on PATH, or the one-line error saying how to get it (checked before a create makes anything). */
+export function editorBinary(ctx: CliContext, editor: EditorName, name?: string): string {
+  const e = EDITORS[editor]
+  const bin = findOnPath(e.binary, ctx.env)
+  if (!bin) throw new PodshellError(`${e.binary} is not installed or not on PATH`, { hint: `install ${e.label} (its \`${e.binary}\` command), or use \`podshell sandbox ssh-config ${name ?? 'NAME'}\` with another SSH client`, code: 'NOT_FOUND' })
+  return bin
+}
+
+export function editorOption(description = 'launch a remote editor (VS Code Remote-SSH / Cursor) instead of a shell; installs the managed SSH config'): Option {
+  return new Option('--editor <editor>', description).choices(Object.keys(EDITORS))
 }

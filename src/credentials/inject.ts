@@ -8,6 +8,7 @@ import { check, sandboxName, objectName } from '../util/validate.js'
 import { requireProvider, gcProviderSecrets, type ProviderRecord } from './store.js'
 import { providerSecretName, inspectSecrets, readSecretValues, SECRET_PREFIX } from './secrets.js'
 import { makePlaceholder } from './placeholder.js'
+import { findProfile, profileEndpoints } from './profiles.js'
 import { GATEWAY_IMAGE } from '../images/names.js'
 import { L } from '../sandbox/naming.js'
 
@@ -69,6 +70,8 @@ export interface AttachedProvider {
   config: Record<string, string>
   /** Placeholder mode: the placeholder of each credential variable (not secret: the agent's env holds it). */
   credentials?: { variable: string; placeholder: string }[]
+  /** An imported provider profile's endpoints (host pattern, port, path glob): the binding. */
+  endpoints?: { host: string; port: number; path?: string }[]
 }
 
 export const providersJsonPath = (dataDir: string, sandbox: string) => sandboxProvidersFile(dataDir, sandbox)
@@ -128,7 +131,7 @@ export async function prepareInjection(podman: Podman, dataDir: string, sandbox:
       secretArgs.push('--env', `${v.name}=${placeholder}`)
     })
   }
-  writeFileAtomic(providersJsonPath(dataDir, sandbox), JSON.stringify(attached(records, held), null, 2) + '\n')
+  writeFileAtomic(providersJsonPath(dataDir, sandbox), JSON.stringify(attached(dataDir, records, held), null, 2) + '\n')
   return { secretArgs, variables, secretNames, held }
 }
 
@@ -194,10 +197,14 @@ async function verifySecrets(podman: Podman, variables: readonly { provider: str
   }
 }
 
-function attached(records: readonly ProviderRecord[], held: Injection['held']): AttachedProvider[] {
+function attached(dataDir: string, records: readonly ProviderRecord[], held: Injection['held']): AttachedProvider[] {
   return records.map(r => {
     const mine = held.filter(h => h.provider === r.name).map(h => ({ variable: h.variable, placeholder: h.placeholder }))
-    return { name: r.name, type: r.type, config: { ...r.config }, ...(mine.length ? { credentials: mine } : {}) }
+    // An imported profile's endpoints are snapshotted here: the gateway binds on them for this
+    // sandbox's life, whatever happens to the profile later.
+    const profile = findProfile(dataDir, r.type)
+    const endpoints = profile && !profile.builtin ? profileEndpoints(profile.profile) : []
+    return { name: r.name, type: r.type, config: { ...r.config }, ...(mine.length ? { credentials: mine } : {}), ...(endpoints.length ? { endpoints } : {}) }
   })
 }
 

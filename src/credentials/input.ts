@@ -164,8 +164,10 @@ export function parseConfigFlags(flags: readonly string[]): Map<string, string> 
  * environment (set and non-empty), plus the type's config keys found there (JIRA_URL for jira).
  * Fails when no credential variable is found: a provider without a credential is a mistake.
  */
-export function fromExisting(type: ProviderTypeName, env: Env): { credentials: Map<string, string>; config: Map<string, string> } {
-  const t = PROVIDER_TYPES[type]
+export function fromExisting(type: ProviderTypeName | readonly string[], env: Env, label: string = String(type)): { credentials: Map<string, string>; config: Map<string, string> } {
+  // An imported provider profile (src/credentials/profiles.ts) names its variables itself.
+  const t = typeof type === 'string' ? PROVIDER_TYPES[type] : { credentials: type, config: [] as readonly string[] }
+  type = typeof type === 'string' ? type : (label as ProviderTypeName)
   if (t.credentials.length === 0) {
     throw new PodshellError(`--from-existing: provider type ${type} knows no credential variables`, {
       hint: 'name them with --credential KEY (the value is read from the environment)',

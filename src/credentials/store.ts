@@ -29,7 +29,9 @@ import { dataDirId, providerSecretName, createSecret, removeSecrets, listProvide
 export const ProviderRecordSchema = z
   .object({
     name: objectName.describe('Provider name: 1-63 lowercase letters, digits, ".", "_" or "-"'),
-    type: z.enum(PROVIDER_TYPE_NAMES).describe('Provider type (src/credentials/types.ts): decides --from-existing variables and attributed hosts'),
+    type: z
+      .union([z.enum(PROVIDER_TYPE_NAMES), z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/)])
+      .describe('Provider type (src/credentials/types.ts) or an imported provider profile id (src/credentials/profiles.ts): decides --from-existing variables and the credential binding'),
     credentials: z
       .array(envKey)
       .describe('NAMES of the credential variables; each value lives only in the Podman secret providerSecretName(name, variable)'),
@@ -226,6 +228,10 @@ export async function updateProvider(podman: Podman, dataDir: string, name: stri
       updated_at: new Date().toISOString(),
     }
     writeRecord(dataDir, rec)
+    // Running placeholder-mode sandboxes resolve their placeholders to the new values at once (the
+    // gateway holds values in memory only; a gateway that is down gets them from the Podman secrets
+    // when it is next ensured). The values go over the gateway's owner-only control socket.
+    if (creds.size > 0) await new GatewayClient(dataDir).call({ op: 'credentials-rotate', provider: name, values: Object.fromEntries(creds) }).catch(() => undefined)
     return rec
   })
 }

@@ -32,13 +32,14 @@ export const PROVIDER_TYPE_NAMES = Object.keys(PROVIDER_TYPES) as ProviderTypeNa
 
 /**
  * Hosts a configured provider serves: the type's hosts plus hosts named in its config
- * (JIRA_URL, GH_HOST, GITLAB_HOST, *_BASE_URL), so a self-hosted JIRA is attributed too.
+ * (JIRA_URL or `url` as OpenShell's Jira profile names it, GH_HOST, GITLAB_HOST, *_BASE_URL), so a
+ * self-hosted JIRA is attributed (and bound) too.
  */
 export function providerHosts(type: string, config: Readonly<Record<string, string>>): string[] {
   const t = (PROVIDER_TYPES as Record<string, ProviderType>)[type]
   const hosts = new Set<string>(t?.hosts ?? [])
   for (const [k, v] of Object.entries(config)) {
-    if (/_URL$/.test(k)) {
+    if (/(^|_)URL$/i.test(k)) {
       try {
         hosts.add(new URL(v).hostname.toLowerCase())
       } catch {

@@ -113,13 +113,18 @@ export const MAX_BODY_REWRITE_BYTES = 256 * 1024
  * bound and held, else the request is refused; otherwise all are replaced. Bytes are handled as
  * latin1, so a binary body passes through unchanged where it holds no placeholder.
  */
-export function substituteBody(body: Buffer, creds: readonly HeldCredential[], bound: (provider: string) => boolean): { kind: 'none' } | { kind: 'substituted'; body: Buffer } | { kind: 'mismatch' | 'unavailable'; provider: string; variable: string; where: string } {
+export function substituteBody(
+  body: Buffer,
+  creds: readonly HeldCredential[],
+  bound: (provider: string) => boolean,
+  where = 'body',
+): { kind: 'none' } | { kind: 'substituted'; body: Buffer; providers: string[] } | { kind: 'mismatch' | 'unavailable'; provider: string; variable: string; where: string } {
   const text = body.toString('latin1')
   const found = creds.filter(c => text.includes(c.placeholder))
   if (found.length === 0) return { kind: 'none' }
-  for (const c of found) if (!bound(c.provider)) return { kind: 'mismatch', provider: c.provider, variable: c.variable, where: 'body' }
-  for (const c of found) if (c.value === undefined) return { kind: 'unavailable', provider: c.provider, variable: c.variable, where: 'body' }
+  for (const c of found) if (!bound(c.provider)) return { kind: 'mismatch', provider: c.provider, variable: c.variable, where }
+  for (const c of found) if (c.value === undefined) return { kind: 'unavailable', provider: c.provider, variable: c.variable, where }
   let out = text
   for (const c of found) out = out.split(c.placeholder).join(c.value!)
-  return { kind: 'substituted', body: Buffer.from(out, 'latin1') }
+  return { kind: 'substituted', body: Buffer.from(out, 'latin1'), providers: [...new Set(found.map(c => `${c.provider}/${c.variable}`))] }
 }

@@ -226,7 +226,7 @@ async function startGateway(podman: Podman, data: string, client: GatewayClient,
         say('podshell gateway is not answering; re-creating it')
       }
     } else {
-      const started = await podman.run(['start', name], { reject: false, timeoutMs: 30_000 })
+      const started = await podman.run(['start', name], { reject: false, timeoutMs: 30_000, env: gatewayNetwork(podman.version, env).env })
       if (started.exitCode === 0) {
         try {
           // A stopped container of an older podshell (another layout) starts, answers, and is
@@ -245,7 +245,8 @@ async function startGateway(podman: Podman, data: string, client: GatewayClient,
   const moved = migrateGatewayView(data)
   if (moved) say(`moved ${moved} sandbox files into the gateway's view of the data dir`)
   await podman.run(['rm', '-f', '-t', '5', name], { reject: false, timeoutMs: 60_000 })
-  await podman.run(gatewayRunArgs(data, env, opts.image, gatewayNetwork(podman.version, env).args), { timeoutMs: 120_000 })
+  const net = gatewayNetwork(podman.version, env)
+  await podman.run(gatewayRunArgs(data, env, opts.image, net.args), { timeoutMs: 120_000, env: net.env })
   await waitForPing(client, podman, name, opts.startTimeoutMs ?? 20_000)
 }
 

@@ -34,6 +34,7 @@ export interface EndpointInput {
   readonly allowed_ips?: readonly string[]
   readonly allow_encoded_slash?: boolean
   readonly request_body_credential_rewrite?: boolean
+  readonly websocket_credential_rewrite?: boolean
   readonly credential_binding?: unknown
 }
 
@@ -51,6 +52,8 @@ export interface ProviderAttachment {
   readonly name: string
   readonly type: string
   readonly config?: Readonly<Record<string, string>>
+  /** An imported provider profile's endpoints (src/credentials/profiles.ts), snapshotted at create. */
+  readonly endpoints?: readonly { readonly host: string; readonly port: number; readonly path?: string }[]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -105,6 +108,8 @@ export interface CompiledEndpoint {
   readonly bindingProvider: string
   /** `request_body_credential_rewrite: true`: placeholders in request bodies are substituted too (issue 12). */
   readonly bodyRewrite: boolean
+  /** `websocket_credential_rewrite: true`: placeholders in client WebSocket text messages are substituted (issue 12). */
+  readonly wsRewrite: boolean
 }
 
 export interface CompiledL7 {
@@ -229,6 +234,7 @@ export function compileEndpoint(policy: string, policyName: string, ep: Endpoint
     credentialBinding: ep.credential_binding !== undefined,
     bindingProvider: bindingProviderOf(ep.credential_binding),
     bodyRewrite: ep.request_body_credential_rewrite === true,
+    wsRewrite: ep.websocket_credential_rewrite === true,
   }
 }
 

@@ -26,7 +26,7 @@
  *    "nothing matches" for plain HTTP and "narrower than full" for CONNECT: enforce → deny.
  */
 import { checkAddress, classifyAddress, type CanonicalHost, type Cidr, type IpAddress } from './address.js'
-import { MAX_INSPECTED_HEADER_BYTES, type Glob } from '../rules/glob.js'
+import { compileGlob, MAX_INSPECTED_HEADER_BYTES, type Glob } from '../rules/glob.js'
 import { providerHosts } from '../credentials/types.js'
 import { canonicalizePath, parseQuery } from './request-target.js'
 import {
@@ -120,6 +120,8 @@ export const CONTROL_PLANE_PORTS: ReadonlySet<number> = new Set([2379, 2380, 644
 interface ProviderMatcher {
   readonly name: string
   readonly hosts: readonly HostMatcher[]
+  /** Profile endpoints: the credential binds on exactly these host, port (and path) triples. */
+  readonly endpoints: readonly { host: HostMatcher; port: number; path: Glob | undefined }[]
 }
 
 export class PolicyEngine {
@@ -148,6 +150,7 @@ export class PolicyEngine {
     const provs = providers.map(pr => ({
       name: pr.name,
       hosts: providerHosts(pr.type, pr.config ?? {}).map(h => compileHost({ host: h })),
+      endpoints: (pr.endpoints ?? []).map(e => ({ host: compileHost({ host: e.host }), port: e.port, path: e.path !== undefined && e.path !== '' && e.path !== '**' ? compileGlob(e.path) : undefined })),
     }))
     return new PolicyEngine(eps, provs, keys.length)
   }
@@ -189,17 +192,24 @@ export class PolicyEngine {
    * `credential_binding: { provider }` matches host, port and path.
    */
   /** Whether an endpoint matching host, port and path opts in to request body rewriting. */
-  rewritesBody(host: CanonicalHost, port: number, path: string): boolean {
+  rewritesBody(host: CanonicalHost, port: number, path: string, flag: 'bodyRewrite' | 'wsRewrite' = 'bodyRewrite'): boolean {
     return this.matching(host, port).some(e => {
-      if (!e.bodyRewrite) return false
+      if (!e[flag]) return false
       if (!e.pathGlob) return true
       const cp = canonicalizePath(path, e.allowEncodedSlash)
       return cp.ok && e.pathGlob.test(cp.path)
     })
   }
 
+  /** Whether an endpoint matching host, port and path opts in to WebSocket text rewriting. */
+  rewritesWebSocket(host: CanonicalHost, port: number, path: string): boolean {
+    return this.rewritesBody(host, port, path, 'wsRewrite')
+  }
+
   credentialBound(provider: string, host: CanonicalHost, port: number, path: string): boolean {
     if (port === 443 && this.providers.some(p => p.name === provider && p.hosts.some(m => hostMatches(m, host)))) return true
+    const cpath = canonicalizePath(path, false)
+    if (this.providers.some(p => p.name === provider && p.endpoints.some(e => e.port === port && hostMatches(e.host, host) && (!e.path || (cpath.ok && e.path.test(cpath.path)))))) return true
     return this.matching(host, port).some(e => {
       if (e.bindingProvider !== provider) return false
       if (!e.pathGlob) return true

@@ -54,7 +54,8 @@ import { Admission } from './http/admission.js'
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyOptions } from './proxy-options.js'
 import { endJson, hostHeaderCount, sendJson, withTimeout, type ReadRelay } from './proxy-io.js'
 import { HeadFeed } from './http/head-feed.js'
-import { relayUpgrade } from './http/upgrade.js'
+import { relayUpgrade, type UpgradeOptions } from './http/upgrade.js'
+import type { Transform } from 'node:stream'
 
 export { DEFAULT_LIMITS, systemResolver, type ProxyLimits, type ProxyOptions, type Resolver } from './proxy-options.js'
 
@@ -114,7 +115,7 @@ export class SandboxProxy {
           forwardHeaders: (raw, response) => (response ? responseHeaders(raw) : forwardHeaders(raw)),
           sendJson,
           endJson,
-          relayUpgrade: (t, req, target, held, logged) => this.upgradeOver(t, req, target, held, logged),
+          relayUpgrade: (t, req, target, held, logged, opts) => this.upgradeOver(t, req, target, held, logged, opts),
           refusal: req => requestRefusal(req, this.limits.maxTargetBytes),
           admission: this.admission,
           counted: ok => void (ok ? this.allowed++ : this.denied++),
@@ -363,13 +364,13 @@ export class SandboxProxy {
   }
 
   /** Wires a tunnel (src/gateway/tunnel.ts); it leaves this proxy's table when it closes. */
-  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void, gate?: TunnelGate): void {
+  private pipeTunnel(t: Tunnel, head: Buffer, greeting: string | Buffer | undefined, arm?: () => void, gate?: TunnelGate, clientFilter?: Transform): void {
     const done = () => {
       this.tunnels.delete(t)
       t.client.destroy()
       t.upstream.destroy()
     }
-    pipeTunnel(t, { idleTimeoutMs: this.limits.idleTimeoutMs, done }, head, greeting, arm, gate)
+    pipeTunnel(t, { idleTimeoutMs: this.limits.idleTimeoutMs, done }, head, greeting, arm, gate, clientFilter)
   }
 
   // -------------------------------------------------------------------------------------------
@@ -474,13 +475,13 @@ export class SandboxProxy {
   }
 
   /** The Upgrade relay (src/gateway/http/upgrade.ts), with this proxy's tunnel table and timeouts. */
-  private upgradeOver(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void): void {
+  private upgradeOver(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void, opts?: UpgradeOptions): void {
     relayUpgrade(
       {
         headersTimeoutMs: this.limits.headersTimeoutMs,
-        opened: (tunnel: RelayTunnel, first: Buffer) => {
+        opened: (tunnel: RelayTunnel, first: Buffer, clientFilter?: Transform) => {
           this.tunnels.add(tunnel)
-          this.pipeTunnel(tunnel, first, undefined)
+          this.pipeTunnel(tunnel, first, undefined, undefined, undefined, clientFilter)
         },
       },
       t,
@@ -488,6 +489,7 @@ export class SandboxProxy {
       target,
       held,
       logged,
+      opts,
     )
   }
 

@@ -231,10 +231,15 @@ export class Gateway {
               }
             }
             const cfg = (p as { config?: unknown }).config
+            const eps = (p as { endpoints?: unknown }).endpoints
+            const endpoints = (Array.isArray(eps) ? (eps as { host?: unknown; port?: unknown; path?: unknown }[]) : [])
+              .filter(e => typeof e?.host === 'string' && Number.isInteger(e.port) && (e.path === undefined || typeof e.path === 'string'))
+              .map(e => ({ host: e.host as string, port: e.port as number, ...(typeof e.path === 'string' ? { path: e.path } : {}) }))
             list.push({
               name: (p as ProviderAttachment).name,
               type: (p as ProviderAttachment).type,
               config: cfg && typeof cfg === 'object' ? Object.fromEntries(Object.entries(cfg).filter(([, v]) => typeof v === 'string')) as Record<string, string> : {},
+              ...(endpoints.length ? { endpoints } : {}),
             })
           }
         }
@@ -558,6 +563,23 @@ export class Gateway {
           // providers.json may be newer than the last rescan: read the placeholders now.
           s.placeholders = this.readProviders(s.name).placeholders
           return { id, ok: true, held: s.values.size }
+        }
+        case 'credentials-rotate': {
+          // `provider update`: running sandboxes' placeholders of this provider resolve to the new
+          // values at once (no restart). Only placeholders a sandbox already has are touched.
+          const r = req as { provider?: unknown; values?: unknown }
+          if (typeof r.provider !== 'string' || typeof r.values !== 'object' || r.values === null) return { id, ok: false, error: 'provider and values are required' }
+          const values = r.values as Record<string, unknown>
+          let rotated = 0
+          for (const s of this.served.values()) {
+            for (const p of s.placeholders) {
+              const v = values[p.variable]
+              if (p.provider !== r.provider || typeof v !== 'string' || !/^[\x20-\x7e]+$/.test(v)) continue
+              s.values.set(p.placeholder, { provider: p.provider, variable: p.variable, value: v })
+              rotated++
+            }
+          }
+          return { id, ok: true, rotated }
         }
         case 'credentials-drop': {
           // A provider was deleted: its placeholders stop resolving in every sandbox at once.

@@ -35,6 +35,7 @@
  * proxy grows one shared admission + L7 + forward pipeline for IncomingMessage/ServerResponse, this
  * handler becomes a call into it with `{ host, port, scheme: 'https' }` fixed by the CONNECT.
  */
+import type { UpgradeOptions } from './http/upgrade.js'
 import { createServer as createHttpServer, request as httpRequest, Agent as HttpAgent, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https'
 import { TLSSocket, createSecureContext, connect as tlsConnect, type SecureContext } from 'node:tls'
@@ -84,7 +85,7 @@ export interface TerminateContext {
    * Hands an upgrade whose request went upstream to the proxy's upgrade relay: only a 101 turns it
    * into a tracked tunnel (re-decided on policy change); anything else is relayed once and closed.
    */
-  relayUpgrade(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void): void
+  relayUpgrade(t: RelayTunnel, req: IncomingMessage, target: string, held: Buffer, logged: (status: number) => void, opts?: UpgradeOptions): void
   /** The shared pre-decision checks (src/gateway/http/framing.ts requestRefusal: 414 target size, 400 framing). */
   refusal(req: IncomingMessage): RequestRefusal | undefined
   /** The sandbox's admission (shared with its plain HTTP): no slot = queue full (503). */
@@ -334,8 +335,7 @@ export class TlsTerminator {
     const checked = this.ctx.addressCheck(d, host.host, port, [...m.addresses])
     if (!checked.ok) return deny(403, checked.reason)
     // Placeholders on an upgrade request: refused outside their binding or without a held value,
-    // like any request. Inside the binding they are forwarded as they are (upgrade requests are not
-    // rewritten yet): inert, never the value.
+    // substituted inside it, like any request.
     const sub = substituteCredentials({ rawHeaders: req.rawHeaders, url }, this.ctx.credentials(), p => m.tls && this.ctx.engine().credentialBound(p, host, port, path))
     if (sub.kind === 'mismatch') return deny(403, `credential_endpoint_mismatch: placeholder of provider ${sub.provider} (${sub.variable}) in ${sub.where} of an upgrade request is not bound to ${host.host}:${port}${path}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
     if (sub.kind === 'unavailable') return deny(403, `credential_unavailable: the gateway holds no value for provider ${sub.provider} (${sub.variable}); not forwarded`, { error: 'credential_unavailable', message: `No credential value is available for provider ${sub.provider}` })
@@ -351,8 +351,30 @@ export class TlsTerminator {
     if (sock.destroyed) return void up.destroy()
     this.ctx.counted(true)
     const ip = up.remoteAddress ?? checked.addresses[0]!.text
-    this.ctx.relayUpgrade({ host, port, ip, client: sock, upstream: up, recheck: e => e.decideHttp(info, { upgrade: true }) }, req, url, head, status =>
-      log('allowed', status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`, ip),
+    // websocket_credential_rewrite (terminated TLS only): client text messages are rewritten under
+    // the same rule (src/gateway/http/websocket-rewrite.ts). Without it frames are relayed unparsed,
+    // as OpenShell does: a placeholder in a message reaches the upstream as the inert placeholder.
+    const bound = (p: string) => this.ctx.engine().credentialBound(p, host, port, path)
+    const rewrite =
+      m.tls && this.ctx.credentials().length > 0 && this.ctx.engine().rewritesWebSocket(host, port, path)
+        ? {
+            credentials: () => this.ctx.credentials(),
+            bound,
+            substituted: (used: readonly string[]) => log('allowed', 101, `websocket text message: credential substituted: ${used.join(', ')}`, ip),
+            log: (code: number, reason: string) => {
+              this.ctx.counted(false)
+              log('denied', code === 1008 ? 403 : code === 1009 ? 413 : 400, `${reason} (websocket close ${code})`, ip)
+            },
+          }
+        : undefined
+    const rawHeaders = sub.kind === 'substituted' ? sub.rawHeaders : undefined
+    this.ctx.relayUpgrade(
+      { host, port, ip, client: sock, upstream: up, recheck: e => e.decideHttp(info, { upgrade: true }) },
+      req,
+      sub.kind === 'substituted' ? sub.url : url,
+      head,
+      status => log('allowed', status, status === 101 ? d.reason : `upgrade declined by the upstream (${status}); connection closed after the response`, ip),
+      { rawHeaders, rewrite },
     )
   }
 

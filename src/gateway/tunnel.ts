@@ -4,6 +4,7 @@
  * gate on the client's first bytes (the ClientHello check of CONNECT tunnels).
  */
 import { connect as netConnect, type Socket } from 'node:net'
+import type { Transform } from 'node:stream'
 import type { IpAddress } from './address.js'
 import { relayInto, type ReadRelay } from './proxy-io.js'
 
@@ -54,7 +55,8 @@ export async function dial(addrs: IpAddress[], port: number, connectTimeoutMs: n
 
 /**
  * Wires a tunnel's two sockets; `arm` (from a relaying dial) starts upstream→client, otherwise
- * pipe() does. `done` runs once either side ends, errs or idles (it must destroy both sockets).
+ * pipe() does. `done` runs once either side errs or idles, the client closes, or the upstream
+ * has closed and everything it sent has been written to the client (it must destroy both sockets).
  */
 export function pipeTunnel(
   sockets: { client: Socket; upstream: Socket },
@@ -63,12 +65,22 @@ export function pipeTunnel(
   greeting: string | Buffer | undefined,
   arm?: () => void,
   gate?: TunnelGate,
+  clientFilter?: Transform,
 ): void {
   const { client, upstream } = sockets
   const done = opts.done
   upstream.on('error', done)
   client.on('error', done)
-  upstream.on('close', done)
+  // An upstream that closed cleanly (its FIN came) must not cut what is still queued for the
+  // client: up to two relay buffers (or pipe()'s buffer) can be in flight when its 'close' comes
+  // right behind its 'end'. The client is ended and torn down once its last byte has been handed
+  // to the kernel ('finish'); destroying it at once cancelled those writes (a truncated download).
+  upstream.on('close', () => {
+    if (upstream.errored !== null || client.destroyed) return done()
+    client.end()
+    if (client.writableFinished) done()
+    else client.once('finish', done)
+  })
   client.on('close', done)
   if (opts.idleTimeoutMs > 0) {
     upstream.setTimeout(opts.idleTimeoutMs, done)
@@ -76,7 +88,12 @@ export function pipeTunnel(
   }
   client.setNoDelay(true)
   if (greeting !== undefined) client.write(greeting)
-  if (gate === undefined) {
+  if (clientFilter !== undefined) {
+    // websocket_credential_rewrite (src/gateway/http/websocket-rewrite.ts): client bytes pass the filter.
+    clientFilter.pipe(upstream)
+    if (head.length > 0) clientFilter.write(head)
+    client.pipe(clientFilter)
+  } else if (gate === undefined) {
     if (head.length > 0) upstream.write(head)
     client.pipe(upstream)
   } else {

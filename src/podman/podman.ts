@@ -197,6 +197,18 @@ export async function containerPid(podman: Podman, container: string): Promise<n
   return r.exitCode === 0 && Number.isInteger(pid) && pid > 0 ? pid : undefined
 }
 
+/**
+ * Like containerPid, but says why there is no pid: `0` when the container exists and is not
+ * running, or does not exist (nothing of it runs); undefined when podman failed otherwise (unknown:
+ * ask again). For callers that must not mistake a podman hiccup for "not running".
+ */
+export async function containerPidOrStopped(podman: Podman, container: string): Promise<number | undefined> {
+  const r = await podman.run(['container', 'inspect', '--format', '{{.State.Pid}}', container], { reject: false, timeoutMs: 30_000 })
+  if (r.exitCode !== 0) return /no such (container|object)/i.test(r.stderr) ? 0 : undefined
+  const pid = Number(r.stdout.trim())
+  return Number.isInteger(pid) && pid >= 0 ? pid : undefined
+}
+
 /** First meaningful line of podman's stderr, prefixed by what we were doing. */
 export function podmanError(args: readonly string[], r: PodmanResult): PodshellError {
   const line =

@@ -364,6 +364,14 @@ function checkEndpointL7Fields(ep: Endpoint, add: AddIssue) {
     if (present.length > 0) add([present[0]!], `protocol tcp does not support L7-only fields: ${present.join(', ')}; remove those fields`)
   }
 
+  // A credential binding the gateway cannot see into (OpenShell's
+  // validate_uninspected_credentialed_endpoints): `tls: skip` is never terminated, so a placeholder
+  // there could never be substituted or checked. Refused unless allow_uninspected_credentials
+  // records the exception. (An L4-only endpoint with a binding is terminated by podshell's gateway,
+  // so unlike OpenShell it is inspected and needs no exception.)
+  if (ep.credential_binding !== undefined && ep.tls === 'skip' && !ep.allow_uninspected_credentials) {
+    add(['credential_binding'], 'credentialed endpoint uses tls: skip; configure L7 inspection or explicitly set allow_uninspected_credentials: true')
+  }
   if (nonEmpty(ep.path) && !ep.path.startsWith('/') && ep.path !== '**') {
     add(['path'], `endpoint path must start with '/' or be '**', got '${ep.path}'`)
   }

@@ -96,8 +96,9 @@ export function unenforcedWarnings(p: Policy): string[] {
     )
     ;(rule.endpoints ?? []).forEach((ep, i) => {
       const at = (...rest: PropertyKey[]) => formatKeyPath(['network_policies', key, 'endpoints', i, ...rest])
-      // request_body_credential_rewrite is enforced (issue 12, terminated TLS, 256 KiB buffer).
-      for (const f of ['websocket_credential_rewrite', 'allow_uninspected_credentials'] as const) {
+      // request_body_credential_rewrite and websocket_credential_rewrite are enforced (issue 12,
+      // terminated TLS, 256 KiB buffer).
+      for (const f of ['allow_uninspected_credentials'] as const) {
         if (ep[f]) w.push(`${at(f)}: not enforced — the podshell gateway does not rewrite or gate credentials in traffic`)
       }
       // credential_binding is enforced (issue 12: placeholders are substituted on it, refused elsewhere).

@@ -2,6 +2,7 @@ import type { SandboxTrustArgs } from './runtime.js'
 import { sandboxEgressDir, sandboxHomeDir, BRIDGE_EGRESS_MOUNT, BRIDGE_SOCKET, PROXY_PORT } from '../config/paths.js'
 import { GATEWAY_IMAGE } from '../images/names.js'
 import type { ContainerSpec, EnvEntry, Mount, PodSpec } from '../podman/container-spec.js'
+import { EXECD_BIN, EXECD_MOUNT } from './exec-server.js'
 import { isIdleMain, type AgentDescription } from './description.js'
 import { agentContainer, bridgeContainer, infraContainer, L, podName } from './naming.js'
 import type { SandboxLimits } from './resources.js'
@@ -44,6 +45,8 @@ export interface AgentRenderInput {
   secretArgs: readonly string[]
   /** The sandbox's CA bundle: read-only mounts over the image's bundle paths, and CA variables. */
   trust?: SandboxTrustArgs
+  /** The exec server (src/sandbox/exec-server.ts): its host dir and the static binary, when built. */
+  execServer?: { dir: string; binary: string } | undefined
 }
 
 /**
@@ -68,6 +71,14 @@ export function agentSpec(d: AgentDescription, r: AgentRenderInput): { spec: Con
     ...d.masks.map(t => ({ type: 'tmpfs' as const, target: t, readOnly: true, mode: '000', noCopyUp: true, sizeBytes: 4096 })),
     // The trust bundle, read-only over the image's system bundle paths (never the CA key).
     ...(r.trust?.mounts ?? []).map(m => ({ type: 'bind' as const, source: m.source, target: m.target, readOnly: true })),
+    // The exec server: its FIFO dir (read-write: the server makes its FIFOs there) and its binary
+    // (read-only, from the host: nothing needed in the image).
+    ...(r.execServer
+      ? [
+          { type: 'bind' as const, source: r.execServer.dir, target: EXECD_MOUNT },
+          { type: 'bind' as const, source: r.execServer.binary, target: EXECD_BIN, readOnly: true },
+        ]
+      : []),
   ]
   const spec: ContainerSpec = {
     name: agentContainer(d.name),

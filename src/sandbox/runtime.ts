@@ -22,11 +22,13 @@ import { writeFileAtomic, fsError } from '../util/fs.js'
 import { trace } from '../util/trace.js'
 import { isSocketMaskMount } from './sockets.js'
 import { execSession, PODMAN_EXEC_FAILURE_CODES } from './exec-session.js'
+import { prepareExecServer, execThroughServer } from './exec-server.js'
 import { missingSecretHint } from '../credentials/inject.js'
 import { sysfsNetMasks } from '../podman/sysfs.js'
 import { watchHook } from '../watch/lifecycle.js'
 import { spawnTeardown } from './teardown.js'
 import { diskPaused, diskPausedError } from '../watch/disk-guard.js'
+import { sentinelHeld } from '../watch/paths.js'
 import { podInfo, notFound, type PodJson, type CtrJson, type SandboxInfo } from './sandbox-info.js'
 import { planCreate, LOGIN_SHELL, alreadyExists, prepareHomeMountpoints, podLabels, planInfo, type Plan } from './plan.js'
 import { collectGarbage } from './gc.js'
@@ -169,7 +171,7 @@ export class SandboxRuntime {
     prepareHomeMountpoints(this.dataDir, plan)
     // Host-executed-file watcher (src/watch/): spawned now, in parallel with the rest; its baseline
     // and watches are awaited below, BEFORE the agent starts. Never throws.
-    const watching = watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, say: this.say, env: this.env })
+    const watching = watchHook(this.dataDir, name, 'create', { mounts: plan.mounts, masks: plan.masks, say: this.say, env: this.env })
     // Before the gateway is asked to serve the sandbox: it signs with the CA this bundle holds.
     const trust = await this.deps.prepareTrust(name)
     const warnings = this.deps.storeInitialPolicy(name, o.policyText, o.policyFile ?? 'default').warnings
@@ -299,7 +301,7 @@ export class SandboxRuntime {
     const eff = loadEffectiveConfig(this.env, this.configLoad).effective
     const limits = sandboxLimits(eff.resources)
     const pids = pidsLimit(d.resources.pids ?? eff.resources.pids, this.podman.rootlessLimits)
-    const { spec, values } = agentSpec(d, { dataDir: this.dataDir, limits, pids, secretArgs, trust })
+    const { spec, values } = agentSpec(d, { dataDir: this.dataDir, limits, pids, secretArgs, trust, execServer: prepareExecServer(this.dataDir, d.name, this.env) })
     return { spec, ctx: this.renderContext({ ...callerValues, ...values }) }
   }
 
@@ -514,7 +516,6 @@ export class SandboxRuntime {
     }
     if (opts.workdir !== undefined) check(hostPath, opts.workdir, '--workdir')
     const tty = opts.tty ?? Boolean(process.stdin.isTTY && process.stdout.isTTY)
-    const session = execSession({ name, command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds })
     writeLastUsed(this.dataDir, name)
     // A gateway that was stopped or killed comes back with the next command that may need egress
     // (fast path: one control-socket ping). Not fatal: without a gateway the command still runs,
@@ -526,6 +527,12 @@ export class SandboxRuntime {
     // Paused by the disk guard: an exec would be stopped with the rest; say why instead.
     const paused = diskPaused(this.dataDir, name)
     if (paused) throw diskPausedError(name, paused)
+    // Held stopped by the mount sentinel (a protection it could not make again): an exec would be stopped too.
+    const held = sentinelHeld(this.dataDir, name)
+    if (held) throw new PodshellError(`sandbox ${name} is stopped by the mount sentinel: ${held}`, { hint: 'podshell sandbox stop, then start (or restart) mounts every protection again', exitCode: 1, code: 'PROTECTION_LOST' })
+    const served = await execThroughServer(this.dataDir, name, this.podman.bin, this.podman.globalArgs(), { command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds }, this.signals)
+    if (served !== undefined) return served
+    const session = execSession({ name, command: command.length ? command : LOGIN_SHELL, tty, workdir: opts.workdir, env: opts.env ?? {}, timeoutSeconds: opts.timeoutSeconds })
     const code = await runInteractive(this.podman, session.args, { ...session.options, signals: this.signals })
     if (PODMAN_EXEC_FAILURE_CODES.has(code)) await this.explainExecFailure(name)
     return code

@@ -2,6 +2,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process'
 import type { Readable, Writable } from 'node:stream'
 import type { Podman } from '../podman/podman.js'
 import { agentContainer } from '../sandbox/naming.js'
+import { copyOutArgs } from '../podman/exec-args.js'
 
 /**
  * A `podman exec -i` into a sandbox's agent container with its stdin and stdout as streams: the
@@ -20,7 +21,20 @@ const MAX_STDERR = 64 * 1024
 
 export function execStream(podman: Podman, sandbox: string, script: string, args: readonly string[]): ExecStream {
   // `sh -c SCRIPT sh ARGS…`: the arguments are positional parameters, never parsed as shell text.
-  const { file, args: argv } = podman.spawnArgs(['exec', '-i', agentContainer(sandbox), 'sh', '-c', script, 'sh', ...args])
+  return spawnStream(podman, ['exec', '-i', agentContainer(sandbox), 'sh', '-c', script, 'sh', ...args])
+}
+
+/**
+ * `podman cp AGENT:PATH -` as a stream: a tar of PATH made by podman from the agent container's
+ * file system (its contents are still the agent's: the caller extracts it as hostile). Measured
+ * ~3-4x faster than `tar -c` through `podman exec`, whose output crosses conmon's attach socket.
+ */
+export function copyOutStream(podman: Podman, sandbox: string, absPath: string): ExecStream {
+  return spawnStream(podman, copyOutArgs(agentContainer(sandbox), absPath))
+}
+
+function spawnStream(podman: Podman, args: readonly string[]): ExecStream {
+  const { file, args: argv } = podman.spawnArgs(args)
   const child = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', (d: Buffer) => {

@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, statfsSync } from 'node:fs'
-import { randomBytes } from 'node:crypto'
 import { PodshellError } from '../errors.js'
 import { parseSize } from '../sandbox/resources.js'
-import { AuditLog, ENGINE, OCSF_VERSION, type Rendered } from '../gateway/audit.js'
+import { AuditLog, type Rendered } from '../gateway/audit.js'
+import { watcherFindingJson } from './finding.js'
 import { sandboxDir } from '../config/paths.js'
 import { diskPaused, frozenFile, writeWatchFile } from './paths.js'
 export { diskPaused } from './paths.js'
@@ -34,9 +34,13 @@ export { diskPaused } from './paths.js'
  */
 
 /** `resources.disk_reserve`: a size ("2Gi") or a share of the filesystem ("5%"); "0" turns the guard off. */
-export type DiskReserve = { readonly bytes: number } | { readonly percent: number }
+export type DiskReserve = { readonly bytes: number } | { readonly percent: number; readonly bounded?: true }
 
-export const DEFAULT_DISK_RESERVE: DiskReserve = { percent: 5 }
+/**
+ * The default: 5%, bounded (below). Marked by a field, not by identity: a reserve travels to the
+ * watcher daemon as JSON (src/watch/lifecycle.ts), where an identity check would lose the bounds.
+ */
+export const DEFAULT_DISK_RESERVE: DiskReserve = { percent: 5, bounded: true }
 const DEFAULT_MIN = 512 * 1024 ** 2
 const DEFAULT_MAX = 4 * 1024 ** 3
 /** Free space above the reserve at which a paused agent resumes (no flapping at the boundary). */
@@ -64,7 +68,7 @@ export function reserveBytes(r: DiskReserve, total: number): number {
   if ('bytes' in r) return r.bytes
   const share = Math.floor((total * r.percent) / 100)
   // The default is bounded both ways: 5% of a 4 TB disk need not stay free, 5% of 8 GB is too little.
-  if (r === DEFAULT_DISK_RESERVE) return Math.min(DEFAULT_MAX, Math.max(DEFAULT_MIN, share))
+  if (r.bounded === true) return Math.min(DEFAULT_MAX, Math.max(DEFAULT_MIN, share))
   return share
 }
 
@@ -249,28 +253,19 @@ export class DiskGuard {
 /** OCSF Detection Finding (class 2004) for a pause (High) or a resume (Informational). */
 export function renderDiskEvent(sandbox: string, action: 'paused' | 'resumed', line: string, path: string, time: number): Rendered {
   const high = action === 'paused'
-  const json: Record<string, unknown> = {
-    class_uid: 2004,
-    class_name: 'Detection Finding',
-    category_uid: 2,
-    category_name: 'Findings',
-    activity_id: high ? 1 : 3,
-    activity_name: high ? 'Create' : 'Close',
-    type_uid: high ? 200401 : 200403,
-    type_name: high ? 'Detection Finding: Create' : 'Detection Finding: Close',
+  const json = watcherFindingJson({
+    sandbox,
     time,
-    severity_id: high ? 4 : 1,
+    close: !high,
     severity: high ? 'High' : 'Informational',
-    status_id: high ? 1 : 4,
-    status: high ? 'New' : 'Resolved',
     message: line,
-    metadata: { version: OCSF_VERSION, product: { name: 'podshell watcher', vendor_name: 'podshell' }, profiles: ['security_control'], uid: sandbox },
-    finding_info: { uid: randomBytes(8).toString('hex'), title: 'Disk reserve reached by the agent', desc: line, types: ['disk_reserve'], analytic: { name: 'disk_reserve', type: 'Rule', type_id: 1 } },
-    resources: [{ name: path, type: 'filesystem' }],
-    action_id: high ? 2 : 1,
-    action: high ? 'Denied' : 'Allowed',
-    unmapped: { sandbox, engine: ENGINE, action },
-  }
+    title: 'Disk reserve reached by the agent',
+    desc: line,
+    types: ['disk_reserve'],
+    resource: { name: path, type: 'filesystem' },
+    allowed: !high,
+    unmapped: { action },
+  })
   const shorthand = `FINDING:${high ? 'CREATE [HIGH] PAUSED' : 'CLOSE [INFO] RESUMED'} ${path.replace(/\s/g, '_')} [rule:disk_reserve] [reason:${line.slice(0, 200)}]`
   return { json, shorthand }
 }

@@ -21,8 +21,32 @@ export const baselineFile = (data: string, name: string) => join(watchDir(data, 
 export const rootsFile = (data: string, name: string) => join(watchDir(data, name), 'roots.json')
 export const pidFile = (data: string, name: string) => join(watchDir(data, name), 'watcher.pid')
 export const readyFile = (data: string, name: string) => join(watchDir(data, name), 'ready')
+/**
+ * The watcher daemon of a data dir (one process serves every sandbox of the user and data dir):
+ * `<data>/watchd/pid` (its `pid:start-time`, created exclusively), `<data>/watchd/want/<sandbox>`
+ * (one per sandbox to watch: JSON of what the command that asked resolved from its environment),
+ * `<data>/watchd/watchd.log` (its stderr).
+ */
+export const watchdDir = (data: string) => join(data, 'watchd')
+export const daemonPidFile = (data: string) => join(watchdDir(data), 'pid')
+export const wantDir = (data: string) => join(watchdDir(data), 'want')
+export const wantFile = (data: string, name: string) => join(wantDir(data), name)
 /** Written by a watcher whose inotify watch failed (e.g. the user's max_user_watches is exhausted). */
 export const degradedFile = (data: string, name: string) => join(watchDir(data, name), 'degraded')
+
+/** The mount sentinel's list of protections (src/watch/mount-sentinel.ts); no container mounts it. */
+export const protectedFile = (data: string, name: string) => join(watchDir(data, name), 'protected.json')
+/** Written while the mount sentinel holds the agent stopped for good (a protection it could not make again). */
+export const sentinelHeldFile = (data: string, name: string) => join(watchDir(data, name), 'protection-broken')
+
+/** Why the mount sentinel holds the sandbox's agent stopped, or undefined. Cheap (one read). */
+export function sentinelHeld(data: string, name: string): string | undefined {
+  try {
+    return readFileSync(sentinelHeldFile(data, name), 'utf8').trim() || undefined
+  } catch {
+    return undefined
+  }
+}
 
 /** Written while the disk guard (src/watch/disk-guard.ts) holds the agent paused: why, in one line. */
 export const frozenFile = (data: string, name: string) => join(watchDir(data, name), 'disk-paused')

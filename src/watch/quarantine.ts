@@ -3,7 +3,8 @@ import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { quarantineDir, watchLogFile } from './paths.js'
 import { sandboxDir } from '../config/paths.js'
-import { AuditLog, ENGINE, OCSF_VERSION, redact, type Rendered } from '../gateway/audit.js'
+import { AuditLog, redact, type Rendered } from '../gateway/audit.js'
+import { watcherFindingJson } from './finding.js'
 
 /**
  * Quarantine: what the watcher does with a host-executed file the agent made. The entry is RENAMED
@@ -207,43 +208,23 @@ export function findingLine(f: Finding): string {
  * Quarantined: the shape OCSF gives a security control's finding about an artefact it acted on.
  */
 export function renderFinding(sandbox: string, f: Finding, time: number): Rendered {
-  const json: Record<string, unknown> = {
-    class_uid: 2004,
-    class_name: 'Detection Finding',
-    category_uid: 2,
-    category_name: 'Findings',
-    activity_id: 1,
-    activity_name: 'Create',
-    type_uid: 200401,
-    type_name: 'Detection Finding: Create',
+  const json = watcherFindingJson({
+    sandbox,
     time,
-    severity_id: 4,
     severity: 'High',
-    status_id: 1,
-    status: 'New',
     message: redact(findingLine(f)),
-    metadata: { version: OCSF_VERSION, product: { name: 'podshell watcher', vendor_name: 'podshell' }, profiles: ['security_control'], uid: sandbox },
-    finding_info: {
-      uid: randomBytes(8).toString('hex'),
-      title: f.action === 'blocked' ? 'Host unix socket in a mounted tree' : 'Host-executed file written by the agent',
-      desc: redact(f.reason),
-      types: [f.rule],
-      analytic: { name: f.rule, type: 'Rule', type_id: 1 },
-    },
-    resources: [{ name: f.path, type: 'file' }],
-    action_id: 2,
-    action: 'Denied',
-    disposition_id: f.action === 'blocked' ? 2 : 3,
-    disposition: f.action === 'blocked' ? 'Blocked' : 'Quarantined',
+    title: f.action === 'blocked' ? 'Host unix socket in a mounted tree' : 'Host-executed file written by the agent',
+    desc: redact(f.reason),
+    types: [f.rule],
+    resource: { name: f.path, type: 'file' },
+    disposition: f.action === 'blocked' ? { id: 2, name: 'Blocked' } : { id: 3, name: 'Quarantined' },
     unmapped: {
-      sandbox,
-      engine: ENGINE,
       action: f.action,
       ...(f.savedTo ? { saved_to: f.savedTo } : {}),
       ...(f.removed?.length ? { removed_keys: [...f.removed] } : {}),
       ...(f.latencyMs !== undefined ? { latency_ms: f.latencyMs } : {}),
     },
-  }
+  })
   const shorthand = `FINDING:CREATE [HIGH] ${f.action === 'blocked' ? 'BLOCKED' : 'QUARANTINED'} ${f.path.replace(/\s/g, '_')} [rule:${f.rule.replace(/[\s\]]/g, '_')} action:${f.action}${f.savedTo ? ` saved:${f.savedTo.replace(/\s/g, '_')}` : ''}] [reason:${redact(f.reason).slice(0, 200)}]`
   return { json, shorthand }
 }

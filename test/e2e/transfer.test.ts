@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync, lstatSync, readlinkSync, symlinkSync, chmodSync, statSync } from 'node:fs'
+import { mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync, readlinkSync, symlinkSync, chmodSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { cli, uniqueName, hostDir, podExists } from '../helpers/cli.js'
@@ -7,9 +7,12 @@ import { cli, uniqueName, hostDir, podExists } from '../helpers/cli.js'
 /**
  * `sandbox upload`, `create --upload` and `sandbox download` on real rootless Podman, and the
  * hostile-archive cases: a sandbox whose PATH holds a directory the agent writes (as many agent
- * images do: ~/.local/bin) lets the agent answer podshell's `tar -c` with any archive it likes.
- * The agent does that here with python's tarfile; every case is refused or bounded, is in the
- * sandbox's audit log, and nothing is written outside the destination.
+ * images do: ~/.local/bin) lets the agent replace `tar`. A directory or a file is archived by
+ * `podman cp` (the agent's tar is not run: tested); a symlink named directly is archived by the
+ * sandbox's `tar`, so there the agent answers with any archive it likes. The agent does that here
+ * with python's tarfile; every case is refused or bounded, is in the sandbox's audit log, and
+ * nothing is written outside the destination. Hostile trees made with real files (a FIFO, a
+ * sparse 3 GiB file) go through podman cp and are refused the same way.
  */
 const uid = process.getuid!()
 
@@ -137,6 +140,7 @@ describe('download', () => {
  */
 const EVIL_TAR = String.raw`#!/usr/bin/python3
 import io, json, os, sys, tarfile
+open(os.path.expanduser('~/tar-ran'), 'w').close()
 c = json.load(open(os.path.expanduser('~/case')))
 out = tarfile.open(fileobj=sys.stdout.buffer, mode='w|', format=tarfile.GNU_FORMAT)
 def add(name, type=tarfile.REGTYPE, data=b'', size=None, fileobj=None, **kw):
@@ -166,7 +170,7 @@ elif k == 'hardlink-relative':
 elif k == 'device':
     add('null', tarfile.CHRTYPE, devmajor=1, devminor=3)
 elif k == 'setuid':
-    add('suid', data=b'#!/bin/sh\n', mode=0o4755)
+    add(c.get('name', 'suid'), data=b'#!/bin/sh\n', mode=0o4755)
 elif k == 'many':
     for i in range(1000000):
         add('f%d' % i)
@@ -189,7 +193,10 @@ describe('hostile archives from the agent', () => {
     writeFileSync(join(base, 'tar'), EVIL_TAR)
     expect((await cli(['sandbox', 'upload', evil, join(base, 'tar'), '.local/bin/tar'])).code).toBe(0)
     expect((await cli(['sandbox', 'exec', '-n', evil, '--', 'sh', '-c', 'chmod 755 ~/.local/bin/tar && command -v tar'])).stdout).toBe(`${home}/.local/bin/tar\n`)
+    // A symlink named directly is archived by the sandbox's tar (the agent's, here).
+    expect((await cli(['sandbox', 'exec', '-n', evil, '--', 'sh', '-c', 'ln -s nowhere /tmp/lnk'])).code).toBe(0)
   })
+  const tarRan = async () => (await cli(['sandbox', 'exec', '-n', evil, '--', 'sh', '-c', 'if [ -e ~/tar-ran ]; then rm ~/tar-ran; echo yes; else echo no; fi'])).stdout.trim()
 
   afterAll(async () => {
     await cli(['sandbox', 'delete', evil])
@@ -201,7 +208,7 @@ describe('hostile archives from the agent', () => {
   const cases: [string, RegExp, string[]][] = [
     ['absolute', /is an absolute path/, []],
     ['dotdot', /climbs out with \.\./, []],
-    ['symlink-then-file', /would be written through the symlink/, ['l']],
+    ['symlink-then-file', /would be written through the symlink/, []],
     ['hardlink-outside', /absolute path/, []],
     ['hardlink-relative', /climbs out with \.\./, []],
     ['device', /is a character-device, which is not extracted/, []],
@@ -214,19 +221,20 @@ describe('hostile archives from the agent', () => {
       const dest = join(dir, 'dest')
       const outside = join(dir, 'outside')
       mkdirSync(outside, { recursive: true })
+      mkdirSync(dest)
       writeFileSync(join(outside, 'secret'), 'keep')
       expect((await setCase({ case: k, outside })).code).toBe(0)
-      const r = await cli(['sandbox', 'download', evil, '/tmp', dest, '--max-files', '5000'])
+      // Into DEST/lnk through a staging directory inside DEST, removed after the refusal.
+      const r = await cli(['sandbox', 'download', evil, '/tmp/lnk', dest, '--max-files', '5000'])
       expect(r.code).toBe(1)
+      expect(await tarRan()).toBe('yes')
       const errs = r.stderr.split('\n').filter(l => l.startsWith('podshell:'))
       expect(errs).toHaveLength(1)
       expect(errs[0]).toMatch(msg)
       expect(readdirSync(outside)).toEqual(['secret'])
       expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe('keep')
       expect(readdirSync(dir).sort()).toEqual(['dest', 'outside'])
-      if (k !== 'many') expect(readdirSync(dest).sort()).toEqual(allowed)
-      else expect(readdirSync(dest).length).toBeLessThanOrEqual(5000)
-      for (const a of allowed) expect(lstatSync(join(dest, a)).isSymbolicLink()).toBe(true)
+      expect(readdirSync(dest)).toEqual(allowed)
       const logs = await cli(['logs', evil, '-n', '50', '--source', 'sandbox'])
       expect(logs.stdout).toMatch(/download_failed/)
     })
@@ -234,10 +242,45 @@ describe('hostile archives from the agent', () => {
 
   it('setuid: extracted without the setuid bit', async () => {
     const dest = join(base, 'suid-dest')
-    expect((await setCase({ case: 'setuid', outside: join(base, 'none') })).code).toBe(0)
-    const r = await cli(['sandbox', 'download', evil, '/tmp', dest])
+    expect((await setCase({ case: 'setuid', name: 'lnk', outside: join(base, 'none') })).code).toBe(0)
+    const r = await cli(['sandbox', 'download', evil, '/tmp/lnk', dest])
     expect(r.code, r.stderr).toBe(0)
-    expect(statSync(join(dest, 'suid')).mode & 0o7777).toBe(0o755)
+    expect(await tarRan()).toBe('yes')
+    expect(statSync(dest).mode & 0o7777).toBe(0o755)
     expect(existsSync(join(base, 'none'))).toBe(false)
   })
+
+  it("a directory or a file is archived by podman cp: the agent's tar is not run", async () => {
+    const outside = join(base, 'notrun-outside')
+    mkdirSync(outside)
+    expect((await setCase({ case: 'absolute', outside })).code).toBe(0)
+    expect((await cli(['sandbox', 'exec', '-n', evil, '--', 'sh', '-c', 'mkdir -p /tmp/real/s && echo hi > /tmp/real/s/f'])).code).toBe(0)
+    const dest = join(base, 'notrun-dest')
+    const r = await cli(['sandbox', 'download', evil, '/tmp/real', dest])
+    expect(r.code, r.stderr).toBe(0)
+    expect(readFileSync(join(dest, 's', 'f'), 'utf8')).toBe('hi\n')
+    const f = await cli(['sandbox', 'download', evil, '/tmp/real/s/f', join(base, 'notrun-file')])
+    expect(f.code, f.stderr).toBe(0)
+    expect(readFileSync(join(base, 'notrun-file'), 'utf8')).toBe('hi\n')
+    expect(await tarRan()).toBe('no')
+    expect(readdirSync(outside)).toEqual([])
+  })
+
+  const real: [string, string, RegExp][] = [
+    ['fifo', 'mkdir -p /tmp/fifo && mkfifo /tmp/fifo/p', /is a fifo, which is not extracted/],
+    ['sparse', 'mkdir -p /tmp/sparse && truncate -s 3G /tmp/sparse/big', /larger than 2147483648 bytes \(entry "big" alone is 3221225472\)/],
+  ]
+  for (const [k, make, msg] of real) {
+    it(`a real ${k} in the tree (through podman cp): refused in one line, logged`, async () => {
+      expect((await cli(['sandbox', 'exec', '-n', evil, '--', 'sh', '-c', make])).code).toBe(0)
+      const dest = join(base, `real-${k}`)
+      const r = await cli(['sandbox', 'download', evil, `/tmp/${k}`, dest])
+      expect(r.code).toBe(1)
+      const errs = r.stderr.split('\n').filter(l => l.startsWith('podshell:'))
+      expect(errs).toHaveLength(1)
+      expect(errs[0]).toMatch(msg)
+      expect(readdirSync(dest)).toEqual([])
+      expect(await tarRan()).toBe('no')
+    })
+  }
 })

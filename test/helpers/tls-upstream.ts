@@ -6,6 +6,9 @@ import { join, normalize } from 'node:path'
 import { generateCa, type Ca } from '../../src/tls/ca.js'
 import { LeafIssuer } from '../../src/tls/leaf.js'
 import { hostAddress } from './attack.js'
+import { createHash } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import { WsFrameReader, encodeFrame } from '../../src/gateway/http/websocket-rewrite.js'
 
 /**
  * An HTTPS test server on the test network's address with its OWN test CA (which tests hand to
@@ -16,10 +19,14 @@ import { hostAddress } from './attack.js'
  *   /whoami        JSON {method, url, host, sni}
  *   /big?mb=N      N MiB
  *   /repo.git/...  files under `gitRoot` (git's dumb HTTP protocol)
+ *   any WebSocket upgrade: 101, then each client text message is recorded in `wsMessages` and
+ *                  answered with the text `ok <bytes>`; a client close is recorded in `wsCloses`
  * Records every request it parses and how many TLS connections it accepted.
  */
 export class TlsUpstream {
   readonly requests: { method: string; url: string; host: string | undefined; rawHeaders: string[]; body: string }[] = []
+  readonly wsMessages: { url: string; text: string }[] = []
+  readonly wsCloses: { url: string; code: number }[] = []
   connections = 0
   private constructor(
     private readonly server: Server,
@@ -41,6 +48,7 @@ export class TlsUpstream {
     const up = new TlsUpstream(server, port, ca, caFile)
     server.on('secureConnection', () => up.connections++)
     server.on('request', (req: IncomingMessage, res: ServerResponse) => up.handle(req, res, o.gitRoot))
+    server.on('upgrade', (req: IncomingMessage, sock: Duplex, head: Buffer) => up.websocket(req, sock, head))
     return up
   }
 
@@ -81,6 +89,43 @@ export class TlsUpstream {
       }
       res.end('upstream-ok')
     })
+  }
+
+  private websocket(req: IncomingMessage, sock: Duplex, head: Buffer): void {
+    const url = req.url ?? ''
+    this.requests.push({ method: req.method ?? '', url, host: req.headers.host, rawHeaders: [...req.rawHeaders], body: '' })
+    const accept = createHash('sha1')
+      .update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest('base64')
+    sock.on('error', () => sock.destroy())
+    sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+    const reader = new WsFrameReader(1 << 20)
+    let parts: Buffer[] = []
+    const onData = (d: Buffer) => {
+      let frames
+      try {
+        frames = reader.push(d)
+      } catch {
+        return void sock.destroy()
+      }
+      for (const f of frames) {
+        if (f.opcode === 0x8) {
+          this.wsCloses.push({ url, code: f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 1005 })
+          return void sock.end(encodeFrame(0x8, f.payload.subarray(0, 2), false))
+        }
+        if (f.opcode === 0x9) sock.write(encodeFrame(0xa, f.payload, false))
+        if (f.opcode === 0x1 || f.opcode === 0x0) {
+          parts.push(f.payload)
+          if (!f.fin) continue
+          const text = Buffer.concat(parts).toString('utf8')
+          parts = []
+          this.wsMessages.push({ url, text })
+          sock.write(encodeFrame(0x1, Buffer.from(`ok ${Buffer.byteLength(text)}`), false))
+        }
+      }
+    }
+    if (head.length > 0) onData(head)
+    sock.on('data', onData)
   }
 
   seen(s: string): number {

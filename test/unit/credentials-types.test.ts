@@ -29,6 +29,7 @@ describe('provider type table', () => {
     expect(providerHosts('jira', { JIRA_URL: 'https://Jira.Corp.example:8443/x', JIRA_AUTH_TYPE: 'bearer' })).toEqual(['jira.corp.example'])
     expect(providerHosts('github', { GH_HOST: 'ghe.corp.example' })).toContain('ghe.corp.example')
     expect(providerHosts('generic', { SOME_URL: 'not a url' })).toEqual([])
+    expect(providerHosts('jira', { url: 'https://acme.atlassian.net' })).toEqual(['acme.atlassian.net'])
   })
 })
 
@@ -83,8 +84,10 @@ describe('provider metadata schema', () => {
     expect(ProviderRecordSchema.safeParse({ ...ok, credentials: ['GITHUB_TOKEN=ghp_value'] }).success).toBe(false)
   })
 
-  it('rejects unknown types and multi-line config', () => {
-    expect(ProviderRecordSchema.safeParse({ ...ok, type: 'aws' }).success).toBe(false)
+  it('rejects malformed types and multi-line config (a well-formed id may name an imported profile)', () => {
+    expect(ProviderRecordSchema.safeParse({ ...ok, type: '../aws' }).success).toBe(false)
+    expect(ProviderRecordSchema.safeParse({ ...ok, type: 'AWS' }).success).toBe(false)
+    expect(ProviderRecordSchema.safeParse({ ...ok, type: 'acme-profile' }).success).toBe(true)
     expect(ProviderRecordSchema.safeParse({ ...ok, config: { A: 'x\ny' } }).success).toBe(false)
   })
 })

@@ -21,6 +21,8 @@ describe('resources.disk_reserve', () => {
     expect(reserveBytes(DEFAULT_DISK_RESERVE, 40 * GiB)).toBe(2 * GiB)
     expect(reserveBytes(DEFAULT_DISK_RESERVE, 4 * GiB)).toBe(512 * MiB)
     expect(reserveBytes({ percent: 5 }, 1000 * GiB)).toBe(50 * GiB)
+    // The default as the watcher daemon gets it (through its want file, JSON): still bounded.
+    expect(reserveBytes(JSON.parse(JSON.stringify(DEFAULT_DISK_RESERVE)) as typeof DEFAULT_DISK_RESERVE, 100 * GiB)).toBe(4 * GiB)
     expect(reserveBytes({ bytes: 3 * GiB }, 10 * GiB)).toBe(3 * GiB)
   })
 

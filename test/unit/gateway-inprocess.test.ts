@@ -335,6 +335,9 @@ describe('CONNECT', () => {
         setTimeout(() => m.resume(), 200)
         m.on('data', c => chunks.push(c))
         m.on('end', () => res(Buffer.concat(chunks)))
+        // a cut-short body (the gateway closing the tunnel early) fails here, not at the test timeout
+        m.on('error', rej)
+        m.on('close', () => { if (!m.complete) rej(new Error(`response cut short after ${chunks.reduce((n, c) => n + c.length, 0)} of ${bigBody.length} bytes`)) })
       })
       r.on('error', rej)
       r.end()

@@ -6,6 +6,7 @@ import {
   policyListTable,
   policyRevision,
   policySubmittedLine,
+  profilesTable,
   policyUnchangedLine,
   providerGetBlock,
   providerJson,
@@ -129,6 +130,38 @@ describe('OpenShell formats', () => {
     expect(down).toContain('  Status: Disconnected\n  Error: gone\n')
     expect(down).not.toMatch(/Connected\b(?<!Disconnected)/)
     expect(statusBlock({ ...base, connected: true }, 'json')).toMatchObject({ status: 'connected', authentication: { status: 'not_required', mode: 'gateway' } })
+  })
+
+  it('list-profiles: grouped by category in OpenShell order, ID SCOPE SOURCE NAME and the number of endpoints', () => {
+    const row = (id: string, category: string, o: Partial<{ scope: string; source: string; endpoints: number; inference_capable: boolean }> = {}) => ({
+      id,
+      display_name: id.toUpperCase(),
+      category,
+      scope: o.scope ?? '',
+      source: o.source ?? 'builtin',
+      endpoints: o.endpoints ?? 1,
+      inference_capable: o.inference_capable ?? false,
+    })
+    const out = profilesTable([row('github', 'source_control', { endpoints: 3 }), row('acme', 'other', { scope: 'workspace', source: 'user' }), row('nv', 'inference', { inference_capable: true })])
+    expect(out).toBe(
+      [
+        'Available Provider Profiles:',
+        '',
+        '  OTHER',
+        '    ID      SCOPE      SOURCE   NAME    ENDPOINTS',
+        '    acme    workspace  user     ACME    1',
+        '',
+        '  INFERENCE',
+        '    ID      SCOPE      SOURCE   NAME    ENDPOINTS',
+        '    nv                 builtin  NV      1  inference',
+        '',
+        '  SOURCE CONTROL',
+        '    ID      SCOPE      SOURCE   NAME    ENDPOINTS',
+        '    github             builtin  GITHUB  3',
+        '',
+      ].join('\n'),
+    )
+    expect(profilesTable([])).toBe('No provider profiles found.\n')
   })
 
   it('tables are two spaces apart', () => {

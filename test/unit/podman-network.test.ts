@@ -25,6 +25,13 @@ describe('the gateway network rule', () => {
     expect(PASTA_GATEWAY_OPTIONS).not.toContain('--map-gw')
   })
 
+  it('slirp4netns is started with a fixed malloc mmap threshold (its per-connection buffers returned when the connection goes); pasta gets no extra environment', () => {
+    expect(pickGatewayNetwork('4.3.1', { pasta: false, slirp4netns: true }).env).toEqual({ MALLOC_MMAP_THRESHOLD_: '65536' })
+    expect(pickGatewayNetwork('5.0.0', { pasta: false, slirp4netns: true }).env).toEqual({ MALLOC_MMAP_THRESHOLD_: '65536' })
+    expect(pickGatewayNetwork('5.4.2', { pasta: true, slirp4netns: true }).env).toEqual({})
+    expect(pickGatewayNetwork('5.4.2', { pasta: false, slirp4netns: false }).env).toEqual({})
+  })
+
   it('Podman 5 without pasta falls back to slirp4netns by name; neither helper: none picked', () => {
     expect(pickGatewayNetwork('5.0.0', { pasta: false, slirp4netns: true })).toMatchObject({ helper: 'slirp4netns', args: ['--network', 'slirp4netns'] })
     expect(pickGatewayNetwork('5.4.2', { pasta: false, slirp4netns: false }).helper).toBeUndefined()

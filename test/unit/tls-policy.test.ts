@@ -62,4 +62,16 @@ network_policies:
     expect(e.inspects(h('b.example.com'), 443)).toBe(true)
     expect(e.inspects(h('l4.example.com'), 443)).toBe(false)
   })
+
+  it('a credential_binding on a tls: skip endpoint is refused (placeholders could not be seen there) unless allow_uninspected_credentials says so', () => {
+    const doc = (extra: string) => `version: 1
+network_policies:
+  a:
+    endpoints:
+      - { host: b.example.com, port: 443, tls: skip, credential_binding: { provider: gh }${extra} }
+`
+    expect(() => parsePolicyText(doc(''), 'test')).toThrow(/credentialed endpoint uses tls: skip; configure L7 inspection or explicitly set allow_uninspected_credentials: true/)
+    const { policy } = parsePolicyText(doc(', allow_uninspected_credentials: true'), 'test')
+    expect(PolicyEngine.compile(policy).inspects(h('b.example.com'), 443)).toBe(false)
+  })
 })

@@ -8,6 +8,7 @@ import tar from 'tar-stream'
 import { planUpload, uploadTarget, DEFAULT_LIMITS } from '../../src/transfer/upload.js'
 import { extractSafe, safeName } from '../../src/transfer/download.js'
 import { PodshellError } from '../../src/errors.js'
+import { copyOutArgs } from '../../src/podman/exec-args.js'
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), `psh-xfer-${p}-`))
 
@@ -173,5 +174,14 @@ describe('extractSafe: a hostile archive writes nothing outside DEST', () => {
     expect(safeName('./a//b/./c')).toBe('a/b/c')
     expect(safeName('./')).toBeUndefined()
     expect(() => safeName('../x')).toThrow(PodshellError)
+  })
+})
+
+describe('download data path', () => {
+  it('podman cp CONTAINER:ABS - (an absolute path; a path with ":" stays one argument)', () => {
+    expect(copyOutArgs('podshell.x.agent', '/home/u/out/.')).toEqual(['cp', 'podshell.x.agent:/home/u/out/.', '-'])
+    expect(copyOutArgs('podshell.x.agent', '/a:b')).toEqual(['cp', 'podshell.x.agent:/a:b', '-'])
+    expect(() => copyOutArgs('podshell.x.agent', 'out')).toThrow(/absolute/)
+    expect(() => copyOutArgs('podshell.x.agent', '-')).toThrow(/absolute/)
   })
 })
