@@ -95,6 +95,8 @@ export function forwardAdmitted(req: IncomingMessage, res: ServerResponse, f: Ad
   let logged = false
   // The response is complete towards the client: what the upstream side does after is not its business.
   let finished = false
+  // A 1xx head: the feed gives the parser the next one.
+  ureq.on('information', () => feed.informational())
   ureq.on('response', ures => {
     logged = true
     f.log('allowed', ures.statusCode ?? 0, f.reason, f.ip)
@@ -111,7 +113,7 @@ export function forwardAdmitted(req: IncomingMessage, res: ServerResponse, f: Ad
         ureq.destroy()
       },
     }
-    if (feed.takeBody(ures, sink, () => res.destroy())) {
+    if (feed.takeBody(ureq.method, ures, sink, () => res.destroy())) {
       ures.on('error', () => {
         if (!finished) res.destroy()
       })

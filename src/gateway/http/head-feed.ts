@@ -1,16 +1,23 @@
 /**
- * The upstream socket of a forwarded plain-HTTP request as Node's http client sees it. Node's
- * parser (llhttp, strict) reads every byte until it has parsed the response head; after that, for
- * a response whose length the parser has read from Content-Length, the body's remaining bytes are
- * taken raw (`takeBody`): counted against that length and written to the client from two reused
- * read buffers, like a CONNECT tunnel (tunnel.ts dial), instead of being copied by the parser into
- * a new buffer per chunk and pushed through two streams (that path costs ~5× the gateway CPU per
- * byte of a tunnel; bench/forward-cpu.mjs).
+ * The upstream socket of a forwarded plain-HTTP request as Node's http client sees it, fed one
+ * response head at a time. The socket is read into two reused buffers (net.connect `onread`);
+ * the bytes are held here until the end of a head (the first CRLF CRLF, at most MAX_HEAD bytes),
+ * and Node's parser (llhttp, strict) is given exactly that head and nothing after it. The parser
+ * then decides (its events, not the timing of its internals):
+ *  - `information` (1xx): the next head is fed the same way;
+ *  - `response`: `takeBody` looks at the parsed head. Only a body the parser framed by one
+ *    Content-Length (no Transfer-Encoding; not HEAD, not 1xx/204/304) is relayed raw: exactly that
+ *    many bytes from what is held and then from the socket's reads, written to the client from the
+ *    reused buffers like a CONNECT tunnel (tunnel.ts dial), instead of being copied by the parser
+ *    into a new buffer per chunk and pushed through two streams (~5x the gateway CPU per byte of a
+ *    tunnel; bench/forward-cpu.mjs). Bytes after the declared length are never relayed.
+ *    Every other response (chunked, read-until-close, body-less) gets the held bytes and all later
+ *    reads through the parser, as a plain socket would.
  *
- * Nothing about framing is decided here: the head, the status, whether a body follows (HEAD,
- * 1xx/204/304) and its length are the parser's. Only a response the parser left incomplete, with
- * a Content-Length and no Transfer-Encoding, is taken raw; any other (chunked, read-until-close)
- * stays with the parser. Bytes after the declared length are never relayed.
+ * Nothing about framing is decided here: the head, the status, whether a body follows and its
+ * length are the parser's. This module only finds where a head ends, and a head with a bare LF
+ * (which the strict parser refuses anyway) goes to the parser whole with everything after it, so
+ * the parser can never have read a head that ends elsewhere than where the raw count starts.
  */
 import { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
@@ -19,6 +26,10 @@ import type { ReadRelay } from '../proxy-io.js'
 
 /** Bytes libuv may read per syscall into each of the two buffers (as a tunnel's RELAY_BUFFER). */
 const READ_BUFFER = 256 * 1024
+/** The longest response head looked for (Node's default maxHeaderSize); past it the parser decides (and refuses). */
+export const MAX_HEAD = 16 * 1024
+const EMPTY = Buffer.alloc(0)
+const CRLFCRLF = Buffer.from('\r\n\r\n')
 
 /** Where a raw body goes: `data` per chunk (its callback once the chunk's buffer is free again), `end` once complete. */
 export interface BodySink {
@@ -26,15 +37,47 @@ export interface BodySink {
   end(): void
 }
 
+/** True when a LF in `head` is not preceded by CR (a line end the strict parser refuses). */
+function bareLf(head: Buffer): boolean {
+  for (let i = head.indexOf(10); i !== -1; i = head.indexOf(10, i + 1)) if (i === 0 || head[i - 1] !== 13) return true
+  return false
+}
+
+/**
+ * Whether a parsed response's body may be relayed raw: one Content-Length, no Transfer-Encoding,
+ * and a status and method that carry a body. Returns the length, or undefined.
+ */
+export function rawBodyLength(method: string, ures: IncomingMessage): number | undefined {
+  const s = ures.statusCode ?? 0
+  if (method === 'HEAD' || s < 200 || s === 204 || s === 304) return undefined
+  let cl: string | undefined
+  for (let i = 0; i < ures.rawHeaders.length; i += 2) {
+    const k = ures.rawHeaders[i]!.toLowerCase()
+    if (k === 'transfer-encoding') return undefined
+    if (k === 'content-length') {
+      if (cl !== undefined) return undefined
+      cl = ures.rawHeaders[i + 1]!
+    }
+  }
+  return cl !== undefined && /^\d{1,15}$/.test(cl) ? Number(cl) : undefined
+}
+
+type Phase = 'head' | 'verdict' | 'parser' | 'raw' | 'done'
+
 export class HeadFeed implements ReadRelay {
   /** Give this to http.request's createConnection. */
   readonly stream: Duplex
   private up: Socket | undefined
   private readonly bufs = [Buffer.allocUnsafe(READ_BUFFER), Buffer.allocUnsafe(READ_BUFFER)]
   private next = 0
-  private pushing = false
-  private afterPush: (() => void) | undefined
-  /** Raw phase: takes what was read (in a reused buffer); false pauses reading. */
+  /**
+   * head: looking for the end of a head; verdict: the parser has one head and nothing else, reading
+   * paused; parser: every byte goes to the parser; raw: the body is relayed; done: nothing more is read.
+   */
+  private phase: Phase = 'head'
+  /** Bytes read and given to no one yet (a copy). */
+  private held: Buffer = EMPTY
+  private upEnded = false
   private raw: ((chunk: Buffer) => boolean) | undefined
   private rawEnded: (() => void) | undefined
 
@@ -46,7 +89,7 @@ export class HeadFeed implements ReadRelay {
   constructor() {
     this.stream = new Duplex({
       read: () => {
-        if (!this.raw) this.up?.resume()
+        if (this.phase === 'parser' || this.phase === 'head') this.up?.resume()
       },
       write: (chunk: Buffer, _enc, cb) => {
         this.up!.write(chunk, cb)
@@ -65,10 +108,7 @@ export class HeadFeed implements ReadRelay {
   /** The connected upstream socket (created with `onread`). */
   bind(up: Socket): void {
     this.up = up
-    up.on('end', () => {
-      if (this.rawEnded) this.rawEnded()
-      else this.stream.push(null)
-    })
+    up.on('end', () => this.onEnd())
     up.on('error', e => this.stream.destroy(e))
     up.on('close', () => this.stream.destroy())
   }
@@ -76,75 +116,138 @@ export class HeadFeed implements ReadRelay {
   arm(): void {}
 
   private onRead(chunk: Buffer): boolean {
-    if (this.raw) return this.raw(chunk)
-    // The parser's phase: it keeps what it is given, so it gets a copy.
-    this.pushing = true
-    const more = this.stream.push(Buffer.from(chunk))
-    this.pushing = false
-    const after = this.afterPush
-    this.afterPush = undefined
-    after?.()
-    return this.raw ? true : more
+    switch (this.phase) {
+      case 'raw':
+        return this.raw!(chunk)
+      case 'parser':
+        // The parser keeps what it is given, so it gets a copy.
+        return this.stream.push(Buffer.from(chunk))
+      case 'done':
+        return false
+      default:
+        this.held = this.held.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.held, chunk])
+        if (this.phase === 'head') this.feedHead()
+        // feedHead may have moved on: reading goes on while a head is sought or the parser reads.
+        return (this.phase as Phase) === 'head' || (this.phase as Phase) === 'parser'
+    }
+  }
+
+  private onEnd(): void {
+    this.upEnded = true
+    if (this.phase === 'parser') this.stream.push(null)
+    else if (this.phase === 'head') this.toParser()
+    else if (this.phase === 'raw') this.rawEnded?.()
+    // verdict: delivered once the parser's verdict is in; done: nothing to deliver.
+  }
+
+  /** Gives the parser the next complete head from what is held, or everything when there is none within MAX_HEAD. */
+  private feedHead(): void {
+    const end = this.held.indexOf(CRLFCRLF)
+    if (end === -1 || end + 4 > MAX_HEAD) {
+      if (this.held.length >= MAX_HEAD || end !== -1) this.toParser()
+      return
+    }
+    const head = this.held.subarray(0, end + 4)
+    if (bareLf(head)) return this.toParser()
+    this.held = this.held.subarray(end + 4)
+    this.phase = 'verdict'
+    this.up?.pause()
+    this.stream.push(head)
+  }
+
+  /** From now on the parser reads everything: what is held, then every read, then the end. */
+  private toParser(): void {
+    this.phase = 'parser'
+    const held = this.held
+    this.held = EMPTY
+    if (held.length > 0) this.stream.push(held)
+    if (this.upEnded) this.stream.push(null)
+    else this.up?.resume()
   }
 
   /**
-   * Called from the http client's 'response' handler: when the parser has emitted the head while
-   * parsing a chunk this feed pushed, and the body is Content-Length framed and not yet complete,
-   * the rest of the body goes to `sink` raw (after the part the parser already read). `onShort`
-   * runs when the upstream ends before the declared length. Returns false (nothing changed, the
-   * caller pipes `ures` as usual) for every other response.
+   * The http client's `information` event (a 1xx head): the next head is fed. Deferred: the parser
+   * emits the event from inside its execute(), which must not be re-entered.
    */
-  takeBody(ures: IncomingMessage, sink: BodySink, onShort: () => void): boolean {
-    if (!this.pushing || ures.complete) return false
-    const cl = ures.headers['content-length']
-    if (cl === undefined || ures.headers['transfer-encoding'] !== undefined || !/^\d{1,15}$/.test(cl)) return false
-    let remaining = Number(cl)
+  informational(): void {
+    process.nextTick(() => {
+      if (this.phase !== 'verdict') return
+      this.phase = 'head'
+      this.feedHead()
+      if (this.phase === 'head') {
+        if (this.upEnded) this.toParser()
+        else this.up?.resume()
+      }
+    })
+  }
+
+  /**
+   * Called from the http client's `response` handler. When the parser was given exactly this
+   * response's head and the body is Content-Length framed (`rawBodyLength`), the body goes to
+   * `sink` raw and true is returned; `onShort` runs when the upstream ends before the declared
+   * length. Otherwise false: the parser gets everything from here on and the caller pipes `ures`.
+   */
+  takeBody(method: string, ures: IncomingMessage, sink: BodySink, onShort: () => void): boolean {
+    if (this.phase !== 'verdict') return false
+    const length = rawBodyLength(method, ures)
+    // Deferred: the parser emits `response` from inside its execute(), which must not be re-entered.
+    if (length === undefined) {
+      process.nextTick(() => this.toParser())
+      return false
+    }
+    this.phase = 'raw'
+    process.nextTick(() => this.relay(length, sink, onShort))
+    return true
+  }
+
+  private relay(length: number, sink: BodySink, onShort: () => void): void {
+    let remaining = length
+    let inflight = 0
+    let paused = false
     const done = () => {
-      this.raw = () => false
-      this.rawEnded = () => undefined
+      this.phase = 'done'
+      this.raw = undefined
+      this.rawEnded = undefined
+      this.held = EMPTY
       sink.end()
     }
-    // The parser is still inside the chunk that carried the head; the body bytes of that chunk
-    // reach `ures` (and a body-less response is complete) before push() returns. They are taken
-    // (and counted) once it has.
-    this.afterPush = () => {
-      let b: Buffer | null
-      while ((b = ures.read() as Buffer | null) !== null) {
-        remaining -= b.length
-        sink.data(b, () => undefined)
-      }
-      // Complete already (a body that fit in that chunk, or none: HEAD, 204, 304, which the
-      // parser knows by then): nothing is taken raw.
-      if (ures.complete || remaining <= 0) return done()
-      let inflight = 0
-      let paused = false
-      this.raw = chunk => {
-        const n = Math.min(chunk.length, remaining)
-        remaining -= n
-        inflight++
-        this.next ^= 1
-        // Bytes past the declared length are dropped, never relayed.
-        sink.data(n === chunk.length ? chunk : chunk.subarray(0, n), () => {
-          inflight--
-          if (paused && inflight < 2) {
-            paused = false
-            this.up?.resume()
-          }
-        })
-        if (remaining === 0) {
-          done()
-          return false
-        }
-        if (inflight >= 2) {
-          paused = true
-          return false
-        }
-        return true
-      }
-      this.rawEnded = () => {
-        if (remaining > 0) onShort()
-      }
+    if (this.phase !== 'raw') return
+    // What was read after the head (a copy of its own): up to the declared length.
+    const held = this.held.subarray(0, Math.min(this.held.length, remaining))
+    this.held = EMPTY
+    if (held.length > 0) {
+      remaining -= held.length
+      sink.data(held, () => undefined)
     }
-    return true
+    if (remaining === 0) return done()
+    this.raw = chunk => {
+      const n = Math.min(chunk.length, remaining)
+      remaining -= n
+      inflight++
+      this.next ^= 1
+      // Bytes past the declared length are dropped, never relayed.
+      sink.data(n === chunk.length ? chunk : chunk.subarray(0, n), () => {
+        inflight--
+        if (paused && inflight < 2 && this.phase === 'raw') {
+          paused = false
+          this.up?.resume()
+        }
+      })
+      if (remaining === 0) {
+        done()
+        return false
+      }
+      if (inflight >= 2) {
+        paused = true
+        return false
+      }
+      return true
+    }
+    this.rawEnded = () => {
+      this.phase = 'done'
+      onShort()
+    }
+    if (this.upEnded) this.rawEnded()
+    else this.up?.resume()
   }
 }
