@@ -7,6 +7,8 @@
 //
 //   npm run build && node bench/forward-cpu.mjs [--mb 200] [--runs 5] [--chunked] [--only direct|forward|connect]
 //   FWD_PROF=DIR: the proxy child runs with --cpu-prof into DIR (where its CPU goes).
+//   FWD_DIST=DIR: the proxy child loads DIR/gateway/*.js instead of this checkout's dist (an A/B
+//   against another build, e.g. `git archive <rev> | tar -x -C /tmp/old && (cd /tmp/old && npx tsc)`).
 // The MB/s of "direct" is not a container's: the client and the upstream share this process. The
 // robust figure is the gateway's CPU-s/GB; npm run bench (bench/gateway.mjs) gives the ratios.
 import { fork } from 'node:child_process'
@@ -26,9 +28,10 @@ const CHUNKED = args.includes('--chunked')
 const ONLY = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
 
 if (process.env.FORWARD_CPU_CHILD) {
-  const { SandboxProxy } = await import(join(ROOT, 'dist', 'gateway', 'proxy.js'))
-  const { PolicyEngine } = await import(join(ROOT, 'dist', 'gateway', 'policy-engine.js'))
-  const { parseIp } = await import(join(ROOT, 'dist', 'gateway', 'address.js'))
+  const DIST = process.env.FWD_DIST ?? join(ROOT, 'dist')
+  const { SandboxProxy } = await import(join(DIST, 'gateway', 'proxy.js'))
+  const { PolicyEngine } = await import(join(DIST, 'gateway', 'policy-engine.js'))
+  const { parseIp } = await import(join(DIST, 'gateway', 'address.js'))
   const port = Number(process.env.UP_PORT)
   const engine = PolicyEngine.compile({ network_policies: { b: { endpoints: [{ host: '127.0.0.1', port }] } } })
   const nop = () => undefined
@@ -90,7 +93,7 @@ if (process.env.FORWARD_CPU_CHILD) {
   for (const [k, v] of Object.entries(res)) out[k] = { MBps: Math.round(median(v.map(x => x.mbs))), gatewayCpuSecPerGB: Number(median(v.map(x => x.cpuPerGB)).toFixed(2)) }
   out.forwardOverDirect = Number((out.forward.MBps / out.direct.MBps).toFixed(2))
   out.connectOverDirect = Number((out.connect.MBps / out.direct.MBps).toFixed(2))
-  console.log(JSON.stringify({ mb: MB, runs: RUNS, chunked: CHUNKED, ...out }))
+  console.log(JSON.stringify({ mb: MB, runs: RUNS, chunked: CHUNKED, dist: process.env.FWD_DIST ?? 'dist', ...out }))
   child.send('exit')
   up.close()
   rmSync(dir, { recursive: true, force: true })
