@@ -43,13 +43,18 @@ function bareLf(head: Buffer): boolean {
   return false
 }
 
+/** A response the parser knows has no body (HEAD, 1xx, 204, 304). */
+function bodyless(method: string, ures: IncomingMessage): boolean {
+  const s = ures.statusCode ?? 0
+  return method === 'HEAD' || s < 200 || s === 204 || s === 304
+}
+
 /**
  * Whether a parsed response's body may be relayed raw: one Content-Length, no Transfer-Encoding,
  * and a status and method that carry a body. Returns the length, or undefined.
  */
 export function rawBodyLength(method: string, ures: IncomingMessage): number | undefined {
-  const s = ures.statusCode ?? 0
-  if (method === 'HEAD' || s < 200 || s === 204 || s === 304) return undefined
+  if (bodyless(method, ures)) return undefined
   let cl: string | undefined
   for (let i = 0; i < ures.rawHeaders.length; i += 2) {
     const k = ures.rawHeaders[i]!.toLowerCase()
@@ -62,13 +67,27 @@ export function rawBodyLength(method: string, ures: IncomingMessage): number | u
   return cl !== undefined && /^\d{1,15}$/.test(cl) ? Number(cl) : undefined
 }
 
-type Phase = 'head' | 'verdict' | 'parser' | 'raw' | 'done'
+type Phase = 'head' | 'verdict' | 'parser' | 'count' | 'raw' | 'done'
+
+/**
+ * A feed over a pooled keep-alive connection (the TLS-inspected path): a body shorter than
+ * `rawMin` goes to the parser, exactly its declared length, and the next head is fed as before,
+ * so the connection can be reused; a longer one is relayed raw and the connection is closed after
+ * it (one handshake per download of at least `rawMin` bytes).
+ */
+export interface FeedOptions {
+  rawMin: number
+}
+
+/** Bytes of owned (not reused) chunks written and not yet flushed before reading pauses. */
+const OWNED_INFLIGHT = 512 * 1024
 
 export class HeadFeed implements ReadRelay {
   /** Give this to http.request's createConnection. */
   readonly stream: Duplex
   private up: Socket | undefined
-  private readonly bufs = [Buffer.allocUnsafe(READ_BUFFER), Buffer.allocUnsafe(READ_BUFFER)]
+  /** The two reused read buffers (net.connect `onread`), allocated on first read. */
+  private bufs: Buffer[] | undefined
   private next = 0
   /**
    * head: looking for the end of a head; verdict: the parser has one head and nothing else, reading
@@ -80,16 +99,22 @@ export class HeadFeed implements ReadRelay {
   private upEnded = false
   private raw: ((chunk: Buffer) => boolean) | undefined
   private rawEnded: (() => void) | undefined
+  /** Chunks come from 'data' events (each a buffer of its own), not from the two reused buffers. */
+  private owned = false
+  /** Body bytes still owed to the parser in the `count` phase. */
+  private counting = 0
+  private readonly rawMin: number
 
   readonly onread = {
-    buffer: (): Buffer => this.bufs[this.next]!,
+    buffer: (): Buffer => (this.bufs ??= [Buffer.allocUnsafe(READ_BUFFER), Buffer.allocUnsafe(READ_BUFFER)])[this.next]!,
     callback: (n: number, buf: Buffer): boolean => this.onRead(buf.subarray(0, n)),
   }
 
-  constructor() {
+  constructor(opts: Partial<FeedOptions> = {}) {
+    this.rawMin = opts.rawMin ?? 0
     this.stream = new Duplex({
       read: () => {
-        if (this.phase === 'parser' || this.phase === 'head') this.up?.resume()
+        if (this.phase === 'parser' || this.phase === 'head' || this.phase === 'count') this.up?.resume()
       },
       write: (chunk: Buffer, _enc, cb) => {
         this.up!.write(chunk, cb)
@@ -113,6 +138,35 @@ export class HeadFeed implements ReadRelay {
     up.on('close', () => this.stream.destroy())
   }
 
+  /**
+   * A socket read through 'data' events (a TLS client socket: it has no `onread`); `stream` then
+   * stands in for it towards an http Agent (the socket methods an Agent and ClientRequest call).
+   */
+  bindStream(up: Socket): Duplex {
+    this.owned = true
+    this.bind(up)
+    up.on('data', (c: Buffer) => {
+      if (!this.onRead(c)) up.pause()
+    })
+    up.on('timeout', () => this.stream.emit('timeout'))
+    for (const ev of ['connect', 'secureConnect']) up.on(ev, (...a: unknown[]) => this.stream.emit(ev, ...a))
+    const s = this.stream as Duplex & Record<string, unknown>
+    Object.defineProperty(s, 'remoteAddress', { get: () => up.remoteAddress })
+    Object.defineProperty(s, 'remotePort', { get: () => up.remotePort })
+    Object.defineProperty(s, 'timeout', { get: () => up.timeout })
+    Object.defineProperty(s, 'connecting', { get: () => up.connecting })
+    s.setKeepAlive = (...a: Parameters<Socket['setKeepAlive']>) => (up.setKeepAlive(...a), s)
+    s.setNoDelay = (...a: Parameters<Socket['setNoDelay']>) => (up.setNoDelay(...a), s)
+    s.ref = () => (up.ref(), s)
+    s.unref = () => (up.unref(), s)
+    s.setTimeout = (ms: number, cb?: () => void) => {
+      up.setTimeout(ms)
+      if (cb) s.once('timeout', cb)
+      return s
+    }
+    return this.stream
+  }
+
   arm(): void {}
 
   private onRead(chunk: Buffer): boolean {
@@ -120,12 +174,14 @@ export class HeadFeed implements ReadRelay {
       case 'raw':
         return this.raw!(chunk)
       case 'parser':
-        // The parser keeps what it is given, so it gets a copy.
-        return this.stream.push(Buffer.from(chunk))
+        // The parser keeps what it is given, so it gets a copy (of a reused buffer).
+        return this.stream.push(this.owned ? chunk : Buffer.from(chunk))
+      case 'count':
+        return this.count(this.owned ? chunk : Buffer.from(chunk))
       case 'done':
         return false
       default:
-        this.held = this.held.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.held, chunk])
+        this.held = this.held.length === 0 ? (this.owned ? chunk : Buffer.from(chunk)) : Buffer.concat([this.held, chunk])
         if (this.phase === 'head') this.feedHead()
         // feedHead may have moved on: reading goes on while a head is sought or the parser reads.
         return (this.phase as Phase) === 'head' || (this.phase as Phase) === 'parser'
@@ -134,7 +190,7 @@ export class HeadFeed implements ReadRelay {
 
   private onEnd(): void {
     this.upEnded = true
-    if (this.phase === 'parser') this.stream.push(null)
+    if (this.phase === 'parser' || this.phase === 'count') this.stream.push(null)
     else if (this.phase === 'head') this.toParser()
     else if (this.phase === 'raw') this.rawEnded?.()
     // verdict: delivered once the parser's verdict is in; done: nothing to deliver.
@@ -191,6 +247,12 @@ export class HeadFeed implements ReadRelay {
     if (this.phase !== 'verdict') return false
     const length = rawBodyLength(method, ures)
     // Deferred: the parser emits `response` from inside its execute(), which must not be re-entered.
+    if (this.rawMin > 0 && (length !== undefined ? length < this.rawMin : bodyless(method, ures))) {
+      // A pooled connection: the parser gets exactly the declared body (none for HEAD/204/304),
+      // then the next head is fed again.
+      process.nextTick(() => this.toCount(length ?? 0))
+      return false
+    }
     if (length === undefined) {
       process.nextTick(() => this.toParser())
       return false
@@ -200,10 +262,41 @@ export class HeadFeed implements ReadRelay {
     return true
   }
 
+  private toCount(length: number): void {
+    if (this.phase !== 'verdict') return
+    this.phase = 'count'
+    this.counting = length
+    const held = this.held
+    this.held = EMPTY
+    if (this.count(held) && this.phase === 'count') {
+      if (this.upEnded) this.stream.push(null)
+      else this.up?.resume()
+    }
+  }
+
+  /** Gives the parser the rest of a counted body; past its end, the feed looks for the next head. */
+  private count(chunk: Buffer): boolean {
+    const n = Math.min(chunk.length, this.counting)
+    this.counting -= n
+    const more = n > 0 ? this.stream.push(n === chunk.length ? chunk : chunk.subarray(0, n)) : true
+    if (this.counting > 0) return more
+    this.phase = 'head'
+    if (n < chunk.length) {
+      // Bytes after a complete response that nothing asked for yet: this connection is not
+      // reused (once the parser has finished the response it has).
+      this.phase = 'done'
+      setImmediate(() => this.stream.destroy())
+      return false
+    }
+    if (this.upEnded) this.toParser()
+    return true
+  }
+
   private relay(length: number, sink: BodySink, onShort: () => void): void {
     let remaining = length
     let inflight = 0
     let paused = false
+    const limit = this.owned ? OWNED_INFLIGHT : 2
     const done = () => {
       this.phase = 'done'
       this.raw = undefined
@@ -223,12 +316,14 @@ export class HeadFeed implements ReadRelay {
     this.raw = chunk => {
       const n = Math.min(chunk.length, remaining)
       remaining -= n
-      inflight++
-      this.next ^= 1
+      // In flight: reused buffers (two), or bytes of owned chunks.
+      const w = this.owned ? n : 1
+      inflight += w
+      if (!this.owned) this.next ^= 1
       // Bytes past the declared length are dropped, never relayed.
       sink.data(n === chunk.length ? chunk : chunk.subarray(0, n), () => {
-        inflight--
-        if (paused && inflight < 2 && this.phase === 'raw') {
+        inflight -= w
+        if (paused && inflight < limit && this.phase === 'raw') {
           paused = false
           this.up?.resume()
         }
@@ -237,7 +332,7 @@ export class HeadFeed implements ReadRelay {
         done()
         return false
       }
-      if (inflight >= 2) {
+      if (inflight >= limit) {
         paused = true
         return false
       }
