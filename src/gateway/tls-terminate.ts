@@ -577,6 +577,8 @@ export class TlsTerminator {
  * Node's parser and keep the pooled connection.
  */
 export const RAW_MIN = 1024 * 1024
+/** Reads into 32 reused 16 KiB buffers (a TLS socket's `onread` delivers one record per callback). */
+const FEED = { rawMin: RAW_MIN, readBuffers: 32, readBufferBytes: 16 * 1024 }
 /** The feed of each pooled upstream connection, by the stream the Agent holds. */
 const FEEDS = new WeakMap<object, HeadFeed>()
 type Connect = (o: object) => Socket
@@ -584,16 +586,16 @@ type Connect = (o: object) => Socket
 /** Agents whose connections are the upstream socket read through a HeadFeed. */
 class FeedingHttpsAgent extends HttpsAgent {
   override createConnection(o: object): Socket {
-    const feed = new HeadFeed({ rawMin: RAW_MIN })
-    const s = feed.bindStream((HttpsAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, o))
+    const feed = new HeadFeed(FEED)
+    const s = feed.bindStream((HttpsAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, { ...o, onread: feed.onread }), 'onread')
     FEEDS.set(s, feed)
     return s as Socket
   }
 }
 class FeedingHttpAgent extends HttpAgent {
   override createConnection(o: object): Socket {
-    const feed = new HeadFeed({ rawMin: RAW_MIN })
-    const s = feed.bindStream((HttpAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, o))
+    const feed = new HeadFeed(FEED)
+    const s = feed.bindStream((HttpAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, { ...o, onread: feed.onread }), 'onread')
     FEEDS.set(s, feed)
     return s as Socket
   }

@@ -77,6 +77,12 @@ type Phase = 'head' | 'verdict' | 'parser' | 'count' | 'raw' | 'done'
  */
 export interface FeedOptions {
   rawMin: number
+  /**
+   * The reused read buffers (count x bytes); default 2 x 256 KiB, as a tunnel. A TLS socket reads
+   * one record (<= 16 KiB) per callback, so it gets more, smaller ones.
+   */
+  readBuffers: number
+  readBufferBytes: number
 }
 
 /** Bytes of owned (not reused) chunks written and not yet flushed before reading pauses. */
@@ -97,21 +103,35 @@ export class HeadFeed implements ReadRelay {
   /** Bytes read and given to no one yet (a copy). */
   private held: Buffer = EMPTY
   private upEnded = false
-  private raw: ((chunk: Buffer) => boolean) | undefined
+  private raw: ((chunk: Buffer, slot: number) => boolean) | undefined
+  /** Which reused buffers the client side still holds (written, not yet flushed). */
+  private busy: boolean[] = []
+  /** The reused buffer the next read goes into, or -1: a fresh one (every reused one is busy). */
+  private given = -1
   private rawEnded: (() => void) | undefined
   /** Chunks come from 'data' events (each a buffer of its own), not from the two reused buffers. */
   private owned = false
   /** Body bytes still owed to the parser in the `count` phase. */
   private counting = 0
   private readonly rawMin: number
+  private readonly nbufs: number
+  private readonly bufBytes: number
 
   readonly onread = {
-    buffer: (): Buffer => (this.bufs ??= [Buffer.allocUnsafe(READ_BUFFER), Buffer.allocUnsafe(READ_BUFFER)])[this.next]!,
-    callback: (n: number, buf: Buffer): boolean => this.onRead(buf.subarray(0, n)),
+    // A reused buffer is given only while nothing written from it is pending: a TLS socket may
+    // deliver more records after its callback returned false (it decrypts what it already has).
+    buffer: (): Buffer => {
+      this.bufs ??= Array.from({ length: this.nbufs }, () => Buffer.allocUnsafe(this.bufBytes))
+      this.given = this.busy[this.next] === true ? -1 : this.next
+      return this.given === -1 ? Buffer.allocUnsafe(this.bufBytes) : this.bufs[this.next]!
+    },
+    callback: (n: number, buf: Buffer): boolean => this.onRead(buf.subarray(0, n), this.given),
   }
 
   constructor(opts: Partial<FeedOptions> = {}) {
     this.rawMin = opts.rawMin ?? 0
+    this.nbufs = Math.max(2, opts.readBuffers ?? 2)
+    this.bufBytes = opts.readBufferBytes ?? READ_BUFFER
     this.stream = new Duplex({
       read: () => {
         if (this.phase === 'parser' || this.phase === 'head' || this.phase === 'count') this.up?.resume()
@@ -139,15 +159,18 @@ export class HeadFeed implements ReadRelay {
   }
 
   /**
-   * A socket read through 'data' events (a TLS client socket: it has no `onread`); `stream` then
-   * stands in for it towards an http Agent (the socket methods an Agent and ClientRequest call).
+   * A socket an http Agent made (created with `onread`, or read here through 'data' events);
+   * `stream` then stands in for it towards the Agent (the socket methods an Agent and
+   * ClientRequest call).
    */
-  bindStream(up: Socket): Duplex {
-    this.owned = true
+  bindStream(up: Socket, reads: 'onread' | 'data' = 'data'): Duplex {
     this.bind(up)
-    up.on('data', (c: Buffer) => {
-      if (!this.onRead(c)) up.pause()
-    })
+    if (reads === 'data') {
+      this.owned = true
+      up.on('data', (c: Buffer) => {
+        if (!this.onRead(c)) up.pause()
+      })
+    }
     up.on('timeout', () => this.stream.emit('timeout'))
     for (const ev of ['connect', 'secureConnect']) up.on(ev, (...a: unknown[]) => this.stream.emit(ev, ...a))
     const s = this.stream as Duplex & Record<string, unknown>
@@ -169,10 +192,10 @@ export class HeadFeed implements ReadRelay {
 
   arm(): void {}
 
-  private onRead(chunk: Buffer): boolean {
+  private onRead(chunk: Buffer, slot = -1): boolean {
     switch (this.phase) {
       case 'raw':
-        return this.raw!(chunk)
+        return this.raw!(chunk, slot)
       case 'parser':
         // The parser keeps what it is given, so it gets a copy (of a reused buffer).
         return this.stream.push(this.owned ? chunk : Buffer.from(chunk))
@@ -296,7 +319,7 @@ export class HeadFeed implements ReadRelay {
     let remaining = length
     let inflight = 0
     let paused = false
-    const limit = this.owned ? OWNED_INFLIGHT : 2
+    const limit = this.owned ? OWNED_INFLIGHT : this.nbufs
     const done = () => {
       this.phase = 'done'
       this.raw = undefined
@@ -313,15 +336,20 @@ export class HeadFeed implements ReadRelay {
       sink.data(held, () => undefined)
     }
     if (remaining === 0) return done()
-    this.raw = chunk => {
+    this.raw = (chunk, slot) => {
       const n = Math.min(chunk.length, remaining)
       remaining -= n
-      // In flight: reused buffers (two), or bytes of owned chunks.
-      const w = this.owned ? n : 1
+      // In flight: reused buffers still held by the client side (reading pauses when all are;
+      // a read that still comes then gets a fresh buffer), or bytes of owned chunks.
+      const w = this.owned ? n : slot >= 0 ? 1 : 0
       inflight += w
-      if (!this.owned) this.next ^= 1
+      if (slot >= 0) {
+        this.busy[slot] = true
+        this.next = (slot + 1) % this.nbufs
+      }
       // Bytes past the declared length are dropped, never relayed.
       sink.data(n === chunk.length ? chunk : chunk.subarray(0, n), () => {
+        if (slot >= 0) this.busy[slot] = false
         inflight -= w
         if (paused && inflight < limit && this.phase === 'raw') {
           paused = false
