@@ -1,6 +1,7 @@
 /**
- * The upstream socket of a forwarded plain-HTTP request as Node's http client sees it, fed one
- * response head at a time. The socket is read into two reused buffers (net.connect `onread`);
+ * The upstream socket of a forwarded plain-HTTP request (and of a TLS-inspected request's pooled
+ * upstream connection: tls-terminate.ts, `bindStream`) as Node's http client sees it, fed one
+ * response head at a time. The socket is read into reused buffers (`onread`);
  * the bytes are held here until the end of a head (the first CRLF CRLF, at most MAX_HEAD bytes),
  * and Node's parser (llhttp, strict) is given exactly that head and nothing after it. The parser
  * then decides (its events, not the timing of its internals):
