@@ -93,8 +93,8 @@ export class HeadFeed implements ReadRelay {
   /** Give this to http.request's createConnection. */
   readonly stream: Duplex
   private up: Socket | undefined
-  /** The two reused read buffers (net.connect `onread`), allocated on first read. */
-  private bufs: Buffer[] | undefined
+  /** The reused read buffers (`onread`), each allocated on first use. */
+  private readonly bufs: Buffer[] = []
   private next = 0
   /**
    * head: looking for the end of a head; verdict: the parser has one head and nothing else, reading
@@ -122,9 +122,9 @@ export class HeadFeed implements ReadRelay {
     // A reused buffer is given only while nothing written from it is pending: a TLS socket may
     // deliver more records after its callback returned false (it decrypts what it already has).
     buffer: (): Buffer => {
-      this.bufs ??= Array.from({ length: this.nbufs }, () => Buffer.allocUnsafe(this.bufBytes))
       this.given = this.busy[this.next] === true ? -1 : this.next
-      return this.given === -1 ? Buffer.allocUnsafe(this.bufBytes) : this.bufs[this.next]!
+      // Each allocated when first used: outside a raw body only the first is (a pooled connection holds one).
+      return this.given === -1 ? Buffer.allocUnsafe(this.bufBytes) : (this.bufs[this.next] ??= Buffer.allocUnsafe(this.bufBytes))
     },
     callback: (n: number, buf: Buffer): boolean => this.onRead(buf.subarray(0, n), this.given),
   }
