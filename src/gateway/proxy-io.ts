@@ -16,7 +16,14 @@ const RELAY_BUFFER = 256 * 1024
  * `arm()`, reads are queued as copies (a server that speaks first must not overtake the CONNECT
  * reply); after it they are written from the two alternating buffers.
  */
-export function relayInto(sink: Socket): { onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean }; bind(s: Socket): void; arm(): void } {
+/** Reads of an upstream socket into buffers its owner provides (net.connect `onread`), bound once connected. */
+export interface ReadRelay {
+  readonly onread: { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean }
+  bind(s: Socket): void
+  arm(): void
+}
+
+export function relayInto(sink: Socket): ReadRelay {
   const bufs = [Buffer.allocUnsafe(RELAY_BUFFER), Buffer.allocUnsafe(RELAY_BUFFER)]
   let next = 0
   let inflight = 0

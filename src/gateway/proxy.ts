@@ -8,7 +8,9 @@
  *    sockets are piped directly (no per-chunk JavaScript work beyond stream backpressure).
  *  - absolute-form plain HTTP (`GET http://host/path HTTP/1.1`): decided on method, host, port,
  *    path and query (L7 REST rules), then forwarded with streaming bodies, HTTP/1.1 keep-alive
- *    towards the client, and framing regenerated towards the upstream.
+ *    towards the client, and framing regenerated towards the upstream. The response head is
+ *    Node's parser's; a Content-Length body then streams raw, counted to its length
+ *    (http/head-feed.ts).
  *  - Upgrade (WebSocket over ws://): decided as the GET it is, sent with http.request; only the
  *    upstream's 101 as Node's parser reads it (http's 'upgrade' event) makes it a raw tunnel.
  *
@@ -52,7 +54,8 @@ import { denyBody } from './http/denial.js'
 import { dial, pipeTunnel, type Dialed, type TunnelGate } from './tunnel.js'
 import { Admission } from './http/admission.js'
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyOptions } from './proxy-options.js'
-import { endJson, hostHeaderCount, sendJson, withTimeout } from './proxy-io.js'
+import { endJson, hostHeaderCount, sendJson, withTimeout, type ReadRelay } from './proxy-io.js'
+import { HeadFeed } from './http/head-feed.js'
 import { relayUpgrade, type UpgradeOptions } from './http/upgrade.js'
 import type { Transform } from 'node:stream'
 
@@ -435,7 +438,7 @@ export class SandboxProxy {
    * policy decision, the checked resolution and the dial. A refusal is answered with `reply` and
    * logged as an HTTP event (mode `deny`, whichever step refused); then the result is undefined.
    */
-  private async admitHttp(t: Target, method: string, d: Decision, reply: Reply): Promise<{ up: Dialed; log: HttpLog } | undefined> {
+  private async admitHttp(t: Target, method: string, d: Decision, reply: Reply, relay?: ReadRelay): Promise<{ up: Dialed; log: HttpLog } | undefined> {
     const log: HttpLog = (action, status, reason, ip) =>
       this.opts.audit.http({ method, host: t.host.host, port: t.port, path: t.path, action, mode: action === 'denied' ? 'deny' : d.mode, ip, policy: d.policy, rule: d.matched, reason, providers: d.providers, status })
     const deny = (reason: string) => {
@@ -447,7 +450,7 @@ export class SandboxProxy {
     const checked = await this.resolveChecked(d, t.host, t.port)
     if (!checked.ok) return void deny(checked.reason)
     try {
-      return { up: await dial(checked.addresses, t.port, this.limits.connectTimeoutMs), log }
+      return { up: await dial(checked.addresses, t.port, this.limits.connectTimeoutMs, relay), log }
     } catch (e) {
       this.allowed++
       log('allowed', 502, `upstream unreachable: ${(e as Error).message}`)
@@ -468,7 +471,8 @@ export class SandboxProxy {
     if (res.destroyed || req.destroyed) return release()
     const d = decideEffective(this.opts.engine(), { method, host: t.host, port: t.port, path: t.path, query: t.query }, req)
     if ('error' in d) return this.badRequest(reply, d.error)
-    const admitted = await this.admitHttp(t, method, d, reply)
+    const feed = new HeadFeed()
+    const admitted = await this.admitHttp(t, method, d, reply, feed)
     if (!admitted) return
     const { up, log: logHttp } = admitted
     if (res.destroyed || req.destroyed) {
@@ -476,7 +480,7 @@ export class SandboxProxy {
       return
     }
     this.allowed++
-    forwardAdmitted(req, res, { target: t, method, upstream: up.socket, ip: up.ip, reason: d.reason, log: logHttp, idleTimeoutMs: this.limits.idleTimeoutMs })
+    forwardAdmitted(req, res, { target: t, method, upstream: up.socket, feed, ip: up.ip, reason: d.reason, log: logHttp, idleTimeoutMs: this.limits.idleTimeoutMs })
   }
 
   // -------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ import type { AuditSink } from './audit.js'
 import type { Leaf } from '../tls/leaf.js'
 import { decideEffective, type RequestRefusal } from './http/framing.js'
 import type { Admission } from './http/admission.js'
+import { HeadFeed, type BodySink } from './http/head-feed.js'
 import { substituteCredentials, substituteBody, CREDENTIAL_MISMATCH_BODY, MAX_BODY_REWRITE_BYTES, type HeldCredential } from './credential-substitution.js'
 
 /** What the gateway gives a sandbox's proxy for TLS inspection. */
@@ -204,7 +205,7 @@ export class TlsTerminator {
     const common = { keepAlive: pool, noDelay: true, maxFreeSockets: Math.max(1, this.ctx.limits.maxFreeSockets), timeout: this.ctx.limits.idleTimeoutMs || undefined, scheduling: 'lifo' as const }
     // The trust anchors: exactly the host store + extra CAs (an empty list trusts nothing).
     const secureContext = createSecureContext({ ca: roots === '' ? [] : roots, minVersion: 'TLSv1.2' })
-    this.pool = { https: new HttpsAgent({ ...common, secureContext, ALPNProtocols: ['http/1.1'] } as ConstructorParameters<typeof HttpsAgent>[0]), http: new HttpAgent(common), roots }
+    this.pool = { https: new FeedingHttpsAgent({ ...common, secureContext, ALPNProtocols: ['http/1.1'] } as ConstructorParameters<typeof HttpsAgent>[0]), http: new FeedingHttpAgent(common), roots }
     return this.pool
   }
 
@@ -516,15 +517,37 @@ export class TlsTerminator {
       if (this.ctx.limits.idleTimeoutMs > 0) ureq.setTimeout(this.ctx.limits.idleTimeoutMs, () => ureq.destroy(new Error('upstream idle timeout')))
       let logged = false
       const ip = () => ureq.socket?.remoteAddress
+      // The upstream connection's feed (http/head-feed.ts): a 1xx head makes it feed the next one.
+      const feed = () => (ureq.socket ? FEEDS.get(ureq.socket) : undefined)
+      ureq.on('information', () => feed()?.informational())
+      // The response is complete towards the client (a raw body relayed whole).
+      let finished = false
       ureq.on('response', ures => {
         logged = true
         this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'allowed', mode: d.mode, ip: ip(), policy: d.policy, rule: d.matched, reason: d.reason + substituted, providers: d.providers, status: ures.statusCode ?? 0 })
         if (res.destroyed) return void ures.destroy()
         res.writeHead(ures.statusCode ?? 502, ures.statusMessage, this.ctx.forwardHeaders(ures.rawHeaders, true))
+        // A Content-Length body of at least RAW_MIN bytes goes from the upstream TLS socket's reads
+        // straight into the client's TLS socket; that upstream connection is closed after it.
+        const sink: BodySink = {
+          data: (b, written) => void res.write(b, written),
+          end: () => {
+            finished = true
+            res.end()
+            ureq.destroy()
+          },
+        }
+        if (feed()?.takeBody(ureq.method, ures, sink, () => res.destroy())) {
+          ures.on('error', () => {
+            if (!finished) res.destroy()
+          })
+          return
+        }
         ures.pipe(res)
         ures.on('error', () => res.destroy())
       })
       ureq.on('error', (e: NodeJS.ErrnoException) => {
+        if (finished) return
         if (!logged && attempt === 0 && retryable && ureq.reusedSocket && e.code === 'ECONNRESET' && !res.destroyed) return send(1)
         const cert = e.code !== undefined && CERT_ERRORS.test(e.code)
         const reason = cert
@@ -548,6 +571,36 @@ export class TlsTerminator {
       else ureq.end()
     }
     send(0)
+  }
+}
+
+/**
+ * Response bodies with a Content-Length of at least this many bytes are relayed raw (and their
+ * upstream connection is not reused: one handshake per such download); shorter ones go through
+ * Node's parser and keep the pooled connection.
+ */
+export const RAW_MIN = 1024 * 1024
+/** Reads into 32 reused 16 KiB buffers (a TLS socket's `onread` delivers one record per callback). */
+const FEED = { rawMin: RAW_MIN, readBuffers: 32, readBufferBytes: 16 * 1024 }
+/** The feed of each pooled upstream connection, by the stream the Agent holds. */
+const FEEDS = new WeakMap<object, HeadFeed>()
+type Connect = (o: object) => Socket
+
+/** Agents whose connections are the upstream socket read through a HeadFeed. */
+class FeedingHttpsAgent extends HttpsAgent {
+  override createConnection(o: object): Socket {
+    const feed = new HeadFeed(FEED)
+    const s = feed.bindStream((HttpsAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, { ...o, onread: feed.onread }), 'onread')
+    FEEDS.set(s, feed)
+    return s as Socket
+  }
+}
+class FeedingHttpAgent extends HttpAgent {
+  override createConnection(o: object): Socket {
+    const feed = new HeadFeed(FEED)
+    const s = feed.bindStream((HttpAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, { ...o, onread: feed.onread }), 'onread')
+    FEEDS.set(s, feed)
+    return s as Socket
   }
 }
 

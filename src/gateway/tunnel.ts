@@ -6,7 +6,7 @@
 import { connect as netConnect, type Socket } from 'node:net'
 import type { Transform } from 'node:stream'
 import type { IpAddress } from './address.js'
-import { relayInto } from './proxy-io.js'
+import { relayInto, type ReadRelay } from './proxy-io.js'
 
 export type Dialed = { socket: Socket; ip: string; arm: () => void }
 
@@ -21,14 +21,15 @@ export type TunnelGate = (first: Buffer) => 'wait' | 'pass' | 'refuse'
  * that is handed to `sink.write()` without a copy; reading pauses while both buffers are in
  * flight (that is the backpressure). Measured against `upstream.pipe(client)` this cuts the
  * gateway's CPU per downloaded byte by about half (bench/gateway.mjs). Nothing is written to
- * the sink before `arm()` (the "200 Connection Established" must come first).
+ * the sink before `arm()` (the "200 Connection Established" must come first). A ReadRelay instead
+ * of a socket reads into the relay's own buffers (a forwarded response: http/head-feed.ts).
  */
-export async function dial(addrs: IpAddress[], port: number, connectTimeoutMs: number, sink?: Socket): Promise<Dialed> {
+export async function dial(addrs: IpAddress[], port: number, connectTimeoutMs: number, sink?: Socket | ReadRelay): Promise<Dialed> {
   let lastErr: Error | undefined
   for (const a of addrs.slice(0, 4)) {
     try {
       return await new Promise((resolve, reject) => {
-        const relay = sink ? relayInto(sink) : undefined
+        const relay = sink === undefined ? undefined : 'onread' in sink ? sink : relayInto(sink)
         const s = netConnect({ host: a.text, port, family: a.family, noDelay: true, ...(relay ? { onread: relay.onread } : {}) })
         relay?.bind(s)
         const t = setTimeout(() => {

@@ -25,6 +25,8 @@ let upstream: Server
 let PORT: number
 const seen: string[] = []
 let slowRelease: (() => void)[] = []
+/** 3 MiB of a non-repeating-per-buffer pattern: more than the forward path's two read buffers. */
+const BIG = Buffer.from(Array.from({ length: 3 * 1024 * 1024 }, (_, i) => (i * 7 + (i >> 12)) & 0xff))
 
 const proxies: SandboxProxy[] = []
 const upSockets = new Set<Socket>()
@@ -81,6 +83,20 @@ function raw(sock: string, bytes: string, waitMs = 1500): Promise<string> {
   })
 }
 const status = (out: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(out)?.[1] ?? 0)
+/** Decodes a chunked body at the start of `s`: the body and what follows the last chunk. */
+function dechunk(s: string): { body: string; rest: string } {
+  let body = ''
+  let i = 0
+  for (;;) {
+    const e = s.indexOf('\r\n', i)
+    if (e === -1) return { body, rest: '' }
+    const n = parseInt(s.slice(i, e), 16)
+    i = e + 2
+    if (n === 0) return { body, rest: s.slice(i + 2) }
+    body += s.slice(i, i + n)
+    i += n + 2
+  }
+}
 
 let sock: string
 
@@ -90,6 +106,54 @@ beforeAll(async () => {
     seen.push(`${req.method} ${req.url}`)
     if (req.url === '/slow') {
       slowRelease.push(() => res.end('slow'))
+      return
+    }
+    if (req.url === '/big') {
+      res.writeHead(200, { 'Content-Length': String(BIG.length) })
+      res.end(req.method === 'HEAD' ? undefined : BIG)
+      return
+    }
+    if (req.url === '/over' || req.url === '/short') {
+      // Raw bytes from the upstream: a head declaring 300,000 bytes, part of the body, then later
+      // the rest plus bytes past the declared length (a second response), or nothing (closed early).
+      const s = req.socket
+      s.write(`HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n${'a'.repeat(100_000)}`)
+      setTimeout(() => {
+        if (req.url === '/short') return void s.destroy()
+        s.end(`${'b'.repeat(200_000)}HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled`)
+      }, 50)
+      return
+    }
+    const rs = req.socket
+    if (req.url === '/over1') {
+      // Head, body and a second response in one write: only the declared 5 bytes may be relayed.
+      rs.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled')
+      return
+    }
+    if (req.url === '/info' || req.url === '/info1') {
+      // 100 Continue and 103 Early Hints before the final response: split across writes, or all in one.
+      const infos = 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n'
+      const final = `HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n${'i'.repeat(300_000)}`
+      if (req.url === '/info1') return void rs.write(infos + final)
+      rs.write(infos)
+      setTimeout(() => rs.write(final), 30)
+      return
+    }
+    if (req.url === '/chunked') {
+      // Chunked with a Content-Length-looking chunk inside; bytes after the last chunk are not relayed.
+      rs.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab\r\nc\r\n${(100_000).toString(16)}\r\n${'k'.repeat(100_000)}\r\n`)
+      setTimeout(() => rs.write('0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled'), 30)
+      return
+    }
+    if (req.url === '/close') {
+      // No length: the body is read until the upstream closes.
+      rs.write(`HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n${'c'.repeat(50_000)}`)
+      setTimeout(() => rs.end('c'.repeat(50_000)), 30)
+      return
+    }
+    if (req.url === '/204' || req.url === '/304') {
+      // Body-less statuses with a Content-Length (a 304's names the representation); the connection stays open.
+      rs.write(req.url === '/204' ? 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n' : `HTTP/1.1 304 Not Modified\r\nContent-Length: ${BIG.length}\r\n\r\n`)
       return
     }
     req.resume()
@@ -158,6 +222,115 @@ describe('framing: Connection may not name framing or identity headers', () => {
     const out = await raw(sock, `GET http://plain.test:${PORT}/ctl HTTP/1.1\r\nHost: plain.test:${PORT}\r\nConnection: keep-alive, close\r\n\r\n`)
     expect(status(out)).toBe(200)
     expect(seen).toContain('GET /ctl')
+  })
+})
+
+describe('a forwarded Content-Length body streams raw after the parser read the head (http/head-feed.ts)', () => {
+  const get = (path: string, method = 'GET') => `${method} http://plain.test:${PORT}${path} HTTP/1.1\r\nHost: plain.test:${PORT}\r\n\r\n`
+  const body = (out: string, from: number, n: number) => Buffer.from(out.slice(from, from + n), 'latin1')
+
+  it('3 MiB arrive byte-exact, then the next request on the same client connection is answered', async () => {
+    const out = await raw(sock, get('/big') + get('/ctl-after-big'), 5000)
+    const head = out.indexOf('\r\n\r\n') + 4
+    expect(status(out)).toBe(200)
+    expect(body(out, head, BIG.length).equals(BIG)).toBe(true)
+    const rest = out.slice(head + BIG.length)
+    expect(status(rest)).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
+  })
+
+  it('bytes the upstream sends past its Content-Length never reach the client; the next request gets its own answer', async () => {
+    const out = await raw(sock, get('/over') + get('/ctl-after-over'), 3000)
+    const head = out.indexOf('\r\n\r\n') + 4
+    expect(out.slice(head, head + 300_000)).toBe('a'.repeat(100_000) + 'b'.repeat(200_000))
+    const rest = out.slice(head + 300_000)
+    expect(rest).not.toContain('smuggled')
+    expect(status(rest)).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
+  })
+
+  it('an upstream that closes before its Content-Length: the client connection is closed, short, nothing else follows', async () => {
+    const out = await raw(sock, get('/short') + get('/ctl-after-short'), 3000)
+    const head = out.indexOf('\r\n\r\n') + 4
+    expect(status(out)).toBe(200)
+    expect(out.length - head).toBeLessThan(300_000)
+    expect(out).not.toContain('upstream-ok')
+  })
+
+  it('head, body and the next response in one upstream write: only the declared bytes are relayed', async () => {
+    const out = await raw(sock, get('/over1') + get('/ctl-after-over1'))
+    expect(status(out)).toBe(200)
+    expect(out).toContain('Content-Length: 5\r\n')
+    const rest = out.slice(out.indexOf('\r\n\r\n') + 4)
+    expect(rest.startsWith('hello')).toBe(true)
+    expect(out).not.toContain('smuggled')
+    expect(status(rest.slice(5))).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
+  })
+
+  it('three pipelined requests (raw, raw with trailing bytes, parsed) are answered in order on one connection', async () => {
+    const out = await raw(sock, get('/big') + get('/over1') + get('/ctl-pipelined'), 5000)
+    const head = out.indexOf('\r\n\r\n') + 4
+    expect(body(out, head, BIG.length).equals(BIG)).toBe(true)
+    const second = out.slice(head + BIG.length)
+    const head2 = second.indexOf('\r\n\r\n') + 4
+    expect(status(second)).toBe(200)
+    expect(second.slice(head2, head2 + 5)).toBe('hello')
+    const third = second.slice(head2 + 5)
+    expect(status(third)).toBe(200)
+    expect(third.endsWith('upstream-ok')).toBe(true)
+    expect(out).not.toContain('smuggled')
+  })
+
+  for (const path of ['/info', '/info1']) {
+    it(`100 Continue and 103 before the final response (${path === '/info' ? 'separate writes' : 'one write'}): the final body arrives whole`, async () => {
+      const out = await raw(sock, `POST http://plain.test:${PORT}${path} HTTP/1.1\r\nHost: plain.test:${PORT}\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi` + get('/ctl-after-info'), 3000)
+      const final = out.slice(out.indexOf('HTTP/1.1 200'))
+      const head = final.indexOf('\r\n\r\n') + 4
+      expect(final).toContain('Content-Length: 300000\r\n')
+      expect(final.slice(head, head + 300_000)).toBe('i'.repeat(300_000))
+      const rest = final.slice(head + 300_000)
+      expect(status(rest)).toBe(200)
+      expect(rest.endsWith('upstream-ok')).toBe(true)
+    })
+  }
+
+  it('chunked: relayed through the parser, bytes after the last chunk are not', async () => {
+    const out = await raw(sock, get('/chunked') + get('/ctl-after-chunked'), 3000)
+    expect(status(out)).toBe(200)
+    const { body: b, rest } = dechunk(out.slice(out.indexOf('\r\n\r\n') + 4))
+    expect(b).toBe('ab\r\nc' + 'k'.repeat(100_000))
+    expect(out).not.toContain('smuggled')
+    expect(status(rest)).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
+  })
+
+  it('no length (read until the upstream closes): the whole body, framed for the client', async () => {
+    const out = await raw(sock, get('/close') + get('/ctl-after-close'), 3000)
+    expect(status(out)).toBe(200)
+    const { body: b, rest } = dechunk(out.slice(out.indexOf('\r\n\r\n') + 4))
+    expect(b).toBe('c'.repeat(100_000))
+    expect(status(rest)).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
+  })
+
+  for (const code of [204, 304]) {
+    it(`${code} with a Content-Length: no body is waited for or relayed; the next request is answered`, async () => {
+      const out = await raw(sock, get(`/${code}`) + get(`/ctl-after-${code}`), 3000)
+      expect(status(out)).toBe(code)
+      const rest = out.slice(out.indexOf('\r\n\r\n') + 4)
+      expect(status(rest)).toBe(200)
+      expect(rest.endsWith('upstream-ok')).toBe(true)
+    })
+  }
+
+  it('HEAD: the Content-Length of a 3 MiB body but no body; the connection stays usable', async () => {
+    const out = await raw(sock, get('/big', 'HEAD') + get('/ctl-after-head'), 3000)
+    expect(status(out)).toBe(200)
+    expect(out).toContain(`Content-Length: ${BIG.length}`)
+    const rest = out.slice(out.indexOf('\r\n\r\n') + 4)
+    expect(status(rest)).toBe(200)
+    expect(rest.endsWith('upstream-ok')).toBe(true)
   })
 })
 

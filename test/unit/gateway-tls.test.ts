@@ -48,6 +48,7 @@ function echoServer(issue: (name: string) => Promise<{ context: import('node:tls
     perSocket.set(req.socket, seen)
     // An upstream that closed a kept-alive connection just as the next request arrived.
     if (req.url?.startsWith('/drop-if-reused') && seen > 1) return void req.socket.destroy()
+    if (bodyRoute(req, res)) return
     let n = 0
     req.on('data', c => (n += c.length))
     req.on('end', () => {
@@ -62,6 +63,37 @@ function echoServer(issue: (name: string) => Promise<{ context: import('node:tls
     sock.on('data', d => sock.write(`echo:${d.toString()}`))
   })
   return s
+}
+
+/** 3 MiB of a non-repeating-per-buffer pattern (above the raw-relay threshold, tls-terminate.ts RAW_MIN). */
+const BIG = Buffer.from(Array.from({ length: 3 * 1024 * 1024 }, (_, i) => (i * 7 + (i >> 12)) & 0xff))
+
+/** Responses for the body-relay tests: Node's own framing, or raw bytes on the upstream socket. */
+function bodyRoute(req: IncomingMessage, res: import('node:http').ServerResponse): boolean {
+  const u = req.url ?? ''
+  const rs = req.socket
+  if (u === '/big') return void res.writeHead(200, { 'Content-Length': String(BIG.length) }).end(req.method === 'HEAD' ? undefined : BIG), true
+  if (u === '/over1') return void rs.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled'), true
+  if (u === '/over' || u === '/short') {
+    // 2,000,000 bytes declared, half sent; then the rest plus a second response, or a close.
+    rs.write(`HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n${'a'.repeat(1_000_000)}`)
+    setTimeout(() => (u === '/short' ? rs.destroy() : rs.write(`${'b'.repeat(1_000_000)}HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled`)), 50)
+    return true
+  }
+  if (u === '/info') {
+    res.writeContinue()
+    res.writeEarlyHints({ link: '</a.css>; rel=preload' })
+    setTimeout(() => res.writeHead(200, { 'Content-Length': '2000000' }).end('i'.repeat(2_000_000)), 30)
+    return true
+  }
+  if (u === '/chunked') {
+    res.writeHead(200, { 'Content-Type': 'text/plain' })
+    res.write('ab\r\nc')
+    setTimeout(() => res.end('k'.repeat(100_000)), 30)
+    return true
+  }
+  if (u === '/204' || u === '/304') return void res.writeHead(Number(u.slice(1)), { 'Content-Length': String(BIG.length) }).end(), true
+  return false
 }
 
 const listen = (s: Server) => new Promise<number>(r => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)))
@@ -414,5 +446,108 @@ describe('TLS inspection (in-process)', () => {
     const dir = join(gatewaySandboxDir(data, 'demo'), 'tls')
     for (const f of ['ca-bundle.pem', 'podshell-ca.pem', 'truststore.p12']) expect(readFileSync(join(dir, f), 'latin1')).not.toMatch(/PRIVATE KEY/)
     void netConnect
+  })
+})
+
+describe('response bodies over inspected TLS: a Content-Length body of >= 1 MiB is relayed raw (http/head-feed.ts)', () => {
+  const get = (path: string, method = 'GET') => `${method} ${path} HTTP/1.1\r\nHost: api.test:${PORT}\r\n\r\n`
+  /** Pipelines `bytes` on one inspected connection; everything the client reads in `waitMs` (or until closed). */
+  const collect = async (bytes: string, waitMs = 2500): Promise<{ out: string; closed: boolean }> => {
+    const s = await tlsVia(`api.test:${PORT}`, 'api.test')
+    return new Promise(res => {
+      let out = ''
+      let closed = false
+      s.on('data', (d: Buffer) => (out += d.toString('latin1')))
+      s.on('error', () => undefined)
+      s.on('close', () => (closed = true))
+      const t = setTimeout(() => {
+        s.destroy()
+        res({ out, closed })
+      }, waitMs)
+      s.on('close', () => {
+        clearTimeout(t)
+        res({ out, closed })
+      })
+      s.write(bytes)
+    })
+  }
+  const bodyAt = (out: string) => out.indexOf('\r\n\r\n') + 4
+  const st = (out: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(out)?.[1] ?? 0)
+  /** The next response is the echo server's JSON for `path`. */
+  const isEcho = (out: string, path: string) => st(out) === 200 && out.includes(`"url":"${path}"`)
+  const dechunk = (s: string): { body: string; rest: string } => {
+    let body = ''
+    let i = 0
+    for (;;) {
+      const e = s.indexOf('\r\n', i)
+      if (e === -1) return { body, rest: '' }
+      const n = parseInt(s.slice(i, e), 16)
+      i = e + 2
+      if (n === 0) return { body, rest: s.slice(i + 2) }
+      body += s.slice(i, i + n)
+      i += n + 2
+    }
+  }
+
+  it('3 MiB arrive byte-exact, then the next request on the same connection is answered', async () => {
+    const { out } = await collect(get('/big') + get('/after-big'), 5000)
+    const b = bodyAt(out)
+    expect(st(out)).toBe(200)
+    expect(Buffer.from(out.slice(b, b + BIG.length), 'latin1').equals(BIG)).toBe(true)
+    expect(isEcho(out.slice(b + BIG.length), '/after-big')).toBe(true)
+  })
+
+  it('bytes past a raw Content-Length never reach the client; the next request gets its own answer', async () => {
+    const { out } = await collect(get('/over') + get('/after-over'), 4000)
+    const b = bodyAt(out)
+    expect(out.slice(b, b + 2_000_000)).toBe('a'.repeat(1_000_000) + 'b'.repeat(1_000_000))
+    expect(out).not.toContain('smuggled')
+    expect(isEcho(out.slice(b + 2_000_000), '/after-over')).toBe(true)
+  })
+
+  it('a short body under the threshold with a second response behind it: 5 bytes relayed, nothing else; the next request is answered', async () => {
+    const { out } = await collect(get('/over1') + get('/after-over1'))
+    const b = bodyAt(out)
+    expect(out.slice(b, b + 5)).toBe('hello')
+    expect(out).not.toContain('smuggled')
+    expect(isEcho(out.slice(b + 5), '/after-over1')).toBe(true)
+  })
+
+  it('an upstream that closes before its Content-Length: the client connection is closed short, nothing else follows', async () => {
+    const { out, closed } = await collect(get('/short') + get('/after-short'), 4000)
+    expect(st(out)).toBe(200)
+    expect(closed).toBe(true)
+    expect(out.length - bodyAt(out)).toBeLessThan(2_000_000)
+    expect(out).not.toContain('/after-short')
+  })
+
+  it('100 Continue and 103 before the final response: the 2 MB body arrives whole', async () => {
+    const { out } = await collect(get('/info') + get('/after-info'), 4000)
+    const final = out.slice(out.indexOf('HTTP/1.1 200'))
+    const b = bodyAt(final)
+    expect(final.slice(b, b + 2_000_000)).toBe('i'.repeat(2_000_000))
+    expect(isEcho(final.slice(b + 2_000_000), '/after-info')).toBe(true)
+  })
+
+  it('chunked: through the parser; the next request is answered', async () => {
+    const { out } = await collect(get('/chunked') + get('/after-chunked'))
+    const { body, rest } = dechunk(out.slice(bodyAt(out)))
+    expect(body).toBe('ab\r\nc' + 'k'.repeat(100_000))
+    expect(isEcho(rest, '/after-chunked')).toBe(true)
+  })
+
+  for (const code of [204, 304]) {
+    it(`${code} with a Content-Length of 3 MiB: no body waited for; the next request is answered`, async () => {
+      const { out } = await collect(get(`/${code}`) + get(`/after-${code}`))
+      expect(st(out)).toBe(code)
+      expect(isEcho(out.slice(bodyAt(out)), `/after-${code}`)).toBe(true)
+    })
+  }
+
+  it('HEAD of 3 MiB: no body; the next request is answered', async () => {
+    const { out } = await collect(get('/big', 'HEAD') + get('/after-head'))
+    expect(st(out)).toBe(200)
+    expect(out.toLowerCase()).toContain(`content-length: ${BIG.length}\r\n`)
+    expect(isEcho(out.slice(bodyAt(out)), '/after-head')).toBe(true)
   })
 })

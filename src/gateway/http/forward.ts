@@ -8,6 +8,7 @@ import type { Socket } from 'node:net'
 import { parseAuthority, type CanonicalHost } from '../address.js'
 import { forwardHeaders, requestRefusal, responseHeaders } from './framing.js'
 import { hostHeaderCount, sendJson } from '../proxy-io.js'
+import type { HeadFeed } from './head-feed.js'
 
 /** An absolute-form request target, parsed and validated. */
 export interface Target {
@@ -58,8 +59,9 @@ export function proxyTarget(req: IncomingMessage, maxTargetBytes: number): Targe
 export interface Admitted {
   target: Target
   method: string
-  /** The connected upstream socket (already checked against the address rules). */
+  /** The connected upstream socket (already checked against the address rules), dialled with `feed` as its ReadRelay. */
   upstream: Socket
+  feed: HeadFeed
   ip: string
   /** The decision's reason, logged with the upstream's status. */
   reason: string
@@ -69,7 +71,9 @@ export interface Admitted {
 
 /**
  * Sends an admitted request upstream on its own socket and streams the response back; logs the
- * upstream's status (or the failure) once.
+ * upstream's status (or the failure) once. The response head and its framing are Node's parser's
+ * (through a HeadFeed); a Content-Length body then streams to the client raw (http/head-feed.ts),
+ * any other body through the parser.
  */
 export function forwardAdmitted(req: IncomingMessage, res: ServerResponse, f: Admitted): void {
   const t = f.target
@@ -77,18 +81,22 @@ export function forwardAdmitted(req: IncomingMessage, res: ServerResponse, f: Ad
   // A chunked request body keeps chunked framing upstream (Node re-chunks it); without this a
   // GET/DELETE with a chunked body would be sent unframed.
   if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked')
-  const upstreamSocket = f.upstream
+  const feed = f.feed
   const ureq = httpRequest({
     method: f.method,
     path: t.path + (t.query !== null ? `?${t.query}` : ''),
     headers,
     setHost: false,
-    // No agent: with createConnection and no agent, Node uses exactly this (already checked and
-    // connected) socket; an agent would dial by name itself.
-    createConnection: () => upstreamSocket,
+    // No agent: with createConnection and no agent, Node uses exactly this stream over the
+    // (already checked and connected) socket; an agent would dial by name itself.
+    createConnection: () => feed.stream,
   })
-  if (f.idleTimeoutMs > 0) ureq.setTimeout(f.idleTimeoutMs, () => ureq.destroy(new Error('upstream idle timeout')))
+  if (f.idleTimeoutMs > 0) f.upstream.setTimeout(f.idleTimeoutMs, () => ureq.destroy(new Error('upstream idle timeout')))
   let logged = false
+  // The response is complete towards the client: what the upstream side does after is not its business.
+  let finished = false
+  // A 1xx head: the feed gives the parser the next one.
+  ureq.on('information', () => feed.informational())
   ureq.on('response', ures => {
     logged = true
     f.log('allowed', ures.statusCode ?? 0, f.reason, f.ip)
@@ -97,10 +105,25 @@ export function forwardAdmitted(req: IncomingMessage, res: ServerResponse, f: Ad
       return
     }
     res.writeHead(ures.statusCode ?? 502, ures.statusMessage, responseHeaders(ures.rawHeaders))
+    const sink = {
+      data: (b: Buffer, written: () => void) => void res.write(b, written),
+      end: () => {
+        finished = true
+        res.end()
+        ureq.destroy()
+      },
+    }
+    if (feed.takeBody(ureq.method, ures, sink, () => res.destroy())) {
+      ures.on('error', () => {
+        if (!finished) res.destroy()
+      })
+      return
+    }
     ures.pipe(res)
     ures.on('error', () => res.destroy())
   })
   ureq.on('error', e => {
+    if (finished) return
     if (!logged) {
       logged = true
       f.log('allowed', 502, `upstream error: ${e.message}`, f.ip)
