@@ -41,13 +41,15 @@ import { request as httpsRequest, Agent as HttpsAgent } from 'node:https'
 import { TLSSocket, createSecureContext, connect as tlsConnect, type SecureContext } from 'node:tls'
 import { connect as netConnect, type Socket } from 'node:net'
 import type { LookupFunction } from 'node:net'
-import { canonicalizeHost, parseAuthority, type CanonicalHost, type IpAddress } from './address.js'
+import type { CanonicalHost, IpAddress } from './address.js'
+import { hostMismatch, sniMismatch } from './tls-identity.js'
+import { FEEDS, FeedingHttpAgent, FeedingHttpsAgent } from './tls-feed.js'
 import type { Decision, PolicyEngine } from './policy-engine.js'
 import type { AuditSink } from './audit.js'
 import type { Leaf } from '../tls/leaf.js'
 import { decideEffective, type RequestRefusal } from './http/framing.js'
 import type { Admission } from './http/admission.js'
-import { HeadFeed, type BodySink } from './http/head-feed.js'
+import type { BodySink } from './http/head-feed.js'
 import { substituteCredentials, substituteBody, CREDENTIAL_MISMATCH_BODY, MAX_BODY_REWRITE_BYTES, type HeldCredential } from './credential-substitution.js'
 
 /** What the gateway gives a sandbox's proxy for TLS inspection. */
@@ -116,37 +118,6 @@ interface ConnMeta {
   readonly tls: boolean
 }
 
-/** Why an SNI is refused, or undefined when it names the CONNECT host. */
-export function sniMismatch(sni: string | false | undefined | null, connectHost: CanonicalHost): string | undefined {
-  if (!sni) return 'ClientHello without SNI (server name); the gateway needs it to check the name against the CONNECT target'
-  if (sni.length > 253) return `SNI of ${sni.length} bytes is not a host name`
-  if (/[\0-\x20\x7f-\uffff]/.test(sni)) return 'SNI contains control, space or non-ASCII characters'
-  let h: CanonicalHost
-  try {
-    h = canonicalizeHost(sni)
-  } catch (e) {
-    return `SNI ${JSON.stringify(sni)} is not a host name (${(e as Error).message})`
-  }
-  if (h.kind === 'ip') return `SNI ${JSON.stringify(sni)} is an IP literal (RFC 6066 forbids it; a name is needed to check the target)`
-  if (h.host !== connectHost.host) return `SNI ${h.host} does not match the CONNECT target ${connectHost.host} (domain fronting)`
-  return undefined
-}
-
-/** Why a decrypted request's Host is refused, or undefined when it names the CONNECT host and port. */
-export function hostMismatch(req: IncomingMessage, meta: { host: CanonicalHost; port: number; tls: boolean }): string | undefined {
-  let n = 0
-  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') n++
-  if (n === 0) return 'request without Host header'
-  if (n > 1) return 'more than one Host header'
-  const raw = req.headers.host!
-  try {
-    const h = parseAuthority(raw, meta.tls ? 443 : 80)
-    if (h.host.host === meta.host.host && h.port === meta.port) return undefined
-    return `Host ${h.host.host}:${h.port} does not match the CONNECT target ${meta.host.host}:${meta.port} (domain fronting)`
-  } catch {
-    return `Host header ${JSON.stringify(raw.slice(0, 100))} is not a valid authority`
-  }
-}
 
 const HANDSHAKE = 0x16
 /** Largest request body read and discarded after a denial to keep the connection (else it closes). */
@@ -402,41 +373,48 @@ export class TlsTerminator {
     })
   }
 
-  /** One decrypted (or cleartext-after-CONNECT) request: identity, L7 decision, forward. */
+  /**
+   * A refusal of one decrypted request, audited, in OpenShell's deny format (or `custom`). A 400
+   * (framing in doubt) closes the connection. A policy denial keeps it: the request body is read
+   * and discarded (its end is known from the parsed framing, so nothing of it can be taken for the
+   * next request, which is decided on its own). Closing right after the 403 raced the client's body
+   * through the bridge: the client could see the connection reset before the answer (measured with
+   * python's urllib). A body over 1 MiB still closes it. A 413 (body over the rewrite buffer) is
+   * answered the same way: the client is still sending when it is refused (closing at once reset
+   * curl's connection before it read the 413: Podman 5 lane).
+   */
+  private deny(r: RequestCtx, status: number, d: Decision | undefined, path: string, reason: string, custom?: Record<string, unknown>): void {
+    const { req, res, m, method } = r
+    const { host, port } = m
+    this.ctx.counted(false)
+    this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
+    const body = custom ?? (d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: status === 503 ? 'overloaded' : status === 414 ? 'uri_too_long' : 'bad_request', detail: reason })
+    const len = Number(req.headers['content-length'] ?? 0)
+    if ((status !== 403 && status !== 413) || req.headers['transfer-encoding'] !== undefined || len > MAX_DISCARD_BODY) {
+      req.resume()
+      return this.ctx.sendJson(res, status, STATUS_TEXT[status] ?? 'Bad Request', body)
+    }
+    req.resume()
+    const json = JSON.stringify(body)
+    res.writeHead(status, STATUS_TEXT[status], { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(json)) })
+    res.end(json)
+  }
+
+  /** One decrypted (or cleartext-after-CONNECT) request: identity, L7 decision, credentials, forward. */
   private async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const m = this.meta.get(req.socket)
     if (!m) return void res.destroy()
     const method = req.method ?? 'GET'
     const url = req.url ?? ''
     const { host, port } = m
-    const deny = (status: number, d: Decision | undefined, path: string, reason: string, custom?: Record<string, unknown>) => {
-      this.ctx.counted(false)
-      this.ctx.audit.http({ scheme: m.tls ? 'https' : 'http', method, host: host.host, port, path, action: 'denied', mode: 'deny', policy: d?.policy ?? null, rule: d?.matched, reason, providers: d?.providers, status })
-      const body = custom ?? (d ? this.ctx.denyBody(d, method, host.host, port, path, reason) : { error: status === 503 ? 'overloaded' : status === 414 ? 'uri_too_long' : 'bad_request', detail: reason })
-      // A 400 (framing in doubt) closes the connection. A policy denial keeps it: the request body
-      // is read and discarded (its end is known from the parsed framing, so nothing of it can be
-      // taken for the next request, which is decided on its own). Closing right after the 403
-      // raced the client's body through the bridge: the client could see the connection reset
-      // before the answer (measured with python's urllib). A body over 1 MiB still closes it. A 413
-      // (body over the rewrite buffer) is answered the same way: the client is still sending when
-      // it is refused (closing at once reset curl's connection before it read the 413: Podman 5 lane).
-      const len = Number(req.headers['content-length'] ?? 0)
-      if ((status !== 403 && status !== 413) || req.headers['transfer-encoding'] !== undefined || len > MAX_DISCARD_BODY) {
-        req.resume()
-        return this.ctx.sendJson(res, status, STATUS_TEXT[status] ?? 'Bad Request', body)
-      }
-      req.resume()
-      const json = JSON.stringify(body)
-      res.writeHead(status, STATUS_TEXT[status], { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(json)) })
-      res.end(json)
-    }
+    const r: RequestCtx = { req, res, m, method }
+    const deny = (status: number, d: Decision | undefined, path: string, reason: string, custom?: Record<string, unknown>) => this.deny(r, status, d, path, reason, custom)
     // Origin-form only: the target of every request is the CONNECT's host.
     if (!url.startsWith('/')) return deny(400, undefined, '-', 'request target must be origin-form (/path) inside a CONNECT')
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
     const query = q === -1 ? null : url.slice(q + 1)
     if (path.includes('#') || (query ?? '').includes('#')) return deny(400, undefined, path, 'fragment in request target')
-    const te = req.headers['transfer-encoding']
     const refused = this.ctx.refusal(req)
     if (refused) return deny(refused.status, undefined, path, refused.detail)
     const release = await this.ctx.admission.acquire()
@@ -466,42 +444,66 @@ export class TlsTerminator {
       return deny(403, d, path, reason, { error: 'credential_unavailable', message: `No credential value is available for provider ${sub.provider}` })
     }
     let substituted = sub.kind === 'substituted' ? `; credential substituted: ${[...new Set(sub.used.map(u => `${u.provider}/${u.variable} in ${u.where}`))].join(', ')}` : ''
-    // Opt-in body rewrite (`request_body_credential_rewrite`): the body is buffered (OpenShell's
-    // 256 KiB limit; larger is refused, not forwarded unrewritten) and put under the same rule.
-    let body: Buffer | undefined
-    const creds = this.ctx.credentials()
-    if (m.tls && creds.length > 0 && (te !== undefined || Number(req.headers['content-length'] ?? 0) > 0) && this.ctx.engine().rewritesBody(host, port, path)) {
-      const read = await readBounded(req, MAX_BODY_REWRITE_BYTES)
-      if (read === undefined) {
-        const why = `request body over ${MAX_BODY_REWRITE_BYTES} bytes on an endpoint with request_body_credential_rewrite (buffer limit); not forwarded`
-        return deny(413, d, path, why, { error: 'payload_too_large', detail: why })
-      }
-      const b = substituteBody(read, creds, p => this.ctx.engine().credentialBound(p, host, port, path))
-      if (b.kind === 'mismatch') return deny(403, d, path, `credential_endpoint_mismatch: placeholder of provider ${b.provider} (${b.variable}) in body is not bound to ${host.host}:${port}${path}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
-      if (b.kind === 'unavailable') return deny(403, d, path, `credential_unavailable: the gateway holds no value for provider ${b.provider} (${b.variable}); not forwarded`, { error: 'credential_unavailable', message: `No credential value is available for provider ${b.provider}` })
-      body = b.kind === 'substituted' ? b.body : read
-      if (b.kind === 'substituted') substituted += '; credential substituted in body'
-    }
+    const rewritten = await this.rewriteBody(r, d, path)
+    if (rewritten === 'refused') return
+    if (rewritten?.substituted) substituted += '; credential substituted in body'
     this.ctx.counted(true)
-    const addrs = checked.addresses
+    let headers = this.ctx.forwardHeaders(sub.kind === 'substituted' ? sub.rawHeaders : req.rawHeaders)
+    const body = rewritten?.body
+    if (body !== undefined) {
+      const kept: string[] = []
+      for (let i = 0; i + 1 < headers.length; i += 2) if (!/^(content-length|transfer-encoding)$/i.test(headers[i]!)) kept.push(headers[i]!, headers[i + 1]!)
+      headers = [...kept, 'Content-Length', String(body.length)]
+    } else if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked')
+    this.forward(r, { d, path, target: sub.kind === 'substituted' ? sub.url : url, headers, body, addrs: checked.addresses, substituted })
+  }
+
+  /**
+   * Opt-in body rewrite (`request_body_credential_rewrite`): the body is buffered (OpenShell's
+   * 256 KiB limit; larger is refused, not forwarded unrewritten) and put under the same rule as the
+   * headers. Undefined: no rewrite applies (the body streams); 'refused': answered already.
+   */
+  private async rewriteBody(r: RequestCtx, d: Decision, path: string): Promise<{ body: Buffer; substituted: boolean } | 'refused' | undefined> {
+    const { req, m } = r
+    const { host, port } = m
+    const creds = this.ctx.credentials()
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0
+    if (!m.tls || creds.length === 0 || !hasBody || !this.ctx.engine().rewritesBody(host, port, path)) return undefined
+    const read = await readBounded(req, MAX_BODY_REWRITE_BYTES)
+    if (read === undefined) {
+      const why = `request body over ${MAX_BODY_REWRITE_BYTES} bytes on an endpoint with request_body_credential_rewrite (buffer limit); not forwarded`
+      this.deny(r, 413, d, path, why, { error: 'payload_too_large', detail: why })
+      return 'refused'
+    }
+    const b = substituteBody(read, creds, p => this.ctx.engine().credentialBound(p, host, port, path))
+    if (b.kind === 'mismatch') {
+      this.deny(r, 403, d, path, `credential_endpoint_mismatch: placeholder of provider ${b.provider} (${b.variable}) in body is not bound to ${host.host}:${port}${path}; not forwarded`, { ...CREDENTIAL_MISMATCH_BODY })
+      return 'refused'
+    }
+    if (b.kind === 'unavailable') {
+      this.deny(r, 403, d, path, `credential_unavailable: the gateway holds no value for provider ${b.provider} (${b.variable}); not forwarded`, { error: 'credential_unavailable', message: `No credential value is available for provider ${b.provider}` })
+      return 'refused'
+    }
+    return { body: b.kind === 'substituted' ? b.body : read, substituted: b.kind === 'substituted' }
+  }
+
+  /** Sends an allowed request upstream (pooled) and relays the response; audited once. */
+  private forward(r: RequestCtx, f: { d: Decision; path: string; target: string; headers: string[]; body: Buffer | undefined; addrs: readonly IpAddress[]; substituted: string }): void {
+    const { req, res, m, method } = r
+    const { host, port } = m
+    const { d, path, body, addrs, substituted } = f
     const lookup: LookupFunction = (_name, opts, cb) => {
       const all = (opts as { all?: boolean }).all
       if (all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, addrs.map(a => ({ address: a.text, family: a.family })))
       else cb(null, addrs[0]!.text, addrs[0]!.family)
     }
-    let headers = this.ctx.forwardHeaders(sub.kind === 'substituted' ? sub.rawHeaders : req.rawHeaders)
-    if (body !== undefined) {
-      const kept: string[] = []
-      for (let i = 0; i + 1 < headers.length; i += 2) if (!/^(content-length|transfer-encoding)$/i.test(headers[i]!)) kept.push(headers[i]!, headers[i + 1]!)
-      headers = [...kept, 'Content-Length', String(body.length)]
-    } else if (te !== undefined) headers.push('Transfer-Encoding', 'chunked')
     const agents = this.agents()
     const opts = {
       host: host.host,
       port,
       method,
-      path: sub.kind === 'substituted' ? sub.url : url,
-      headers,
+      path: f.target,
+      headers: f.headers,
       setHost: false,
       lookup,
       agent: m.tls ? agents.https : agents.http,
@@ -510,7 +512,7 @@ export class TlsTerminator {
     // A pooled connection the upstream closed while idle fails the next request with a reset
     // before any response; a request without a body that is safe to repeat is then sent once more
     // on a new connection (Node's documented `reusedSocket` pattern). Anything else is a 502.
-    const bodyless = te === undefined && Number(req.headers['content-length'] ?? 0) === 0
+    const bodyless = req.headers['transfer-encoding'] === undefined && Number(req.headers['content-length'] ?? 0) === 0
     const retryable = bodyless && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')
     const send = (attempt: number): void => {
       const ureq = m.tls ? httpsRequest(opts) : httpRequest(opts)
@@ -574,34 +576,12 @@ export class TlsTerminator {
   }
 }
 
-/**
- * Response bodies with a Content-Length of at least this many bytes are relayed raw (and their
- * upstream connection is not reused: one handshake per such download); shorter ones go through
- * Node's parser and keep the pooled connection.
- */
-export const RAW_MIN = 1024 * 1024
-/** Reads into 32 reused 16 KiB buffers (a TLS socket's `onread` delivers one record per callback). */
-const FEED = { rawMin: RAW_MIN, readBuffers: 32, readBufferBytes: 16 * 1024 }
-/** The feed of each pooled upstream connection, by the stream the Agent holds. */
-const FEEDS = new WeakMap<object, HeadFeed>()
-type Connect = (o: object) => Socket
-
-/** Agents whose connections are the upstream socket read through a HeadFeed. */
-class FeedingHttpsAgent extends HttpsAgent {
-  override createConnection(o: object): Socket {
-    const feed = new HeadFeed(FEED)
-    const s = feed.bindStream((HttpsAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, { ...o, onread: feed.onread }), 'onread')
-    FEEDS.set(s, feed)
-    return s as Socket
-  }
-}
-class FeedingHttpAgent extends HttpAgent {
-  override createConnection(o: object): Socket {
-    const feed = new HeadFeed(FEED)
-    const s = feed.bindStream((HttpAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, { ...o, onread: feed.onread }), 'onread')
-    FEEDS.set(s, feed)
-    return s as Socket
-  }
+/** One decrypted request being handled: its two ends, its connection's CONNECT facts, its method. */
+interface RequestCtx {
+  req: IncomingMessage
+  res: ServerResponse
+  m: ConnMeta
+  method: string
 }
 
 /** The request body, or undefined once it exceeds `limit` bytes (the rest is left for the caller to drain). */

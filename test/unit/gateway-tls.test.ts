@@ -20,7 +20,7 @@ import { sandboxSocket, sandboxPolicyDir, sandboxEgressDir, sandboxAuditDir, san
 import { ensureCa, generateCa, rotateCa } from '../../src/tls/ca.js'
 import { LeafIssuer } from '../../src/tls/leaf.js'
 import { prepareSandboxTrust, writeUpstreamRoots } from '../../src/tls/trust.js'
-import { sniMismatch } from '../../src/gateway/tls-terminate.js'
+import { sniMismatch } from '../../src/gateway/tls-identity.js'
 import { canonicalizeHost } from '../../src/gateway/address.js'
 
 const HOSTS = ['api.test', 'front.test', 'other.test', 'skip.test', 'wrongname.test', 'untrusted.test', 'plain.test', 'audit.test', 'ws.test', 'wsro.test']
@@ -65,7 +65,7 @@ function echoServer(issue: (name: string) => Promise<{ context: import('node:tls
   return s
 }
 
-/** 3 MiB of a non-repeating-per-buffer pattern (above the raw-relay threshold, tls-terminate.ts RAW_MIN). */
+/** 3 MiB of a non-repeating-per-buffer pattern (above the raw-relay threshold, tls-feed.ts RAW_MIN). */
 const BIG = Buffer.from(Array.from({ length: 3 * 1024 * 1024 }, (_, i) => (i * 7 + (i >> 12)) & 0xff))
 
 /** Responses for the body-relay tests: Node's own framing, or raw bytes on the upstream socket. */
