@@ -30,6 +30,12 @@ describe('creatorAlive', () => {
     const pid = await new Promise<number>(resolve => parent!.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))))
     const id = creatorIdOf(pid)
     expect(creatorAlive(id)).toBe(true)
+    // Until sh has exec'd `sleep` it still reaps its children: kill only once the parent is sleep
+    // (under load the pid arrives before the exec; sh then reaped the child and the test saw no zombie).
+    const { readFileSync } = await import('node:fs')
+    const parentComm = () => readFileSync(`/proc/${parent!.pid}/comm`, 'utf8').trim()
+    for (let i = 0; i < 250 && parentComm() !== 'sleep'; i++) await new Promise(r => setTimeout(r, 20))
+    expect(parentComm()).toBe('sleep')
     process.kill(pid, 'SIGKILL')
     for (let i = 0; i < 100 && (await state(pid)) !== 'Z'; i++) await new Promise(r => setTimeout(r, 20))
     expect(await state(pid)).toBe('Z') // still in the process table
