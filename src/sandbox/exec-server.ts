@@ -249,6 +249,12 @@ async function auditForged(data: string, name: string, stage: 'hello' | 'session
   appendRetained(data, name, { event: 'exec_server_forged', stage, message: 'a frame on the exec server channel failed authentication (a process in the sandbox posing as the exec server)' })
 }
 
+/**
+ * One exec session over the channel: the request, then stdin, terminal size, signals and the
+ * timeout out; stdout, stderr and the exit status in. Long by design: every handler shares the
+ * session's state (raw mode, the timer, `finished`) and `finish` must undo each of them exactly
+ * once; split into functions, that state would travel as a bag of mutable fields.
+ */
 function runSession(toServer: Socket, fromServer: Socket, ch: ClientChannel, dec: FrameDecoder, early: Frame[], r: ServerExecRequest, io: ServerExecIO): Promise<number | 'forged'> {
   return new Promise(resolve => {
     const rows = io.stdout.rows ?? 24
