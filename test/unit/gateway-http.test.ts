@@ -19,6 +19,7 @@ import { parsePolicyText } from '../../src/policy/parse.js'
 import { sandboxAuditDir } from '../../src/config/paths.js'
 import { Admission, Contention } from '../../src/gateway/http/admission.js'
 import { redact } from '../../src/gateway/audit.js'
+import { dechunk, statusOf } from '../helpers/http-raw.js'
 
 let data: string
 let upstream: Server
@@ -82,21 +83,7 @@ function raw(sock: string, bytes: string, waitMs = 1500): Promise<string> {
     c.on('error', () => undefined)
   })
 }
-const status = (out: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(out)?.[1] ?? 0)
-/** Decodes a chunked body at the start of `s`: the body and what follows the last chunk. */
-function dechunk(s: string): { body: string; rest: string } {
-  let body = ''
-  let i = 0
-  for (;;) {
-    const e = s.indexOf('\r\n', i)
-    if (e === -1) return { body, rest: '' }
-    const n = parseInt(s.slice(i, e), 16)
-    i = e + 2
-    if (n === 0) return { body, rest: s.slice(i + 2) }
-    body += s.slice(i, i + n)
-    i += n + 2
-  }
-}
+const status = statusOf
 
 let sock: string
 

@@ -22,6 +22,7 @@ import { LeafIssuer } from '../../src/tls/leaf.js'
 import { prepareSandboxTrust, writeUpstreamRoots } from '../../src/tls/trust.js'
 import { sniMismatch } from '../../src/gateway/tls-identity.js'
 import { canonicalizeHost } from '../../src/gateway/address.js'
+import { dechunk, statusOf } from '../helpers/http-raw.js'
 
 const HOSTS = ['api.test', 'front.test', 'other.test', 'skip.test', 'wrongname.test', 'untrusted.test', 'plain.test', 'audit.test', 'ws.test', 'wsro.test']
 const resolve = async (host: string): Promise<IpAddress[]> => {
@@ -472,22 +473,10 @@ describe('response bodies over inspected TLS: a Content-Length body of >= 1 MiB 
     })
   }
   const bodyAt = (out: string) => out.indexOf('\r\n\r\n') + 4
-  const st = (out: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(out)?.[1] ?? 0)
+  const st = statusOf
   /** The next response is the echo server's JSON for `path`. */
   const isEcho = (out: string, path: string) => st(out) === 200 && out.includes(`"url":"${path}"`)
-  const dechunk = (s: string): { body: string; rest: string } => {
-    let body = ''
-    let i = 0
-    for (;;) {
-      const e = s.indexOf('\r\n', i)
-      if (e === -1) return { body, rest: '' }
-      const n = parseInt(s.slice(i, e), 16)
-      i = e + 2
-      if (n === 0) return { body, rest: s.slice(i + 2) }
-      body += s.slice(i, i + n)
-      i += n + 2
-    }
-  }
+
 
   it('3 MiB arrive byte-exact, then the next request on the same connection is answered', async () => {
     const { out } = await collect(get('/big') + get('/after-big'), 5000)
