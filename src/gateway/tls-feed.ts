@@ -18,23 +18,24 @@ export const RAW_MIN = 1024 * 1024
 const FEED = { rawMin: RAW_MIN, readBuffers: 32, readBufferBytes: 16 * 1024 }
 /** The feed of each pooled upstream connection, by the stream the Agent holds. */
 export const FEEDS = new WeakMap<object, HeadFeed>()
-type Connect = (o: object) => Socket
+type Connect = (this: HttpAgent, o: object) => Socket
+
+/** A connection made by `create` (an Agent's own createConnection) whose reads go through a new HeadFeed. */
+function feedConnection(create: Connect, agent: HttpAgent, o: object): Socket {
+  const feed = new HeadFeed(FEED)
+  const s = feed.bindStream(create.call(agent, { ...o, onread: feed.onread }), 'onread')
+  FEEDS.set(s, feed)
+  return s as Socket
+}
 
 /** Agents whose connections are the upstream socket read through a HeadFeed. */
 export class FeedingHttpsAgent extends HttpsAgent {
   override createConnection(o: object): Socket {
-    const feed = new HeadFeed(FEED)
-    const s = feed.bindStream((HttpsAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, { ...o, onread: feed.onread }), 'onread')
-    FEEDS.set(s, feed)
-    return s as Socket
+    return feedConnection((HttpsAgent.prototype as unknown as { createConnection: Connect }).createConnection, this, o)
   }
 }
 export class FeedingHttpAgent extends HttpAgent {
   override createConnection(o: object): Socket {
-    const feed = new HeadFeed(FEED)
-    const s = feed.bindStream((HttpAgent.prototype as unknown as { createConnection: Connect }).createConnection.call(this, { ...o, onread: feed.onread }), 'onread')
-    FEEDS.set(s, feed)
-    return s as Socket
+    return feedConnection((HttpAgent.prototype as unknown as { createConnection: Connect }).createConnection, this, o)
   }
 }
-
