@@ -11,27 +11,23 @@
 //   without:  `Authorization: Bearer <a same-length random string>` (searched, nothing substituted)
 // on the same endpoint, interleaved run by run. Reported: the median per-request time of each and
 // their difference (target ≤ 1 ms p50), and that the upstream saw the real value (with) / not (without).
-import { execFile } from 'node:child_process'
 import { createServer } from 'node:https'
-import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { homedir, tmpdir, loadavg } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { median, opt, testAddress } from './lib.mjs'
+import { median, opt, testAddress, runClient, benchSandbox } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const N = opt('--requests', 300)
 const RUNS = opt('--runs', 5)
 const note = m => process.stderr.write(`[bench credentials] ${m}\n`)
 const d = p => import(join(ROOT, 'dist', p))
-const { generateCa, ensureCa } = await d('tls/ca.js')
+const { generateCa } = await d('tls/ca.js')
 const { LeafIssuer } = await d('tls/leaf.js')
-const { writeUpstreamRoots, prepareSandboxTrust } = await d('tls/trust.js')
 const { Gateway } = await d('gateway/server.js')
 const { parseIp } = await d('gateway/address.js')
-const { PolicyStore } = await d('policy/store.js')
-const { parsePolicyText } = await d('policy/parse.js')
 const { makePlaceholder } = await d('credentials/placeholder.js')
 const paths = await d('config/paths.js')
 
@@ -82,30 +78,19 @@ const get = () => new Promise((ok, ko) => https.get({ host, port: Number(port), 
   console.log(JSON.stringify({ samples }));
 })().catch(e => { console.error(e.message); process.exit(1); });
 `
-const runChild = argv =>
-  new Promise((resolve, reject) => {
-    execFile(process.execPath, ['-e', CLIENT, ...argv], { maxBuffer: 16 << 20, timeout: 300_000 }, (e, stdout, stderr) => {
-      if (e) reject(new Error(`client failed: ${stderr || e.message}`))
-      else resolve(JSON.parse(stdout.trim().split('\n').pop()))
-    })
-  })
 
 const data = mkdtempSync(join(tmpdir(), 'podshell-bench-cred-gw-'))
 try {
-  const ca = await ensureCa(data, { user: 'bench', host: 'bench' })
-  const roots = writeUpstreamRoots(data, { hostBundle: undefined, extraCaFiles: [caFile] })
-  for (const dd of [paths.sandboxDir(data, 'b'), paths.sandboxPolicyDir(data, 'b'), paths.sandboxEgressDir(data, 'b'), paths.sandboxAuditDir(data, 'b')]) mkdirSync(dd, { recursive: true })
-  prepareSandboxTrust(data, 'b', ca, roots)
-  writeFileSync(paths.sandboxProvidersFile(data, 'b'), JSON.stringify([{ name: 'p', type: 'generic', config: {}, credentials: [{ variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER }] }]))
-  new PolicyStore(paths.sandboxPolicyDir(data, 'b')).add(
-    parsePolicyText(`version: 1
+  await benchSandbox(data, 'b', {
+    caFile,
+    providers: [{ name: 'p', type: 'generic', config: {}, credentials: [{ variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER }] }],
+    policyText: `version: 1
 network_policies:
   bench:
     endpoints:
       - { host: cred.bench.test, port: ${PORT}, protocol: rest, access: full, credential_binding: { provider: p }, allowed_ips: [${hostIp}/32] }
-`, 'bench').policy,
-    'bench',
-  )
+`,
+  })
   const gw = new Gateway({ dataDir: data, rescanIntervalMs: 0, tls: true, testHooks: { resolve: async () => [parseIp(hostIp)] } })
   await gw.start()
   const reply = await gw.handleControl(JSON.stringify({ op: 'credentials', sandbox: 'b', credentials: [{ provider: 'p', variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER, value: VALUE }] }))
@@ -115,7 +100,7 @@ network_policies:
   const per = { with: [], without: [] }
   for (let r = 0; r < RUNS; r++) {
     for (const [k, auth] of [['with', PLACEHOLDER], ['without', OTHER]]) {
-      const o = await runChild([sock, 'cred.bench.test', String(PORT), String(N), bundle, auth])
+      const o = await runClient(CLIENT, [sock, 'cred.bench.test', String(PORT), String(N), bundle, auth])
       per[k].push(median(o.samples))
     }
   }

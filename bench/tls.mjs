@@ -21,7 +21,7 @@ import { mkdirSync, writeFileSync, mkdtempSync, rmSync, readFileSync, existsSync
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { homedir, tmpdir } from 'node:os'
-import { median, opt, testAddress } from './lib.mjs'
+import { median, opt, testAddress, runClient, benchSandbox } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist', 'cli', 'main.js')
@@ -33,13 +33,10 @@ const N = opt('--requests', 200)
 const DOWNLOAD_ONLY = args.includes('--download-only')
 const note = m => process.stderr.write(`[bench tls] ${m}\n`)
 const d = p => import(join(ROOT, 'dist', p))
-const { generateCa, ensureCa } = await d('tls/ca.js')
+const { generateCa } = await d('tls/ca.js')
 const { LeafIssuer } = await d('tls/leaf.js')
-const { writeUpstreamRoots, prepareSandboxTrust } = await d('tls/trust.js')
 const { Gateway } = await d('gateway/server.js')
 const { parseIp } = await d('gateway/address.js')
-const { PolicyStore } = await d('policy/store.js')
-const { parsePolicyText } = await d('policy/parse.js')
 const paths = await d('config/paths.js')
 
 const wantIp = process.env.PODSHELL_TEST_ADDR ?? '198.18.0.2'
@@ -122,13 +119,6 @@ function get(a, path) {
   console.log(JSON.stringify(out));
 })().catch(e => { console.error(e.message); process.exit(1); });
 `
-const runChild = (argv, env = process.env) =>
-  new Promise((resolve, reject) => {
-    execFile(process.execPath, ['-e', CLIENT, ...argv], { env, maxBuffer: 16 << 20, timeout: 300_000 }, (e, stdout, stderr) => {
-      if (e) reject(new Error(`client ${argv.slice(0, 3).join(' ')} failed: ${stderr || e.message}`))
-      else resolve(JSON.parse(stdout.trim().split('\n').pop()))
-    })
-  })
 
 const results = { requests: N, mb: MB, runs: RUNS, host: hostIp, node: process.version }
 const policyText = port => `version: 1
@@ -145,11 +135,7 @@ async function requestsBench() {
   const out = {}
   for (const pool of [true, false]) {
     const data = mkdtempSync(join(tmpdir(), 'podshell-bench-tls-gw-'))
-    const ca = await ensureCa(data, { user: 'bench', host: 'bench' })
-    const roots = writeUpstreamRoots(data, { hostBundle: undefined, extraCaFiles: [caFile] })
-    for (const dd of [paths.sandboxDir(data, 'b'), paths.sandboxPolicyDir(data, 'b'), paths.sandboxEgressDir(data, 'b'), paths.sandboxAuditDir(data, 'b')]) mkdirSync(dd, { recursive: true })
-    prepareSandboxTrust(data, 'b', ca, roots)
-    new PolicyStore(paths.sandboxPolicyDir(data, 'b')).add(parsePolicyText(policyText(PORT), 'bench').policy, 'bench')
+    await benchSandbox(data, 'b', { caFile, policyText: policyText(PORT) })
     const gw = new Gateway({ dataDir: data, rescanIntervalMs: 0, tls: true, limits: { upstreamPoolPerHost: pool ? 16 : 0 }, testHooks: { resolve } })
     await gw.start()
     const sock = paths.sandboxSocket(data, 'b')
@@ -160,7 +146,7 @@ async function requestsBench() {
       const per = [], total = [], hsk = []
       const hs0 = upstreamHandshakes
       for (let r = 0; r < RUNS; r++) {
-        const o = await runChild([mode, sock, host, String(PORT), String(N), bundle])
+        const o = await runClient(CLIENT, [mode, sock, host, String(PORT), String(N), bundle])
         per.push(median(o.samples))
         total.push(o.totalMs)
         hsk.push(o.handshakeMs)
@@ -179,7 +165,7 @@ async function requestsBench() {
       for (let r = 0; r < RUNS; r++) {
         for (const [k, host] of [['inspected', 'inspect.bench.test'], ['tunnel', 'tunnel.bench.test']]) {
           const c0 = process.cpuUsage()
-          const o = await runChild(['download', sock, host, String(PORT), String(MB), bundle])
+          const o = await runClient(CLIENT, ['download', sock, host, String(PORT), String(MB), bundle])
           const c = process.cpuUsage(c0)
           tp[k].push(o.bytes / 1e6 / (o.ms / 1000))
           out[`clientCipher_${k}`] = o.cipher

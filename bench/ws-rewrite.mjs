@@ -27,11 +27,10 @@ import { PassThrough } from 'node:stream'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadavg, homedir, tmpdir } from 'node:os'
-import { execFile } from 'node:child_process'
 import { createServer } from 'node:https'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
-import { median, opt, testAddress } from './lib.mjs'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { median, opt, testAddress, runClient, benchSandbox } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const N = opt('--messages', 2000)
@@ -77,13 +76,10 @@ if (!hostIp) {
   process.exit(0)
 }
 const d = p => import(join(ROOT, 'dist', p))
-const { generateCa, ensureCa } = await d('tls/ca.js')
+const { generateCa } = await d('tls/ca.js')
 const { LeafIssuer } = await d('tls/leaf.js')
-const { writeUpstreamRoots, prepareSandboxTrust } = await d('tls/trust.js')
 const { Gateway } = await d('gateway/server.js')
 const { parseIp } = await d('gateway/address.js')
-const { PolicyStore } = await d('policy/store.js')
-const { parsePolicyText } = await d('policy/parse.js')
 const { makePlaceholder } = await d('credentials/placeholder.js')
 const paths = await d('config/paths.js')
 
@@ -158,31 +154,20 @@ t.end();
 console.log(JSON.stringify({ samples }));
 process.exit(0);
 `
-const runChild = argv =>
-  new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', CLIENT, ...argv], { maxBuffer: 16 << 20, timeout: 300_000 }, (e, stdout, stderr) => {
-      if (e) reject(new Error(`client failed: ${stderr || e.message}`))
-      else resolve(JSON.parse(stdout.trim().split('\n').pop()))
-    })
-  })
 
 const data = mkdtempSync(join(tmpdir(), 'podshell-bench-ws-gw-'))
 try {
-  const ca = await ensureCa(data, { user: 'bench', host: 'bench' })
-  const roots = writeUpstreamRoots(data, { hostBundle: undefined, extraCaFiles: [caFile] })
-  for (const dd of [paths.sandboxDir(data, 'b'), paths.sandboxPolicyDir(data, 'b'), paths.sandboxEgressDir(data, 'b'), paths.sandboxAuditDir(data, 'b')]) mkdirSync(dd, { recursive: true })
-  prepareSandboxTrust(data, 'b', ca, roots)
-  writeFileSync(paths.sandboxProvidersFile(data, 'b'), JSON.stringify([{ name: 'p', type: 'generic', config: {}, credentials: [{ variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER }] }]))
-  new PolicyStore(paths.sandboxPolicyDir(data, 'b')).add(
-    parsePolicyText(`version: 1
+  await benchSandbox(data, 'b', {
+    caFile,
+    providers: [{ name: 'p', type: 'generic', config: {}, credentials: [{ variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER }] }],
+    policyText: `version: 1
 network_policies:
   bench:
     endpoints:
       - { host: ${HOST}, port: ${PORT}, protocol: rest, access: full, path: "/rw/**", credential_binding: { provider: p }, websocket_credential_rewrite: true, allowed_ips: [${hostIp}/32] }
       - { host: ${HOST}, port: ${PORT}, protocol: rest, access: full, path: "/relay/**", allowed_ips: [${hostIp}/32] }
-`, 'bench').policy,
-    'bench',
-  )
+`,
+  })
   const gw = new Gateway({ dataDir: data, rescanIntervalMs: 0, tls: true, testHooks: { resolve: async () => [parseIp(hostIp)] } })
   await gw.start()
   const reply = await gw.handleControl(JSON.stringify({ op: 'credentials', sandbox: 'b', credentials: [{ provider: 'p', variable: 'GITHUB_TOKEN', placeholder: PLACEHOLDER, value: VALUE }] }))
@@ -203,7 +188,7 @@ network_policies:
     for (let r = 0; r < RUNS; r++) {
       for (const [k, argv] of variants) {
         const before = { ...seen }
-        const o = await runChild([...argv(), String(RTT_N), String(size), k === 'parsed' ? OTHER : PLACEHOLDER, wsjs])
+        const o = await runClient(CLIENT, [...argv(), String(RTT_N), String(size), k === 'parsed' ? OTHER : PLACEHOLDER, wsjs], { esm: true })
         per[k].push(median(o.samples))
         upstream[k] = Object.fromEntries(Object.keys(seen).map(x => [x, (upstream[k]?.[x] ?? 0) + seen[x] - before[x]]))
       }
