@@ -13,6 +13,14 @@ import { PROVIDER_TYPES, PROVIDER_TYPE_NAMES, type ProviderTypeName } from './ty
 
 /** Largest single environment string the kernel accepts (MAX_ARG_STRLEN, "KEY=VALUE\0"). */
 export const MAX_ENV_STRING = 128 * 1024
+/**
+ * The one rule for a credential value's characters: printable ASCII, non-empty. The gateway puts it
+ * into headers and URLs; it checks values arriving on its control socket with the same rule.
+ */
+export function isPrintableCredentialValue(value: string): boolean {
+  return /^[\x20-\x7e]+$/.test(value)
+}
+
 /** Config values are not secret but become environment variables and pod metadata. */
 export const MAX_CONFIG_VALUE = 4096
 
@@ -76,7 +84,7 @@ export function checkCredentialValue(name: string, value: string): string {
   // The gateway puts the value into request headers and URLs (placeholder substitution): CR/LF
   // would split a header, and non-ASCII has no single encoding there.
   if (/[\r\n]/.test(value)) throw bad('contains a CR or LF (line break)', 'credential values are single-line; remove the trailing newline (e.g. `$(cat file)` strips it, `tr -d "\\r\\n"` too)')
-  if (/[^\x20-\x7e]/.test(value)) throw bad('contains non-ASCII or control characters', 'credential values are printable ASCII; check how the value was produced')
+  if (!isPrintableCredentialValue(value)) throw bad('contains non-ASCII or control characters', 'credential values are printable ASCII; check how the value was produced')
   return value
 }
 

@@ -41,6 +41,7 @@ import { GatewayTls } from '../tls/gateway-tls.js'
 import type { ReloadResult, StatsResult, SandboxStats, PingResult } from './client.js'
 import { Contention } from './http/admission.js'
 import { handleControlLine, listenControlSocket } from './control.js'
+import { isPrintableCredentialValue } from '../credentials/input.js'
 import { PolicyLoader } from './policy-load.js'
 import { readProvidersFile } from './providers-file.js'
 import { heldCredentials, type Served } from './served.js'
@@ -103,8 +104,6 @@ export interface GatewayOptions {
   follower?: { auditSink: (name: string) => AuditSink; values: [string, { provider: string; variable: string; value: string }][] }
 }
 
-/** A credential value the gateway accepts: printable ASCII (it goes into a header). */
-const PRINTABLE = /^[\x20-\x7e]+$/
 
 export class Gateway {
   readonly dataDir: string
@@ -546,7 +545,7 @@ export class Gateway {
     s.values.clear()
     for (const c of list as unknown[]) {
       const v = c as { provider?: unknown; variable?: unknown; placeholder?: unknown; value?: unknown }
-      if ([v?.provider, v?.variable, v?.placeholder, v?.value].every(x => typeof x === 'string') && PRINTABLE.test(v.value as string)) {
+      if ([v?.provider, v?.variable, v?.placeholder, v?.value].every(x => typeof x === 'string') && isPrintableCredentialValue(v.value as string)) {
         s.values.set(v.placeholder as string, { provider: v.provider as string, variable: v.variable as string, value: v.value as string })
       }
     }
@@ -565,7 +564,7 @@ export class Gateway {
     for (const s of this.served.values()) {
       for (const p of s.placeholders) {
         const v = values[p.variable]
-        if (p.provider !== provider || typeof v !== 'string' || !PRINTABLE.test(v)) continue
+        if (p.provider !== provider || typeof v !== 'string' || !isPrintableCredentialValue(v)) continue
         s.values.set(p.placeholder, { provider: p.provider, variable: p.variable, value: v })
         rotated++
       }
